@@ -1,0 +1,25 @@
+# latch — make help lists the targets.
+GO ?= go
+BIN := bin/latch
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+
+.PHONY: help run build test lint bench
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+run: ## run the server on ./latch-data (initialised on first run)
+	$(GO) run ./cmd/latch serve
+
+build: ## build bin/latch
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/latch
+
+test: ## run every test, with the race detector
+	$(GO) test -race -count=1 ./...
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
+	$(GO) vet ./...
+
+bench: ## run the benchmarks (figures go in docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./...

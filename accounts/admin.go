@@ -1,0 +1,341 @@
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// The admin service's endpoints, under AdminSubjectPrefix.
+const (
+	EndpointAccountAdd     = "account.add"
+	EndpointAccountList    = "account.ls"
+	EndpointAccountShow    = "account.show"
+	EndpointAccountDisable = "account.disable"
+	EndpointAccountEnable  = "account.enable"
+	EndpointAccountDelete  = "account.delete"
+	EndpointDeviceIssue    = "device.issue"
+	EndpointDeviceList     = "device.ls"
+	EndpointDeviceRevoke   = "device.revoke"
+	EndpointAuditList      = "audit.ls"
+
+	// ActorHeader names, for the audit trail, who is calling.
+	ActorHeader = "Latch-Actor"
+)
+
+// AccountRequest names a person account.
+type AccountRequest struct {
+	Name string `json:"name"`
+}
+
+// AccountAddRequest asks for a new person account.
+type AccountAddRequest struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"display_name,omitempty"`
+	Role        string `json:"role,omitempty"`
+	Limits      Limits `json:"limits,omitzero"`
+}
+
+// DeviceIssueRequest asks for a device made on the server.
+type DeviceIssueRequest struct {
+	Account string `json:"account"`
+	Name    string `json:"name"`
+	// TTLSeconds is the JWT's lifetime: 0 takes the server's default,
+	// -1 never expires.
+	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+}
+
+// DeviceIssueReply carries the new device and its creds, shown once.
+type DeviceIssueReply struct {
+	Device Device `json:"device"`
+	Creds  string `json:"creds"`
+}
+
+// DeviceRequest names a device of an account by name or public key.
+type DeviceRequest struct {
+	Account string `json:"account"`
+	Device  string `json:"device,omitempty"`
+}
+
+// DeviceRevokeReply tells whether the revocation changed anything.
+type DeviceRevokeReply struct {
+	Device         Device `json:"device"`
+	AlreadyRevoked bool   `json:"already_revoked"`
+}
+
+// AuditRequest asks for the last entries of the audit trail.
+type AuditRequest struct {
+	Last int `json:"last"`
+}
+
+// errorReply is the body of an error response.
+type errorReply struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// ServeAdmin registers the admin service on nc, a LATCH account connection.
+// Requests are handled concurrently, at most 64 at a time.
+func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "latch-admin",
+		Version:     version,
+		Description: "latch accounts and devices",
+	})
+	if err != nil {
+		return nil, err
+	}
+	sem := make(chan struct{}, 64)
+	g := svc.AddGroup(AdminSubjectPrefix)
+	add := func(subject string, h func(ctx context.Context, data []byte) (any, error)) error {
+		name := "latch_" + subjectName(subject)
+		return g.AddEndpoint(name, micro.HandlerFunc(func(req micro.Request) {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				ctx = WithActor(ctx, Actor{Name: "admin:" + req.Headers().Get(ActorHeader), From: "nats"})
+				out, err := h(ctx, req.Data())
+				if err != nil {
+					respondError(req, err)
+					return
+				}
+				req.RespondJSON(out)
+			}()
+		}), micro.WithEndpointSubject(subject))
+	}
+	handlers := map[string]func(ctx context.Context, data []byte) (any, error){
+		EndpointAccountAdd: func(ctx context.Context, data []byte) (any, error) {
+			var r AccountAddRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			return s.CreatePerson(ctx, NewPerson{Name: r.Name, DisplayName: r.DisplayName, Role: r.Role, Limits: r.Limits})
+		},
+		EndpointAccountList: func(ctx context.Context, data []byte) (any, error) {
+			ps, err := s.Persons(ctx)
+			if ps == nil {
+				ps = []Person{}
+			}
+			return ps, err
+		},
+		EndpointAccountShow:    withName(s.Account),
+		EndpointAccountDisable: withName(s.DisablePerson),
+		EndpointAccountEnable:  withName(s.EnablePerson),
+		EndpointAccountDelete:  withName(s.DeletePerson),
+		EndpointDeviceIssue: func(ctx context.Context, data []byte) (any, error) {
+			var r DeviceIssueRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			ttl := time.Duration(r.TTLSeconds) * time.Second
+			if r.TTLSeconds < 0 {
+				ttl = -1
+			}
+			d, creds, err := s.IssueDevice(ctx, NewDevice{Account: r.Account, Name: r.Name, TTL: ttl})
+			if err != nil {
+				return nil, err
+			}
+			return DeviceIssueReply{Device: d, Creds: string(creds)}, nil
+		},
+		EndpointDeviceList: func(ctx context.Context, data []byte) (any, error) {
+			var r DeviceRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			ds, err := s.Devices(ctx, r.Account)
+			if ds == nil {
+				ds = []Device{}
+			}
+			return ds, err
+		},
+		EndpointDeviceRevoke: func(ctx context.Context, data []byte) (any, error) {
+			var r DeviceRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			before, err := s.Device(ctx, r.Account, r.Device)
+			if err != nil {
+				return nil, err
+			}
+			d, err := s.RevokeDevice(ctx, r.Account, before.PublicKey)
+			if err != nil {
+				return nil, err
+			}
+			return DeviceRevokeReply{Device: d, AlreadyRevoked: before.Revoked()}, nil
+		},
+		EndpointAuditList: func(ctx context.Context, data []byte) (any, error) {
+			var r AuditRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			if r.Last <= 0 {
+				r.Last = 50
+			}
+			es, err := s.Audit(ctx, r.Last)
+			if es == nil {
+				es = []AuditEvent{}
+			}
+			return es, err
+		},
+	}
+	for subject, h := range handlers {
+		if err := add(subject, h); err != nil {
+			svc.Stop()
+			return nil, err
+		}
+	}
+	return svc, nil
+}
+
+func withName[T any](f func(ctx context.Context, name string) (T, error)) func(context.Context, []byte) (any, error) {
+	return func(ctx context.Context, data []byte) (any, error) {
+		var r AccountRequest
+		if err := decode(data, &r); err != nil {
+			return nil, err
+		}
+		return f(ctx, r.Name)
+	}
+}
+
+// subjectName turns "account.add" into "account_add", a valid endpoint name.
+func subjectName(subject string) string {
+	b := []byte(subject)
+	for i, c := range b {
+		if c == '.' {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func decode(data []byte, v any) error {
+	if len(data) == 0 {
+		data = []byte("{}")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return invalid("request", "the request is not valid JSON for this endpoint: %v", err)
+	}
+	return nil
+}
+
+// errorCodes maps error kinds to the codes of the micro protocol.
+var errorCodes = map[string]string{
+	"invalid": "400", "not_found": "404", "exists": "409",
+	"revoked": "410", "disabled": "403", "internal": "500",
+}
+
+func respondError(req micro.Request, err error) {
+	kind := Kind(err)
+	body, _ := json.Marshal(errorReply{Kind: kind, Message: err.Error()})
+	req.Error(errorCodes[kind], err.Error(), body)
+}
+
+// AdminClient calls the admin service. The CLI is one.
+type AdminClient struct {
+	nc      *nats.Conn
+	actor   string
+	timeout time.Duration
+}
+
+// NewAdminClient returns a client over nc that names itself actor in the
+// audit trail.
+func NewAdminClient(nc *nats.Conn, actor string) *AdminClient {
+	return &AdminClient{nc: nc, actor: actor, timeout: time.Minute}
+}
+
+func (c *AdminClient) call(ctx context.Context, endpoint string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(AdminSubjectPrefix + "." + endpoint)
+	msg.Data = body
+	msg.Header.Set(ActorHeader, c.actor)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	reply, err := c.nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("no latch admin service answers on %s; is `latch serve` running against this server?", c.nc.ConnectedUrlRedacted())
+	}
+	if err != nil {
+		return fmt.Errorf("admin request %s: %w", endpoint, err)
+	}
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+		var e errorReply
+		if json.Unmarshal(reply.Data, &e) != nil || e.Message == "" {
+			return fmt.Errorf("%s (%s)", reply.Header.Get(micro.ErrorHeader), code)
+		}
+		return ErrorOfKind(e.Kind, e.Message)
+	}
+	if err := json.Unmarshal(reply.Data, out); err != nil {
+		return fmt.Errorf("admin request %s: unreadable reply: %w", endpoint, err)
+	}
+	return nil
+}
+
+// AddAccount creates a person account.
+func (c *AdminClient) AddAccount(ctx context.Context, r AccountAddRequest) (Person, error) {
+	var p Person
+	return p, c.call(ctx, EndpointAccountAdd, r, &p)
+}
+
+// Accounts lists the person accounts.
+func (c *AdminClient) Accounts(ctx context.Context) ([]Person, error) {
+	var ps []Person
+	return ps, c.call(ctx, EndpointAccountList, struct{}{}, &ps)
+}
+
+// Account shows one person account.
+func (c *AdminClient) Account(ctx context.Context, name string) (AccountDetail, error) {
+	var d AccountDetail
+	return d, c.call(ctx, EndpointAccountShow, AccountRequest{Name: name}, &d)
+}
+
+// DisableAccount disables a person account.
+func (c *AdminClient) DisableAccount(ctx context.Context, name string) (Person, error) {
+	var p Person
+	return p, c.call(ctx, EndpointAccountDisable, AccountRequest{Name: name}, &p)
+}
+
+// EnableAccount enables a disabled person account.
+func (c *AdminClient) EnableAccount(ctx context.Context, name string) (Person, error) {
+	var p Person
+	return p, c.call(ctx, EndpointAccountEnable, AccountRequest{Name: name}, &p)
+}
+
+// DeleteAccount deletes a person account and its data.
+func (c *AdminClient) DeleteAccount(ctx context.Context, name string) (Person, error) {
+	var p Person
+	return p, c.call(ctx, EndpointAccountDelete, AccountRequest{Name: name}, &p)
+}
+
+// IssueDevice issues a device with a server-made key.
+func (c *AdminClient) IssueDevice(ctx context.Context, r DeviceIssueRequest) (DeviceIssueReply, error) {
+	var out DeviceIssueReply
+	return out, c.call(ctx, EndpointDeviceIssue, r, &out)
+}
+
+// Devices lists the devices of a person account.
+func (c *AdminClient) Devices(ctx context.Context, account string) ([]Device, error) {
+	var ds []Device
+	return ds, c.call(ctx, EndpointDeviceList, DeviceRequest{Account: account}, &ds)
+}
+
+// RevokeDevice revokes a device by name or public key.
+func (c *AdminClient) RevokeDevice(ctx context.Context, account, device string) (DeviceRevokeReply, error) {
+	var out DeviceRevokeReply
+	return out, c.call(ctx, EndpointDeviceRevoke, DeviceRequest{Account: account, Device: device}, &out)
+}
+
+// Audit returns the last entries of the audit trail.
+func (c *AdminClient) Audit(ctx context.Context, last int) ([]AuditEvent, error) {
+	var es []AuditEvent
+	return es, c.call(ctx, EndpointAuditList, AuditRequest{Last: last}, &es)
+}

@@ -1,0 +1,91 @@
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Actions written to the audit trail.
+const (
+	ActionAccountCreate  = "account.create"
+	ActionAccountDisable = "account.disable"
+	ActionAccountEnable  = "account.enable"
+	ActionAccountDelete  = "account.delete"
+	ActionDeviceIssue    = "device.issue"
+	ActionDeviceRevoke   = "device.revoke"
+)
+
+// AuditEvent is one entry of the audit trail.
+type AuditEvent struct {
+	Time        time.Time `json:"time"`
+	Actor       string    `json:"actor"`
+	From        string    `json:"from,omitempty"`
+	Action      string    `json:"action"`
+	Account     string    `json:"account,omitempty"`
+	AccountName string    `json:"account_name,omitempty"`
+	Device      string    `json:"device,omitempty"`
+	DeviceName  string    `json:"device_name,omitempty"`
+	Detail      string    `json:"detail,omitempty"`
+}
+
+// Actor is who asks for a change, and from where.
+type Actor struct {
+	Name string
+	From string
+}
+
+type actorKey struct{}
+
+// WithActor returns a context that names who is acting, for the audit trail.
+func WithActor(ctx context.Context, a Actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, a)
+}
+
+func actorOf(ctx context.Context) Actor {
+	if a, ok := ctx.Value(actorKey{}).(Actor); ok {
+		return a
+	}
+	return Actor{Name: "latch"}
+}
+
+// audit appends an event to the audit stream.
+func (s *Service) audit(ctx context.Context, e AuditEvent) error {
+	a := actorOf(ctx)
+	e.Time = time.Now().UTC()
+	e.Actor, e.From = a.Name, a.From
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = s.js.Publish(ctx, auditSubject+"."+e.Action, b)
+	return err
+}
+
+// Audit returns the last n entries of the audit trail, newest last.
+func (s *Service) Audit(ctx context.Context, n int) ([]AuditEvent, error) {
+	st, err := s.js.Stream(ctx, AuditStream)
+	if err != nil {
+		return nil, err
+	}
+	last := st.CachedInfo().State.LastSeq
+	if last == 0 {
+		return nil, nil
+	}
+	first := uint64(1)
+	if last > uint64(n) {
+		first = last - uint64(n) + 1
+	}
+	var out []AuditEvent
+	for seq := first; seq <= last; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		var e AuditEvent
+		if json.Unmarshal(m.Data, &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,170 @@
+package accounts
+
+import (
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+)
+
+// RecordsBucket is the KV bucket of a person account that devices sync.
+const RecordsBucket = "records"
+
+// DeviceRole is the role of a person account's scoped device signing key.
+const DeviceRole = "device"
+
+// DeviceTemplate is what every device may do. It is the template of the
+// person account's scoped device signing key, so the server applies it to
+// every device user whatever the user JWT says, and a device user carries
+// no permissions of its own. The person account is the isolation boundary,
+// which is why plain _INBOX.> is kept: every NATS client works unchanged.
+func DeviceTemplate() jwt.UserPermissionLimits {
+	var t jwt.UserPermissionLimits
+	t.NatsLimits = jwt.NatsLimits{Subs: jwt.NoLimit, Data: jwt.NoLimit, Payload: jwt.NoLimit}
+	t.Pub.Allow.Add(
+		"$KV."+RecordsBucket+".>",
+		"$JS.API.STREAM.INFO.KV_"+RecordsBucket,
+		"$JS.API.DIRECT.GET.KV_"+RecordsBucket,
+		"$JS.API.DIRECT.GET.KV_"+RecordsBucket+".>",
+		"$JS.API.CONSUMER.CREATE.KV_"+RecordsBucket+".>",
+		"$JS.API.CONSUMER.DELETE.KV_"+RecordsBucket+".>",
+		"$JS.FC.KV_"+RecordsBucket+".>",
+		"$JS.API.INFO",
+		"$JS.API.STREAM.NAMES",
+		"$JS.API.STREAM.LIST",
+		"$SYS.REQ.USER.INFO",
+		"latch.device.{{subject()}}.>",
+	)
+	t.Sub.Allow.Add(
+		"_INBOX.>",
+		"latch.releases.>",
+		"latch.device.{{subject()}}.>",
+	)
+	return t
+}
+
+// adminPermissions are the CLI admin user's: call the admin service (and
+// let `nats micro` discover it), nothing else.
+func adminPermissions() *jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(AdminSubjectPrefix+".>", "$SRV.>")
+	p.Sub.Allow.Add("_INBOX.>")
+	return &p
+}
+
+func systemAccountClaims(pub, signingKey string) *jwt.AccountClaims {
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = "SYS"
+	ac.SigningKeys.Add(signingKey)
+	return ac
+}
+
+// appAccountClaims are LATCH's: latch's state buckets, audit stream and
+// admin service live there, with JetStream limited only by the server.
+func appAccountClaims(pub, signingKey string) *jwt.AccountClaims {
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = "LATCH"
+	ac.SigningKeys.Add(signingKey)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{
+		MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit,
+		Streams: jwt.NoLimit, Consumer: jwt.NoLimit, MaxAckPending: jwt.NoLimit,
+	}
+	return ac
+}
+
+// Limits are the quotas of a person account.
+type Limits struct {
+	// Disk is the JetStream file storage, in bytes, for the records bucket.
+	Disk int64 `json:"disk"`
+	// Memory is the JetStream memory storage, in bytes; KV watchers use
+	// ordered consumers, which keep their state in memory.
+	Memory int64 `json:"memory"`
+	// Conns is the most connections the account may have at once.
+	Conns int64 `json:"conns"`
+	// Payload is the largest message, in bytes.
+	Payload int64 `json:"payload"`
+	// Consumers is the most JetStream consumers (watchers) at once.
+	Consumers int64 `json:"consumers"`
+}
+
+// DefaultLimits are the quotas of a person account unless told otherwise.
+var DefaultLimits = Limits{
+	Disk:      64 << 20,
+	Memory:    1 << 20,
+	Conns:     64,
+	Payload:   1 << 20,
+	Consumers: 256,
+}
+
+// apply sets the limits on account claims. On one node a single R1 tier
+// holds both the bucket (disk) and the watchers' consumers (memory).
+func (l Limits) apply(ac *jwt.AccountClaims) {
+	ac.Limits.Conn = l.Conns
+	ac.Limits.LeafNodeConn = 0
+	ac.Limits.Payload = l.Payload
+	ac.Limits.Subs = jwt.NoLimit
+	ac.Limits.Data = jwt.NoLimit
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{}
+	ac.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{
+		"R1": {
+			DiskStorage:   l.Disk,
+			MemoryStorage: l.Memory,
+			Streams:       4,
+			Consumer:      l.Consumers,
+			MaxAckPending: jwt.NoLimit,
+		},
+	}
+}
+
+// personKeys are the keys of a new person account.
+type personKeys struct {
+	account nkeys.KeyPair // identity: signs nothing after creation and is discarded
+	device  nkeys.KeyPair // scoped: signs device users
+	service nkeys.KeyPair // unscoped: signs the server's own short-lived users
+}
+
+func newPersonKeys() personKeys {
+	a, _ := nkeys.CreateAccount()
+	d, _ := nkeys.CreateAccount()
+	s, _ := nkeys.CreateAccount()
+	return personKeys{account: a, device: d, service: s}
+}
+
+// personAccountClaims are the claims of a new person account.
+func personAccountClaims(name string, k personKeys, l Limits) *jwt.AccountClaims {
+	pub, _ := k.account.PublicKey()
+	devPub, _ := k.device.PublicKey()
+	svcPub, _ := k.service.PublicKey()
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = name
+	ac.Tags.Add("latch:person")
+	scope := jwt.NewUserScope()
+	scope.Key = devPub
+	scope.Role = DeviceRole
+	scope.Description = "devices of " + name
+	scope.Template = DeviceTemplate()
+	ac.SigningKeys.AddScopedSigner(scope)
+	ac.SigningKeys.Add(svcPub)
+	l.apply(ac)
+	return ac
+}
+
+// deviceUserClaims are a device user's claims: no permissions of their own
+// (the scoped key's template decides), signed for the account.
+func deviceUserClaims(account, devicePub, name string, expires time.Time) *jwt.UserClaims {
+	uc := jwt.NewUserClaims(devicePub)
+	uc.Name = name
+	uc.IssuerAccount = account
+	// A scoped signing key refuses users that carry permissions or limits.
+	uc.UserPermissionLimits = jwt.UserPermissionLimits{}
+	if !expires.IsZero() {
+		uc.Expires = expires.Unix()
+	}
+	return uc
+}
+
+// serviceUserJWT mints a short-lived user of a person account signed by
+// its service key, for the server's own work in that account.
+func serviceUserJWT(account string, service nkeys.KeyPair, ttl time.Duration) (string, []byte, error) {
+	return mintUser(service, account, "latch-service", nil, time.Now().Add(ttl))
+}

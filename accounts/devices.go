@@ -1,0 +1,274 @@
+package accounts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/latch-dev/latch/keys"
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// How a device came to be.
+const (
+	EnrolledIssued = "issued" // `latch device issue`: the server made the key
+)
+
+// Device is one NATS user of a person account.
+type Device struct {
+	Account     string     `json:"account"`
+	AccountName string     `json:"account_name"`
+	Name        string     `json:"name"`
+	PublicKey   string     `json:"public_key"`
+	Enrolled    string     `json:"enrolled"`
+	Platform    string     `json:"platform,omitempty"`
+	Created     time.Time  `json:"created"`
+	Expires     *time.Time `json:"expires,omitempty"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	LastSeen    *time.Time `json:"last_seen,omitempty"`
+}
+
+// Revoked reports whether the device is revoked.
+func (d Device) Revoked() bool { return d.RevokedAt != nil }
+
+// NewDevice is what AuthorizeDevice and IssueDevice need.
+type NewDevice struct {
+	// Account is the person's name.
+	Account string
+	Name    string
+	// PublicKey is the device's user key (U…). IssueDevice makes one.
+	PublicKey string
+	Enrolled  string
+	Platform  string
+	// TTL is how long the JWT is valid: 0 takes the service's default,
+	// a negative TTL never expires.
+	TTL time.Duration
+}
+
+// devices bucket keys: <account>.dev.<device key> holds a Device and
+// <account>.name.<hash of the lower-cased name> the key of the active
+// device with that name, so two devices of one person never share a name.
+func deviceKey(account, pub string) string { return account + ".dev." + pub }
+
+func nameKey(account, name string) string {
+	h := sha256.Sum256([]byte(strings.ToLower(name)))
+	return account + ".name." + hex.EncodeToString(h[:16])
+}
+
+// IssueDevice makes a device key on the server, authorizes it and returns
+// the device and its creds. The creds are returned once and never stored.
+func (s *Service) IssueDevice(ctx context.Context, nd NewDevice) (Device, []byte, error) {
+	kp, _ := nkeys.CreateUser()
+	nd.PublicKey, _ = kp.PublicKey()
+	if nd.Enrolled == "" {
+		nd.Enrolled = EnrolledIssued
+	}
+	d, tok, err := s.AuthorizeDevice(ctx, nd)
+	if err != nil {
+		return Device{}, nil, err
+	}
+	seed, _ := kp.Seed()
+	creds, err := keys.FormatCreds(tok, seed)
+	if err != nil {
+		return Device{}, nil, err
+	}
+	return d, creds, nil
+}
+
+// AuthorizeDevice registers a device key with a person account and returns
+// the device user's JWT, signed by the account's scoped device key. A key
+// that was ever revoked or enrolled before is refused.
+func (s *Service) AuthorizeDevice(ctx context.Context, nd NewDevice) (Device, string, error) {
+	if err := ValidateDeviceName(nd.Name); err != nil {
+		return Device{}, "", err
+	}
+	if !nkeys.IsValidPublicUserKey(nd.PublicKey) {
+		return Device{}, "", invalid("public_key", "%q is not a user public key (U…)", nd.PublicKey)
+	}
+	p, err := s.Person(ctx, nd.Account)
+	if err != nil {
+		return Device{}, "", err
+	}
+	switch p.Status {
+	case StatusActive:
+	case StatusDisabled:
+		return Device{}, "", errorf(ErrDisabled, "account %q is disabled; enable it with `latch account enable %s` first", p.Name, p.Name)
+	default:
+		return Device{}, "", errorf(ErrInvalid, "account %q is %s", p.Name, p.Status)
+	}
+	if _, err := s.devices.Get(ctx, deviceKey(p.Account, nd.PublicKey)); err == nil {
+		return Device{}, "", errorf(ErrRevoked, "key %s was enrolled before; a device key is never issued twice, so make a new one", nd.PublicKey)
+	} else if !isNotFound(err) {
+		return Device{}, "", err
+	}
+	if tok, err := s.cfg.Directory.Lookup(ctx, p.Account); err == nil && tok != "" {
+		if ac, err := jwt.DecodeAccountClaims(tok); err == nil {
+			if _, revoked := ac.Revocations[nd.PublicKey]; revoked {
+				return Device{}, "", errorf(ErrRevoked, "key %s is revoked in account %q and is never issued again; make a new key", nd.PublicKey, p.Name)
+			}
+		}
+	}
+	var sec personSecrets
+	if _, err := getJSON(ctx, s.secrets, p.Account, &sec); err != nil {
+		return Device{}, "", fmt.Errorf("signing keys of %s: %w", p.Name, err)
+	}
+	signer, err := nkeys.FromSeed([]byte(sec.Device))
+	if err != nil {
+		return Device{}, "", fmt.Errorf("device signing key of %s is corrupt: %w", p.Name, err)
+	}
+
+	now := time.Now().UTC()
+	d := Device{
+		Account: p.Account, AccountName: p.Name, Name: nd.Name, PublicKey: nd.PublicKey,
+		Enrolled: nd.Enrolled, Platform: nd.Platform, Created: now,
+	}
+	ttl := nd.TTL
+	if ttl == 0 {
+		ttl = s.cfg.DeviceTTL
+	}
+	var exp time.Time
+	if ttl > 0 {
+		exp = now.Add(ttl).Truncate(time.Second)
+		d.Expires = &exp
+	}
+	tok, err := deviceUserClaims(p.Account, d.PublicKey, d.Name, exp).Encode(signer)
+	if err != nil {
+		return Device{}, "", err
+	}
+
+	// Claim the name first: Create fails when an active device has it.
+	if _, err := s.devices.Create(ctx, nameKey(p.Account, d.Name), []byte(d.PublicKey)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return Device{}, "", errorf(ErrExists, "account %q already has a device named %q; choose another name or revoke that device", p.Name, d.Name)
+		}
+		return Device{}, "", err
+	}
+	undo := func(cause error) (Device, string, error) {
+		ctx := context.WithoutCancel(ctx)
+		s.devices.Purge(ctx, deviceKey(p.Account, d.PublicKey))
+		s.devices.Delete(ctx, nameKey(p.Account, d.Name))
+		return Device{}, "", cause
+	}
+	if err := createJSON(ctx, s.devices, deviceKey(p.Account, d.PublicKey), d); err != nil {
+		return undo(err)
+	}
+	// The JWT is handed out only once the issuance is on the audit trail.
+	if err := s.audit(ctx, AuditEvent{Action: ActionDeviceIssue, Account: p.Account, AccountName: p.Name, Device: d.PublicKey, DeviceName: d.Name, Detail: d.Enrolled}); err != nil {
+		return undo(fmt.Errorf("audit: %w", err))
+	}
+	return d, tok, nil
+}
+
+// Devices returns the devices of a person, newest first.
+func (s *Service) Devices(ctx context.Context, account string) ([]Device, error) {
+	p, err := s.Person(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	return s.devicesOf(ctx, p)
+}
+
+func (s *Service) devicesOf(ctx context.Context, p Person) ([]Device, error) {
+	lister, err := s.devices.ListKeysFiltered(ctx, p.Account+".dev.*")
+	if err != nil {
+		return nil, err
+	}
+	var out []Device
+	for k := range lister.Keys() {
+		var d Device
+		if _, err := getJSON(ctx, s.devices, k, &d); err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// Device finds a device of a person by public key or by name. A name
+// matches the active device first, then the newest revoked one.
+func (s *Service) Device(ctx context.Context, account, ref string) (Device, error) {
+	p, err := s.Person(ctx, account)
+	if err != nil {
+		return Device{}, err
+	}
+	return s.deviceOf(ctx, p, ref)
+}
+
+func (s *Service) deviceOf(ctx context.Context, p Person, ref string) (Device, error) {
+	notFound := errorf(ErrNotFound, "account %q has no device %q; see `latch device ls --account %s`", p.Name, ref, p.Name)
+	pub := ref
+	if !nkeys.IsValidPublicUserKey(ref) {
+		e, err := s.devices.Get(ctx, nameKey(p.Account, ref))
+		if err == nil {
+			pub = string(e.Value())
+		} else if !isNotFound(err) {
+			return Device{}, err
+		} else {
+			// No active device has the name; look among the revoked.
+			devs, err := s.devicesOf(ctx, p)
+			if err != nil {
+				return Device{}, err
+			}
+			for _, d := range devs {
+				if strings.EqualFold(d.Name, ref) {
+					return d, nil
+				}
+			}
+			return Device{}, notFound
+		}
+	}
+	var d Device
+	if _, err := getJSON(ctx, s.devices, deviceKey(p.Account, pub), &d); err != nil {
+		if isNotFound(err) {
+			return Device{}, notFound
+		}
+		return Device{}, err
+	}
+	return d, nil
+}
+
+// RevokeDevice revokes a device: its key goes into the account JWT's
+// revocation list, the JWT is pushed, and the server closes the device's
+// connections at once. Its creds never connect again. Revoking a revoked
+// device changes nothing and returns it.
+func (s *Service) RevokeDevice(ctx context.Context, account, ref string) (Device, error) {
+	p, err := s.Person(ctx, account)
+	if err != nil {
+		return Device{}, err
+	}
+	d, err := s.deviceOf(ctx, p, ref)
+	if err != nil {
+		return Device{}, err
+	}
+	if d.Revoked() {
+		return d, nil
+	}
+	if err := s.update(p.Account, func(ac *jwt.AccountClaims) error {
+		ac.Revoke(d.PublicKey)
+		return nil
+	}); err != nil {
+		return Device{}, fmt.Errorf("revoke %q: %w", d.Name, err)
+	}
+	now := time.Now().UTC()
+	d.RevokedAt = &now
+	if err := putJSON(ctx, s.devices, deviceKey(p.Account, d.PublicKey), d); err != nil {
+		return Device{}, fmt.Errorf("device %q is revoked, but its record was not updated: %w", d.Name, err)
+	}
+	if err := s.devices.Delete(ctx, nameKey(p.Account, d.Name)); err != nil {
+		s.log.Warn("revoked device keeps its name", "account", p.Account, "device", d.PublicKey, "err", err)
+	}
+	s.auditAfter(ctx, AuditEvent{Action: ActionDeviceRevoke, Account: p.Account, AccountName: p.Name, Device: d.PublicKey, DeviceName: d.Name})
+	s.log.Info("device revoked", "account", p.Account, "device", d.PublicKey)
+	return d, nil
+}

@@ -1,0 +1,421 @@
+package accounts
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/latch-dev/latch/keys"
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+)
+
+// Files of a data folder.
+const (
+	ManifestFile     = "latch.json"
+	SysCredsFile     = "sys.creds"
+	AdminCredsFile   = "admin.creds"
+	KeysDir          = "keys"
+	JetStreamKeyName = "jetstream.key"
+
+	// AdminSubjectPrefix is where the admin service listens.
+	AdminSubjectPrefix = "latch.admin.v1"
+)
+
+// Manifest is the public half of an operator tree: names, public keys and
+// JWTs. Seeds live in the key store beside it.
+type Manifest struct {
+	Name          string     `json:"name"`
+	Operator      string     `json:"operator"`
+	OperatorJWT   string     `json:"operator_jwt"`
+	SigningKey    string     `json:"signing_key"` // the operator signing key in use
+	SystemAccount AccountJWT `json:"system_account"`
+	AppAccount    AccountJWT `json:"app_account"`
+	Created       time.Time  `json:"created"`
+}
+
+// AccountJWT is one of latch's own accounts.
+type AccountJWT struct {
+	Name       string `json:"name"`
+	PublicKey  string `json:"public_key"`
+	SigningKey string `json:"signing_key"` // signs the account's users
+	JWT        string `json:"jwt"`
+}
+
+// Operator is an initialised data folder: the manifest and the key store.
+type Operator struct {
+	Dir  string
+	Keys *keys.Store
+	Manifest
+}
+
+// ErrNotInitialised is returned by LoadOperator for a folder that holds no
+// operator tree.
+var ErrNotInitialised = errors.New("not a latch data folder")
+
+// InitOperator creates a data folder: the operator identity key and one
+// signing key, the SYS and LATCH accounts, sys.creds, admin.creds and, when
+// jsKey is empty, a random JetStream encryption key. It refuses a folder
+// that is already initialised or holds anything else. Everything is made in
+// a temporary folder first and moved into place in one step, so a failure
+// leaves nothing behind.
+func InitOperator(dir, name string) (*Operator, error) {
+	if name == "" {
+		name = "latch"
+	}
+	if err := checkFreshDir(dir); err != nil {
+		return nil, err
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".latch-init-*")
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if err := writeOperatorTree(tmp, name); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	// rename(2) replaces an empty folder, and refuses a non-empty one.
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("init: move the new data folder into place: %w", err)
+	}
+	return LoadOperator(dir)
+}
+
+// checkFreshDir accepts a folder that does not exist or is empty.
+func checkFreshDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
+		return fmt.Errorf("%s is already initialised; nothing was changed (use another --data folder to start afresh)", dir)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%s is not empty and is not a latch data folder; nothing was changed (choose an empty or new folder)", dir)
+	}
+	return nil
+}
+
+func writeOperatorTree(dir, name string) error {
+	store, err := keys.Create(filepath.Join(dir, KeysDir))
+	if err != nil {
+		return err
+	}
+	opKP, _ := nkeys.CreateOperator()
+	signKP, _ := nkeys.CreateOperator()
+	// SYS and LATCH keep no identity seed: with strict signing-key usage
+	// an account's identity key may not sign users, so each gets a signing
+	// key, and the operator signing key re-signs the accounts themselves.
+	sysKP, _ := nkeys.CreateAccount()
+	appKP, _ := nkeys.CreateAccount()
+	sysSignKP, _ := nkeys.CreateAccount()
+	appSignKP, _ := nkeys.CreateAccount()
+	for _, kp := range []nkeys.KeyPair{opKP, signKP, sysSignKP, appSignKP} {
+		if err := store.Put(kp); err != nil {
+			return err
+		}
+	}
+	opPub, _ := opKP.PublicKey()
+	signPub, _ := signKP.PublicKey()
+	sysPub, _ := sysKP.PublicKey()
+	appPub, _ := appKP.PublicKey()
+	sysSignPub, _ := sysSignKP.PublicKey()
+	appSignPub, _ := appSignKP.PublicKey()
+
+	m := Manifest{Name: name, Operator: opPub, SigningKey: signPub, Created: time.Now().UTC()}
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.Name = name
+	oc.SystemAccount = sysPub
+	oc.SigningKeys.Add(signPub)
+	// Strict signing-key usage: the server then trusts account JWTs from
+	// the operator's signing keys only, so the identity key can be kept
+	// offline, and users from account signing keys only.
+	oc.StrictSigningKeyUsage = true
+	if m.OperatorJWT, err = oc.Encode(opKP); err != nil {
+		return err
+	}
+	sysJWT, err := systemAccountClaims(sysPub, sysSignPub).Encode(signKP)
+	if err != nil {
+		return err
+	}
+	appJWT, err := appAccountClaims(appPub, appSignPub).Encode(signKP)
+	if err != nil {
+		return err
+	}
+	m.SystemAccount = AccountJWT{Name: "SYS", PublicKey: sysPub, SigningKey: sysSignPub, JWT: sysJWT}
+	m.AppAccount = AccountJWT{Name: "LATCH", PublicKey: appPub, SigningKey: appSignPub, JWT: appJWT}
+
+	sysCreds, err := mintUserCreds(sysSignKP, sysPub, "sys", nil)
+	if err != nil {
+		return err
+	}
+	if err := keys.WriteFileNew(filepath.Join(dir, SysCredsFile), sysCreds); err != nil {
+		return err
+	}
+	adminCreds, err := mintUserCreds(appSignKP, appPub, "admin", adminPermissions())
+	if err != nil {
+		return err
+	}
+	if err := keys.WriteFileNew(filepath.Join(dir, AdminCredsFile), adminCreds); err != nil {
+		return err
+	}
+	if err := store.PutSecret(JetStreamKeyName, keys.RandomSecret(32)); err != nil {
+		return err
+	}
+	// The manifest goes last: its presence is what makes the folder initialised.
+	return writeManifest(dir, m)
+}
+
+func writeManifest(dir string, m Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return keys.WriteFileReplace(filepath.Join(dir, ManifestFile), append(b, '\n'))
+}
+
+// LoadOperator opens an initialised data folder.
+func LoadOperator(dir string) (*Operator, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s does not exist; run `latch init --data %s` or `latch serve --data %s`", ErrNotInitialised, dir, dir, dir)
+		}
+		return nil, fmt.Errorf("%w: %s has no %s; run `latch init --data %s`", ErrNotInitialised, dir, ManifestFile, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s is corrupt: %v", filepath.Join(dir, ManifestFile), err)
+	}
+	if _, err := jwt.DecodeOperatorClaims(m.OperatorJWT); err != nil {
+		return nil, fmt.Errorf("%s: the operator JWT is invalid: %v", filepath.Join(dir, ManifestFile), err)
+	}
+	store, err := keys.Open(filepath.Join(dir, KeysDir))
+	if err != nil {
+		return nil, err
+	}
+	return &Operator{Dir: dir, Keys: store, Manifest: m}, nil
+}
+
+// Save writes the manifest back.
+func (o *Operator) Save() error { return writeManifest(o.Dir, o.Manifest) }
+
+// OperatorClaims decodes the operator JWT.
+func (o *Operator) OperatorClaims() (*jwt.OperatorClaims, error) {
+	return jwt.DecodeOperatorClaims(o.OperatorJWT)
+}
+
+// Signer loads the operator signing key in use.
+func (o *Operator) Signer() (nkeys.KeyPair, error) {
+	kp, err := o.Keys.Get(o.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("operator signing key: %w", err)
+	}
+	return kp, nil
+}
+
+// JetStreamKey returns the JetStream encryption key: getenv's
+// LATCH_JETSTREAM_KEY when set, else the key store's.
+func (o *Operator) JetStreamKey(getenv func(string) string) (string, error) {
+	if k := getenv("LATCH_JETSTREAM_KEY"); k != "" {
+		return k, nil
+	}
+	b, err := o.Keys.Secret(JetStreamKeyName)
+	if err != nil {
+		return "", fmt.Errorf("JetStream key: %w; set LATCH_JETSTREAM_KEY or restore the file", err)
+	}
+	return string(b), nil
+}
+
+// AddSigningKey makes a new operator signing key, adds it to the operator
+// JWT (re-signed with the identity key) and makes it the key in use. The
+// running server trusts it after a restart, when it also re-signs every
+// account with it.
+func (o *Operator) AddSigningKey() (string, error) {
+	idKP, err := o.identity()
+	if err != nil {
+		return "", err
+	}
+	oc, err := o.OperatorClaims()
+	if err != nil {
+		return "", err
+	}
+	kp, _ := nkeys.CreateOperator()
+	pub, _ := kp.PublicKey()
+	if err := o.Keys.Put(kp); err != nil {
+		return "", err
+	}
+	oc.SigningKeys.Add(pub)
+	tok, err := oc.Encode(idKP)
+	if err != nil {
+		o.Keys.Remove(pub)
+		return "", err
+	}
+	o.OperatorJWT, o.SigningKey = tok, pub
+	if err := o.Save(); err != nil {
+		o.Keys.Remove(pub)
+		return "", err
+	}
+	return pub, nil
+}
+
+// RemoveSigningKey drops an operator signing key from the operator JWT and
+// deletes its seed. It refuses the key in use and any key that still signs
+// an account in the resolver folder, since those accounts would stop
+// working.
+func (o *Operator) RemoveSigningKey(pub string) error {
+	oc, err := o.OperatorClaims()
+	if err != nil {
+		return err
+	}
+	if !oc.SigningKeys.Contains(pub) {
+		return errorf(ErrNotFound, "%s is not a signing key of operator %s; see `latch operator show`", pub, o.Name)
+	}
+	if pub == o.SigningKey {
+		return errorf(ErrInvalid, "%s is the signing key in use; add another with `latch operator signing-key add`, restart `latch serve` so it re-signs every account, then remove this one", pub)
+	}
+	n, err := o.accountsSignedBy(pub)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return errorf(ErrInvalid, "%d account JWTs are still signed by %s; restart `latch serve` so it re-signs them with %s, then try again", n, pub, o.SigningKey)
+	}
+	idKP, err := o.identity()
+	if err != nil {
+		return err
+	}
+	oc.SigningKeys.Remove(pub)
+	tok, err := oc.Encode(idKP)
+	if err != nil {
+		return err
+	}
+	o.OperatorJWT = tok
+	if err := o.Save(); err != nil {
+		return err
+	}
+	if o.Keys.Has(pub) {
+		return o.Keys.Remove(pub)
+	}
+	return nil
+}
+
+// accountsSignedBy counts the account JWTs, in the manifest and in the
+// resolver folder, issued by key.
+func (o *Operator) accountsSignedBy(key string) (int, error) {
+	toks := []string{o.SystemAccount.JWT, o.AppAccount.JWT}
+	files, err := filepath.Glob(filepath.Join(o.Dir, "resolver", "*.jwt"))
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return 0, err
+		}
+		toks = append(toks, string(b))
+	}
+	n := 0
+	for _, t := range toks {
+		if ac, err := jwt.DecodeAccountClaims(t); err == nil && ac.Issuer == key {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// HasIdentityKey reports whether the operator identity seed is in the
+// store; it may be kept offline after init.
+func (o *Operator) HasIdentityKey() bool { return o.Keys.Has(o.Operator) }
+
+func (o *Operator) identity() (nkeys.KeyPair, error) {
+	kp, err := o.Keys.Get(o.Operator)
+	if errors.Is(err, keys.ErrNotFound) {
+		return nil, fmt.Errorf("the operator identity key %s is offline; copy its seed back to %s to change the operator", o.Operator, o.Keys.Path(o.Operator))
+	}
+	return kp, err
+}
+
+// ResignOwnAccounts re-signs the SYS and LATCH account JWTs with the
+// signing key in use when another key signed them, and reports whether it
+// changed anything.
+func (o *Operator) ResignOwnAccounts() (bool, error) {
+	signer, err := o.Signer()
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for _, a := range []*AccountJWT{&o.SystemAccount, &o.AppAccount} {
+		ac, err := jwt.DecodeAccountClaims(a.JWT)
+		if err != nil {
+			return false, fmt.Errorf("%s account JWT: %w", a.Name, err)
+		}
+		if ac.Issuer == o.SigningKey {
+			continue
+		}
+		if a.JWT, err = ac.Encode(signer); err != nil {
+			return false, err
+		}
+		changed = true
+	}
+	if changed {
+		return true, o.Save()
+	}
+	return false, nil
+}
+
+// MintUser makes a user of one of latch's own accounts (SYS or LATCH),
+// signed by that account's key, for the server's own connections.
+func (o *Operator) MintUser(account AccountJWT, name string) (userJWT string, seed []byte, err error) {
+	skp, err := o.Keys.Get(account.SigningKey)
+	if err != nil {
+		return "", nil, err
+	}
+	return mintUser(skp, account.PublicKey, name, nil, time.Time{})
+}
+
+// mintUser makes a user nkey and a JWT for it, signed by a signing key of
+// the account.
+func mintUser(signer nkeys.KeyPair, account, name string, perms *jwt.Permissions, expires time.Time) (userJWT string, seed []byte, err error) {
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.Name = name
+	uc.IssuerAccount = account
+	if !expires.IsZero() {
+		uc.Expires = expires.Unix()
+	}
+	if perms != nil {
+		uc.Permissions = *perms
+	}
+	if userJWT, err = uc.Encode(signer); err != nil {
+		return "", nil, err
+	}
+	seed, _ = ukp.Seed()
+	return userJWT, seed, nil
+}
+
+func mintUserCreds(signer nkeys.KeyPair, account, name string, perms *jwt.Permissions) ([]byte, error) {
+	tok, seed, err := mintUser(signer, account, name, perms, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return keys.FormatCreds(tok, seed)
+}

@@ -1,0 +1,416 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// Roles of a person.
+const (
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+)
+
+// Statuses of a person account.
+const (
+	StatusCreating = "creating"
+	StatusActive   = "active"
+	StatusDisabled = "disabled"
+	StatusDeleting = "deleting"
+)
+
+// Person is someone with a person account.
+type Person struct {
+	Name        string     `json:"name"`
+	DisplayName string     `json:"display_name,omitempty"`
+	Role        string     `json:"role"`
+	Account     string     `json:"account"`
+	Status      string     `json:"status"`
+	Limits      Limits     `json:"limits"`
+	Created     time.Time  `json:"created"`
+	DisabledAt  *time.Time `json:"disabled_at,omitempty"`
+}
+
+// NewPerson is what CreatePerson needs.
+type NewPerson struct {
+	Name        string
+	DisplayName string
+	Role        string
+	// Limits overrides the service's default quotas when not zero.
+	Limits Limits
+}
+
+// personSecrets are the signing seeds of a person account, kept in the
+// secrets bucket. The account's identity seed is not kept.
+type personSecrets struct {
+	Device  string `json:"device"`
+	Service string `json:"service"`
+}
+
+// tombstone marks a deleted account.
+type tombstone struct {
+	Account string    `json:"account"`
+	Name    string    `json:"name"`
+	Deleted time.Time `json:"deleted"`
+}
+
+// CreatePerson creates a person and their account: keys, the account JWT
+// pushed to the resolver, and the records bucket. It either does all of it
+// or, on failure, undoes what it did.
+func (s *Service) CreatePerson(ctx context.Context, np NewPerson) (Person, error) {
+	if err := ValidatePersonName(np.Name); err != nil {
+		return Person{}, err
+	}
+	if np.Role == "" {
+		np.Role = RoleMember
+	}
+	if np.Role != RoleAdmin && np.Role != RoleMember {
+		return Person{}, invalid("role", "%q is not a role; use %q or %q", np.Role, RoleAdmin, RoleMember)
+	}
+	limits := s.cfg.Limits
+	if np.Limits != (Limits{}) {
+		limits = np.Limits
+	}
+	if err := limits.validate(); err != nil {
+		return Person{}, err
+	}
+	k := newPersonKeys()
+	pub, _ := k.account.PublicKey()
+	p := Person{
+		Name: np.Name, DisplayName: np.DisplayName, Role: np.Role, Account: pub,
+		Status: StatusCreating, Limits: limits, Created: time.Now().UTC(),
+	}
+	// Create refuses an existing key, so two requests for one name cannot
+	// both win.
+	if err := createJSON(ctx, s.persons, p.Name, p); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return Person{}, errorf(ErrExists, "a person named %q already exists; see `latch account ls`", p.Name)
+		}
+		return Person{}, fmt.Errorf("create person %s: %w", p.Name, err)
+	}
+	pushed := false
+	undo := func(cause error) (Person, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if pushed {
+			if err := s.cfg.Directory.PurgeJetStream(ctx, pub); err != nil {
+				s.log.Warn("undo account creation: purge", "account", pub, "err", err)
+			}
+			if err := s.cfg.Directory.Delete(ctx, s.cfg.Signer, pub); err != nil {
+				s.log.Warn("undo account creation: delete JWT", "account", pub, "err", err)
+			}
+		}
+		s.secrets.Delete(ctx, pub)
+		s.persons.Delete(ctx, p.Name)
+		return Person{}, fmt.Errorf("create person %s: %w; nothing was kept", p.Name, cause)
+	}
+	devSeed, _ := k.device.Seed()
+	svcSeed, _ := k.service.Seed()
+	if err := putJSON(ctx, s.secrets, pub, personSecrets{Device: string(devSeed), Service: string(svcSeed)}); err != nil {
+		return undo(err)
+	}
+	tok, _, err := s.sign(personAccountClaims(p.Name, k, limits), 0)
+	if err != nil {
+		return undo(err)
+	}
+	pushed = true
+	if err := s.cfg.Directory.Push(ctx, tok); err != nil {
+		return undo(err)
+	}
+	if err := s.createRecordsBucket(ctx, pub, k.service, limits); err != nil {
+		return undo(err)
+	}
+	p.Status = StatusActive
+	if err := putJSON(ctx, s.persons, p.Name, p); err != nil {
+		return undo(err)
+	}
+	if err := s.audit(ctx, AuditEvent{Action: ActionAccountCreate, Account: pub, AccountName: p.Name}); err != nil {
+		return undo(fmt.Errorf("audit: %w", err))
+	}
+	s.log.Info("person created", "name", p.Name, "account", pub)
+	return p, nil
+}
+
+// createRecordsBucket creates the person's records bucket through a
+// short-lived service user of their account.
+func (s *Service) createRecordsBucket(ctx context.Context, account string, service nkeys.KeyPair, l Limits) error {
+	tok, seed, err := serviceUserJWT(account, service, time.Minute)
+	if err != nil {
+		return err
+	}
+	nc, err := s.cfg.Dial(tok, seed)
+	if err != nil {
+		return fmt.Errorf("connect to the new account: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      RecordsBucket,
+		Description: "records synced between the person's devices",
+		History:     10,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+		MaxBytes:    l.Disk,
+	})
+	if err != nil {
+		return fmt.Errorf("create the records bucket: %w", err)
+	}
+	return nil
+}
+
+func (l Limits) validate() error {
+	switch {
+	case l.Disk <= 0:
+		return invalid("disk", "the disk quota must be more than 0")
+	case l.Memory <= 0:
+		return invalid("memory", "the memory quota must be more than 0 (KV watchers need it)")
+	case l.Conns <= 0:
+		return invalid("conns", "the connection limit must be more than 0")
+	case l.Payload <= 0:
+		return invalid("payload", "the payload limit must be more than 0")
+	case l.Consumers <= 0:
+		return invalid("consumers", "the consumer limit must be more than 0")
+	}
+	return nil
+}
+
+// Person returns the person with the given name.
+func (s *Service) Person(ctx context.Context, name string) (Person, error) {
+	var p Person
+	if _, err := getJSON(ctx, s.persons, name, &p); err != nil {
+		if isNotFound(err) || errors.Is(err, jetstream.ErrInvalidKey) {
+			return Person{}, errorf(ErrNotFound, "no account named %q; see `latch account ls`", name)
+		}
+		return Person{}, err
+	}
+	return p, nil
+}
+
+// Persons returns every person, sorted by name.
+func (s *Service) Persons(ctx context.Context) ([]Person, error) {
+	lister, err := s.persons.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Person
+	for name := range lister.Keys() {
+		var p Person
+		if _, err := getJSON(ctx, s.persons, name, &p); err != nil {
+			if isNotFound(err) {
+				continue // deleted meanwhile
+			}
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// AccountDetail is a person with what the resolver and the device
+// registry say about their account.
+type AccountDetail struct {
+	Person
+	IssuedAt       time.Time `json:"jwt_issued_at"`
+	Issuer         string    `json:"jwt_issuer"`
+	Revocations    int       `json:"revocations"`
+	DevicesActive  int       `json:"devices_active"`
+	DevicesRevoked int       `json:"devices_revoked"`
+}
+
+// Account returns a person with the state of their account.
+func (s *Service) Account(ctx context.Context, name string) (AccountDetail, error) {
+	p, err := s.Person(ctx, name)
+	if err != nil {
+		return AccountDetail{}, err
+	}
+	d := AccountDetail{Person: p}
+	if tok, err := s.cfg.Directory.Lookup(ctx, p.Account); err == nil {
+		if ac, err := jwt.DecodeAccountClaims(tok); err == nil {
+			d.IssuedAt = time.Unix(ac.IssuedAt, 0).UTC()
+			d.Issuer = ac.Issuer
+			d.Revocations = len(ac.Revocations)
+		}
+	}
+	devs, err := s.devicesOf(ctx, p)
+	if err != nil {
+		return AccountDetail{}, err
+	}
+	for _, dv := range devs {
+		if dv.RevokedAt != nil {
+			d.DevicesRevoked++
+		} else {
+			d.DevicesActive++
+		}
+	}
+	return d, nil
+}
+
+// DisablePerson refuses new connections to a person's account and closes
+// the open ones. Their records and devices are kept.
+func (s *Service) DisablePerson(ctx context.Context, name string) (Person, error) {
+	return s.setDisabled(ctx, name, true)
+}
+
+// EnablePerson lets a disabled person's devices connect again.
+func (s *Service) EnablePerson(ctx context.Context, name string) (Person, error) {
+	return s.setDisabled(ctx, name, false)
+}
+
+func (s *Service) setDisabled(ctx context.Context, name string, disable bool) (Person, error) {
+	p, err := s.Person(ctx, name)
+	if err != nil {
+		return Person{}, err
+	}
+	switch {
+	case p.Status == StatusDisabled && disable, p.Status == StatusActive && !disable:
+		return p, nil
+	case p.Status != StatusActive && p.Status != StatusDisabled:
+		return Person{}, errorf(ErrInvalid, "account %q is %s; wait for that to finish", name, p.Status)
+	}
+	conns := p.Limits.Conns
+	if disable {
+		conns = 0 // the server closes connections over the limit at once
+	}
+	if err := s.update(p.Account, func(ac *jwt.AccountClaims) error {
+		ac.Limits.Conn = conns
+		return nil
+	}); err != nil {
+		return Person{}, err
+	}
+	action := ActionAccountEnable
+	p.Status, p.DisabledAt = StatusActive, nil
+	if disable {
+		action = ActionAccountDisable
+		now := time.Now().UTC()
+		p.Status, p.DisabledAt = StatusDisabled, &now
+	}
+	if err := putJSON(ctx, s.persons, p.Name, p); err != nil {
+		return Person{}, err
+	}
+	s.auditAfter(ctx, AuditEvent{Action: action, Account: p.Account, AccountName: p.Name})
+	return p, nil
+}
+
+// auditAfter records an action that has already taken effect; a failure
+// to record it is logged, not returned, since the action stands.
+func (s *Service) auditAfter(ctx context.Context, e AuditEvent) {
+	if err := s.audit(ctx, e); err != nil {
+		s.log.Error("audit entry lost", "action", e.Action, "account", e.Account, "device", e.Device, "err", err)
+	}
+}
+
+// DeletePerson deletes a person and their account: every device is
+// revoked, the account's JetStream data purged, its JWT deleted from the
+// resolver and a tombstone kept so resolver sync cannot bring it back. If
+// a step fails, running it again finishes the job.
+func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error) {
+	p, err := s.Person(ctx, name)
+	if err != nil {
+		return Person{}, err
+	}
+	step := func(what string, err error) error {
+		return fmt.Errorf("deleting %s stopped while %s: %w; run the delete again to finish it", name, what, err)
+	}
+	p.Status = StatusDeleting
+	if err := putJSON(ctx, s.persons, p.Name, p); err != nil {
+		return Person{}, step("marking it", err)
+	}
+	if err := putJSON(ctx, s.tombstones, p.Account, tombstone{Account: p.Account, Name: p.Name, Deleted: time.Now().UTC()}); err != nil {
+		return Person{}, step("writing the tombstone", err)
+	}
+	// Should the JWT ever come back, it lets nobody in.
+	err = s.update(p.Account, func(ac *jwt.AccountClaims) error {
+		ac.Revocations.Revoke(jwt.All, time.Now())
+		ac.Limits.Conn = 0
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoJWT) {
+		return Person{}, step("revoking its devices", err)
+	}
+	if err := s.cfg.Directory.PurgeJetStream(ctx, p.Account); err != nil {
+		return Person{}, step("purging its JetStream data", err)
+	}
+	if err := s.cfg.Directory.Delete(ctx, s.cfg.Signer, p.Account); err != nil {
+		return Person{}, step("deleting its JWT from the resolver", err)
+	}
+	s.forget(p.Account)
+	devs, err := s.devices.ListKeysFiltered(ctx, p.Account+".>")
+	if err == nil {
+		for k := range devs.Keys() {
+			s.devices.Purge(ctx, k)
+		}
+	}
+	if err := s.secrets.Purge(ctx, p.Account); err != nil && !isNotFound(err) {
+		return Person{}, step("removing its signing keys", err)
+	}
+	if err := s.persons.Delete(ctx, p.Name); err != nil {
+		return Person{}, step("removing the person", err)
+	}
+	s.auditAfter(ctx, AuditEvent{Action: ActionAccountDelete, Account: p.Account, AccountName: p.Name})
+	s.log.Info("person deleted", "name", p.Name, "account", p.Account)
+	return p, nil
+}
+
+// Reconcile deletes again any tombstoned account the resolver holds, as
+// one brought back by a peer that missed the delete.
+func (s *Service) Reconcile(ctx context.Context) error {
+	pubs, err := s.cfg.Directory.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, pub := range pubs {
+		if _, err := s.tombstones.Get(ctx, pub); err != nil {
+			continue
+		}
+		s.log.Warn("deleted account came back; deleting it again", "account", pub)
+		if err := s.cfg.Directory.Delete(ctx, s.cfg.Signer, pub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Resign re-signs, with the operator signing key in use, every person
+// account whose JWT another signing key issued, as after a signing-key
+// rotation. It returns how many it re-signed.
+func (s *Service) Resign(ctx context.Context) (int, error) {
+	signer, err := s.cfg.Signer.PublicKey()
+	if err != nil {
+		return 0, err
+	}
+	ps, err := s.Persons(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range ps {
+		if p.Status == StatusCreating || p.Status == StatusDeleting {
+			continue
+		}
+		tok, err := s.cfg.Directory.Lookup(ctx, p.Account)
+		if err != nil || tok == "" {
+			continue
+		}
+		ac, err := jwt.DecodeAccountClaims(tok)
+		if err != nil || ac.Issuer == signer {
+			continue
+		}
+		// An empty change: commit signs with the key in use.
+		if err := s.update(p.Account, func(*jwt.AccountClaims) error { return nil }); err != nil {
+			return n, fmt.Errorf("re-sign %s: %w", p.Name, err)
+		}
+		n++
+	}
+	return n, nil
+}

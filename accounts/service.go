@@ -1,0 +1,175 @@
+// Package accounts is latch's domain: persons and their NATS accounts,
+// devices and their users, the claims and keys behind them, revocation, the
+// audit trail and the admin service that the CLI calls.
+//
+// The Service here is the only writer of account JWTs. Every change to one
+// account goes through that account's writer, which applies changes one
+// batch at a time and never signs a JWT whose iat is not later than the
+// last one's: nats-server's resolver stores whatever it is pushed without
+// comparing iat, so an older JWT pushed late would quietly undo a
+// revocation.
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// Names of latch's own buckets and streams in the LATCH account.
+const (
+	PersonsBucket    = "latch_persons"
+	DevicesBucket    = "latch_devices"
+	SecretsBucket    = "latch_secrets"
+	TombstonesBucket = "latch_tombstones"
+	AuditStream      = "latch_audit"
+	auditSubject     = "latch.audit"
+)
+
+// Directory is where account JWTs are published: the full resolver, over
+// its system-account protocol.
+type Directory interface {
+	Push(ctx context.Context, accountJWT string) error
+	// Lookup returns "" when no server holds the account.
+	Lookup(ctx context.Context, account string) (string, error)
+	List(ctx context.Context) ([]string, error)
+	Delete(ctx context.Context, signer nkeys.KeyPair, accounts ...string) error
+	PurgeJetStream(ctx context.Context, account string) error
+}
+
+// Dialer connects to the NATS server as a user given by its JWT and seed.
+type Dialer func(userJWT string, seed []byte) (*nats.Conn, error)
+
+// Config is what a Service needs.
+type Config struct {
+	// Signer is the operator signing key; it signs every account JWT.
+	Signer nkeys.KeyPair
+	// Directory publishes account JWTs.
+	Directory Directory
+	// App is a connection of a LATCH account user with full rights there.
+	App *nats.Conn
+	// Dial opens connections into person accounts.
+	Dial Dialer
+	// Limits are the quotas of new person accounts.
+	Limits Limits
+	// Replicas of latch's buckets and of each records bucket.
+	Replicas int
+	// DeviceTTL is the default lifetime of an issued device JWT; 0 is none.
+	DeviceTTL time.Duration
+	// Log receives what the service reports.
+	Log *slog.Logger
+}
+
+// Service manages persons, their accounts and their devices.
+type Service struct {
+	cfg        Config
+	log        *slog.Logger
+	js         jetstream.JetStream
+	persons    jetstream.KeyValue
+	devices    jetstream.KeyValue
+	secrets    jetstream.KeyValue
+	tombstones jetstream.KeyValue
+
+	writers sync.Map // account public key → *writer
+}
+
+// Open creates latch's buckets and audit stream when they are missing and
+// returns a Service.
+func Open(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(cfg.App)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, js: js}
+	buckets := []struct {
+		kv      *jetstream.KeyValue
+		name    string
+		desc    string
+		history uint8
+	}{
+		{&s.persons, PersonsBucket, "latch persons: name → person", 5},
+		{&s.devices, DevicesBucket, "latch devices: account.dev.device → device; account.name.hash → device", 5},
+		{&s.secrets, SecretsBucket, "signing seeds of person accounts", 1},
+		{&s.tombstones, TombstonesBucket, "deleted accounts, kept so resolver sync cannot bring them back", 1},
+	}
+	for _, b := range buckets {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      b.name,
+			Description: b.desc,
+			History:     b.history,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        AuditStream,
+		Description: "latch audit trail: who did what, when",
+		Subjects:    []string{auditSubject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		// Append-only: no message or the whole trail can be removed
+		// through the API.
+		DenyDelete: true,
+		DenyPurge:  true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", AuditStream, err)
+	}
+	return s, nil
+}
+
+// getJSON reads a KV entry into v and returns its revision.
+func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("%s/%s is corrupt: %w", kv.Bucket(), key, err)
+	}
+	return e.Revision(), nil
+}
+
+func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Put(ctx, key, b)
+	return err
+}
+
+func createJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Create(ctx, key, b)
+	return err
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+}

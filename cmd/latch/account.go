@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/urfave/cli/v2"
+)
+
+func accountCommand(e *env) *cli.Command {
+	nameArg := []string{"NAME"}
+	return &cli.Command{
+		Name:  "account",
+		Usage: "manage person accounts (through the running server's admin service)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "create a person account; prints its public key (A…)",
+				ArgsUsage: "NAME",
+				Description: `NAME: 1 to 32 of a-z, 0-9, '-' and '_', starting with a letter or digit.
+The account gets a scoped device signing key, a service signing key,
+JetStream quotas (the server's defaults unless given here) and a records bucket.`,
+				Flags: withGlobals(
+					&cli.StringFlag{Name: "display-name", Usage: "the person's name as shown"},
+					&cli.BoolFlag{Name: "admin", Usage: "make the person an admin"},
+					&cli.StringFlag{Name: "disk", Usage: "JetStream disk quota, such as 256MiB (default: the server's)"},
+					&cli.StringFlag{Name: "memory", Usage: "JetStream memory quota (default: the server's)"},
+					jsonFlag,
+				),
+				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					req := accounts.AccountAddRequest{Name: a[0], DisplayName: c.String("display-name"), Role: accounts.RoleMember}
+					if c.Bool("admin") {
+						req.Role = accounts.RoleAdmin
+					}
+					if c.IsSet("disk") || c.IsSet("memory") {
+						req.Limits = accounts.DefaultLimits
+						for _, f := range []struct {
+							flag string
+							dst  *int64
+						}{{"disk", &req.Limits.Disk}, {"memory", &req.Limits.Memory}} {
+							if !c.IsSet(f.flag) {
+								continue
+							}
+							n, err := parseSize(c.String(f.flag))
+							if err != nil {
+								return usagef("--%s: %v", f.flag, err)
+							}
+							*f.dst = n
+						}
+					}
+					p, err := ac.AddAccount(c.Context, req)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, p)
+					}
+					fmt.Fprintln(e.stdout, p.Account)
+					return nil
+				}),
+			},
+			{
+				Name:  "ls",
+				Usage: "list person accounts",
+				Flags: withGlobals(jsonFlag),
+				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
+					ps, err := ac.Accounts(c.Context)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, ps)
+					}
+					rows := make([][]string, len(ps))
+					for i, p := range ps {
+						rows[i] = []string{p.Name, p.Account, p.Role, p.Status, size(p.Limits.Disk), when(p.Created)}
+					}
+					return table(e.stdout, []string{"NAME", "ACCOUNT", "ROLE", "STATUS", "DISK", "CREATED"}, rows)
+				}),
+			},
+			{
+				Name:      "show",
+				Usage:     "show a person account",
+				ArgsUsage: "NAME",
+				Flags:     withGlobals(jsonFlag),
+				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					d, err := ac.Account(c.Context, a[0])
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, d)
+					}
+					return fields(e.stdout,
+						"name", d.Name, "display name", d.DisplayName, "account", d.Account, "role", d.Role,
+						"status", d.Status, "created", when(d.Created), "disabled at", whenPtr(d.DisabledAt),
+						"disk quota", size(d.Limits.Disk), "memory quota", size(d.Limits.Memory),
+						"connections", strconv.FormatInt(d.Limits.Conns, 10), "payload", size(d.Limits.Payload),
+						"devices", fmt.Sprintf("%d active, %d revoked", d.DevicesActive, d.DevicesRevoked),
+						"jwt issued", when(d.IssuedAt), "jwt issuer", d.Issuer,
+						"revocations", strconv.Itoa(d.Revocations),
+					)
+				}),
+			},
+			{
+				Name:      "disable",
+				Usage:     "refuse the account's connections and close the open ones; its data and devices are kept",
+				ArgsUsage: "NAME",
+				Flags:     withGlobals(jsonFlag),
+				Action:    e.personAction("disabled", (*accounts.AdminClient).DisableAccount),
+			},
+			{
+				Name:      "enable",
+				Usage:     "let a disabled account's devices connect again",
+				ArgsUsage: "NAME",
+				Flags:     withGlobals(jsonFlag),
+				Action:    e.personAction("enabled", (*accounts.AdminClient).EnableAccount),
+			},
+			{
+				Name:      "delete",
+				Usage:     "delete a person account: devices revoked, JetStream data purged, JWT removed from the resolver",
+				ArgsUsage: "NAME",
+				Flags:     withGlobals(jsonFlag),
+				Action:    e.personAction("deleted", (*accounts.AdminClient).DeleteAccount),
+			},
+		},
+	}
+}
+
+// personAction runs an admin call on the account named by the one
+// argument and reports what it did.
+func (e *env) personAction(did string, call func(*accounts.AdminClient, context.Context, string) (accounts.Person, error)) cli.ActionFunc {
+	return e.adminAction([]string{"NAME"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+		p, err := call(ac, c.Context, a[0])
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(e.stdout, p)
+		}
+		fmt.Fprintf(e.stdout, "%s %s (%s)\n", did, p.Name, p.Account)
+		return nil
+	})
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/keys"
+	"github.com/nats-io/nats.go"
+	"github.com/urfave/cli/v2"
+)
+
+// adminClient connects to the latch server with the admin creds and
+// returns a client of its admin service, and a function to close it.
+func (e *env) adminClient(c *cli.Context) (*accounts.AdminClient, func(), error) {
+	url, credsPath := e.global(c, "server"), e.global(c, "creds")
+	creds, err := keys.ReadCreds(credsPath)
+	if err != nil {
+		if _, serr := os.Stat(credsPath); errors.Is(serr, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("no admin creds at %s; pass --creds or --data, or run `latch init` first", credsPath)
+		}
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(url,
+		nats.UserJWTAndSeed(creds.JWT, string(creds.Seed)),
+		nats.Name("latch cli"),
+		nats.Timeout(5*time.Second),
+		nats.NoReconnect(),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach the latch server at %s: %v; is `latch serve` running? (set --server or LATCH_SERVER)", url, err)
+	}
+	actor := e.getenv("USER")
+	if actor == "" {
+		actor = "cli"
+	}
+	return accounts.NewAdminClient(nc, actor), nc.Close, nil
+}
+
+// adminAction wraps an admin command's action: it checks the positional
+// arguments, then connects.
+func (e *env) adminAction(argNames []string, f func(c *cli.Context, ac *accounts.AdminClient, args []string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		a, err := args(c, argNames...)
+		if err != nil {
+			return err
+		}
+		ac, done, err := e.adminClient(c)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return f(c, ac, a)
+	}
+}

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"github.com/latch-dev/latch/accounts"
+	"github.com/urfave/cli/v2"
+)
+
+func auditCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "audit",
+		Usage: "show the last entries of the audit trail",
+		Flags: withGlobals(
+			&cli.IntFlag{Name: "last", Value: 50, Usage: "how many entries"},
+			jsonFlag,
+		),
+		Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
+			es, err := ac.Audit(c.Context, c.Int("last"))
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, es)
+			}
+			rows := make([][]string, len(es))
+			for i, ev := range es {
+				rows[i] = []string{when(ev.Time), ev.Actor, ev.Action, ev.AccountName, ev.DeviceName, ev.Device}
+			}
+			return table(e.stdout, []string{"TIME", "ACTOR", "ACTION", "ACCOUNT", "DEVICE", "KEY"}, rows)
+		}),
+	}
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/keys"
+	"github.com/urfave/cli/v2"
+)
+
+func deviceCommand(e *env) *cli.Command {
+	accountFlag := &cli.StringFlag{Name: "account", Usage: "the person account's name", Required: true}
+	return &cli.Command{
+		Name:  "device",
+		Usage: "manage the devices of a person account (through the running server's admin service)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "issue",
+				Usage: "issue a device with a key made here; writes its creds and prints its public key (U…)",
+				Description: `The server makes the device's nkey, signs its user JWT with the account's
+scoped device key and returns the creds once; they are never stored.
+With --out they go to a new file of mode 0600 (an existing file is never
+overwritten); without it, to stdout. Device names: 1 to 64 printable
+characters, unique among the account's active devices.`,
+				Flags: withGlobals(
+					accountFlag,
+					&cli.StringFlag{Name: "name", Usage: "the device's name", Required: true},
+					&cli.StringFlag{Name: "out", Usage: "write the creds to this new file (mode 0600)"},
+					&cli.StringFlag{Name: "expires", Usage: "the JWT's lifetime: 90d, 12h or never (default: the server's)"},
+					jsonFlag,
+				),
+				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
+					req := accounts.DeviceIssueRequest{Account: c.String("account"), Name: c.String("name")}
+					if c.IsSet("expires") {
+						ttl, err := parseTTL(c.String("expires"))
+						if err != nil {
+							return usagef("--expires: %v", err)
+						}
+						req.TTLSeconds = int64(ttl.Seconds())
+						if ttl < 0 {
+							req.TTLSeconds = -1
+						}
+					}
+					out := c.String("out")
+					if out != "" {
+						// Fail before issuing if the file could not be written.
+						if err := checkNewFile(out); err != nil {
+							return err
+						}
+					}
+					r, err := ac.IssueDevice(c.Context, req)
+					if err != nil {
+						return err
+					}
+					if out == "" {
+						fmt.Fprint(e.stdout, r.Creds)
+						fmt.Fprintf(e.stderr, "issued %s (%s); the creds above are shown once\n", r.Device.Name, r.Device.PublicKey)
+						return nil
+					}
+					if err := keys.WriteFileNew(out, []byte(r.Creds)); err != nil {
+						return fmt.Errorf("device %s was issued but its creds could not be written: %v; revoke it with `latch device revoke --account %s %s`", r.Device.PublicKey, err, r.Device.AccountName, r.Device.PublicKey)
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, r.Device)
+					}
+					fmt.Fprintln(e.stdout, r.Device.PublicKey)
+					return nil
+				}),
+			},
+			{
+				Name:  "ls",
+				Usage: "list the devices of a person account",
+				Flags: withGlobals(accountFlag, jsonFlag),
+				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
+					ds, err := ac.Devices(c.Context, c.String("account"))
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, ds)
+					}
+					rows := make([][]string, len(ds))
+					for i, d := range ds {
+						status := "active"
+						if d.Revoked() {
+							status = "revoked " + whenPtr(d.RevokedAt)
+						}
+						rows[i] = []string{d.Name, d.PublicKey, d.Enrolled, when(d.Created), whenPtr(d.Expires), status}
+					}
+					return table(e.stdout, []string{"NAME", "KEY", "ENROLLED", "CREATED", "EXPIRES", "STATUS"}, rows)
+				}),
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke a device: its live connections close at once and its creds never connect again",
+				ArgsUsage: "DEVICE (its name or public key)",
+				Flags:     withGlobals(accountFlag, jsonFlag),
+				Action: e.adminAction([]string{"DEVICE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					r, err := ac.RevokeDevice(c.Context, c.String("account"), a[0])
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, r)
+					}
+					if r.AlreadyRevoked {
+						fmt.Fprintf(e.stdout, "%s (%s) was already revoked at %s\n", r.Device.Name, r.Device.PublicKey, whenPtr(r.Device.RevokedAt))
+						return nil
+					}
+					fmt.Fprintf(e.stdout, "revoked %s (%s)\n", r.Device.Name, r.Device.PublicKey)
+					return nil
+				}),
+			},
+		},
+	}
+}
+
+// checkNewFile fails when path exists or its folder does not.
+func checkNewFile(path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s already exists; choose another --out (nothing was issued)", path)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("folder %s does not exist; create it first (nothing was issued)", filepath.Dir(path))
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Global flags. Each may also be set by its environment variable; a flag
+// given on the command line wins.
+var globals = []struct {
+	name, env, def, usage string
+}{
+	{"data", "LATCH_DATA", "./latch-data", "the data folder"},
+	{"server", "LATCH_SERVER", "nats://127.0.0.1:4222", "the NATS URL of the latch server, for admin commands"},
+	{"creds", "LATCH_CREDS", "", "admin creds for admin commands (default: <data>/admin.creds)"},
+}
+
+func globalFlags() []cli.Flag {
+	var fs []cli.Flag
+	for _, g := range globals {
+		fs = append(fs, &cli.StringFlag{
+			Name:  g.name,
+			Usage: fmt.Sprintf("%s [$%s]", g.usage, g.env),
+			// No Value and no EnvVars here: global() resolves the default
+			// and the environment through run's getenv.
+			DefaultText: g.def,
+		})
+	}
+	return fs
+}
+
+// global returns a global flag's value: from the command line (on the
+// command or before it), else the environment, else the default.
+func (e *env) global(c *cli.Context, name string) string {
+	for _, l := range c.Lineage() {
+		if l.IsSet(name) {
+			return l.String(name)
+		}
+	}
+	for _, g := range globals {
+		if g.name != name {
+			continue
+		}
+		if v := e.getenv(g.env); v != "" {
+			return v
+		}
+		if name == "creds" {
+			return filepath.Join(e.global(c, "data"), "admin.creds")
+		}
+		return g.def
+	}
+	panic("no global flag " + name)
+}
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
+
+// withGlobals adds the global flags to a command's own, so they may be
+// given after the command too.
+func withGlobals(fs ...cli.Flag) []cli.Flag {
+	return append(fs, globalFlags()...)
+}
+
+// parseSize reads a byte size: a number with an optional unit (B, KiB,
+// MiB, GiB, TiB, PiB, or KB, MB, GB, TB, PB in powers of 1000).
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"PiB", 1 << 50},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"PB", 1e15}, {"B", 1},
+	}
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(num), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || (n > 0 && mult > (1<<62)/n) {
+		return 0, fmt.Errorf("%q is not a size; write it like 64MiB or 1GiB", s)
+	}
+	return n * mult, nil
+}
+
+// parseTTL reads a lifetime: a Go duration, a number of days such as 90d,
+// or "never".
+func parseTTL(s string) (time.Duration, error) {
+	if s == "never" {
+		return -1, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err == nil && n > 0 && n < 100000 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a lifetime; write it like 90d, 12h or never", s)
+	}
+	return d, nil
+}

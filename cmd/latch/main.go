@@ -1,0 +1,177 @@
+// Command latch is the latch account server and its command line: the
+// operator key ceremony, the server itself, and the admin commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "latch:", err)
+		var u usageError
+		if errors.As(err, &u) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a command used wrongly; latch exits 2 on it.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// env carries what run was given to the commands.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// run runs the latch command line with args (args[0] is the program name).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	e := &env{getenv: getenv, stdout: stdout, stderr: stderr}
+	var misuse error
+	app := &cli.App{
+		Name:      "latch",
+		Usage:     "an account server for NATS decentralized auth: people sign in with passkeys, their devices get their own NATS users",
+		Version:   version,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags:     globalFlags(),
+		Commands: []*cli.Command{
+			initCommand(e),
+			serveCommand(e),
+			operatorCommand(e),
+			accountCommand(e),
+			deviceCommand(e),
+			auditCommand(e),
+		},
+		HideHelpCommand: true,
+		// Errors are returned to main, which prints them and picks the
+		// exit code; urfave/cli must not exit by itself.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usagef("%v; see `latch --help`", err)
+		},
+		CommandNotFound: func(_ *cli.Context, name string) {
+			misuse = usagef("no command %q; see `latch --help`", name)
+		},
+	}
+	setUsageErrors(app.Commands)
+	err := app.RunContext(ctx, flagsFirst(app.Commands, args))
+	if misuse != nil {
+		return misuse
+	}
+	return err
+}
+
+// setUsageErrors makes every command report misuse as a usageError, and
+// makes a command group refuse an unknown subcommand.
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(cc *cli.Context, err error, _ bool) error {
+			return usagef("%v; see `%s --help`", err, cc.Command.HelpName)
+		}
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = func(cc *cli.Context) error {
+				if cc.Args().Present() {
+					return usagef("no command %q in `%s`; see `%s --help`", cc.Args().First(), cc.Command.HelpName, cc.Command.HelpName)
+				}
+				return usagef("`%s` needs a command; see `%s --help`", cc.Command.HelpName, cc.Command.HelpName)
+			}
+		}
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+// args checks that a command got exactly the positional arguments it names.
+func args(c *cli.Context, names ...string) ([]string, error) {
+	got := c.Args().Slice()
+	if len(got) != len(names) {
+		want := "no arguments"
+		if len(names) > 0 {
+			want = strings.Join(names, " ")
+		}
+		return nil, usagef("`%s` takes %s, got %d; see `%s --help`", c.Command.HelpName, want, len(got), c.Command.HelpName)
+	}
+	return got, nil
+}
+
+// flagsFirst moves a command's flags before its positional arguments, so
+// `latch account add alice --json` works as `latch account add --json
+// alice` does: urfave/cli v2 stops reading flags at the first argument.
+// After "--" everything is an argument.
+func flagsFirst(cmds []*cli.Command, in []string) []string {
+	out := []string{in[0]}
+	i := 1
+	var flags []cli.Flag
+	// Walk down the command path; flags given before a command stay put.
+	for i < len(in) {
+		a := in[i]
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(a) {
+				next = c
+			}
+		}
+		if strings.HasPrefix(a, "-") || next == nil {
+			break
+		}
+		out = append(out, a)
+		cmds, flags = next.Subcommands, next.Flags
+		i++
+		if len(cmds) == 0 {
+			break
+		}
+	}
+	takesValue := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var opts, pos []string
+	for ; i < len(in); i++ {
+		a := in[i]
+		switch {
+		case a == "--":
+			pos = append(pos, in[i+1:]...)
+			i = len(in)
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			opts = append(opts, a)
+			name := strings.TrimLeft(a, "-")
+			if takesValue[name] && !strings.Contains(name, "=") && i+1 < len(in) {
+				i++
+				opts = append(opts, in[i])
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	out = append(out, opts...)
+	if len(pos) > 0 {
+		out = append(append(out, "--"), pos...)
+	}
+	return out
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/nats-io/jwt/v2"
+	"github.com/urfave/cli/v2"
+)
+
+func operatorCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "operator",
+		Usage: "the operator: its keys and a config for stock nats-servers (works on the data folder, offline)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "show",
+				Usage: "show the operator, its signing keys and latch's own accounts",
+				Flags: withGlobals(jsonFlag),
+				Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
+					oc, err := op.OperatorClaims()
+					if err != nil {
+						return err
+					}
+					keys := oc.SigningKeys
+					sort.Strings(keys)
+					info := struct {
+						Name          string   `json:"name"`
+						Operator      string   `json:"operator"`
+						IdentityKey   string   `json:"identity_key"`
+						SigningKeys   []string `json:"signing_keys"`
+						SigningKey    string   `json:"signing_key_in_use"`
+						Strict        bool     `json:"strict_signing_key_usage"`
+						SystemAccount string   `json:"system_account"`
+						AppAccount    string   `json:"app_account"`
+						Data          string   `json:"data"`
+					}{op.Name, op.Operator, "offline", keys, op.SigningKey, oc.StrictSigningKeyUsage,
+						op.SystemAccount.PublicKey, op.AppAccount.PublicKey, op.Dir}
+					if op.HasIdentityKey() {
+						info.IdentityKey = "in " + op.Keys.Dir()
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, info)
+					}
+					return fields(e.stdout,
+						"name", info.Name, "operator", info.Operator, "identity key", info.IdentityKey,
+						"signing keys", strings.Join(keys, ", "), "signing key in use", info.SigningKey,
+						"strict signing keys", strconv.FormatBool(info.Strict),
+						"system account", info.SystemAccount, "app account", info.AppAccount, "data", info.Data,
+					)
+				}),
+			},
+			{
+				Name:  "signing-key",
+				Usage: "add or remove operator signing keys",
+				Subcommands: []*cli.Command{
+					{
+						Name:  "add",
+						Usage: "make a new operator signing key and sign accounts with it from the next start on; prints it",
+						Description: `Needs the operator identity key. The running server trusts the new key,
+and re-signs every account with it, when it is restarted. Then the old key
+can be removed with ` + "`latch operator signing-key rm`" + `.`,
+						Flags: withGlobals(),
+						Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
+							pub, err := op.AddSigningKey()
+							if err != nil {
+								return err
+							}
+							fmt.Fprintln(e.stdout, pub)
+							fmt.Fprintln(e.stderr, "restart `latch serve` to sign with the new key")
+							return nil
+						}),
+					},
+					{
+						Name:      "rm",
+						Usage:     "remove an operator signing key that signs no account any more",
+						ArgsUsage: "KEY",
+						Flags:     withGlobals(),
+						Action: e.operatorAction([]string{"KEY"}, func(c *cli.Context, op *accounts.Operator, a []string) error {
+							if err := op.RemoveSigningKey(a[0]); err != nil {
+								return err
+							}
+							fmt.Fprintf(e.stdout, "removed %s; restart `latch serve` so the server stops trusting it\n", a[0])
+							return nil
+						}),
+					},
+				},
+			},
+			{
+				Name:  "config",
+				Usage: "print a nats-server config that trusts this operator (operator, system_account, resolver full, resolver_preload)",
+				Flags: withGlobals(
+					&cli.StringFlag{Name: "resolver-dir", Value: "./resolver", Usage: "the resolver folder in the printed config"},
+					&cli.BoolFlag{Name: "all-accounts", Usage: "preload every account in <data>/resolver too, not only SYS and LATCH"},
+				),
+				Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
+					return writeServerConfig(e, op, c.String("resolver-dir"), c.Bool("all-accounts"))
+				}),
+			},
+		},
+	}
+}
+
+// operatorAction wraps an operator command: it checks the positional
+// arguments and loads the data folder.
+func (e *env) operatorAction(argNames []string, f func(c *cli.Context, op *accounts.Operator, args []string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		a, err := args(c, argNames...)
+		if err != nil {
+			return err
+		}
+		op, err := accounts.LoadOperator(e.global(c, "data"))
+		if err != nil {
+			return err
+		}
+		return f(c, op, a)
+	}
+}
+
+func writeServerConfig(e *env, op *accounts.Operator, resolverDir string, all bool) error {
+	preload := map[string]string{
+		op.SystemAccount.PublicKey: op.SystemAccount.JWT,
+		op.AppAccount.PublicKey:    op.AppAccount.JWT,
+	}
+	if all {
+		files, err := filepath.Glob(filepath.Join(op.Dir, "resolver", "*.jwt"))
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			ac, err := jwt.DecodeAccountClaims(string(b))
+			if err != nil {
+				return fmt.Errorf("%s: %v", f, err)
+			}
+			if _, ok := preload[ac.Subject]; !ok {
+				preload[ac.Subject] = string(b)
+			}
+		}
+	}
+	pubs := make([]string, 0, len(preload))
+	for p := range preload {
+		pubs = append(pubs, p)
+	}
+	sort.Strings(pubs)
+	w := e.stdout
+	fmt.Fprintf(w, "# nats-server configuration for operator %q, written by `latch operator config`.\n", op.Name)
+	fmt.Fprintf(w, "# Trusts account JWTs signed by the operator's signing keys; the full resolver\n")
+	fmt.Fprintf(w, "# keeps them in %s and syncs them with its peers.\n\n", resolverDir)
+	fmt.Fprintf(w, "operator: %s\n\n", op.OperatorJWT)
+	fmt.Fprintf(w, "system_account: %s\n\n", op.SystemAccount.PublicKey)
+	fmt.Fprintf(w, "resolver {\n  type: full\n  dir: %q\n  allow_delete: true\n  interval: \"2m\"\n  timeout: \"1.9s\"\n}\n\n", resolverDir)
+	fmt.Fprintf(w, "resolver_preload {\n")
+	for _, p := range pubs {
+		fmt.Fprintf(w, "  %s: %s\n", p, preload[p])
+	}
+	fmt.Fprintf(w, "}\n")
+	return nil
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/resolver"
+	"github.com/nats-io/nats.go"
+	"github.com/urfave/cli/v2"
+)
+
+func serveCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the latch server: embedded NATS with JetStream and the full resolver, the account service, HTTP",
+		Description: `Starts nats-server in operator mode with the built-in full account
+resolver (<data>/resolver) and JetStream (<data>/jetstream, encrypted with
+ChaCha20-Poly1305 using the key in <data>/keys or $LATCH_JETSTREAM_KEY),
+then the account service and its admin API (latch.admin.v1.*), then HTTP.
+On an empty or missing data folder it first does what ` + "`latch init`" + ` does.
+/healthz on the HTTP port answers 200 only once JetStream and the account
+service are ready. SIGINT or SIGTERM: lame-duck mode, then a clean stop.`,
+		Flags: withGlobals(
+			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
+			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
+			&cli.StringFlag{Name: "monitor", Value: "127.0.0.1:8222", Usage: "NATS monitoring address (/healthz, /varz, /connz); empty turns it off"},
+			&cli.StringFlag{Name: "server-name", Value: "latch", Usage: "the NATS server's name"},
+			&cli.StringFlag{Name: "account-disk", Value: "64MiB", Usage: "JetStream disk quota of each new person account"},
+			&cli.StringFlag{Name: "account-memory", Value: "1MiB", Usage: "JetStream memory quota of each new person account (KV watchers)"},
+			&cli.Int64Flag{Name: "account-conns", Value: accounts.DefaultLimits.Conns, Usage: "most connections of each new person account"},
+			&cli.StringFlag{Name: "account-payload", Value: "1MiB", Usage: "largest message of each new person account"},
+			&cli.StringFlag{Name: "device-ttl", Value: "90d", Usage: "default lifetime of issued device JWTs (90d, 12h, never)"},
+			&cli.StringFlag{Name: "js-max-store", Value: "1PiB", Usage: "JetStream disk the server hands out in quotas; over-committed on purpose (see docs/operations.md)"},
+			&cli.StringFlag{Name: "js-max-memory", Value: "1TiB", Usage: "JetStream memory the server hands out in quotas; over-committed on purpose"},
+			&cli.DurationFlag{Name: "lame-duck", Value: 5 * time.Second, Usage: "how long a shutdown spends moving clients off"},
+		),
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			cfg, err := e.serveConfig(c)
+			if err != nil {
+				return usageError{msg: err.Error()}
+			}
+			return serve(c.Context, cfg, e)
+		},
+	}
+}
+
+type serveConfig struct {
+	data, nats, http, monitor, name string
+	limits                          accounts.Limits
+	deviceTTL                       time.Duration
+	maxStore, maxMemory             int64
+	lameDuck                        time.Duration
+}
+
+func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
+	cfg := serveConfig{
+		data: e.global(c, "data"), nats: c.String("nats"), http: c.String("http"),
+		monitor: c.String("monitor"), name: c.String("server-name"), lameDuck: c.Duration("lame-duck"),
+	}
+	cfg.limits = accounts.DefaultLimits
+	cfg.limits.Conns = c.Int64("account-conns")
+	sizes := []struct {
+		flag string
+		dst  *int64
+	}{
+		{"account-disk", &cfg.limits.Disk}, {"account-memory", &cfg.limits.Memory},
+		{"account-payload", &cfg.limits.Payload},
+		{"js-max-store", &cfg.maxStore}, {"js-max-memory", &cfg.maxMemory},
+	}
+	for _, s := range sizes {
+		n, err := parseSize(c.String(s.flag))
+		if err != nil {
+			return cfg, fmt.Errorf("--%s: %v", s.flag, err)
+		}
+		*s.dst = n
+	}
+	ttl, err := parseTTL(c.String("device-ttl"))
+	if err != nil {
+		return cfg, fmt.Errorf("--device-ttl: %v", err)
+	}
+	cfg.deviceTTL = ttl
+	return cfg, nil
+}
+
+// serve runs the server until ctx ends.
+func serve(ctx context.Context, cfg serveConfig, e *env) error {
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	op, err := accounts.LoadOperator(cfg.data)
+	if errors.Is(err, accounts.ErrNotInitialised) {
+		if op, err = accounts.InitOperator(cfg.data, "latch"); err != nil {
+			return err
+		}
+		log.Info("initialised a new data folder", "data", cfg.data, "operator", op.Operator)
+	}
+	if err != nil {
+		return err
+	}
+	jsKey, err := op.JetStreamKey(e.getenv)
+	if err != nil {
+		return err
+	}
+	// After `latch operator signing-key add`, SYS and LATCH move to the
+	// new key before the server starts.
+	if changed, err := op.ResignOwnAccounts(); err != nil {
+		return err
+	} else if changed {
+		log.Info("re-signed SYS and LATCH with the operator signing key in use", "key", op.SigningKey)
+	}
+	signer, err := op.Signer()
+	if err != nil {
+		return err
+	}
+
+	// The HTTP listener comes first so a busy port fails before NATS starts.
+	hl, err := net.Listen("tcp", cfg.http)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	defer hl.Close()
+
+	ns, err := resolver.Start(ctx, resolver.Config{
+		Name:          cfg.name,
+		DataDir:       cfg.data,
+		Listen:        cfg.nats,
+		Monitor:       cfg.monitor,
+		OperatorJWT:   op.OperatorJWT,
+		SystemAccount: op.SystemAccount.PublicKey,
+		Preload: map[string]string{
+			op.SystemAccount.PublicKey: op.SystemAccount.JWT,
+			op.AppAccount.PublicKey:    op.AppAccount.JWT,
+		},
+		JetStreamKey: jsKey,
+		MaxStore:     cfg.maxStore,
+		MaxMemory:    cfg.maxMemory,
+		LameDuck:     cfg.lameDuck,
+		Log:          log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.lameDuck+10*time.Second)
+		defer cancel()
+		ns.Shutdown(sctx)
+		log.Info("stopped")
+	}()
+
+	dial := func(userJWT string, seed []byte) (*nats.Conn, error) {
+		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)), nats.Name("latch"))
+	}
+	connect := func(a accounts.AccountJWT) (*nats.Conn, error) {
+		tok, seed, err := op.MintUser(a, "latch-server")
+		if err != nil {
+			return nil, err
+		}
+		nc, err := dial(tok, seed)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", a.Name, err)
+		}
+		return nc, nil
+	}
+	sysNC, err := connect(op.SystemAccount)
+	if err != nil {
+		return err
+	}
+	defer sysNC.Close()
+	appNC, err := connect(op.AppAccount)
+	if err != nil {
+		return err
+	}
+	defer appNC.Close()
+
+	svc, err := accounts.Open(ctx, accounts.Config{
+		Signer:    signer,
+		Directory: resolver.NewClaims(sysNC, 10*time.Second),
+		App:       appNC,
+		Dial:      dial,
+		Limits:    cfg.limits,
+		DeviceTTL: cfg.deviceTTL,
+		Log:       log,
+	})
+	if err != nil {
+		return fmt.Errorf("account service: %w", err)
+	}
+	go func() {
+		if err := svc.Reconcile(ctx); err != nil {
+			log.Warn("reconcile deleted accounts", "err", err)
+		}
+		if n, err := svc.Resign(ctx); err != nil {
+			log.Warn("re-sign accounts with the signing key in use", "err", err)
+		} else if n > 0 {
+			log.Info("re-signed accounts with the operator signing key in use", "accounts", n, "key", op.SigningKey)
+		}
+	}()
+	admin, err := svc.ServeAdmin(appNC, version)
+	if err != nil {
+		return fmt.Errorf("admin service: %w", err)
+	}
+	defer admin.Stop()
+
+	var ready atomic.Bool
+	hs := &http.Server{Handler: httpHandler(ns, &ready), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(hl)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	}()
+	ready.Store(true)
+	log.Info("latch is ready", "nats", ns.ClientURL(), "http", "http://"+hl.Addr().String(), "monitor", ns.MonitorURL(), "data", cfg.data, "pid", os.Getpid())
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	ready.Store(false)
+	return nil
+}
+
+// httpHandler serves /healthz: 200 once the server is ready and JetStream
+// is healthy, 503 with the reason otherwise.
+func httpHandler(ns *resolver.Server, ready *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ready.Load() {
+			http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
+			return
+		}
+		if err := ns.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
