@@ -1,7 +1,7 @@
 # latch — make help lists the targets.
 GO ?= go
 BIN := bin/latch
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+VERSION ?= 0.1.0-dev
 
 .PHONY: help run build test lint bench
 

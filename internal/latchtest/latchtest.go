@@ -1,0 +1,217 @@
+// Package latchtest starts a real latch stack for tests: a fresh operator
+// tree, the embedded nats-server in operator mode with the full resolver
+// and encrypted JetStream on a random port, and the account service.
+package latchtest
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/resolver"
+	"github.com/nats-io/nats.go"
+)
+
+// Stack is a running latch for one test.
+type Stack struct {
+	Dir      string
+	Operator *accounts.Operator
+	Server   *resolver.Server
+	Service  *accounts.Service
+	Claims   *resolver.Claims
+	// Sys is a system-account connection; App a LATCH one.
+	Sys, App *nats.Conn
+}
+
+// Options change the stack from its defaults.
+type Options struct {
+	// Dir reuses a data folder (for restarts); empty makes a new one.
+	Dir    string
+	Limits accounts.Limits
+	// MaxStore and MaxMemory are the server's JetStream limits; zero
+	// over-commits as latch serve does by default.
+	MaxStore, MaxMemory int64
+}
+
+// MustStart starts a stack and stops it when the test ends.
+func MustStart(tb testing.TB, o Options) *Stack {
+	tb.Helper()
+	s, err := Start(o)
+	if err != nil {
+		tb.Fatalf("start latch: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// Start starts a stack; Stop stops it.
+func Start(o Options) (*Stack, error) {
+	ctx := context.Background()
+	if o.Dir == "" {
+		return nil, errors.New("latchtest: Options.Dir is required")
+	}
+	op, err := accounts.LoadOperator(o.Dir)
+	if errors.Is(err, accounts.ErrNotInitialised) {
+		op, err = accounts.InitOperator(o.Dir, "test")
+	}
+	if err != nil {
+		return nil, err
+	}
+	key, err := op.Keys.Secret(accounts.JetStreamKeyName)
+	if err != nil {
+		return nil, err
+	}
+	if o.MaxStore == 0 {
+		o.MaxStore = 1 << 50
+	}
+	if o.MaxMemory == 0 {
+		o.MaxMemory = 1 << 40
+	}
+	ns, err := resolver.Start(ctx, resolver.Config{
+		Name: "test", DataDir: o.Dir, Listen: "127.0.0.1:0",
+		OperatorJWT: op.OperatorJWT, SystemAccount: op.SystemAccount.PublicKey,
+		Preload: map[string]string{
+			op.SystemAccount.PublicKey: op.SystemAccount.JWT,
+			op.AppAccount.PublicKey:    op.AppAccount.JWT,
+		},
+		JetStreamKey: string(key), MaxStore: o.MaxStore, MaxMemory: o.MaxMemory,
+		LameDuck: time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Dir: o.Dir, Operator: op, Server: ns}
+	dial := func(userJWT string, seed []byte) (*nats.Conn, error) {
+		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)))
+	}
+	for _, c := range []struct {
+		acct accounts.AccountJWT
+		dst  **nats.Conn
+	}{{op.SystemAccount, &s.Sys}, {op.AppAccount, &s.App}} {
+		tok, seed, err := op.MintUser(c.acct, "test")
+		if err == nil {
+			*c.dst, err = dial(tok, seed)
+		}
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
+	signer, err := op.Signer()
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.Claims = resolver.NewClaims(s.Sys, 10*time.Second)
+	s.Service, err = accounts.Open(ctx, accounts.Config{
+		Signer: signer, Directory: s.Claims, App: s.App, Dial: dial,
+		Limits: o.Limits, DeviceTTL: time.Hour,
+	})
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Stop closes the connections and shuts the server down.
+func (s *Stack) Stop() {
+	for _, nc := range []*nats.Conn{s.Sys, s.App} {
+		if nc != nil {
+			nc.Close()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Server.Shutdown(ctx)
+}
+
+// MustCreatePerson creates a person account.
+func (s *Stack) MustCreatePerson(tb testing.TB, name string) accounts.Person {
+	tb.Helper()
+	p, err := s.Service.CreatePerson(context.Background(), accounts.NewPerson{Name: name})
+	if err != nil {
+		tb.Fatalf("create person %s: %v", name, err)
+	}
+	return p
+}
+
+// Device is an issued device with its creds on disk.
+type Device struct {
+	accounts.Device
+	CredsFile string
+	Creds     keys.Creds
+}
+
+// MustIssueDevice issues a device and writes its creds to a 0600 file.
+func (s *Stack) MustIssueDevice(tb testing.TB, account, name string) Device {
+	tb.Helper()
+	d, creds, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Account: account, Name: name})
+	if err != nil {
+		tb.Fatalf("issue device %s/%s: %v", account, name, err)
+	}
+	path := filepath.Join(tb.TempDir(), "device.creds")
+	if err := keys.WriteFileNew(path, creds); err != nil {
+		tb.Fatal(err)
+	}
+	c, err := keys.ParseCreds(creds)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return Device{Device: d, CredsFile: path, Creds: c}
+}
+
+// Conn is a device connection that records the asynchronous errors the
+// server sends it (permission violations) and its disconnects.
+type Conn struct {
+	*nats.Conn
+	mu     sync.Mutex
+	errs   []error
+	Closed chan struct{}
+	Disc   chan error
+}
+
+// MustConnect connects over TCP with creds, as any NATS client would.
+func (s *Stack) MustConnect(tb testing.TB, credsFile string, opts ...nats.Option) *Conn {
+	tb.Helper()
+	c, err := s.Connect(credsFile, opts...)
+	if err != nil {
+		tb.Fatalf("connect with %s: %v", credsFile, err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// Connect connects over TCP with creds; it does not reconnect.
+func (s *Stack) Connect(credsFile string, opts ...nats.Option) (*Conn, error) {
+	c := &Conn{Closed: make(chan struct{}), Disc: make(chan error, 8)}
+	opts = append([]nats.Option{
+		nats.UserCredentials(credsFile),
+		nats.NoReconnect(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.mu.Lock()
+			c.errs = append(c.errs, err)
+			c.mu.Unlock()
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { c.Disc <- err }),
+		nats.ClosedHandler(func(*nats.Conn) { close(c.Closed) }),
+	}, opts...)
+	nc, err := nats.Connect(s.Server.ClientURL(), opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.Conn = nc
+	return c, nil
+}
+
+// Errors returns the asynchronous errors received so far.
+func (c *Conn) Errors() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]error(nil), c.errs...)
+}
