@@ -240,3 +240,28 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 	s.ns.WaitForShutdown()
 }
+
+// Stats is a summary of the server for status pages.
+type Stats struct {
+	Name, Version string
+	Uptime        time.Duration
+	Connections   int
+	// JetStream is "ok" or what is wrong with it.
+	JetStream               string
+	StorageUsed, MemoryUsed uint64
+}
+
+// Stats reads the server's state.
+func (s *Server) Stats() Stats {
+	st := Stats{Name: s.ns.Name(), Version: server.VERSION, Connections: s.ns.NumClients(), JetStream: "ok"}
+	if err := s.Healthy(); err != nil {
+		st.JetStream = err.Error()
+	}
+	if v, err := s.ns.Varz(nil); err == nil {
+		st.Uptime = time.Since(v.Start)
+		if js := v.JetStream.Stats; js != nil {
+			st.StorageUsed, st.MemoryUsed = js.Store, js.Memory
+		}
+	}
+	return st
+}
