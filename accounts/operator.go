@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/latch-dev/latch/keys"
@@ -86,7 +87,9 @@ func InitOperator(dir, name string) (*Operator, error) {
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	// rename(2) replaces an empty folder, and refuses a non-empty one.
-	if err := os.Rename(tmp, dir); err != nil {
+	// os.Rename refuses any existing folder, even an empty one, so the
+	// system call is used directly.
+	if err := syscall.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("init: move the new data folder into place: %w", err)
 	}
 	return LoadOperator(dir)

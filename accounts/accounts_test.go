@@ -1,0 +1,665 @@
+package accounts_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/latchtest"
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// waitFor bounds every wait for something the server does on its own
+// (closing a connection, delivering a message). It is generous on purpose:
+// these tests check what happens, never how fast.
+const waitFor = 10 * time.Second
+
+// startStack starts a latch stack of its own for one test.
+func startStack(t *testing.T) *latchtest.Stack {
+	t.Helper()
+	return latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir()})
+}
+
+// testCtx is a context for calls that should answer promptly.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// mustRecords opens the records bucket as the connection's user sees it.
+func mustRecords(t testing.TB, nc *nats.Conn) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(testCtx(t), accounts.RecordsBucket)
+	if err != nil {
+		t.Fatalf("open the records bucket: %v", err)
+	}
+	return kv
+}
+
+func mustPut(t testing.TB, kv jetstream.KeyValue, key, value string) {
+	t.Helper()
+	if _, err := kv.PutString(testCtx(t), key, value); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+// wantValue checks that key holds value.
+func wantValue(t testing.TB, kv jetstream.KeyValue, key, value string) {
+	t.Helper()
+	e, err := kv.Get(testCtx(t), key)
+	if err != nil {
+		t.Fatalf("get %s: got error %v, want %q", key, err, value)
+	}
+	if got := string(e.Value()); got != value {
+		t.Errorf("get %s: got %q, want %q", key, got, value)
+	}
+}
+
+// wantNoKey checks that key is not in the bucket.
+func wantNoKey(t testing.TB, kv jetstream.KeyValue, key string) {
+	t.Helper()
+	e, err := kv.Get(testCtx(t), key)
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		var got string
+		if e != nil {
+			got = string(e.Value())
+		}
+		t.Errorf("get %s: got %q, %v, want jetstream.ErrKeyNotFound", key, got, err)
+	}
+}
+
+// nextUpdate returns the next entry a watcher delivers.
+func nextUpdate(t testing.TB, w jetstream.KeyWatcher) jetstream.KeyValueEntry {
+	t.Helper()
+	select {
+	case e := <-w.Updates():
+		return e
+	case <-time.After(waitFor):
+		t.Fatalf("no update from the watcher within %v", waitFor)
+		return nil
+	}
+}
+
+// wantClosed waits for the server to close a connection.
+func wantClosed(t testing.TB, c *latchtest.Conn, why string) {
+	t.Helper()
+	select {
+	case <-c.Closed:
+	case <-time.After(waitFor):
+		t.Fatalf("connection still open %v after %s; want it closed", waitFor, why)
+	}
+}
+
+// wantOpen checks that a connection is still up and answers a round trip.
+func wantOpen(t testing.TB, c *latchtest.Conn, why string) {
+	t.Helper()
+	select {
+	case <-c.Closed:
+		t.Fatalf("connection closed after %s (last error %v); want it open", why, c.LastError())
+	default:
+	}
+	if err := c.FlushTimeout(waitFor); err != nil {
+		t.Fatalf("round trip after %s: %v; want the connection working", why, err)
+	}
+}
+
+// wantConnectRefused checks that creds no longer connect, with the error
+// nats.go gives for the reason.
+func wantConnectRefused(t testing.TB, s *latchtest.Stack, credsFile string, want error) {
+	t.Helper()
+	c, err := s.Connect(credsFile)
+	if err == nil {
+		c.Close()
+		t.Fatalf("connect with %s: got a connection, want %v", filepath.Base(credsFile), want)
+	}
+	if !errors.Is(err, want) {
+		t.Errorf("connect with %s: got %q, want %q", filepath.Base(credsFile), err, want)
+	}
+}
+
+// violation is the text of the error nats.go reports when the server
+// refuses an operation ("Publish" or "Subscription") on subject.
+func violation(op, subject string) string {
+	return fmt.Sprintf("Permissions Violation for %s to %q", op, subject)
+}
+
+// countViolations counts the recorded permission violations for op on
+// subject.
+func countViolations(c *latchtest.Conn, op, subject string) int {
+	n := 0
+	for _, err := range c.Errors() {
+		if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), violation(op, subject)) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitViolation waits until the server has refused op on subject.
+func waitViolation(t testing.TB, c *latchtest.Conn, op, subject string) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for countViolations(c, op, subject) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q within %v; errors so far: %q", violation(op, subject), waitFor, c.Errors())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// wantNoViolations checks that the server refused nothing the connection
+// did so far. The server answers in order and nats.go reports its errors
+// in order, so once a deliberate violation (the sentinel) has been
+// reported, any earlier one would have been too.
+func wantNoViolations(t testing.TB, c *latchtest.Conn) {
+	t.Helper()
+	sentinel := "latch-test.sentinel." + strings.TrimPrefix(nats.NewInbox(), nats.InboxPrefix)
+	if err := c.Publish(sentinel, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitViolation(t, c, "Publish", sentinel)
+	for _, err := range c.Errors() {
+		if !strings.Contains(err.Error(), sentinel) {
+			t.Errorf("the server refused something: %q; want no errors", err)
+		}
+	}
+}
+
+// accountClaims reads an account's JWT from the resolver.
+func accountClaims(t testing.TB, s *latchtest.Stack, account string) *jwt.AccountClaims {
+	t.Helper()
+	tok, err := s.Claims.Lookup(testCtx(t), account)
+	if err != nil {
+		t.Fatalf("look up %s: %v", account, err)
+	}
+	if tok == "" {
+		t.Fatalf("look up %s: the resolver holds no JWT", account)
+	}
+	ac, err := jwt.DecodeAccountClaims(tok)
+	if err != nil {
+		t.Fatalf("decode the JWT of %s: %v", account, err)
+	}
+	return ac
+}
+
+// auditOf returns the actions on the audit trail about one account, oldest
+// first.
+func auditOf(t testing.TB, s *latchtest.Stack, account string) []accounts.AuditEvent {
+	t.Helper()
+	all, err := s.Service.Audit(testCtx(t), 10000)
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	var out []accounts.AuditEvent
+	for _, e := range all {
+		if e.Account == account {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func actions(es []accounts.AuditEvent) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.Action
+		if e.DeviceName != "" {
+			out[i] += " " + e.DeviceName
+		}
+	}
+	return out
+}
+
+// wantKind checks that err is of a domain error kind.
+func wantKind(t testing.TB, what string, err, kind error) {
+	t.Helper()
+	if !errors.Is(err, kind) {
+		t.Errorf("%s: got %v, want an error of kind %q", what, err, accounts.Kind(kind))
+	}
+}
+
+func TestCreatePerson(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	p, err := s.Service.CreatePerson(ctx, accounts.NewPerson{Name: "alice", DisplayName: "Alice A."})
+	if err != nil {
+		t.Fatalf("create alice: %v", err)
+	}
+	for _, c := range []struct{ field, got, want string }{
+		{"name", p.Name, "alice"},
+		{"display name", p.DisplayName, "Alice A."},
+		{"role", p.Role, accounts.RoleMember},
+		{"status", p.Status, accounts.StatusActive},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.field, c.got, c.want)
+		}
+	}
+	if p.Limits != accounts.DefaultLimits {
+		t.Errorf("limits: got %+v, want %+v", p.Limits, accounts.DefaultLimits)
+	}
+	if got, err := s.Service.Person(ctx, "alice"); err != nil || got.Account != p.Account {
+		t.Errorf("Person(alice): got %q, %v, want account %q", got.Account, err, p.Account)
+	}
+
+	ac := accountClaims(t, s, p.Account)
+	if ac.Name != "alice" {
+		t.Errorf("JWT name: got %q, want %q", ac.Name, "alice")
+	}
+	if ac.Issuer != s.Operator.SigningKey {
+		t.Errorf("JWT issuer: got %q, want the operator signing key %q", ac.Issuer, s.Operator.SigningKey)
+	}
+	r1 := ac.Limits.JetStreamTieredLimits["R1"]
+	if r1.DiskStorage != accounts.DefaultLimits.Disk || r1.MemoryStorage != accounts.DefaultLimits.Memory {
+		t.Errorf("R1 tier: got disk %d memory %d, want %d and %d", r1.DiskStorage, r1.MemoryStorage, accounts.DefaultLimits.Disk, accounts.DefaultLimits.Memory)
+	}
+	if ac.Limits.Conn != accounts.DefaultLimits.Conns {
+		t.Errorf("connection limit: got %d, want %d", ac.Limits.Conn, accounts.DefaultLimits.Conns)
+	}
+	var scopes []string
+	for key := range ac.SigningKeys {
+		if scope, ok := ac.SigningKeys.GetScope(key); ok && scope != nil {
+			scopes = append(scopes, scope.(*jwt.UserScope).Role)
+		}
+	}
+	if !slices.Equal(scopes, []string{accounts.DeviceRole}) {
+		t.Errorf("scoped signing keys: got roles %q, want exactly %q", scopes, []string{accounts.DeviceRole})
+	}
+
+	// The records bucket is there, made with the account.
+	d := s.MustIssueDevice(t, "alice", "laptop")
+	kv := mustRecords(t, s.MustConnect(t, d.CredsFile).Conn)
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatalf("records status: %v", err)
+	}
+	if got := st.Bucket(); got != accounts.RecordsBucket {
+		t.Errorf("bucket: got %q, want %q", got, accounts.RecordsBucket)
+	}
+	if got := st.Values(); got != 0 {
+		t.Errorf("values in a new bucket: got %d, want 0", got)
+	}
+
+	if got := actions(auditOf(t, s, p.Account)); !slices.Equal(got, []string{accounts.ActionAccountCreate, accounts.ActionDeviceIssue + " laptop"}) {
+		t.Errorf("audit: got %q, want %q", got, []string{accounts.ActionAccountCreate, accounts.ActionDeviceIssue + " laptop"})
+	}
+}
+
+func TestCreatePersonRefuses(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	s.MustCreatePerson(t, "alice")
+	before, err := s.Claims.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name  string
+		np    accounts.NewPerson
+		kind  error
+		field string // the ValidationError's field, for ErrInvalid
+	}{
+		{name: "duplicate", np: accounts.NewPerson{Name: "alice"}, kind: accounts.ErrExists},
+		{name: "upper case", np: accounts.NewPerson{Name: "Alice"}, kind: accounts.ErrInvalid, field: "name"},
+		{name: "empty", np: accounts.NewPerson{Name: ""}, kind: accounts.ErrInvalid, field: "name"},
+		{name: "reserved sys", np: accounts.NewPerson{Name: "sys"}, kind: accounts.ErrInvalid, field: "name"},
+		{name: "reserved latch", np: accounts.NewPerson{Name: "latch"}, kind: accounts.ErrInvalid, field: "name"},
+		{name: "dot", np: accounts.NewPerson{Name: "a.b"}, kind: accounts.ErrInvalid, field: "name"},
+		{name: "role", np: accounts.NewPerson{Name: "bob", Role: "root"}, kind: accounts.ErrInvalid, field: "role"},
+		{name: "disk", np: accounts.NewPerson{Name: "bob", Limits: accounts.Limits{Disk: -1, Memory: 1, Conns: 1, Payload: 1, Consumers: 1}}, kind: accounts.ErrInvalid, field: "disk"},
+		{name: "memory", np: accounts.NewPerson{Name: "bob", Limits: accounts.Limits{Disk: 1, Conns: 1, Payload: 1, Consumers: 1}}, kind: accounts.ErrInvalid, field: "memory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Service.CreatePerson(ctx, tt.np)
+			wantKind(t, "create "+tt.np.Name, err, tt.kind)
+			if tt.field == "" {
+				return
+			}
+			var ve *accounts.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("got %T (%v), want a *accounts.ValidationError", err, err)
+			}
+			if _, ok := ve.Problems[tt.field]; !ok || len(ve.Problems) != 1 {
+				t.Errorf("problems: got %q, want one about %q", ve.Problems, tt.field)
+			}
+		})
+	}
+
+	// Nothing of the refused persons was kept.
+	ps, err := s.Service.Persons(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Name != "alice" {
+		t.Errorf("persons: got %+v, want alice alone", ps)
+	}
+	after, err := s.Claims.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("resolver accounts: got %d, want %d as before", len(after), len(before))
+	}
+	if _, err := s.Service.Person(ctx, "bob"); !errors.Is(err, accounts.ErrNotFound) {
+		t.Errorf("Person(bob): got %v, want ErrNotFound", err)
+	}
+}
+
+// TestCreatePersonRace checks that of many simultaneous requests for one
+// name exactly one wins.
+func TestCreatePersonRace(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = s.Service.CreatePerson(testCtx(t), accounts.NewPerson{Name: "carol"})
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, accounts.ErrExists):
+			t.Errorf("a losing create: got %v, want ErrExists", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("creates that succeeded: got %d, want 1", won)
+	}
+	ps, err := s.Service.Persons(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 {
+		t.Errorf("persons: got %d, want 1", len(ps))
+	}
+}
+
+func TestDisableEnablePerson(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	alice := s.MustCreatePerson(t, "alice")
+	s.MustCreatePerson(t, "bob")
+	laptop := s.MustIssueDevice(t, "alice", "laptop")
+	phone := s.MustIssueDevice(t, "alice", "phone")
+	bobs := s.MustIssueDevice(t, "bob", "laptop")
+	c1 := s.MustConnect(t, laptop.CredsFile)
+	c2 := s.MustConnect(t, phone.CredsFile)
+	cb := s.MustConnect(t, bobs.CredsFile)
+	mustPut(t, mustRecords(t, c1.Conn), "note", "kept")
+
+	p, err := s.Service.DisablePerson(ctx, "alice")
+	if err != nil {
+		t.Fatalf("disable: %v", err)
+	}
+	if p.Status != accounts.StatusDisabled || p.DisabledAt == nil {
+		t.Errorf("disabled person: got status %q disabled at %v, want %q and a time", p.Status, p.DisabledAt, accounts.StatusDisabled)
+	}
+	wantClosed(t, c1, "disable")
+	wantClosed(t, c2, "disable")
+	if err := c1.LastError(); !errors.Is(err, nats.ErrMaxAccountConnectionsExceeded) {
+		t.Errorf("why the laptop was closed: got %v, want %v", err, nats.ErrMaxAccountConnectionsExceeded)
+	}
+	wantConnectRefused(t, s, laptop.CredsFile, nats.ErrMaxAccountConnectionsExceeded)
+	wantOpen(t, cb, "disabling another person")
+
+	// A disabled person gets no new device, and disabling twice is a no-op.
+	_, _, err = s.Service.IssueDevice(ctx, accounts.NewDevice{Account: "alice", Name: "tablet"})
+	wantKind(t, "issue a device to a disabled person", err, accounts.ErrDisabled)
+	iat := accountClaims(t, s, alice.Account).IssuedAt
+	if p, err := s.Service.DisablePerson(ctx, "alice"); err != nil || p.Status != accounts.StatusDisabled {
+		t.Errorf("disable again: got %q, %v, want %q, nil", p.Status, err, accounts.StatusDisabled)
+	}
+	if got := accountClaims(t, s, alice.Account).IssuedAt; got != iat {
+		t.Errorf("JWT iat after a second disable: got %d, want %d (nothing pushed)", got, iat)
+	}
+
+	p, err = s.Service.EnablePerson(ctx, "alice")
+	if err != nil {
+		t.Fatalf("enable: %v", err)
+	}
+	if p.Status != accounts.StatusActive || p.DisabledAt != nil {
+		t.Errorf("enabled person: got status %q disabled at %v, want %q and none", p.Status, p.DisabledAt, accounts.StatusActive)
+	}
+	if got := accountClaims(t, s, alice.Account).Limits.Conn; got != accounts.DefaultLimits.Conns {
+		t.Errorf("connection limit after enable: got %d, want %d", got, accounts.DefaultLimits.Conns)
+	}
+	c1 = s.MustConnect(t, laptop.CredsFile)
+	wantValue(t, mustRecords(t, c1.Conn), "note", "kept")
+	wantValue(t, mustRecords(t, s.MustConnect(t, phone.CredsFile).Conn), "note", "kept")
+
+	want := []string{
+		accounts.ActionAccountCreate, accounts.ActionDeviceIssue + " laptop", accounts.ActionDeviceIssue + " phone",
+		accounts.ActionAccountDisable, accounts.ActionAccountEnable,
+	}
+	if got := actions(auditOf(t, s, alice.Account)); !slices.Equal(got, want) {
+		t.Errorf("audit: got %q, want %q", got, want)
+	}
+
+	_, err = s.Service.DisablePerson(ctx, "nobody")
+	wantKind(t, "disable nobody", err, accounts.ErrNotFound)
+	_, err = s.Service.EnablePerson(ctx, "nobody")
+	wantKind(t, "enable nobody", err, accounts.ErrNotFound)
+}
+
+func TestDeletePerson(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	old := s.MustCreatePerson(t, "alice")
+	laptop := s.MustIssueDevice(t, "alice", "laptop")
+	c := s.MustConnect(t, laptop.CredsFile)
+	mustPut(t, mustRecords(t, c.Conn), "note", "gone soon")
+	oldJWT, err := s.Claims.Lookup(ctx, old.Account)
+	if err != nil || oldJWT == "" {
+		t.Fatalf("look up alice: got %q, %v", oldJWT, err)
+	}
+
+	admin := accounts.Actor{Name: "root@test", From: "192.0.2.1"}
+	if _, err := s.Service.DeletePerson(accounts.WithActor(ctx, admin), "alice"); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	wantClosed(t, c, "delete")
+	if tok, err := s.Claims.Lookup(ctx, old.Account); err != nil || tok != "" {
+		t.Errorf("resolver after delete: got %d bytes, %v, want no JWT", len(tok), err)
+	}
+	wantConnectRefused(t, s, laptop.CredsFile, nats.ErrAuthorization)
+	_, err = s.Service.Person(ctx, "alice")
+	wantKind(t, "Person(alice) after delete", err, accounts.ErrNotFound)
+	_, err = s.Service.Devices(ctx, "alice")
+	wantKind(t, "Devices(alice) after delete", err, accounts.ErrNotFound)
+	_, err = s.Service.DeletePerson(ctx, "alice")
+	wantKind(t, "delete again", err, accounts.ErrNotFound)
+
+	events := auditOf(t, s, old.Account)
+	want := []string{accounts.ActionAccountCreate, accounts.ActionDeviceIssue + " laptop", accounts.ActionAccountDelete}
+	if got := actions(events); !slices.Equal(got, want) {
+		t.Errorf("audit: got %q, want %q", got, want)
+	}
+	if last := events[len(events)-1]; last.Actor != admin.Name || last.From != admin.From || last.AccountName != "alice" {
+		t.Errorf("delete entry: got actor %q from %q name %q, want %q from %q name %q", last.Actor, last.From, last.AccountName, admin.Name, admin.From, "alice")
+	}
+	if first := events[0]; first.Actor != "latch" {
+		t.Errorf("create entry actor: got %q, want %q (no actor in the context)", first.Actor, "latch")
+	}
+
+	// Should a peer push the old JWT back, Reconcile deletes it again.
+	if err := s.Claims.Push(ctx, oldJWT); err != nil {
+		t.Fatalf("push the old JWT back: %v", err)
+	}
+	if err := s.Service.Reconcile(ctx); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if tok, err := s.Claims.Lookup(ctx, old.Account); err != nil || tok != "" {
+		t.Errorf("resolver after reconcile: got %d bytes, %v, want no JWT", len(tok), err)
+	}
+
+	// The name is free again, with a new account and an empty bucket.
+	fresh := s.MustCreatePerson(t, "alice")
+	if fresh.Account == old.Account {
+		t.Errorf("re-created account: got %q, want a new key", fresh.Account)
+	}
+	kv := mustRecords(t, s.MustConnect(t, s.MustIssueDevice(t, "alice", "laptop").CredsFile).Conn)
+	wantNoKey(t, kv, "note")
+	wantConnectRefused(t, s, laptop.CredsFile, nats.ErrAuthorization)
+}
+
+// TestPersonQuotas checks that a person account's limits hold: the
+// connection limit, the payload limit and the disk quota of the bucket.
+func TestPersonQuotas(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	limits := accounts.Limits{Disk: 64 << 10, Memory: 1 << 20, Conns: 2, Payload: 4 << 10, Consumers: 8}
+	if _, err := s.Service.CreatePerson(ctx, accounts.NewPerson{Name: "dave", Limits: limits}); err != nil {
+		t.Fatal(err)
+	}
+	d := s.MustIssueDevice(t, "dave", "laptop")
+	c := s.MustConnect(t, d.CredsFile)
+	s.MustConnect(t, d.CredsFile)
+	wantConnectRefused(t, s, d.CredsFile, nats.ErrMaxAccountConnectionsExceeded)
+
+	kv := mustRecords(t, c.Conn)
+	if _, err := kv.Put(ctx, "big", make([]byte, limits.Payload+1)); !errors.Is(err, nats.ErrMaxPayload) {
+		t.Errorf("put over the payload limit: got %v, want %v", err, nats.ErrMaxPayload)
+	}
+	var err error
+	written := 0
+	for written = 0; written < 2*int(limits.Disk); written += 1024 {
+		if _, err = kv.Put(ctx, fmt.Sprintf("k%d", written), make([]byte, 1024)); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Fatalf("wrote %d bytes into a %d byte quota; want a refusal", written, limits.Disk)
+	}
+	if want := "resource limits exceeded"; !strings.Contains(err.Error(), want) {
+		t.Errorf("put over the disk quota: got %q, want it to contain %q", err, want)
+	}
+}
+
+// TestOverCommittedQuotas is the test DESIGN.md's trap asks for. A
+// standalone nats-server adds up the accounts' JetStream quotas and gives
+// no JetStream to the account that takes the sum past its max store; latch
+// over-commits the max store (as `latch serve` does by default) so that
+// quotas adding up to more than the disk still each get a working bucket.
+func TestOverCommittedQuotas(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	const persons = 6
+	quota := (free / 4) &^ (1<<20 - 1) // whole MiB
+	if quota < 1<<20 {
+		t.Skipf("only %d bytes free", free)
+	}
+	if persons*quota <= free {
+		t.Fatalf("test setup: %d persons × %d bytes do not exceed the %d bytes free", persons, quota, free)
+	}
+	limits := accounts.DefaultLimits
+	limits.Disk = quota
+	s := latchtest.MustStart(t, latchtest.Options{Dir: dir, Limits: limits})
+	for i := range persons {
+		name := fmt.Sprintf("p%d", i)
+		p := s.MustCreatePerson(t, name)
+		if got := accountClaims(t, s, p.Account).Limits.JetStreamTieredLimits["R1"].DiskStorage; got != quota {
+			t.Errorf("%s disk quota: got %d, want %d", name, got, quota)
+		}
+		d := s.MustIssueDevice(t, name, "laptop")
+		kv := mustRecords(t, s.MustConnect(t, d.CredsFile).Conn)
+		mustPut(t, kv, "hello", name)
+		wantValue(t, kv, "hello", name)
+	}
+}
+
+// TestWithoutOverCommitJetStreamRunsOut shows the trap itself, so the test
+// above keeps meaning something: with a max store that holds two quotas,
+// the third person gets no JetStream, and CreatePerson undoes everything.
+func TestWithoutOverCommitJetStreamRunsOut(t *testing.T) {
+	t.Parallel()
+	limits := accounts.DefaultLimits
+	s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir(), Limits: limits, MaxStore: 2*limits.Disk + limits.Disk/2})
+	ctx := testCtx(t)
+	s.MustCreatePerson(t, "p0")
+	s.MustCreatePerson(t, "p1")
+	before, err := s.Claims.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Service.CreatePerson(ctx, accounts.NewPerson{Name: "p2"})
+	if err == nil {
+		t.Fatal("create a third person past the max store: got nil error, want JetStream refused")
+	}
+	for _, want := range []string{"jetstream not enabled", "nothing was kept"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("got %q, want it to contain %q", err, want)
+		}
+	}
+	_, err = s.Service.Person(ctx, "p2")
+	wantKind(t, "Person(p2) after a failed create", err, accounts.ErrNotFound)
+	after, err := s.Claims.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("resolver accounts after a failed create: got %d, want %d", len(after), len(before))
+	}
+}
+
+// TestInitOperatorIntoEmptyFolder checks that a data folder may exist
+// beforehand when it is empty (a fresh volume, `mkdir data`).
+func TestInitOperatorIntoEmptyFolder(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	op, err := accounts.InitOperator(dir, "test")
+	if err != nil {
+		t.Fatalf("init an empty folder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, accounts.ManifestFile)); err != nil {
+		t.Errorf("manifest: %v", err)
+	}
+	if !op.HasIdentityKey() {
+		t.Error("HasIdentityKey() = false, want true after init")
+	}
+	_, err = accounts.InitOperator(dir, "test")
+	if err == nil || !strings.Contains(err.Error(), "already initialised") {
+		t.Errorf("init again: got %v, want an error containing %q", err, "already initialised")
+	}
+	full := t.TempDir()
+	if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = accounts.InitOperator(full, "test")
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("init a folder with a file in it: got %v, want an error containing %q", err, "not empty")
+	}
+}
