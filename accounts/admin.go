@@ -22,6 +22,8 @@ const (
 	EndpointDeviceIssue    = "device.issue"
 	EndpointDeviceList     = "device.ls"
 	EndpointDeviceRevoke   = "device.revoke"
+	EndpointDeviceApprove  = "device.approve"
+	EndpointInviteCreate   = "invite.create"
 	EndpointAuditList      = "audit.ls"
 
 	// ActorHeader names, for the audit trail, who is calling.
@@ -66,6 +68,26 @@ type DeviceRequest struct {
 type DeviceRevokeReply struct {
 	Device         Device `json:"device"`
 	AlreadyRevoked bool   `json:"already_revoked"`
+}
+
+// DeviceApproveRequest approves a device's pending enrolment for an
+// account, by the user code the device shows.
+type DeviceApproveRequest struct {
+	Account string `json:"account"`
+	Code    string `json:"code"`
+}
+
+// InviteCreateRequest asks for an invite link.
+type InviteCreateRequest struct {
+	Admin bool `json:"admin,omitempty"`
+}
+
+// InviteCreateReply carries the new invite's token, shown once, and its
+// link; Link is empty when the server has no public URL.
+type InviteCreateReply struct {
+	Token  string `json:"token"`
+	Link   string `json:"link"`
+	Invite Invite `json:"invite"`
 }
 
 // AuditRequest asks for the last entries of the audit trail.
@@ -169,6 +191,24 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 				return nil, err
 			}
 			return DeviceRevokeReply{Device: d, AlreadyRevoked: before.Revoked()}, nil
+		},
+		EndpointDeviceApprove: func(ctx context.Context, data []byte) (any, error) {
+			var r DeviceApproveRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			return s.ApproveEnrollment(ctx, r.Code, r.Account)
+		},
+		EndpointInviteCreate: func(ctx context.Context, data []byte) (any, error) {
+			var r InviteCreateRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			token, inv, err := s.CreateInvite(ctx, r.Admin)
+			if err != nil {
+				return nil, err
+			}
+			return InviteCreateReply{Token: token, Link: s.InviteLink(token), Invite: inv}, nil
 		},
 		EndpointAuditList: func(ctx context.Context, data []byte) (any, error) {
 			var r AuditRequest
@@ -332,6 +372,19 @@ func (c *AdminClient) Devices(ctx context.Context, account string) ([]Device, er
 func (c *AdminClient) RevokeDevice(ctx context.Context, account, device string) (DeviceRevokeReply, error) {
 	var out DeviceRevokeReply
 	return out, c.call(ctx, EndpointDeviceRevoke, DeviceRequest{Account: account, Device: device}, &out)
+}
+
+// ApproveDevice approves a device's pending enrolment for an account, by
+// the user code the device shows.
+func (c *AdminClient) ApproveDevice(ctx context.Context, account, code string) (Device, error) {
+	var d Device
+	return d, c.call(ctx, EndpointDeviceApprove, DeviceApproveRequest{Account: account, Code: code}, &d)
+}
+
+// CreateInvite makes an invite link.
+func (c *AdminClient) CreateInvite(ctx context.Context, admin bool) (InviteCreateReply, error) {
+	var out InviteCreateReply
+	return out, c.call(ctx, EndpointInviteCreate, InviteCreateRequest{Admin: admin}, &out)
 }
 
 // Audit returns the last entries of the audit trail.

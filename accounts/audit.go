@@ -14,6 +14,17 @@ const (
 	ActionAccountDelete  = "account.delete"
 	ActionDeviceIssue    = "device.issue"
 	ActionDeviceRevoke   = "device.revoke"
+
+	ActionPersonLogin         = "person.login"
+	ActionPasskeyAdd          = "passkey.add"
+	ActionPasskeyRename       = "passkey.rename"
+	ActionPasskeyRemove       = "passkey.remove"
+	ActionPasskeyCloneWarning = "passkey.clone_warning"
+	ActionEnrollApprove       = "enroll.approve"
+	ActionEnrollDeny          = "enroll.deny"
+	ActionInviteCreate        = "invite.create"
+	ActionInviteConsume       = "invite.consume"
+	ActionInviteRevoke        = "invite.revoke"
 )
 
 // AuditEvent is one entry of the audit trail.

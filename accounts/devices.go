@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -18,7 +19,9 @@ import (
 
 // How a device came to be.
 const (
-	EnrolledIssued = "issued" // `latch device issue`: the server made the key
+	EnrolledIssued   = "issued"   // `latch device issue`: the server made the key
+	EnrolledEnrolled = "enrolled" // the device made its key and a person approved it (device flow)
+	EnrolledDownload = "download" // the server made the key for a creds file downloaded from the GUI
 )
 
 // Device is one NATS user of a person account.
@@ -271,4 +274,37 @@ func (s *Service) RevokeDevice(ctx context.Context, account, ref string) (Device
 	s.auditAfter(ctx, AuditEvent{Action: ActionDeviceRevoke, Account: p.Account, AccountName: p.Name, Device: d.PublicKey, DeviceName: d.Name})
 	s.log.Info("device revoked", "account", p.Account, "device", d.PublicKey)
 	return d, nil
+}
+
+// SetLastSeen records when a device was last connected. account is the
+// person account's public key. An older time than the one recorded
+// changes nothing.
+func (s *Service) SetLastSeen(ctx context.Context, account, pub string, at time.Time) error {
+	at = at.UTC()
+	for range 5 {
+		var d Device
+		rev, err := getJSON(ctx, s.devices, deviceKey(account, pub), &d)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return errorf(ErrNotFound, "no device %s in account %s", pub, account)
+		}
+		if err != nil {
+			return err
+		}
+		if d.LastSeen != nil && !at.After(*d.LastSeen) {
+			return nil
+		}
+		d.LastSeen = &at
+		b, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		// Compare-and-set: a revocation written meanwhile is never undone.
+		if _, err = s.devices.Update(ctx, deviceKey(account, pub), b, rev); err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+	}
+	return fmt.Errorf("device %s: last seen not recorded: the record kept changing", pub)
 }

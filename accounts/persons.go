@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -30,6 +31,7 @@ const (
 type Person struct {
 	Name        string     `json:"name"`
 	DisplayName string     `json:"display_name,omitempty"`
+	Handle      string     `json:"handle"` // the WebAuthn user handle (see NewHandle); it never changes
 	Role        string     `json:"role"`
 	Account     string     `json:"account"`
 	Status      string     `json:"status"`
@@ -40,9 +42,15 @@ type Person struct {
 
 // NewPerson is what CreatePerson needs.
 type NewPerson struct {
+	// Name is the account name. When it is empty and DisplayName is not,
+	// CreatePerson derives a free name from the display name.
 	Name        string
 	DisplayName string
-	Role        string
+	// Handle is the WebAuthn user handle, as NewHandle makes it; empty
+	// makes a new one. The web layer sets it when the handle was already
+	// shown to an authenticator during sign-up.
+	Handle string
+	Role   string
 	// Limits overrides the service's default quotas when not zero.
 	Limits Limits
 }
@@ -63,9 +71,34 @@ type tombstone struct {
 
 // CreatePerson creates a person and their account: keys, the account JWT
 // pushed to the resolver, and the records bucket. It either does all of it
-// or, on failure, undoes what it did.
+// or, on failure, undoes what it did. Without a name but with a display
+// name, it takes the first free name derived from the display name
+// ("Ann Lee" → ann-lee, ann-lee-2, …).
 func (s *Service) CreatePerson(ctx context.Context, np NewPerson) (Person, error) {
+	if np.Name != "" || np.DisplayName == "" {
+		return s.createPerson(ctx, np)
+	}
+	base := personNameFrom(np.DisplayName)
+	for i := 1; i <= maxNameTries; i++ {
+		np.Name = numberedName(base, i)
+		if reservedNames[np.Name] {
+			continue
+		}
+		p, err := s.createPerson(ctx, np)
+		if !errors.Is(err, ErrExists) {
+			return p, err
+		}
+	}
+	return Person{}, errorf(ErrExists, "the names %s to %s are all taken; choose a name", base, numberedName(base, maxNameTries))
+}
+
+func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error) {
 	if err := ValidatePersonName(np.Name); err != nil {
+		return Person{}, err
+	}
+	if np.Handle == "" {
+		np.Handle = NewHandle()
+	} else if err := validateHandle(np.Handle); err != nil {
 		return Person{}, err
 	}
 	if np.Role == "" {
@@ -84,7 +117,7 @@ func (s *Service) CreatePerson(ctx context.Context, np NewPerson) (Person, error
 	k := newPersonKeys()
 	pub, _ := k.account.PublicKey()
 	p := Person{
-		Name: np.Name, DisplayName: np.DisplayName, Role: np.Role, Account: pub,
+		Name: np.Name, DisplayName: np.DisplayName, Handle: np.Handle, Role: np.Role, Account: pub,
 		Status: StatusCreating, Limits: limits, Created: time.Now().UTC(),
 	}
 	// Create refuses an existing key, so two requests for one name cannot
@@ -217,6 +250,26 @@ func (s *Service) Persons(ctx context.Context) ([]Person, error) {
 	return out, nil
 }
 
+// PersonCount returns how many persons there are, counting those being
+// created or deleted.
+func (s *Service) PersonCount(ctx context.Context) (int, error) {
+	lister, err := s.persons.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	n := 0
+	for k := range lister.Keys() {
+		// Person names hold no dot; any other key is not a person.
+		if !strings.Contains(k, ".") {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // AccountDetail is a person with what the resolver and the device
 // registry say about their account.
 type AccountDetail struct {
@@ -331,7 +384,8 @@ func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error)
 	}
 	// Should the JWT ever come back, it lets nobody in.
 	err = s.update(p.Account, func(ac *jwt.AccountClaims) error {
-		ac.Revocations.Revoke(jwt.All, time.Now())
+		// RevokeAt makes the list when the account has none yet.
+		ac.RevokeAt(jwt.All, time.Now())
 		ac.Limits.Conn = 0
 		return nil
 	})
@@ -350,6 +404,9 @@ func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error)
 		for k := range devs.Keys() {
 			s.devices.Purge(ctx, k)
 		}
+	}
+	if err := s.purgePasskeys(ctx, p); err != nil {
+		return Person{}, step("removing its passkeys", err)
 	}
 	if err := s.secrets.Purge(ctx, p.Account); err != nil && !isNotFound(err) {
 		return Person{}, step("removing its signing keys", err)
@@ -413,4 +470,48 @@ func (s *Service) Resign(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// maxNameTries is how many numbered names CreatePerson tries for one
+// display name.
+const maxNameTries = 50
+
+// personNameFrom makes a valid person name of a display name: lower case,
+// every run of other characters than a-z, 0-9, '-' and '_' one '-', no
+// leading or trailing '-' or '_', at most 32 characters; "person" when
+// nothing is left.
+func personNameFrom(display string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(display) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
+			b.WriteRune(r)
+			dash = false
+		case !dash:
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	name := strings.Trim(b.String(), "-_")
+	if len(name) > maxPersonName {
+		name = strings.TrimRight(name[:maxPersonName], "-_")
+	}
+	if name == "" {
+		name = "person"
+	}
+	return name
+}
+
+// numberedName is base for i = 1 and base-i after, cut to fit the longest
+// name allowed.
+func numberedName(base string, i int) string {
+	if i == 1 {
+		return base
+	}
+	suffix := fmt.Sprintf("-%d", i)
+	if len(base)+len(suffix) > maxPersonName {
+		base = strings.TrimRight(base[:maxPersonName-len(suffix)], "-_")
+	}
+	return base + suffix
 }

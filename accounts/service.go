@@ -30,6 +30,9 @@ const (
 	DevicesBucket    = "latch_devices"
 	SecretsBucket    = "latch_secrets"
 	TombstonesBucket = "latch_tombstones"
+	PasskeysBucket   = "latch_passkeys"
+	EnrollBucket     = "latch_enroll"
+	InvitesBucket    = "latch_invites"
 	AuditStream      = "latch_audit"
 	auditSubject     = "latch.audit"
 )
@@ -66,6 +69,9 @@ type Config struct {
 	DeviceTTL time.Duration
 	// Log receives what the service reports.
 	Log *slog.Logger
+	// PublicURL is where people reach the web GUI, such as
+	// https://latch.example.com; invite links start with it.
+	PublicURL string
 }
 
 // Service manages persons, their accounts and their devices.
@@ -77,6 +83,9 @@ type Service struct {
 	devices    jetstream.KeyValue
 	secrets    jetstream.KeyValue
 	tombstones jetstream.KeyValue
+	passkeys   jetstream.KeyValue
+	enroll     jetstream.KeyValue
+	invites    jetstream.KeyValue
 
 	writers sync.Map // account public key → *writer
 }
@@ -104,11 +113,15 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		name    string
 		desc    string
 		history uint8
+		ttl     time.Duration // every entry's lifetime; 0 is for ever
 	}{
-		{&s.persons, PersonsBucket, "latch persons: name → person", 5},
-		{&s.devices, DevicesBucket, "latch devices: account.dev.device → device; account.name.hash → device", 5},
-		{&s.secrets, SecretsBucket, "signing seeds of person accounts", 1},
-		{&s.tombstones, TombstonesBucket, "deleted accounts, kept so resolver sync cannot bring them back", 1},
+		{&s.persons, PersonsBucket, "latch persons: name → person", 5, 0},
+		{&s.devices, DevicesBucket, "latch devices: account.dev.device → device; account.name.hash → device", 5, 0},
+		{&s.secrets, SecretsBucket, "signing seeds of person accounts", 1, 0},
+		{&s.tombstones, TombstonesBucket, "deleted accounts, kept so resolver sync cannot bring them back", 1, 0},
+		{&s.passkeys, PasskeysBucket, "passkeys: p.person.id → passkey; c.id → person; h.handle → person", 1, 0},
+		{&s.enroll, EnrollBucket, "pending device enrolments: d.hash → enrolment; u.code → hash", 1, enrollBucketTTL},
+		{&s.invites, InvitesBucket, "invite links: hash of the token → invite", 1, InviteTTL},
 	}
 	for _, b := range buckets {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -117,6 +130,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 			History:     b.history,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
+			TTL:         b.ttl,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("bucket %s: %w", b.name, err)

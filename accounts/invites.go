@@ -1,0 +1,248 @@
+package accounts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Invites let someone sign up. An invite is a link holding a random token;
+// the invites bucket keeps only the token's SHA-256 (hex) as the key, so
+// reading the bucket does not let anyone sign up. The bucket's TTL drops
+// an invite when it expires.
+
+// InviteTTL is how long an invite link works.
+const InviteTTL = 7 * 24 * time.Hour
+
+// Invite is a one-time sign-up link, without its token.
+type Invite struct {
+	// ID is the first 8 hex digits of the token's hash: enough to tell
+	// invites apart in a list and revoke one, useless to sign up with.
+	ID    string `json:"id"`
+	Admin bool   `json:"admin"` // whoever signs up with it becomes an admin
+	// Setup marks the first-run invite that `latch serve` prints; it works
+	// only while no person exists.
+	Setup     bool      `json:"setup,omitempty"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	CreatedBy string    `json:"created_by"`
+}
+
+func inviteKey(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+func inviteNotFound() error {
+	return errorf(ErrNotFound, "this invite link is not valid: it was used, it expired, or it was never made; ask an admin for a new one")
+}
+
+// InviteLink is the link of an invite token under Config.PublicURL, or ""
+// when the service has no public URL.
+func (s *Service) InviteLink(token string) string {
+	if s.cfg.PublicURL == "" {
+		return ""
+	}
+	return strings.TrimRight(s.cfg.PublicURL, "/") + "/invite/" + token
+}
+
+// CreateInvite makes an invite and returns its token, which is shown
+// once: only its hash is kept. The audit trail names the invite by its ID.
+func (s *Service) CreateInvite(ctx context.Context, admin bool) (string, Invite, error) {
+	return s.createInvite(ctx, admin, false)
+}
+
+func (s *Service) createInvite(ctx context.Context, admin, setup bool) (string, Invite, error) {
+	token := base64.RawURLEncoding.EncodeToString(randomBytes(32))
+	key := inviteKey(token)
+	now := time.Now().UTC()
+	inv := Invite{
+		ID: key[:8], Admin: admin, Setup: setup,
+		Created: now, Expires: now.Add(InviteTTL), CreatedBy: actorOf(ctx).Name,
+	}
+	if err := createJSON(ctx, s.invites, key, inv); err != nil {
+		return "", Invite{}, fmt.Errorf("create invite: %w", err)
+	}
+	// Like a device's JWT, the token is handed out only once the audit
+	// trail has the invite.
+	if err := s.audit(ctx, AuditEvent{Action: ActionInviteCreate, Detail: inviteDetail(inv)}); err != nil {
+		s.invites.Purge(context.WithoutCancel(ctx), key)
+		return "", Invite{}, fmt.Errorf("create invite: audit: %w", err)
+	}
+	return token, inv, nil
+}
+
+func inviteDetail(inv Invite) string {
+	kind := "member"
+	switch {
+	case inv.Setup:
+		kind = "setup"
+	case inv.Admin:
+		kind = "admin"
+	}
+	return "invite " + inv.ID + " (" + kind + ")"
+}
+
+func (s *Service) inviteByToken(ctx context.Context, token string) (Invite, uint64, error) {
+	if token == "" {
+		return Invite{}, 0, inviteNotFound()
+	}
+	var inv Invite
+	rev, err := getJSON(ctx, s.invites, inviteKey(token), &inv)
+	if isNotFound(err) {
+		return Invite{}, 0, inviteNotFound()
+	}
+	if err != nil {
+		return Invite{}, 0, err
+	}
+	if !time.Now().Before(inv.Expires) {
+		return Invite{}, 0, inviteNotFound()
+	}
+	return inv, rev, nil
+}
+
+// Invite returns the invite of a token, without using it up. A setup
+// invite is refused once any person exists, so a first-run link left in a
+// log stops working when it is no longer needed.
+func (s *Service) Invite(ctx context.Context, token string) (Invite, error) {
+	inv, _, err := s.inviteByToken(ctx, token)
+	if err != nil {
+		return Invite{}, err
+	}
+	if inv.Setup {
+		n, err := s.PersonCount(ctx)
+		if err != nil {
+			return Invite{}, err
+		}
+		if n > 0 {
+			return Invite{}, inviteNotFound()
+		}
+	}
+	return inv, nil
+}
+
+// ConsumeInvite uses up an invite: of any number of calls with one token,
+// one at most succeeds. It does not check a setup invite against the
+// persons, so the caller may create the person before or after.
+func (s *Service) ConsumeInvite(ctx context.Context, token string) (Invite, error) {
+	inv, rev, err := s.inviteByToken(ctx, token)
+	if err != nil {
+		return Invite{}, err
+	}
+	// The delete holds only if nobody deleted the invite since it was read.
+	err = s.invites.Delete(ctx, inviteKey(token), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return Invite{}, inviteNotFound()
+	}
+	if err != nil {
+		return Invite{}, err
+	}
+	s.auditAfter(ctx, AuditEvent{Action: ActionInviteConsume, Detail: inviteDetail(inv)})
+	return inv, nil
+}
+
+// Invites returns the invites that still work, oldest first.
+func (s *Service) Invites(ctx context.Context) ([]Invite, error) {
+	invs, _, err := s.allInvites(ctx)
+	return invs, err
+}
+
+// allInvites returns the unexpired invites and their keys.
+func (s *Service) allInvites(ctx context.Context) ([]Invite, []string, error) {
+	lister, err := s.invites.ListKeys(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	for k := range lister.Keys() {
+		names = append(names, k)
+	}
+	now := time.Now()
+	var invs []Invite
+	var keys []string
+	for _, k := range names {
+		var inv Invite
+		if _, err := getJSON(ctx, s.invites, k, &inv); err != nil {
+			if isNotFound(err) {
+				continue // used meanwhile
+			}
+			return nil, nil, err
+		}
+		if now.Before(inv.Expires) {
+			invs = append(invs, inv)
+			keys = append(keys, k)
+		}
+	}
+	sort.Sort(byCreated{invs, keys})
+	return invs, keys, nil
+}
+
+type byCreated struct {
+	invs []Invite
+	keys []string
+}
+
+func (b byCreated) Len() int           { return len(b.invs) }
+func (b byCreated) Less(i, j int) bool { return b.invs[i].Created.Before(b.invs[j].Created) }
+func (b byCreated) Swap(i, j int) {
+	b.invs[i], b.invs[j] = b.invs[j], b.invs[i]
+	b.keys[i], b.keys[j] = b.keys[j], b.keys[i]
+}
+
+// RevokeInvite makes the invite with an ID stop working.
+func (s *Service) RevokeInvite(ctx context.Context, id string) error {
+	invs, keys, err := s.allInvites(ctx)
+	if err != nil {
+		return err
+	}
+	found := false
+	for i, inv := range invs {
+		if inv.ID != strings.ToLower(id) {
+			continue
+		}
+		if err := s.invites.Delete(ctx, keys[i]); err != nil {
+			return err
+		}
+		found = true
+		s.auditAfter(ctx, AuditEvent{Action: ActionInviteRevoke, Detail: inviteDetail(inv)})
+	}
+	if !found {
+		return errorf(ErrNotFound, "no invite %q; it may have been used or have expired", id)
+	}
+	return nil
+}
+
+// SetupInvite makes the first-run invite when no person exists yet: an
+// admin invite whose link `latch serve` prints. Earlier setup invites stop
+// working, so only the link printed last does. When persons exist it
+// makes nothing and ok is false.
+func (s *Service) SetupInvite(ctx context.Context) (token string, ok bool, err error) {
+	n, err := s.PersonCount(ctx)
+	if err != nil || n > 0 {
+		return "", false, err
+	}
+	invs, keys, err := s.allInvites(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	for i, inv := range invs {
+		if inv.Setup {
+			if err := s.invites.Delete(ctx, keys[i]); err != nil {
+				return "", false, err
+			}
+		}
+	}
+	token, _, err = s.createInvite(ctx, true, true)
+	if err != nil {
+		return "", false, err
+	}
+	return token, true, nil
+}
