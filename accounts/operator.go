@@ -241,8 +241,11 @@ func (o *Operator) JetStreamKey(getenv func(string) string) (string, error) {
 		return k, nil
 	}
 	b, err := o.Keys.Secret(JetStreamKeyName)
+	if errors.Is(err, keys.ErrNotFound) {
+		return "", fmt.Errorf("JetStream key: %w; set LATCH_JETSTREAM_KEY or restore the file from a backup", err)
+	}
 	if err != nil {
-		return "", fmt.Errorf("JetStream key: %w; set LATCH_JETSTREAM_KEY or restore the file", err)
+		return "", fmt.Errorf("JetStream key: %w", err)
 	}
 	return string(b), nil
 }

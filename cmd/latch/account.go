@@ -22,12 +22,21 @@ func accountCommand(e *env) *cli.Command {
 				Description: `NAME: 1 to 32 of a-z, 0-9, '-' and '_', starting with a letter or digit.
 The account gets a scoped device signing key, a service signing key,
 JetStream quotas (the server's defaults unless given here) and a records bucket.`,
+				Before: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return nil // the action says what is wrong with the arguments
+					}
+					if err := accounts.ValidatePersonName(c.Args().First()); err != nil {
+						return invalidArg("account name", err)
+					}
+					return nil
+				},
 				Flags: withGlobals(
 					&cli.StringFlag{Name: "display-name", Usage: "the person's name as shown"},
 					&cli.BoolFlag{Name: "admin", Usage: "make the person an admin"},
 					&cli.StringFlag{Name: "disk", Usage: "JetStream disk quota, such as 256MiB (default: the server's)"},
 					&cli.StringFlag{Name: "memory", Usage: "JetStream memory quota (default: the server's)"},
-					jsonFlag,
+					jsonFlag(),
 				),
 				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
 					req := accounts.AccountAddRequest{Name: a[0], DisplayName: c.String("display-name"), Role: accounts.RoleMember}
@@ -64,7 +73,7 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 			{
 				Name:  "ls",
 				Usage: "list person accounts",
-				Flags: withGlobals(jsonFlag),
+				Flags: withGlobals(jsonFlag()),
 				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
 					ps, err := ac.Accounts(c.Context)
 					if err != nil {
@@ -84,7 +93,7 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 				Name:      "show",
 				Usage:     "show a person account",
 				ArgsUsage: "NAME",
-				Flags:     withGlobals(jsonFlag),
+				Flags:     withGlobals(jsonFlag()),
 				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
 					d, err := ac.Account(c.Context, a[0])
 					if err != nil {
@@ -108,21 +117,21 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 				Name:      "disable",
 				Usage:     "refuse the account's connections and close the open ones; its data and devices are kept",
 				ArgsUsage: "NAME",
-				Flags:     withGlobals(jsonFlag),
+				Flags:     withGlobals(jsonFlag()),
 				Action:    e.personAction("disabled", (*accounts.AdminClient).DisableAccount),
 			},
 			{
 				Name:      "enable",
 				Usage:     "let a disabled account's devices connect again",
 				ArgsUsage: "NAME",
-				Flags:     withGlobals(jsonFlag),
+				Flags:     withGlobals(jsonFlag()),
 				Action:    e.personAction("enabled", (*accounts.AdminClient).EnableAccount),
 			},
 			{
 				Name:      "delete",
 				Usage:     "delete a person account: devices revoked, JetStream data purged, JWT removed from the resolver",
 				ArgsUsage: "NAME",
-				Flags:     withGlobals(jsonFlag),
+				Flags:     withGlobals(jsonFlag()),
 				Action:    e.personAction("deleted", (*accounts.AdminClient).DeleteAccount),
 			},
 		},

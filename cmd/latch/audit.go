@@ -11,7 +11,7 @@ func auditCommand(e *env) *cli.Command {
 		Usage: "show the last entries of the audit trail",
 		Flags: withGlobals(
 			&cli.IntFlag{Name: "last", Value: 50, Usage: "how many entries"},
-			jsonFlag,
+			jsonFlag(),
 		),
 		Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
 			es, err := ac.Audit(c.Context, c.Int("last"))

@@ -11,10 +11,13 @@ import (
 )
 
 func deviceCommand(e *env) *cli.Command {
-	accountFlag := &cli.StringFlag{Name: "account", Usage: "the person account's name", Required: true}
+	accountFlag := func() cli.Flag {
+		return &cli.StringFlag{Name: "account", Usage: "the person account's name (required)"}
+	}
+	needAccount := func(c *cli.Context) error { return requireFlags(c, "account") }
 	return &cli.Command{
 		Name:  "device",
-		Usage: "manage the devices of a person account (through the running server's admin service)",
+		Usage: "issue, approve, list and revoke the devices of a person account (through the running server's admin service)",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "issue",
@@ -24,12 +27,21 @@ scoped device key and returns the creds once; they are never stored.
 With --out they go to a new file of mode 0600 (an existing file is never
 overwritten); without it, to stdout. Device names: 1 to 64 printable
 characters, unique among the account's active devices.`,
+				Before: func(c *cli.Context) error {
+					if err := requireFlags(c, "account", "name"); err != nil {
+						return err
+					}
+					if err := accounts.ValidateDeviceName(c.String("name")); err != nil {
+						return invalidArg("--name", err)
+					}
+					return nil
+				},
 				Flags: withGlobals(
-					accountFlag,
-					&cli.StringFlag{Name: "name", Usage: "the device's name", Required: true},
+					accountFlag(),
+					&cli.StringFlag{Name: "name", Usage: "the device's name (required)"},
 					&cli.StringFlag{Name: "out", Usage: "write the creds to this new file (mode 0600)"},
 					&cli.StringFlag{Name: "expires", Usage: "the JWT's lifetime: 90d, 12h or never (default: the server's)"},
-					jsonFlag,
+					jsonFlag(),
 				),
 				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
 					req := accounts.DeviceIssueRequest{Account: c.String("account"), Name: c.String("name")}
@@ -70,9 +82,35 @@ characters, unique among the account's active devices.`,
 				}),
 			},
 			{
-				Name:  "ls",
-				Usage: "list the devices of a person account",
-				Flags: withGlobals(accountFlag, jsonFlag),
+				Name:      "approve",
+				Usage:     "approve a device's pending enrolment by the code it shows; prints its public key (U…)",
+				ArgsUsage: "CODE (as the device shows it, such as WDJB-MJHT)",
+				Description: `A device enrolling with ` + "`latch client enroll`" + ` made its own nkey and shows a
+code. Approving the code makes the device's key a device of the account
+(its JWT signed by the account's scoped device key); the device picks the
+JWT up on its next poll and writes its own creds. Case, dashes and spaces
+in CODE do not matter. The device's public key is printed: compare it with
+the key the device shows, and revoke the device if they differ.`,
+				Before: needAccount,
+				Flags:  withGlobals(accountFlag(), jsonFlag()),
+				Action: e.adminAction([]string{"CODE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					d, err := ac.ApproveDevice(c.Context, c.String("account"), a[0])
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, d)
+					}
+					fmt.Fprintln(e.stdout, d.PublicKey)
+					fmt.Fprintf(e.stderr, "approved %s in account %s; the device receives its JWT on its next poll\n", d.Name, d.AccountName)
+					return nil
+				}),
+			},
+			{
+				Name:   "ls",
+				Usage:  "list the devices of a person account",
+				Before: needAccount,
+				Flags:  withGlobals(accountFlag(), jsonFlag()),
 				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
 					ds, err := ac.Devices(c.Context, c.String("account"))
 					if err != nil {
@@ -96,7 +134,8 @@ characters, unique among the account's active devices.`,
 				Name:      "revoke",
 				Usage:     "revoke a device: its live connections close at once and its creds never connect again",
 				ArgsUsage: "DEVICE (its name or public key)",
-				Flags:     withGlobals(accountFlag, jsonFlag),
+				Before:    needAccount,
+				Flags:     withGlobals(accountFlag(), jsonFlag()),
 				Action: e.adminAction([]string{"DEVICE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
 					r, err := ac.RevokeDevice(c.Context, c.String("account"), a[0])
 					if err != nil {

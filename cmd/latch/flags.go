@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/latch-dev/latch/accounts"
 	"github.com/urfave/cli/v2"
 )
 
@@ -57,7 +59,9 @@ func (e *env) global(c *cli.Context, name string) string {
 	panic("no global flag " + name)
 }
 
-var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
+// jsonFlag is --json; each command gets its own, since urfave/cli writes
+// to a flag while it parses.
+func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print JSON"} }
 
 // withGlobals adds the global flags to a command's own, so they may be
 // given after the command too.
@@ -107,4 +111,29 @@ func parseTTL(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a lifetime; write it like 90d, 12h or never", s)
 	}
 	return d, nil
+}
+
+// requireFlags refuses a command run without one of the named flags.
+// urfave/cli's own Required would print the whole help to stdout and fail
+// with exit status 1; a missing flag is misuse: one line, exit status 2.
+func requireFlags(c *cli.Context, names ...string) error {
+	for _, n := range names {
+		if !c.IsSet(n) {
+			return usagef("`%s` needs --%s; see `%s --help`", c.Command.HelpName, n, c.Command.HelpName)
+		}
+	}
+	return nil
+}
+
+// invalidArg turns a name the accounts package refuses into misuse, so a
+// bad name fails before anything connects, with exit status 2.
+func invalidArg(what string, err error) error {
+	msg := err.Error()
+	var v *accounts.ValidationError
+	if errors.As(err, &v) && len(v.Problems) == 1 {
+		for _, p := range v.Problems {
+			msg = p
+		}
+	}
+	return usagef("%s: %s", what, msg)
 }

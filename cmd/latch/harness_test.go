@@ -3,14 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // result is what one run of the command line gave.
@@ -21,6 +29,12 @@ type result struct {
 
 // latch runs the command line with args and an environment of its own
 // (nothing is read from the process's environment).
+//
+// Tests that call run must not use t.Parallel: urfave/cli v2 writes to its
+// package-level HelpFlag, VersionFlag and help command (and to the flags a
+// command shares, such as jsonFlag) while it parses, so two runs parsing at
+// once race. A `latch serve` from mustServe has parsed by the time it is
+// healthy, so admin commands against it are fine.
 func latch(t testing.TB, environ map[string]string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -145,3 +159,135 @@ func (s *served) mustAdmin(t testing.TB, args ...string) result {
 }
 
 func (s *served) String() string { return fmt.Sprintf("latch serve on %s", s.nats) }
+
+// latchWithin runs the command line as latch does but gives up after d,
+// for a command that would block if it wrongly succeeded (a `latch serve`
+// that should refuse to start).
+func latchWithin(t testing.TB, d time.Duration, environ map[string]string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	getenv := func(k string) string { return environ[k] }
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"latch"}, args...), getenv, &out, &errb) }()
+	select {
+	case err := <-done:
+		return result{stdout: out.String(), stderr: errb.String(), err: err}
+	case <-time.After(d):
+		cancel()
+		err := <-done
+		t.Fatalf("latch %s still ran after %s (then: %v)\n%s", strings.Join(args, " "), d, err, errb.String())
+		return result{}
+	}
+}
+
+// decodeJSON parses a command's --json output into v.
+func decodeJSON(t testing.TB, r result, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		t.Fatalf("--json output is not JSON for %T: %v\n%s", v, err, r.stdout)
+	}
+}
+
+// operatorInfo is `latch operator show --json`.
+type operatorInfo struct {
+	Name          string   `json:"name"`
+	Operator      string   `json:"operator"`
+	IdentityKey   string   `json:"identity_key"`
+	SigningKeys   []string `json:"signing_keys"`
+	SigningKey    string   `json:"signing_key_in_use"`
+	Strict        bool     `json:"strict_signing_key_usage"`
+	SystemAccount string   `json:"system_account"`
+	AppAccount    string   `json:"app_account"`
+	Data          string   `json:"data"`
+}
+
+func mustOperatorInfo(t testing.TB, data string) operatorInfo {
+	t.Helper()
+	var info operatorInfo
+	decodeJSON(t, mustLatch(t, nil, "operator", "show", "--json", "--data", data), &info)
+	return info
+}
+
+// connectCreds connects to url as the user in a creds file. It does not
+// reconnect, so a refused or closed connection stays so.
+func connectCreds(url, creds string, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.UserCredentials(creds), nats.NoReconnect(), nats.Timeout(10 * time.Second)}, opts...)
+	return nats.Connect(url, opts...)
+}
+
+// watchedConn is a connection whose closing a test waits for.
+type watchedConn struct {
+	*nats.Conn
+	closed chan struct{}
+	mu     sync.Mutex
+	errs   []error // asynchronous errors, as the server's -ERR
+}
+
+// mustWatch connects with a creds file and closes the connection when the
+// test ends.
+func mustWatch(t testing.TB, url, creds string) *watchedConn {
+	t.Helper()
+	w := &watchedConn{closed: make(chan struct{})}
+	nc, err := connectCreds(url, creds,
+		nats.ClosedHandler(func(*nats.Conn) { close(w.closed) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.errs = append(w.errs, err)
+		}))
+	if err != nil {
+		t.Fatalf("connect with %s: %v", filepath.Base(creds), err)
+	}
+	w.Conn = nc
+	t.Cleanup(nc.Close)
+	return w
+}
+
+// waitClosed waits until the server has closed the connection, and
+// returns the errors the connection saw, joined.
+func (w *watchedConn) waitClosed(t testing.TB, why string) error {
+	t.Helper()
+	select {
+	case <-w.closed:
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return errors.Join(append(w.errs, w.LastError())...)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: the server did not close the connection within 30s", why)
+		return nil
+	}
+}
+
+// fileTree describes every file and folder under dir: its mode and, for a
+// file, a hash of its content. Two equal trees hold the same things.
+func fileTree(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	tree := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		desc := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			desc += " " + hex.EncodeToString(sum[:])
+		}
+		rel, _ := filepath.Rel(dir, path)
+		tree[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}

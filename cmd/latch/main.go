@@ -23,12 +23,21 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "latch:", err)
-		var u usageError
-		if errors.As(err, &u) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is latch's exit status for an error run returned: 2 for a
+// command used wrongly, 1 for any other failure, 0 for none.
+func exitCode(err error) int {
+	var u usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		return 2
+	}
+	return 1
 }
 
 // usageError is a command used wrongly; latch exits 2 on it.
@@ -64,7 +73,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			operatorCommand(e),
 			accountCommand(e),
 			deviceCommand(e),
+			inviteCommand(e),
 			auditCommand(e),
+			clientCommand(e),
 		},
 		HideHelpCommand: true,
 		// Errors are returned to main, which prints them and picks the

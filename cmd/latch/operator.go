@@ -21,8 +21,11 @@ func operatorCommand(e *env) *cli.Command {
 			{
 				Name:  "show",
 				Usage: "show the operator, its signing keys and latch's own accounts",
-				Flags: withGlobals(jsonFlag),
+				Flags: withGlobals(jsonFlag()),
 				Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
+					if err := checkKeys(op, e.getenv); err != nil {
+						return err
+					}
 					oc, err := op.OperatorClaims()
 					if err != nil {
 						return err
@@ -120,6 +123,32 @@ func (e *env) operatorAction(argNames []string, f func(c *cli.Context, op *accou
 		}
 		return f(c, op, a)
 	}
+}
+
+// checkKeys loads every seed in the key store and each secret `latch
+// serve` needs, so that `latch operator show` reports a corrupt, misplaced
+// or world-readable seed file, with how to fix it, before the server
+// trips over it.
+func checkKeys(op *accounts.Operator, getenv func(string) string) error {
+	pubs, err := op.Keys.List()
+	if err != nil {
+		return fmt.Errorf("key store %s: %w", op.Keys.Dir(), err)
+	}
+	for _, pub := range pubs {
+		if _, err := op.Keys.Get(pub); err != nil {
+			return err
+		}
+	}
+	if _, err := op.Signer(); err != nil {
+		return err
+	}
+	for _, a := range []accounts.AccountJWT{op.SystemAccount, op.AppAccount} {
+		if _, err := op.Keys.Get(a.SigningKey); err != nil {
+			return fmt.Errorf("%s account signing key: %w", a.Name, err)
+		}
+	}
+	_, err = op.JetStreamKey(getenv)
+	return err
 }
 
 func writeServerConfig(e *env, op *accounts.Operator, resolverDir string, all bool) error {

@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/keys"
 	"github.com/latch-dev/latch/resolver"
+	"github.com/latch-dev/latch/web"
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 )
@@ -32,6 +37,9 @@ service are ready. SIGINT or SIGTERM: lame-duck mode, then a clean stop.`,
 			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
 			&cli.StringFlag{Name: "monitor", Value: "127.0.0.1:8222", Usage: "NATS monitoring address (/healthz, /varz, /connz); empty turns it off"},
+			&cli.StringFlag{Name: "public-url", Usage: "where people reach the web GUI; passkeys are bound to its host (default: http://localhost:<--http port>)"},
+			&cli.StringFlag{Name: "signup", Value: web.SignupInvite, Usage: "who may sign up: invite (with an invite link), open (anyone), closed (nobody new)"},
+			&cli.StringFlag{Name: "device-servers", Usage: "comma-separated NATS URLs handed to enrolled devices (default: the NATS client URL)"},
 			&cli.StringFlag{Name: "server-name", Value: "latch", Usage: "the NATS server's name"},
 			&cli.StringFlag{Name: "account-disk", Value: "64MiB", Usage: "JetStream disk quota of each new person account"},
 			&cli.StringFlag{Name: "account-memory", Value: "1MiB", Usage: "JetStream memory quota of each new person account (KV watchers)"},
@@ -57,6 +65,8 @@ service are ready. SIGINT or SIGTERM: lame-duck mode, then a clean stop.`,
 
 type serveConfig struct {
 	data, nats, http, monitor, name string
+	publicURL, signup               string
+	deviceServers                   []string
 	limits                          accounts.Limits
 	deviceTTL                       time.Duration
 	maxStore, maxMemory             int64
@@ -67,6 +77,25 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 	cfg := serveConfig{
 		data: e.global(c, "data"), nats: c.String("nats"), http: c.String("http"),
 		monitor: c.String("monitor"), name: c.String("server-name"), lameDuck: c.Duration("lame-duck"),
+		publicURL: c.String("public-url"), signup: c.String("signup"),
+	}
+	if cfg.publicURL == "" {
+		_, port, err := net.SplitHostPort(cfg.http)
+		if err != nil {
+			return cfg, fmt.Errorf("--http %q: want host:port", cfg.http)
+		}
+		cfg.publicURL = "http://localhost:" + port
+	}
+	cfg.publicURL = strings.TrimSuffix(cfg.publicURL, "/")
+	switch cfg.signup {
+	case web.SignupInvite, web.SignupOpen, web.SignupClosed:
+	default:
+		return cfg, fmt.Errorf("--signup %q: want invite, open or closed", cfg.signup)
+	}
+	for _, u := range strings.Split(c.String("device-servers"), ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.deviceServers = append(cfg.deviceServers, u)
+		}
 	}
 	cfg.limits = accounts.DefaultLimits
 	cfg.limits.Conns = c.Int64("account-conns")
@@ -104,6 +133,11 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		log.Info("initialised a new data folder", "data", cfg.data, "operator", op.Operator)
 	}
 	if err != nil {
+		return err
+	}
+	// Every seed is read before NATS starts, so a damaged or exposed key
+	// file stops the server with how to fix it.
+	if err := checkKeys(op, e.getenv); err != nil {
 		return err
 	}
 	jsKey, err := op.JetStreamKey(e.getenv)
@@ -188,6 +222,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		Dial:      dial,
 		Limits:    cfg.limits,
 		DeviceTTL: cfg.deviceTTL,
+		PublicURL: cfg.publicURL,
 		Log:       log,
 	})
 	if err != nil {
@@ -209,8 +244,38 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	}
 	defer admin.Stop()
 
+	presence, err := resolver.WatchPresence(sysNC, ns, log)
+	if err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	defer presence.Close()
+	go recordLastSeen(ctx, presence, svc, log)
+
+	sessionKeys, err := webSessionKeys(op)
+	if err != nil {
+		return err
+	}
+	servers := cfg.deviceServers
+	if len(servers) == 0 {
+		servers = []string{ns.ClientURL()}
+	}
+	gui, err := web.New(web.Config{
+		PublicURL:   cfg.publicURL,
+		Signup:      cfg.signup,
+		Servers:     servers,
+		SessionKeys: sessionKeys,
+		Accounts:    svc,
+		Presence:    presence,
+		Status:      serverStatus{ns: ns, claims: resolver.NewClaims(sysNC, 5*time.Second)},
+		Log:         log,
+	})
+	if err != nil {
+		return usageError{msg: err.Error()}
+	}
+
 	var ready atomic.Bool
-	hs := &http.Server{Handler: httpHandler(ns, &ready), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: httpHandler(ns, &ready, gui), ReadHeaderTimeout: 10 * time.Second}
+	hs.RegisterOnShutdown(gui.CloseStreams) // live pages' streams would hold the shutdown up
 	go hs.Serve(hl)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -218,7 +283,15 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		hs.Shutdown(sctx)
 	}()
 	ready.Store(true)
-	log.Info("latch is ready", "nats", ns.ClientURL(), "http", "http://"+hl.Addr().String(), "monitor", ns.MonitorURL(), "data", cfg.data, "pid", os.Getpid())
+	log.Info("latch is ready", "nats", ns.ClientURL(), "http", "http://"+hl.Addr().String(), "web", cfg.publicURL,
+		"monitor", ns.MonitorURL(), "data", cfg.data, "pid", os.Getpid())
+	// While nobody has signed up, a one-time link makes the first admin.
+	// It goes to stderr alone, not into the log: it is a secret.
+	if token, ok, err := svc.SetupInvite(ctx); err != nil {
+		log.Warn("setup link", "err", err)
+	} else if ok {
+		fmt.Fprintf(e.stderr, "\nNobody has signed up yet. Open this one-time link to set up latch and become its admin:\n\n    %s/setup/%s\n\n", cfg.publicURL, token)
+	}
 
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -226,10 +299,11 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	return nil
 }
 
-// httpHandler serves /healthz: 200 once the server is ready and JetStream
-// is healthy, 503 with the reason otherwise.
-func httpHandler(ns *resolver.Server, ready *atomic.Bool) http.Handler {
+// httpHandler serves /healthz, 200 once the server is ready and JetStream
+// is healthy and 503 with the reason otherwise, and the web GUI.
+func httpHandler(ns *resolver.Server, ready *atomic.Bool, gui http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/", gui)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !ready.Load() {
@@ -243,4 +317,71 @@ func httpHandler(ns *resolver.Server, ready *atomic.Bool) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// webSessionKeys are the web session cookie's keys: an authentication key
+// and an encryption key, made once and kept in the key store so that
+// sessions survive restarts.
+func webSessionKeys(op *accounts.Operator) ([][]byte, error) {
+	const name = "web-session.key"
+	b, err := op.Keys.Secret(name)
+	if errors.Is(err, keys.ErrNotFound) {
+		if err = op.Keys.PutSecret(name, keys.RandomSecret(48)); err == nil {
+			b, err = op.Keys.Secret(name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("web session key: %w", err)
+	}
+	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(raw) != 48 {
+		return nil, fmt.Errorf("web session key %s is damaged; remove it to make a new one (everyone is logged out)", op.Keys.Path(name))
+	}
+	// 48 random bytes: the first 16 derive nothing; HMAC and AES keys are
+	// both taken from the whole through SHA-256 with distinct labels.
+	auth := sha256.Sum256(append([]byte("latch web session auth\x00"), raw...))
+	enc := sha256.Sum256(append([]byte("latch web session enc\x00"), raw...))
+	return [][]byte{auth[:], enc[:]}, nil
+}
+
+// recordLastSeen writes, when a device goes offline, when it was last seen.
+func recordLastSeen(ctx context.Context, p *resolver.Presence, svc *accounts.Service, log *slog.Logger) {
+	events, cancel := p.Subscribe("")
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Online {
+				continue
+			}
+			if err := svc.SetLastSeen(ctx, ev.Account, ev.User, ev.Time); err != nil && accounts.Kind(err) != "not_found" {
+				log.Warn("record last seen", "account", ev.Account, "device", ev.User, "err", err)
+			}
+		}
+	}
+}
+
+// serverStatus is what the admin page shows of the embedded server.
+type serverStatus struct {
+	ns     *resolver.Server
+	claims *resolver.Claims
+}
+
+func (s serverStatus) Status(ctx context.Context) (web.ServerStatus, error) {
+	st := s.ns.Stats()
+	out := web.ServerStatus{
+		Name: st.Name, Version: st.Version, Uptime: st.Uptime, Connections: st.Connections,
+		JetStream: st.JetStream, StorageUsed: st.StorageUsed, MemoryUsed: st.MemoryUsed, ClientURL: s.ns.ClientURL(),
+	}
+	accts, err := s.claims.List(ctx)
+	if err != nil {
+		out.ResolverError = err.Error()
+	}
+	out.Accounts = len(accts)
+	return out, nil
 }

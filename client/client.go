@@ -1,0 +1,174 @@
+// Package client is the device side of latch: it enrols a device with a
+// key the device makes itself (RFC 8628's device flow against the server's
+// /api/enroll API), keeps the device's creds in a home folder, and opens
+// them again to connect.
+//
+// A device's home folder (LATCH_CLIENT_HOME, by default latch under the
+// user's configuration folder) holds:
+//
+//	device.creds  the user JWT and the device's nkey seed, mode 0600
+//	client.json   the server's URL, its NATS URLs, the account, the device's name, key and expiry
+//
+// The seed is made here and never leaves the machine: the server only ever
+// sees the public key and a signature proving the device holds the seed.
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/latch-dev/latch/keys"
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+)
+
+// Names of the files in a device's home folder.
+const (
+	CredsFile  = "device.creds"
+	ConfigFile = "client.json"
+)
+
+// HomeEnv names the environment variable that sets the home folder.
+const HomeEnv = "LATCH_CLIENT_HOME"
+
+// DefaultHome is the home folder: $LATCH_CLIENT_HOME as getenv reads it,
+// else latch in the user's configuration folder (os.UserConfigDir).
+func DefaultHome(getenv func(string) string) (string, error) {
+	if getenv != nil {
+		if h := getenv(HomeEnv); h != "" {
+			return h, nil
+		}
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("no home folder for latch: %v; set %s or use --home", err, HomeEnv)
+	}
+	return filepath.Join(dir, "latch"), nil
+}
+
+// Device is an enrolled device as its home folder describes it.
+type Device struct {
+	// Home is the folder the device lives in; CredsPath its creds file.
+	Home      string `json:"-"`
+	CredsPath string `json:"-"`
+
+	URL       string     `json:"url"`     // the latch server's web address
+	Servers   []string   `json:"servers"` // NATS URLs to connect to
+	Account   string     `json:"account"` // the person account's public key (A…)
+	Name      string     `json:"name"`
+	PublicKey string     `json:"public_key"` // the device's user key (U…)
+	Expires   *time.Time `json:"expires"`    // when the JWT expires; nil is never
+}
+
+// ErrNotEnrolled is returned by Open for a home without an enrolment.
+var ErrNotEnrolled = errors.New("this device is not enrolled")
+
+// Open reads the enrolled device in home: client.json and the creds,
+// which must be readable by their owner only and belong together.
+func Open(home string) (*Device, error) {
+	b, err := os.ReadFile(filepath.Join(home, ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: no %s in %s; run `latch client enroll --url URL` first", ErrNotEnrolled, ConfigFile, home)
+	}
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{Home: home, CredsPath: filepath.Join(home, CredsFile)}
+	if err := json.Unmarshal(b, d); err != nil {
+		return nil, fmt.Errorf("%s: %v", filepath.Join(home, ConfigFile), err)
+	}
+	c, err := keys.ReadCreds(d.CredsPath)
+	if err != nil {
+		return nil, err
+	}
+	uc, err := jwt.DecodeUserClaims(c.JWT)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", d.CredsPath, err)
+	}
+	if uc.Subject != d.PublicKey {
+		return nil, fmt.Errorf("%s is for key %s but %s says the device is %s; enrol again with --force",
+			d.CredsPath, uc.Subject, ConfigFile, d.PublicKey)
+	}
+	return d, nil
+}
+
+// Connect connects to the device's NATS servers with its creds.
+func (d *Device) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	if len(d.Servers) == 0 {
+		return nil, fmt.Errorf("%s lists no NATS servers; enrol again with --force", filepath.Join(d.Home, ConfigFile))
+	}
+	opts = append([]nats.Option{nats.UserCredentials(d.CredsPath), nats.Name("latch client " + d.Name)}, opts...)
+	return nats.Connect(strings.Join(d.Servers, ","), opts...)
+}
+
+// enrolled reports whether home holds an enrolment, whole or in part.
+func enrolled(home string) (bool, error) {
+	for _, name := range []string{CredsFile, ConfigFile} {
+		_, err := os.Lstat(filepath.Join(home, name))
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// prepareHome makes home (0700) if need be and checks that an enrolment
+// can be written there, so a device never learns its JWT, which the
+// server hands out once, only to find it cannot keep it.
+func prepareHome(home string, force bool) error {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return fmt.Errorf("home folder: %w", err)
+	}
+	if !force {
+		ok, err := enrolled(home)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return fmt.Errorf("%s holds an enrolment already; use --force to replace it (the old device stays enrolled until revoked), or another --home", home)
+		}
+	}
+	f, err := os.CreateTemp(home, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", home, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// save writes the creds, then client.json, both mode 0600. Without force
+// an existing file is never replaced.
+func (d *Device) save(creds []byte, force bool) error {
+	cfg, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return err
+	}
+	write := keys.WriteFileNew
+	if force {
+		write = keys.WriteFileReplace
+	}
+	if err := write(d.CredsPath, creds); err != nil {
+		return err
+	}
+	return write(filepath.Join(d.Home, ConfigFile), append(cfg, '\n'))
+}
+
+// Fingerprint is the short form of a public key people compare by eye:
+// its last eight characters in two groups. The web GUI shows the same
+// (views.Fingerprint).
+func Fingerprint(pub string) string {
+	if len(pub) < 8 {
+		return pub
+	}
+	f := pub[len(pub)-8:]
+	return f[:4] + " " + f[4:]
+}

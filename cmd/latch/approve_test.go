@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/resolver"
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// sideService opens a second account service on a running server's data
+// folder and NATS, as another node would: it reaches what the CLI cannot,
+// such as starting an enrolment the way the web layer does.
+func sideService(t *testing.T, s *served) *accounts.Service {
+	t.Helper()
+	op, err := accounts.LoadOperator(s.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := op.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := func(a accounts.AccountJWT) *nats.Conn {
+		tok, seed, err := op.MintUser(a, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(s.nats, nats.UserJWTAndSeed(tok, string(seed)), nats.NoReconnect())
+		if err != nil {
+			t.Fatalf("connect to %s as %s: %v", s.nats, a.Name, err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	sys, app := connect(op.SystemAccount), connect(op.AppAccount)
+	svc, err := accounts.Open(context.Background(), accounts.Config{
+		Signer: signer, Directory: resolver.NewClaims(sys, 10*time.Second), App: app,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func TestDeviceApprove(t *testing.T) {
+	s := mustServe(t, "")
+	ctx := context.Background()
+	account := strings.TrimSpace(s.mustAdmin(t, "account", "add", "alice").stdout)
+	svc := sideService(t, s)
+
+	// The device makes its key and starts enrolling; the seed stays here.
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	deviceCode, e, err := svc.StartEnrollment(ctx, accounts.EnrollRequest{PublicKey: pub, Name: "laptop", Platform: "linux/arm64"})
+	if err != nil {
+		t.Fatalf("start enrolment: %v", err)
+	}
+
+	r := s.admin(t, "device", "approve", "--account", "bob", e.UserCode)
+	if r.err == nil || !strings.Contains(r.err.Error(), `no account named "bob"`) {
+		t.Errorf("approve for nobody: got %v", r.err)
+	}
+	r = s.admin(t, "device", "approve", "--account", "alice")
+	var u usageError
+	if !errors.As(r.err, &u) {
+		t.Errorf("approve without a code: got %v, want a usage error", r.err)
+	}
+
+	typed := strings.ToLower(accounts.FormatUserCode(e.UserCode))
+	r = s.mustAdmin(t, "device", "approve", typed, "--account", "alice")
+	if got := strings.TrimSpace(r.stdout); got != pub {
+		t.Fatalf("device approve printed %q, want the device's key %s", got, pub)
+	}
+	if !strings.Contains(r.stderr, "approved laptop") {
+		t.Errorf("device approve said %q on stderr", r.stderr)
+	}
+
+	got, err := svc.PollEnrollment(ctx, deviceCode)
+	if err != nil {
+		t.Fatalf("poll after the approval: %v", err)
+	}
+	uc, err := jwt.DecodeUserClaims(got.JWT)
+	if err != nil || uc.Subject != pub || uc.IssuerAccount != account {
+		t.Fatalf("the device's JWT: %v; subject %s, issuer account %s", err, uc.Subject, uc.IssuerAccount)
+	}
+	nc, err := nats.Connect(s.nats, nats.UserJWTAndSeed(got.JWT, string(seed)), nats.NoReconnect())
+	if err != nil {
+		t.Fatalf("the enrolled device connects: %v", err)
+	}
+	nc.Close()
+
+	r = s.admin(t, "device", "approve", "--account", "alice", e.UserCode)
+	if r.err == nil || !strings.Contains(r.err.Error(), "no pending enrolment with code "+accounts.FormatUserCode(e.UserCode)) {
+		t.Errorf("approve twice: got %v", r.err)
+	}
+	r = s.mustAdmin(t, "device", "ls", "--account", "alice", "--json")
+	var ds []accounts.Device
+	if err := json.Unmarshal([]byte(r.stdout), &ds); err != nil || len(ds) != 1 || ds[0].Enrolled != accounts.EnrolledEnrolled {
+		t.Errorf("devices after the approval: got %s (%v)", r.stdout, err)
+	}
+}
+
+func TestInviteCreate(t *testing.T) {
+	s := mustServe(t, "")
+	ctx := context.Background()
+	svc := sideService(t, s)
+
+	r := s.mustAdmin(t, "invite", "create", "--admin")
+	link := strings.TrimSpace(r.stdout)
+	_, token, ok := strings.Cut(link, "/invite/")
+	if !ok || len(token) != 43 {
+		t.Fatalf("invite create printed %q, want a link ending in /invite/TOKEN", r.stdout)
+	}
+	inv, err := svc.Invite(ctx, token)
+	if err != nil || !inv.Admin {
+		t.Fatalf("the printed invite: got %+v, %v; want an admin invite", inv, err)
+	}
+
+	r = s.mustAdmin(t, "invite", "create", "--json")
+	var reply accounts.InviteCreateReply
+	if err := json.Unmarshal([]byte(r.stdout), &reply); err != nil {
+		t.Fatalf("invite create --json: %v\n%s", err, r.stdout)
+	}
+	if reply.Invite.Admin || reply.Token == "" || (reply.Link != "" && !strings.HasSuffix(reply.Link, "/invite/"+reply.Token)) {
+		t.Errorf("invite create --json: got %+v", reply)
+	}
+	if _, err := svc.ConsumeInvite(ctx, reply.Token); err != nil {
+		t.Errorf("use the invite: %v", err)
+	}
+}

@@ -1,0 +1,225 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/latch-dev/latch/accounts"
+)
+
+func TestSecurityHeaders(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	resp := tw.client(t).do("GET", "/login", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /login: got %d, want 200", resp.StatusCode)
+	}
+	for name, want := range map[string]string{
+		"Content-Security-Policy": "script-src 'self'",
+		"X-Frame-Options":         "DENY",
+		"X-Content-Type-Options":  "nosniff",
+		"Vary":                    "HX-Request",
+	} {
+		if got := resp.Header.Get(name); !strings.Contains(got, want) {
+			t.Errorf("%s: got %q, want it to contain %q", name, got, want)
+		}
+	}
+	if strings.Contains(resp.Header.Get("Content-Security-Policy"), "unsafe-inline") {
+		t.Errorf("the CSP allows inline script or style: %q", resp.Header.Get("Content-Security-Policy"))
+	}
+}
+
+func TestLoggedOutIsSentToLogin(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	c := tw.client(t)
+	for _, path := range []string{"/", "/devices", "/passkeys", "/admin"} {
+		resp := c.do("GET", path, nil)
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+			t.Errorf("GET %s logged out: got %d to %q, want 303 to /login", path, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	resp := c.do("GET", "/devices", nil, "HX-Request", "true")
+	if resp.Header.Get("HX-Redirect") != "/login" {
+		t.Errorf("htmx GET /devices logged out: got HX-Redirect %q, want /login", resp.Header.Get("HX-Redirect"))
+	}
+	resp = c.do("POST", "/reauth/begin", "{}", "Accept", "application/json")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST /reauth/begin logged out: got %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestCrossSiteRequestsAreRefused(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	c := tw.loginAs(t, tw.mustPerson(t, "alice", false).Name)
+	resp := c.do("POST", "/logout", nil, "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site POST /logout: got %d, want 403", resp.StatusCode)
+	}
+	// Still logged in.
+	if resp := c.do("GET", "/login", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after a refused cross-site logout, GET /login: got %d, want 303 (still logged in)", resp.StatusCode)
+	}
+}
+
+func TestSetupLink(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	ctx := context.Background()
+	token, ok, err := tw.Service.SetupInvite(ctx)
+	if err != nil || !ok {
+		t.Fatalf("SetupInvite: %v, %v", ok, err)
+	}
+	c := tw.client(t)
+	resp := c.do("GET", "/setup/"+token, nil)
+	body := text(t, resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Set up latch") || !strings.Contains(body, "Create a passkey") {
+		t.Fatalf("GET /setup/TOKEN: got %d\n%s", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("Referrer-Policy"); got != "no-referrer" {
+		t.Errorf("setup page Referrer-Policy: got %q, want no-referrer", got)
+	}
+	resp = c.do("GET", "/setup/not-a-token", nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /setup/not-a-token: got %d, want 404", resp.StatusCode)
+	}
+
+	// Registration begins with a resident key and user verification
+	// required, and a ceremony cookie.
+	resp = c.do("POST", "/register/begin", map[string]string{"display_name": "Ada", "token": token}, "Accept", "application/json")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /register/begin: got %d: %s", resp.StatusCode, text(t, resp))
+	}
+	var opts struct {
+		PublicKey struct {
+			RP                     struct{ ID string }
+			User                   struct{ Name string }
+			AuthenticatorSelection struct {
+				ResidentKey      string `json:"residentKey"`
+				UserVerification string `json:"userVerification"`
+			} `json:"authenticatorSelection"`
+		} `json:"publicKey"`
+	}
+	decode(t, resp, &opts)
+	pk := opts.PublicKey
+	if pk.RP.ID != "localhost" || pk.User.Name != "Ada" || pk.AuthenticatorSelection.ResidentKey != "required" ||
+		pk.AuthenticatorSelection.UserVerification != "required" {
+		t.Errorf("registration options: got %+v, want RP localhost, user Ada, resident key and user verification required", pk)
+	}
+
+	// A finish with no valid credential fails and uses up the ceremony;
+	// the setup token is still good.
+	resp = c.do("POST", "/register/finish", "{}", "Accept", "application/json")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("POST /register/finish with no credential: got %d, want 400", resp.StatusCode)
+	}
+	resp = c.do("POST", "/register/finish", "{}", "Accept", "application/json")
+	if body := text(t, resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "no passkey request") {
+		t.Errorf("second POST /register/finish: got %d %s, want 400 saying no passkey request is in progress", resp.StatusCode, body)
+	}
+	if _, err := tw.Service.Invite(ctx, token); err != nil {
+		t.Errorf("the setup token was used up by a failed registration: %v", err)
+	}
+	if n, _ := tw.Service.PersonCount(ctx); n != 0 {
+		t.Errorf("persons after failed registrations: got %d, want 0", n)
+	}
+}
+
+func TestSignupModes(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		mode           string
+		open, invite   int // status of GET /signup and GET /invite/TOKEN
+		beginWithToken int
+	}{
+		{mode: SignupInvite, open: http.StatusForbidden, invite: http.StatusOK, beginWithToken: http.StatusOK},
+		{mode: SignupOpen, open: http.StatusOK, invite: http.StatusOK, beginWithToken: http.StatusOK},
+		{mode: SignupClosed, open: http.StatusForbidden, invite: http.StatusForbidden, beginWithToken: http.StatusForbidden},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			tw := mustWeb(t, webOptions{Signup: tc.mode})
+			tw.mustPerson(t, "admin", true)
+			token, _, err := tw.Service.CreateInvite(ctx, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := tw.client(t)
+			if resp := c.do("GET", "/signup", nil); resp.StatusCode != tc.open {
+				t.Errorf("GET /signup: got %d, want %d", resp.StatusCode, tc.open)
+			}
+			if resp := c.do("GET", "/invite/"+token, nil); resp.StatusCode != tc.invite {
+				t.Errorf("GET /invite/TOKEN: got %d, want %d", resp.StatusCode, tc.invite)
+			}
+			resp := c.do("POST", "/register/begin", url.Values{"display_name": {"Bob"}, "token": {token}}, "Accept", "application/json")
+			if resp.StatusCode != tc.beginWithToken {
+				t.Errorf("POST /register/begin with an invite: got %d, want %d", resp.StatusCode, tc.beginWithToken)
+			}
+			if resp := c.do("GET", "/invite/bogus", nil); resp.StatusCode < 400 {
+				t.Errorf("GET /invite/bogus: got %d, want an error", resp.StatusCode)
+			}
+		})
+	}
+}
+
+func TestRegisterBeginRefusesBadNames(t *testing.T) {
+	tw := mustWeb(t, webOptions{Signup: SignupOpen})
+	c := tw.client(t)
+	for _, name := range []string{"", "   ", strings.Repeat("x", 65), "tab\tname"} {
+		resp := c.do("POST", "/register/begin", map[string]string{"display_name": name}, "Accept", "application/json")
+		var e apiError
+		decode(t, resp, &e)
+		if resp.StatusCode != http.StatusBadRequest || e.Description == "" {
+			t.Errorf("display name %q: got %d %+v, want 400 with a description", name, resp.StatusCode, e)
+		}
+	}
+	resp := c.do("POST", "/register/begin", "not json", "Accept", "application/json")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("malformed JSON: got %d, want 400", resp.StatusCode)
+	}
+}
+
+func TestLoginBeginIsDiscoverableAndRateLimited(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	c := tw.client(t)
+	resp := c.do("POST", "/login/begin", nil, "Accept", "application/json")
+	var opts struct {
+		PublicKey struct {
+			AllowCredentials []any  `json:"allowCredentials"`
+			UserVerification string `json:"userVerification"`
+			RPID             string `json:"rpId"`
+		} `json:"publicKey"`
+	}
+	decode(t, resp, &opts)
+	if len(opts.PublicKey.AllowCredentials) != 0 || opts.PublicKey.UserVerification != "required" || opts.PublicKey.RPID != "localhost" {
+		t.Errorf("login options: got %+v, want no allowed credentials (usernameless), user verification required, rpId localhost", opts.PublicKey)
+	}
+	limited := false
+	for range limits["login"].burst + 1 {
+		resp := c.do("POST", "/login/begin", nil, "Accept", "application/json")
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited = resp.Header.Get("Retry-After") != ""
+			break
+		}
+	}
+	if !limited {
+		t.Errorf("login/begin was never limited after %d requests, or the 429 had no Retry-After", limits["login"].burst+1)
+	}
+}
+
+func TestDisabledPersonIsLoggedOut(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	p := tw.mustPerson(t, "carol", false)
+	c := tw.loginAs(t, p.Name)
+	if resp := c.do("GET", "/login", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logged in GET /login: got %d, want 303 to /devices", resp.StatusCode)
+	}
+	if _, err := tw.Service.DisablePerson(context.Background(), p.Name); err != nil {
+		t.Fatal(err)
+	}
+	resp := c.do("POST", "/reauth/begin", "{}", "Accept", "application/json")
+	var e apiError
+	decode(t, resp, &e)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(e.Description, accounts.StatusDisabled) {
+		t.Errorf("disabled person: got %d %+v, want 403 saying the account is disabled", resp.StatusCode, e)
+	}
+}

@@ -1,0 +1,44 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/a-h/templ"
+)
+
+// htmx request and response headers, named once.
+const (
+	hxRequest  = "HX-Request"
+	hxHistory  = "HX-History-Restore-Request"
+	hxRedirect = "HX-Redirect"
+	hxRetarget = "HX-Retarget"
+	hxReswap   = "HX-Reswap"
+	hxTrigger  = "HX-Trigger"
+)
+
+// isHTMX reports whether htmx sent the request for a fragment (a history
+// restore wants the whole page).
+func isHTMX(r *http.Request) bool {
+	return r.Header.Get(hxRequest) == "true" && r.Header.Get(hxHistory) != "true"
+}
+
+// wantsJSON reports whether the answer should be JSON: the API, and the
+// passkey script's requests.
+func wantsJSON(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/api/") ||
+		strings.Contains(r.Header.Get("Accept"), "application/json") && !isHTMX(r)
+}
+
+// render writes a component as HTML with a status.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Add("Vary", hxRequest)
+	w.WriteHeader(status)
+	if err := c.Render(r.Context(), w); err != nil && !isCanceled(r.Context()) {
+		s.log.Error("render", "path", r.URL.Path, "err", err)
+	}
+}
+
+func isCanceled(ctx context.Context) bool { return ctx.Err() != nil }

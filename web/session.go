@@ -1,0 +1,147 @@
+package web
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-webauthn/webauthn/webauthn"
+	"github.com/gorilla/sessions"
+)
+
+// Session lifetimes.
+const (
+	sessionLifetime  = 12 * time.Hour
+	ceremonyLifetime = 5 * time.Minute
+	// reauthMaxAge is how fresh a passkey check must be to approve an
+	// enrolment.
+	reauthMaxAge = 60 * time.Second
+)
+
+// sessionStore keeps two encrypted cookies: the login session, and the
+// state of one passkey ceremony between its begin and finish requests.
+type sessionStore struct {
+	store            *sessions.CookieStore
+	name, ceremonies string
+}
+
+func newSessionStore(keyPairs [][]byte, secure bool) (*sessionStore, error) {
+	if len(keyPairs) == 0 {
+		keyPairs = [][]byte{randomBytes(64), randomBytes(32)}
+	}
+	if len(keyPairs)%2 != 0 {
+		return nil, errors.New("web: session keys come in pairs: authentication key, encryption key")
+	}
+	for i := 1; i < len(keyPairs); i += 2 {
+		if n := len(keyPairs[i]); n != 32 {
+			return nil, fmt.Errorf("web: session encryption key is %d bytes, want 32", n)
+		}
+	}
+	st := sessions.NewCookieStore(keyPairs...)
+	// gorilla's defaults (SameSite=None, 30 days, no HttpOnly) are not
+	// what a login cookie wants.
+	st.Options = &sessions.Options{
+		Path:     "/",
+		MaxAge:   int(sessionLifetime / time.Second),
+		HttpOnly: true,
+		Secure:   secure,
+		SameSite: http.SameSiteLaxMode,
+	}
+	s := &sessionStore{store: st, name: "latch", ceremonies: "latch-ceremony"}
+	if secure {
+		// __Host- cookies are bound to this exact host, https, path /.
+		s.name, s.ceremonies = "__Host-latch", "__Host-latch-ceremony"
+	}
+	return s, nil
+}
+
+// login is what the session cookie holds.
+type login struct {
+	Person string
+	At     time.Time
+	Reauth time.Time // last passkey check, for enrolment approval
+}
+
+func (s *sessionStore) login(r *http.Request) (login, bool) {
+	sess, _ := s.store.Get(r, s.name) // a bad or old cookie reads as no session
+	b, ok := sess.Values["login"].([]byte)
+	if !ok {
+		return login{}, false
+	}
+	var l login
+	if json.Unmarshal(b, &l) != nil || l.Person == "" || time.Since(l.At) > sessionLifetime {
+		return login{}, false
+	}
+	return l, true
+}
+
+func (s *sessionStore) setLogin(w http.ResponseWriter, r *http.Request, l login) error {
+	sess, _ := s.store.Get(r, s.name)
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	sess.Values["login"] = b
+	return sess.Save(r, w)
+}
+
+func (s *sessionStore) logout(w http.ResponseWriter, r *http.Request) error {
+	sess, _ := s.store.Get(r, s.name)
+	delete(sess.Values, "login")
+	sess.Options = &sessions.Options{Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.store.Options.Secure, SameSite: http.SameSiteLaxMode}
+	return sess.Save(r, w)
+}
+
+// ceremony is one passkey ceremony in flight: the library's session data,
+// passed back to it verbatim, and what the ceremony is for.
+type ceremony struct {
+	Kind string // "register", "add", "login", "reauth"
+	Data webauthn.SessionData
+	// For registration of a new person.
+	Handle      []byte
+	DisplayName string
+	Token       string
+	// For adding a passkey.
+	PasskeyName string
+}
+
+func (s *sessionStore) setCeremony(w http.ResponseWriter, r *http.Request, c ceremony) error {
+	sess, _ := s.store.Get(r, s.ceremonies)
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	sess.Values["c"] = b
+	sess.Options = &sessions.Options{Path: "/", MaxAge: int(ceremonyLifetime / time.Second), HttpOnly: true,
+		Secure: s.store.Options.Secure, SameSite: http.SameSiteStrictMode}
+	return sess.Save(r, w)
+}
+
+// takeCeremony returns the ceremony in flight of the given kind and ends it:
+// each challenge is answered at most once, whatever the outcome.
+func (s *sessionStore) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (ceremony, error) {
+	sess, _ := s.store.Get(r, s.ceremonies)
+	b, ok := sess.Values["c"].([]byte)
+	delete(sess.Values, "c")
+	sess.Options = &sessions.Options{Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.store.Options.Secure, SameSite: http.SameSiteStrictMode}
+	if err := sess.Save(r, w); err != nil {
+		return ceremony{}, err
+	}
+	var c ceremony
+	if !ok || json.Unmarshal(b, &c) != nil || c.Kind != kind {
+		return ceremony{}, errCeremony
+	}
+	return c, nil
+}
+
+var errCeremony = errors.New("no passkey request is in progress, or it expired; start again")
+
+// randomBytes returns n bytes from the system's random source.
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand panics on a broken source)
+	return b
+}

@@ -1,0 +1,206 @@
+// Package web is latch's HTTP side: the HTMX pages a person uses to log in
+// with a passkey, enrol and revoke devices and look after their passkeys;
+// the admin pages; and the device enrolment API (an RFC 8628 device flow,
+// JSON both ways) that `latch client enroll` and other clients speak.
+//
+// Handlers see the account service through the narrow Accounts interface
+// below; they never touch NATS themselves. routes.go is the table of
+// contents.
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/resolver"
+)
+
+// Signup modes.
+const (
+	SignupInvite = "invite" // an invite link is needed (the default)
+	SignupOpen   = "open"   // anyone who reaches the page may sign up
+	SignupClosed = "closed" // nobody new, not even with an invite
+)
+
+// Accounts is what the handlers need of the account service.
+type Accounts interface {
+	PersonCount(ctx context.Context) (int, error)
+	CreatePerson(ctx context.Context, np accounts.NewPerson) (accounts.Person, error)
+	Person(ctx context.Context, name string) (accounts.Person, error)
+	Persons(ctx context.Context) ([]accounts.Person, error)
+	DisablePerson(ctx context.Context, name string) (accounts.Person, error)
+	EnablePerson(ctx context.Context, name string) (accounts.Person, error)
+	DeletePerson(ctx context.Context, name string) (accounts.Person, error)
+
+	AddPasskey(ctx context.Context, p accounts.Passkey) (accounts.Passkey, error)
+	Passkeys(ctx context.Context, person string) ([]accounts.Passkey, error)
+	Passkey(ctx context.Context, id string) (accounts.Passkey, error)
+	UsePasskey(ctx context.Context, id string, cred json.RawMessage, signCount uint32, cloneWarning, backupState bool) (accounts.Passkey, error)
+	RenamePasskey(ctx context.Context, person, id, name string) (accounts.Passkey, error)
+	RemovePasskey(ctx context.Context, person, id string) error
+
+	StartEnrollment(ctx context.Context, r accounts.EnrollRequest) (string, accounts.Enrollment, error)
+	PendingEnrollment(ctx context.Context, userCode string) (accounts.Enrollment, error)
+	ApproveEnrollment(ctx context.Context, userCode, person string) (accounts.Device, error)
+	DenyEnrollment(ctx context.Context, userCode, person string) error
+	PollEnrollment(ctx context.Context, deviceCode string) (accounts.Enrollment, error)
+
+	Devices(ctx context.Context, account string) ([]accounts.Device, error)
+	Device(ctx context.Context, account, ref string) (accounts.Device, error)
+	IssueDevice(ctx context.Context, nd accounts.NewDevice) (accounts.Device, []byte, error)
+	RevokeDevice(ctx context.Context, account, ref string) (accounts.Device, error)
+
+	CreateInvite(ctx context.Context, admin bool) (string, accounts.Invite, error)
+	Invite(ctx context.Context, token string) (accounts.Invite, error)
+	ConsumeInvite(ctx context.Context, token string) (accounts.Invite, error)
+	Invites(ctx context.Context) ([]accounts.Invite, error)
+	RevokeInvite(ctx context.Context, id string) error
+
+	Audit(ctx context.Context, n int) ([]accounts.AuditEvent, error)
+}
+
+// Presence tells whether devices are online, and when they were last seen.
+type Presence interface {
+	Online(account, user string) bool
+	LastSeen(account, user string) (time.Time, bool)
+	Subscribe(account string) (<-chan resolver.PresenceEvent, func())
+}
+
+// Status is what the admin page shows of the server.
+type Status interface {
+	Status(ctx context.Context) (ServerStatus, error)
+}
+
+// ServerStatus is the state of the NATS server behind latch.
+type ServerStatus struct {
+	Name          string
+	Version       string
+	Uptime        time.Duration
+	Connections   int
+	JetStream     string // "ok" or what is wrong
+	StorageUsed   uint64
+	MemoryUsed    uint64
+	Accounts      int // account JWTs the resolver holds
+	ClientURL     string
+	ResolverError string
+}
+
+// Config is what the web server needs.
+type Config struct {
+	// PublicURL is where people reach latch; the passkey relying party ID
+	// and origin come from it. Default http://localhost:8080.
+	PublicURL string
+	// Signup is SignupInvite, SignupOpen or SignupClosed.
+	Signup string
+	// Servers are the NATS URLs handed to enrolled devices.
+	Servers []string
+	// SessionKeys are the cookie keys: a 32 or 64-byte authentication key
+	// and a 32-byte encryption key, newest pair first.
+	SessionKeys [][]byte
+	// DownloadTTL is the lifetime of creds made for download. Default 7 days.
+	DownloadTTL time.Duration
+
+	Accounts Accounts
+	Presence Presence // may be nil: devices are then never shown online
+	Status   Status   // may be nil
+	Log      *slog.Logger
+	// Now is the clock; tests set it. Default time.Now.
+	Now func() time.Time
+}
+
+// Server is latch's HTTP handler.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	origin   string // scheme://host[:port] of PublicURL
+	secure   bool   // PublicURL is https
+	webauthn *webauthn.WebAuthn
+	sessions *sessionStore
+	limits   *limiters
+	events   *hub // device changes, for the devices pages' event streams
+	handler  http.Handler
+}
+
+// New checks the configuration and builds the handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Accounts == nil {
+		return nil, errors.New("web: Config.Accounts is required")
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://localhost:8080"
+	}
+	switch cfg.Signup {
+	case "":
+		cfg.Signup = SignupInvite
+	case SignupInvite, SignupOpen, SignupClosed:
+	default:
+		return nil, fmt.Errorf("signup mode %q: want invite, open or closed", cfg.Signup)
+	}
+	if cfg.DownloadTTL == 0 {
+		cfg.DownloadTTL = 7 * 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("public URL %q: want http(s)://host[:port]", cfg.PublicURL)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("public URL %q: latch must be served at the root of its host, without a path", cfg.PublicURL)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, origin: u.Scheme + "://" + u.Host, secure: u.Scheme == "https"}
+	s.webauthn, err = webauthn.New(&webauthn.Config{
+		RPID:          u.Hostname(),
+		RPDisplayName: "latch",
+		RPOrigins:     []string{s.origin},
+		AuthenticatorSelection: protocol.AuthenticatorSelection{
+			ResidentKey:        protocol.ResidentKeyRequirementRequired,
+			RequireResidentKey: protocol.ResidentKeyRequired(),
+			UserVerification:   protocol.VerificationRequired,
+		},
+		Timeouts: webauthn.TimeoutsConfig{
+			Login:        webauthn.TimeoutConfig{Enforce: true, Timeout: 2 * time.Minute},
+			Registration: webauthn.TimeoutConfig{Enforce: true, Timeout: 5 * time.Minute},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("passkeys for %s: %w", cfg.PublicURL, err)
+	}
+	s.sessions, err = newSessionStore(cfg.SessionKeys, s.secure)
+	if err != nil {
+		return nil, err
+	}
+	s.limits = newLimiters(cfg.Now)
+	s.events = newHub()
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves latch's pages and API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// url makes an absolute URL of a path under the public URL.
+func (s *Server) url(path string) string { return s.origin + path }
+
+// clientAddr is the request's remote address without the port.
+func clientAddr(r *http.Request) string {
+	addr := r.RemoteAddr
+	if i := strings.LastIndexByte(addr, ':'); i > 0 {
+		addr = addr[:i]
+	}
+	return strings.Trim(addr, "[]")
+}
