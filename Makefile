@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/latch
 VERSION ?= 0.1.0-dev
 
-.PHONY: help run build test lint bench
+.PHONY: help run build test lint bench generate
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ test: ## run every test, with the race detector
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
+
+generate: ## regenerate the templ views (views/*_templ.go are committed)
+	$(GO) tool templ generate -path views
 
 bench: ## run the benchmarks (figures go in docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
