@@ -1,0 +1,692 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/latch-dev/latch/accounts"
+	latchclient "github.com/latch-dev/latch/client"
+	"github.com/latch-dev/latch/views"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// screenshotDir is where the browser test leaves a picture of each page,
+// for the README.
+const screenshotDir = "../docs/screenshots"
+
+// TestBrowser walks a person through latch in headless Chromium, with a
+// virtual passkey authenticator: first-run setup, log out and in, enrol a
+// device that made its own key, approve it, use its creds on NATS, revoke
+// it from the Devices page, add a second passkey and log in with it. Each
+// step is a subtest; they share one browser and run in order.
+func TestBrowser(t *testing.T) {
+	chromium := findChromium(t)
+	tw := mustWeb(t, webOptions{})
+	b := startBrowser(t, chromium)
+	f := &browserFlow{top: t, tw: tw, b: b, done: map[string]bool{}}
+
+	for _, step := range []struct {
+		name  string
+		needs []string
+		run   func(t *testing.T)
+	}{
+		{"Setup", nil, f.setup},
+		{"LogOutAndIn", []string{"Setup"}, f.logOutAndIn},
+		{"EnrollAndApprove", []string{"Setup"}, f.enrollAndApprove},
+		{"DeviceOnlineThenRevoked", []string{"EnrollAndApprove"}, f.deviceOnlineThenRevoked},
+		{"DeviceNameShownAsText", []string{"Setup"}, f.deviceNameShownAsText},
+		{"SecondPasskey", []string{"Setup"}, f.secondPasskey},
+		{"AdminPage", []string{"Setup"}, f.adminPage},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			for _, n := range step.needs {
+				if !f.done[n] {
+					t.Skipf("skipped: it needs step %s, which failed or was skipped", n)
+				}
+			}
+			step.run(t)
+			f.done[step.name] = !t.Failed()
+		})
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.pageErrors {
+		t.Errorf("the page's console: %s", e)
+	}
+}
+
+// findChromium returns the Chromium to drive. Without one the test fails
+// in CI and says why it skips elsewhere.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
+		return "/usr/bin/chromium"
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium not installed; .ci/run installs it with apt-get")
+	}
+	t.Skip("SKIP: the browser test needs Chromium (Debian: apt-get install chromium); .ci/run installs it, and in CI its absence fails the test")
+	return ""
+}
+
+// browser is one headless Chromium tab with a virtual authenticator.
+type browser struct {
+	ctx  context.Context
+	auth cdpwebauthn.AuthenticatorID
+
+	mu         sync.Mutex
+	dialogs    []page.EventJavascriptDialogOpening
+	pageErrors []string // uncaught script errors and CSP refusals
+}
+
+// startBrowser starts Chromium with a fixed window size, so screenshots
+// look the same on every machine, and a CTAP 2.1 platform authenticator
+// that verifies the user and answers every ceremony at once.
+func startBrowser(t *testing.T, chromium string) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.WindowSize(1200, 800),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc()
+		wg.Wait()
+	})
+	b := &browser{ctx: ctx}
+
+	// The first action starts the browser, and the browser lives as long
+	// as the context of that action: so it gets the tab's own context.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 800)); err != nil {
+		t.Fatalf("start %s: %v", chromium, err)
+	}
+	start, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := chromedp.Do(start, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, cdpwebauthn.Enable, cdpwebauthn.EnableParams{}); err != nil {
+			return err
+		}
+		res, err := cdp.Call(ctx, tg, cdpwebauthn.AddVirtualAuthenticator, cdpwebauthn.AddVirtualAuthenticatorParams{
+			Options: &cdpwebauthn.VirtualAuthenticatorOptions{
+				Protocol: cdpwebauthn.AuthenticatorProtocolCtap2, Ctap2version: cdpwebauthn.Ctap2versionCtap21,
+				Transport:      cdpwebauthn.AuthenticatorTransportInternal,
+				HasResidentKey: true, HasUserVerification: true,
+				// Both have no omitempty: left false, every ceremony hangs.
+				IsUserVerified: true, AutomaticPresenceSimulation: true,
+			},
+		})
+		b.auth = res.AuthenticatorID
+		return err
+	}))
+	if err != nil {
+		t.Fatalf("start chromium with a virtual authenticator: %v", err)
+	}
+
+	// A dialog blocks the page and the click that opened it, so another
+	// goroutine accepts each one; the test reads which ones opened.
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	wg.Go(func() {
+		for ev, err := range dialogs {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.dialogs = append(b.dialogs, ev)
+			b.mu.Unlock()
+			wg.Go(func() {
+				// An error here means the tab is gone; the waiting step says so.
+				chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+			})
+		}
+	})
+	// The console tells of script errors and of what the
+	// Content-Security-Policy refused; with -v it is shown as it comes.
+	console := chromedp.Console(ctx)
+	wg.Go(func() {
+		for m, err := range console {
+			if err != nil {
+				return
+			}
+			if testing.Verbose() {
+				fmt.Fprintf(os.Stderr, "chromium console %s: %s\n", m.Type, m.Text)
+			}
+			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") {
+				b.mu.Lock()
+				b.pageErrors = append(b.pageErrors, m.Text)
+				b.mu.Unlock()
+			}
+		}
+	})
+	return b
+}
+
+// stepTimeout bounds one browser action; generous, as a loaded CI machine
+// can be slow. It is a limit, not an expectation.
+const stepTimeout = 20 * time.Second
+
+// do runs browser steps, failing the test with what was being done.
+func (b *browser) do(t testing.TB, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v (page %s)", what, err, b.path())
+	}
+}
+
+// browserValue runs one browser action that returns a value.
+func browserValue[T any](t testing.TB, b *browser, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v (page %s)", what, err, b.path())
+	}
+	return v
+}
+
+// path is the path of the page shown, for messages.
+func (b *browser) path() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	defer cancel()
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		return "?"
+	}
+	if u, err := url.Parse(loc); err == nil {
+		return u.Path
+	}
+	return loc
+}
+
+// waitFor evaluates the JavaScript expression cond until it is true.
+func (b *browser) waitFor(t testing.TB, what, cond string) {
+	t.Helper()
+	if err := b.poll(cond); err != nil {
+		t.Fatalf("waited %v for %s; page %s, body: %q (%v)", stepTimeout, what, b.path(), b.bodyText(), err)
+	}
+}
+
+// poll evaluates cond until it is true, for stepTimeout at most. It polls
+// from Go, so it survives the page navigating meanwhile.
+func (b *browser) poll(cond string) error {
+	deadline := time.Now().Add(stepTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
+		cancel()
+		if err == nil && ok {
+			return nil
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("last error: %v", last)
+}
+
+// waitPath waits until the page shown has the given path and has loaded.
+func (b *browser) waitPath(t testing.TB, path string) {
+	t.Helper()
+	b.waitFor(t, "page "+path, fmt.Sprintf(`location.pathname === %s && document.readyState === "complete"`, jsString(path)))
+}
+
+// bodyText is what the page says, cut short, for failure messages.
+func (b *browser) bodyText() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 600 {
+		s = s[:600] + "…"
+	}
+	return s
+}
+
+// dialogCount is how many JavaScript dialogs have opened so far.
+func (b *browser) dialogCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.dialogs)
+}
+
+func (b *browser) dialog(i int) page.EventJavascriptDialogOpening {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dialogs[i]
+}
+
+// credentials are the passkeys the virtual authenticator holds.
+func (b *browser) credentials(t testing.TB) []*cdpwebauthn.Credential {
+	t.Helper()
+	res := browserValue(t, b, "list the authenticator's credentials", func(ctx context.Context, tg *chromedp.Target) (cdpwebauthn.GetCredentialsResult, error) {
+		return cdp.Call(ctx, tg, cdpwebauthn.GetCredentials, cdpwebauthn.GetCredentialsParams{AuthenticatorID: b.auth})
+	})
+	return res.Credentials
+}
+
+// screenshot saves the page shown as docs/screenshots/<name>.png.
+func (b *browser) screenshot(t testing.TB, name string) {
+	t.Helper()
+	png := browserValue(t, b, "screenshot "+name, chromedp.FullScreenshot(100))
+	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// buttonNamed selects a <button> by its text.
+func buttonNamed(text string) chromedp.Search {
+	return chromedp.Search(fmt.Sprintf(`//button[normalize-space(.)=%s]`, xpathString(text)))
+}
+
+// controlNamed selects a <button> or an <a> by its text, for a control that
+// may be a link or a form.
+func controlNamed(text string) chromedp.Search {
+	s := xpathString(text)
+	return chromedp.Search(fmt.Sprintf(`//button[normalize-space(.)=%[1]s] | //a[normalize-space(.)=%[1]s]`, s))
+}
+
+// xpathString quotes s for XPath 1.0, which has no escapes.
+func xpathString(s string) string {
+	if !strings.Contains(s, `"`) {
+		return `"` + s + `"`
+	}
+	return `'` + s + `'`
+}
+
+// jsString quotes a Go string as a JavaScript string literal.
+func jsString(s string) string {
+	j, _ := json.Marshal(s)
+	return string(j)
+}
+
+// rowJS is a JavaScript expression for the table row that mentions text,
+// or undefined.
+func rowJS(text string) string {
+	return fmt.Sprintf(`[...document.querySelectorAll("main tr")].find(r => r.textContent.includes(%s))`, jsString(text))
+}
+
+// browserFlow is the state the steps of TestBrowser hand on.
+type browserFlow struct {
+	top  *testing.T // for what outlives a step, like the device's connection
+	tw   *testWeb
+	b    *browser
+	done map[string]bool
+
+	person   accounts.Person
+	device   *latchclient.Device
+	conn     *nats.Conn
+	closed   chan struct{} // closed when the device's connection is
+	asyncErr chan error    // what the server told the device's connection
+}
+
+// sseOpen is true once the htmx SSE extension's stream of the page is
+// open. The extension keeps its EventSource in htmx's data of the element.
+const sseOpen = `document.querySelector("[sse-connect]")?.["htmx-internal-data"]?.sseEventSource?.readyState === EventSource.OPEN`
+
+const displayName = "Ada Lovelace"
+
+// setup: the first-run link, a display name, a passkey; the person lands
+// on their devices.
+func (f *browserFlow) setup(t *testing.T) {
+	token, ok, err := f.tw.Service.SetupInvite(context.Background())
+	if err != nil || !ok {
+		t.Fatalf("SetupInvite: ok %v, err %v; want a token", ok, err)
+	}
+	b := f.b
+	b.do(t, "open the setup link",
+		chromedp.Navigate(f.tw.URL+"/setup/"+token),
+		chromedp.WaitVisible(chromedp.ID("display_name")),
+		chromedp.SendKeys(chromedp.ID("display_name"), displayName),
+	)
+	b.screenshot(t, "setup")
+	b.do(t, `click "Create a passkey"`, chromedp.Click(buttonNamed("Create a passkey"), chromedp.NodeVisible))
+	b.waitPath(t, "/devices")
+
+	ps, err := f.tw.Service.Persons(context.Background())
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("persons after setup: %v, %v; want one", ps, err)
+	}
+	f.person = ps[0]
+	if f.person.Role != accounts.RoleAdmin || f.person.DisplayName != displayName {
+		t.Errorf("person: got role %q, display name %q; want %q, %q", f.person.Role, f.person.DisplayName, accounts.RoleAdmin, displayName)
+	}
+	if n := len(b.credentials(t)); n != 1 {
+		t.Errorf("authenticator holds %d credentials, want 1", n)
+	}
+}
+
+// logOutAndIn: "Log out", then a discoverable passkey login with no name
+// typed.
+func (f *browserFlow) logOutAndIn(t *testing.T) {
+	b := f.b
+	b.do(t, `click "Log out"`, chromedp.Click(buttonNamed("Log out"), chromedp.NodeVisible))
+	b.waitPath(t, "/login")
+	b.screenshot(t, "login")
+	b.do(t, `click "Log in with a passkey"`, chromedp.Click(buttonNamed("Log in with a passkey"), chromedp.NodeVisible))
+	b.waitPath(t, "/devices")
+	if !strings.Contains(b.bodyText(), displayName) {
+		t.Errorf("after login the page does not name %q: %q", displayName, b.bodyText())
+	}
+}
+
+// enrollAndApprove: a device starts enrolling; the person types its code,
+// checks its name and fingerprint and approves with a fresh passkey
+// check; the device polls, gets its JWT and writes a record over NATS.
+func (f *browserFlow) enrollAndApprove(t *testing.T) {
+	b := f.b
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The device side is package client, as `latch client enroll` runs it.
+	p, err := latchclient.StartEnroll(ctx, latchclient.EnrollOptions{
+		URL: f.tw.URL, Name: "laptop", Platform: "linux/amd64", Home: filepath.Join(f.top.TempDir(), "laptop"),
+	})
+	if err != nil {
+		t.Fatalf("StartEnroll: %v", err)
+	}
+	if !regexp.MustCompile(`^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$`).MatchString(p.UserCode) {
+		t.Errorf("user code: got %q, want XXXX-XXXX", p.UserCode)
+	}
+	type waited struct {
+		d   *latchclient.Device
+		err error
+	}
+	wait := make(chan waited, 1)
+	go func() {
+		d, err := p.Wait(ctx)
+		wait <- waited{d, err}
+	}()
+
+	b.do(t, `click "Enroll a device"`,
+		chromedp.Navigate(f.tw.URL+"/devices"),
+		chromedp.Click(controlNamed("Enroll a device"), chromedp.NodeVisible),
+	)
+	b.waitPath(t, "/enroll")
+	code := chromedp.CSS(`main form input:not([type=hidden])`)
+	b.do(t, "find the code field", chromedp.WaitVisible(code))
+	b.screenshot(t, "enroll")
+	// Typed in lower case without the dash: entry is case- and dash-insensitive.
+	typed := strings.ToLower(strings.ReplaceAll(p.UserCode, "-", ""))
+	b.do(t, "type the code", chromedp.SendKeys(code, typed+kb.Enter))
+
+	b.waitFor(t, "the review page with the device's name and fingerprint",
+		fmt.Sprintf(`document.body.innerText.includes(%s) && document.body.innerText.includes(%s) && !!document.evaluate(%s, document, null, 9, null).singleNodeValue`,
+			jsString(p.Name), jsString(p.Fingerprint), jsString(string(buttonNamed("Approve")))))
+	for _, want := range []string{"Approve", "Deny"} {
+		if n := len(browserValue(t, b, "look for "+want, chromedp.Nodes(buttonNamed(want), chromedp.AtLeast(0)))); n != 1 {
+			t.Errorf("review page: %d %q buttons, want 1", n, want)
+		}
+	}
+	b.screenshot(t, "enroll-review")
+
+	// The virtual authenticator answers the fresh passkey check that the
+	// Approve form asks for; then the form posts.
+	b.do(t, `click "Approve"`, chromedp.Click(buttonNamed("Approve"), chromedp.NodeVisible))
+	b.waitFor(t, "the enrolment's result", `/is enrolled/.test(document.getElementById("enroll-result")?.innerText ?? "")`)
+	var dev *latchclient.Device
+	select {
+	case w := <-wait:
+		if w.err != nil {
+			t.Fatalf("the device's Wait: %v", w.err)
+		}
+		dev = w.d
+	case <-time.After(30 * time.Second):
+		t.Fatal("the device got no JWT within 30s of the approval")
+	}
+	if dev.PublicKey != p.PublicKey {
+		t.Errorf("enrolled key: got %s, want the device's own %s", dev.PublicKey, p.PublicKey)
+	}
+	f.device = dev
+
+	// The devices page is open before the device connects, so that it
+	// must learn of the connection over its event stream.
+	b.do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
+	row := rowJS(dev.Name)
+	b.waitFor(t, "the device's row", "!!"+row)
+	b.waitFor(t, "the page's event stream to open", sseOpen)
+	if txt := browserValue(t, b, "read the row", chromedp.Evaluate[string](row+".innerText")); regexp.MustCompile(`(?i)\bonline\b`).MatchString(txt) {
+		t.Errorf("device row before the device connected: got %q, want it not online", txt)
+	}
+
+	f.closed = make(chan struct{})
+	f.asyncErr = make(chan error, 4)
+	nc, err := dev.Connect(nats.NoReconnect(),
+		nats.ClosedHandler(func(*nats.Conn) { close(f.closed) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case f.asyncErr <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatalf("connect with the enrolled creds: %v", err)
+	}
+	f.conn = nc
+	f.top.Cleanup(nc.Close)
+	jsc, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := jsc.KeyValue(ctx, accounts.RecordsBucket)
+	if err != nil {
+		t.Fatalf("open the records bucket with the device's creds: %v", err)
+	}
+	if _, err := kv.Put(ctx, "note1", []byte("hello from the browser test")); err != nil {
+		t.Fatalf("put a record with the device's creds: %v", err)
+	}
+}
+
+// deviceOnlineThenRevoked: the Devices page shows the device online
+// without a reload; "Revoke", confirmed, closes its connection at once and
+// the row says revoked.
+func (f *browserFlow) deviceOnlineThenRevoked(t *testing.T) {
+	b := f.b
+	d := f.device
+	// No reload: the row turns online through the page's event stream.
+	row := rowJS(d.Name)
+	if txt := browserValue(t, b, "read the row", chromedp.Evaluate[string](row+".textContent")); !strings.Contains(txt, views.Fingerprint(d.PublicKey)) {
+		t.Errorf("device row: got %q, want the fingerprint %q", strings.Join(strings.Fields(txt), " "), views.Fingerprint(d.PublicKey))
+	}
+	b.waitFor(t, `the row to say "online"`, fmt.Sprintf(`/\bonline\b/i.test((%s).innerText)`, row))
+	b.screenshot(t, "devices")
+
+	n := b.dialogCount()
+	revoke := chromedp.Search(fmt.Sprintf(`//tr[contains(., %s)]//button[normalize-space(.)="Revoke"]`, xpathString(d.Name)))
+	b.do(t, `click "Revoke"`, chromedp.Click(revoke, chromedp.NodeVisible))
+	select {
+	case <-f.closed:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the device's NATS connection is still open 15s after Revoke (status %v)", f.conn.Status())
+	}
+	select {
+	case err := <-f.asyncErr:
+		if !errors.Is(err, nats.ErrAuthRevoked) {
+			t.Errorf("the device was told %v, want %v", err, nats.ErrAuthRevoked)
+		}
+	default:
+		t.Errorf("the device was not told why its connection closed; want %v", nats.ErrAuthRevoked)
+	}
+	if b.dialogCount() != n+1 {
+		t.Errorf("Revoke opened %d dialogs, want 1 confirm", b.dialogCount()-n)
+	} else if ev := b.dialog(n); ev.Type != page.DialogTypeConfirm {
+		t.Errorf("Revoke's dialog: got type %q, want confirm", ev.Type)
+	}
+	if err := b.poll(fmt.Sprintf(`/\brevoked\b/i.test((%s).innerText)`, row)); err != nil {
+		// Tell a page that missed an update from a server that did not
+		// revoke: the page is read again.
+		shown := b.bodyText()
+		b.do(t, "reload the devices page", chromedp.Reload())
+		t.Fatalf("the row did not turn revoked without a reload (%v); page: %q; after a reload: %q", err, shown, b.bodyText())
+	}
+	if nc, err := d.Connect(nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Error("the revoked device's creds connected again")
+	}
+	devs, err := f.tw.Service.Devices(context.Background(), f.person.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dv := range devs {
+		if dv.PublicKey == d.PublicKey && !dv.Revoked() {
+			t.Error("the device is not revoked in the account service")
+		}
+	}
+}
+
+// xssName is a device name that would run script if a page printed it as
+// HTML.
+const xssName = `<img src=x onerror=alert(1)>`
+
+// deviceNameShownAsText: a device named like an HTML tag shows as that
+// text, and no element or dialog comes of it.
+func (f *browserFlow) deviceNameShownAsText(t *testing.T) {
+	b := f.b
+	if _, _, err := f.tw.Service.IssueDevice(context.Background(), accounts.NewDevice{Account: f.person.Name, Name: xssName}); err != nil {
+		t.Fatalf("IssueDevice %q: %v", xssName, err)
+	}
+	n := b.dialogCount()
+	b.do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
+	// rowJS matches the row's textContent: the name is there as text.
+	b.waitFor(t, "a row with the name as text", fmt.Sprintf(`!!(%s)`, rowJS(xssName)))
+	imgs := browserValue(t, b, "count images in the table", chromedp.Evaluate[int](`document.querySelectorAll("main table img").length`))
+	if imgs != 0 {
+		t.Errorf("the devices table holds %d <img> elements, want 0: the name was rendered as HTML", imgs)
+	}
+	if got := b.dialogCount() - n; got != 0 {
+		t.Errorf("%d dialogs opened on the devices page, want none (first: %q)", got, b.dialog(n).Message)
+	}
+}
+
+// secondPasskey: "Add a passkey" registers another one; both are listed;
+// logging in with only the second one works and marks it used.
+func (f *browserFlow) secondPasskey(t *testing.T) {
+	b := f.b
+	ctx := context.Background()
+	b.do(t, "open the passkeys page",
+		chromedp.Navigate(f.tw.URL+"/devices"),
+		chromedp.Click(controlNamed("Passkeys"), chromedp.NodeVisible),
+	)
+	b.waitPath(t, "/passkeys")
+	first := b.credentials(t)
+	if len(first) != 1 {
+		t.Fatalf("authenticator holds %d credentials, want 1", len(first))
+	}
+	// The server excludes passkeys a person has on this authenticator, so
+	// the first leaves it: the second then stands for a new phone or key.
+	b.do(t, "remove the first passkey from the authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, cdpwebauthn.RemoveCredential, cdpwebauthn.RemoveCredentialParams{AuthenticatorID: b.auth, CredentialID: first[0].CredentialID})
+		return err
+	}))
+	b.do(t, `name the new passkey and click "Add a passkey"`,
+		chromedp.SendKeys(chromedp.ID("passkey-name"), "Backup key"),
+		chromedp.Click(buttonNamed("Add a passkey"), chromedp.NodeVisible),
+	)
+	b.waitFor(t, "both passkeys listed", `document.querySelectorAll("#passkeys tbody tr").length === 2`)
+
+	pks, err := f.tw.Service.Passkeys(ctx, f.person.Name)
+	if err != nil || len(pks) != 2 {
+		t.Fatalf("passkeys: %d, %v; want 2", len(pks), err)
+	}
+	now := b.credentials(t)
+	if len(now) != 1 {
+		t.Fatalf("authenticator holds %d credentials, want the new one", len(now))
+	}
+	second := b64.EncodeToString(now[0].CredentialID)
+	if second == b64.EncodeToString(first[0].CredentialID) {
+		t.Fatal("the authenticator still holds the first passkey")
+	}
+	if pk, err := f.tw.Service.Passkey(ctx, second); err != nil || pk.Name != "Backup key" {
+		t.Errorf("the new passkey: got %+v, %v; want it named %q", pk, err, "Backup key")
+	}
+	lastUsed := lastUsedJS(second)
+	if got := browserValue(t, b, "read the new passkey's last use", chromedp.Evaluate[string](lastUsed)); got != "never" {
+		t.Errorf("the new passkey's last use before any login with it: got %q, want never", got)
+	}
+
+	b.do(t, `click "Log out"`, chromedp.Click(buttonNamed("Log out"), chromedp.NodeVisible))
+	b.waitPath(t, "/login")
+	loggedOut := time.Now()
+	b.do(t, `click "Log in with a passkey"`, chromedp.Click(buttonNamed("Log in with a passkey"), chromedp.NodeVisible))
+	b.waitPath(t, "/devices")
+
+	pk, err := f.tw.Service.Passkey(ctx, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pk.LastUsed == nil || pk.LastUsed.Before(loggedOut.Add(-time.Second)) {
+		t.Errorf("second passkey's last use: got %v, want after %v", pk.LastUsed, loggedOut)
+	}
+	b.do(t, "open the passkeys page", chromedp.Navigate(f.tw.URL+"/passkeys"))
+	b.waitFor(t, "the second passkey's row", fmt.Sprintf(`!!document.getElementById(%s)`, jsString("passkey-"+second)))
+	got := browserValue(t, b, "read the second passkey's last use", chromedp.Evaluate[string](lastUsed))
+	if stamp := pk.LastUsed.UTC().Format("2006-01-02 15:04"); !strings.Contains(got, stamp) {
+		t.Errorf("second passkey's last use on the page: got %q, want %s", got, stamp)
+	}
+	b.screenshot(t, "passkeys")
+}
+
+// lastUsedJS is a JavaScript expression for the "Last used" cell of a
+// passkey's row on the passkeys page.
+func lastUsedJS(id string) string {
+	return fmt.Sprintf(`(() => {
+		const row = document.getElementById(%s);
+		const i = [...row.closest("table").querySelectorAll("thead th")].findIndex(th => /last used/i.test(th.textContent));
+		return i < 0 ? "no Last used column" : row.cells[i].innerText.trim();
+	})()`, jsString("passkey-"+id))
+}
+
+// adminPage: the admin sees persons, invites and the audit trail.
+func (f *browserFlow) adminPage(t *testing.T) {
+	b := f.b
+	// An invite, so that the page (and its screenshot) shows one.
+	if _, _, err := f.tw.Service.CreateInvite(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	b.do(t, "open the admin page",
+		chromedp.Navigate(f.tw.URL+"/devices"),
+		chromedp.Click(controlNamed("Admin"), chromedp.NodeVisible),
+	)
+	b.waitPath(t, "/admin")
+	if body := b.bodyText(); !strings.Contains(body, f.person.Name) {
+		t.Errorf("admin page does not list %q: %q", f.person.Name, body)
+	}
+	// The audit trail names the device of DeviceNameShownAsText.
+	if n := browserValue(t, b, "count images", chromedp.Evaluate[int](`document.querySelectorAll("main img").length`)); n != 0 {
+		t.Errorf("the admin page holds %d <img> elements, want 0: a name was rendered as HTML", n)
+	}
+	b.screenshot(t, "admin")
+}
