@@ -36,6 +36,7 @@ type Device struct {
 	Expires     *time.Time `json:"expires,omitempty"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	LastSeen    *time.Time `json:"last_seen,omitempty"`
+	Renewed     *time.Time `json:"renewed,omitempty"` // last RenewDevice; nil when never
 }
 
 // Revoked reports whether the device is revoked.

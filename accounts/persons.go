@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -321,6 +322,9 @@ func (s *Service) EnablePerson(ctx context.Context, name string) (Person, error)
 }
 
 func (s *Service) setDisabled(ctx context.Context, name string, disable bool) (Person, error) {
+	mu, _ := s.statusMu.LoadOrStore(name, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	p, err := s.Person(ctx, name)
 	if err != nil {
 		return Person{}, err

@@ -88,6 +88,13 @@ type Service struct {
 	invites    jetstream.KeyValue
 
 	writers sync.Map // account public key → *writer
+	// statusMu serializes the status changes of one person (name →
+	// *sync.Mutex), so the saved status and the JWT always agree.
+	statusMu sync.Map
+
+	// watchTTL is the lifetime of the service user behind a records
+	// watch; 0 is recordsWatchTTL. Tests shorten it.
+	watchTTL time.Duration
 }
 
 // Open creates latch's buckets and audit stream when they are missing and

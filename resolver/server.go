@@ -40,6 +40,11 @@ type Config struct {
 	Preload map[string]string
 	// JetStreamKey encrypts everything JetStream writes (ChaCha20-Poly1305).
 	JetStreamKey string
+	// JetStreamPrevKey is the key JetStream was encrypted with before
+	// JetStreamKey, during a key rotation: the server reads what it finds
+	// under the old key and writes it again under the new one as it loads
+	// each stream and consumer at start. Empty outside a rotation.
+	JetStreamPrevKey string
 	// MaxStore and MaxMemory are the JetStream limits of the whole server.
 	// A standalone server refuses JetStream to an account once the sum of
 	// all accounts' quotas passes them, so they are set far above what the
@@ -122,6 +127,7 @@ func options(cfg Config) (*server.Options, error) {
 		JetStreamMaxStore:  cfg.MaxStore,
 		JetStreamMaxMemory: cfg.MaxMemory,
 		JetStreamKey:       cfg.JetStreamKey,
+		JetStreamOldKey:    cfg.JetStreamPrevKey,
 		JetStreamCipher:    server.ChaCha,
 		TrustedOperators:   []*jwt.OperatorClaims{op},
 		SystemAccount:      cfg.SystemAccount,

@@ -49,7 +49,7 @@ func (v Viewer) Shown() string {
 // navigation entry is current.
 type Frame struct {
 	Viewer Viewer
-	Active string // "devices", "enroll", "passkeys", "admin"
+	Active string // "devices", "enroll", "records", "passkeys", "admin"
 	Title  string
 }
 

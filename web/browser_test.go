@@ -38,7 +38,7 @@ const screenshotDir = "../docs/screenshots"
 // step is a subtest; they share one browser and run in order.
 func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
-	tw := mustWeb(t, webOptions{})
+	tw := mustWeb(t, webOptions{Status: true})
 	b := startBrowser(t, chromium)
 	f := &browserFlow{top: t, tw: tw, b: b, done: map[string]bool{}}
 
@@ -54,6 +54,7 @@ func TestBrowser(t *testing.T) {
 		{"DeviceNameShownAsText", []string{"Setup"}, f.deviceNameShownAsText},
 		{"SecondPasskey", []string{"Setup"}, f.secondPasskey},
 		{"AdminPage", []string{"Setup"}, f.adminPage},
+		{"RecordsPage", []string{"EnrollAndApprove"}, f.recordsPage},
 	} {
 		t.Run(step.name, func(t *testing.T) {
 			for _, n := range step.needs {
@@ -689,4 +690,40 @@ func (f *browserFlow) adminPage(t *testing.T) {
 		t.Errorf("the admin page holds %d <img> elements, want 0: a name was rendered as HTML", n)
 	}
 	b.screenshot(t, "admin")
+}
+
+// recordsPage: the record the enrolled device wrote is listed, its value
+// shows, and a record another device writes meanwhile appears without a
+// reload.
+func (f *browserFlow) recordsPage(t *testing.T) {
+	b := f.b
+	b.do(t, "open the records page",
+		chromedp.Navigate(f.tw.URL+"/devices"),
+		chromedp.Click(controlNamed("Records"), chromedp.NodeVisible),
+	)
+	b.waitPath(t, "/records")
+	b.waitFor(t, "note1 to be listed", `document.getElementById("record-rows") && /note1/.test(document.getElementById("record-rows").innerText)`)
+	b.waitFor(t, "the page's event stream to open", sseOpen)
+
+	// Another device of the same person writes while the page is open.
+	d := f.tw.MustIssueDevice(t, f.person.Name, "desktop")
+	c := f.tw.MustConnect(t, d.CredsFile)
+	js, err := jetstream.New(c.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), accounts.RecordsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), "live-note", []byte("written while the page is open")); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor(t, "the new record to appear without a reload", `/live-note/.test(document.getElementById("record-rows").innerText)`)
+	b.screenshot(t, "records")
+
+	b.do(t, "open note1", chromedp.Navigate(f.tw.URL+"/records/note1"))
+	if body := b.bodyText(); !strings.Contains(body, "hello from the browser test") {
+		t.Errorf("record page of note1: got %q, want its value", body)
+	}
 }

@@ -31,6 +31,8 @@ type testWeb struct {
 
 type webOptions struct {
 	Signup string
+	// Status shows the stack's server on the admin page.
+	Status bool
 	Now    func() time.Time
 }
 
@@ -57,6 +59,9 @@ func mustWeb(tb testing.TB, o webOptions) *testWeb {
 	})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if o.Status {
+		tw.Web.cfg.Status = stackStatus{tw}
 	}
 	hs.Config.Handler = tw.Web
 	hs.Start()

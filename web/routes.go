@@ -43,6 +43,18 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /enroll/{code}/approve", s.authed(s.handleEnrollApprove))
 	mux.HandleFunc("POST /enroll/{code}/deny", s.authed(s.handleEnrollDeny))
 
+	// Renewal (renew.go): a device swaps its JWT for a fresh one; public
+	// and JSON, like the enrolment API.
+	mux.HandleFunc("POST /api/devices/renew", s.handleDeviceRenew)
+
+	// Records of the person logged in (records.go): a page of keys kept
+	// live by a stream of server-sent events, a key's value and history,
+	// and a delete.
+	mux.HandleFunc("GET /records", s.authed(s.handleRecords))
+	mux.HandleFunc("GET /records/events", s.authed(s.handleRecordEvents))
+	mux.HandleFunc("GET /records/{key}", s.authed(s.handleRecord))
+	mux.HandleFunc("POST /records/{key}/delete", s.authed(s.handleRecordDelete))
+
 	// Devices of the person logged in (devices.go), kept live by a stream
 	// of server-sent events (events.go).
 	mux.HandleFunc("GET /devices", s.authed(s.handleDevices))

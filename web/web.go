@@ -67,6 +67,13 @@ type Accounts interface {
 	RevokeInvite(ctx context.Context, id string) error
 
 	Audit(ctx context.Context, n int) ([]accounts.AuditEvent, error)
+
+	// Renewal (renew.go) and records (records.go).
+	RenewDevice(ctx context.Context, account, device string) (accounts.Device, string, error)
+	Records(ctx context.Context, person string, q accounts.RecordQuery) (accounts.RecordsPage, error)
+	Record(ctx context.Context, person, key string, revision uint64) (accounts.RecordDetail, error)
+	DeleteRecord(ctx context.Context, person, key string) (accounts.Record, error)
+	WatchRecords(ctx context.Context, person string, from, listed uint64) (<-chan accounts.RecordChange, error)
 }
 
 // Presence tells whether devices are online, and when they were last seen.

@@ -28,7 +28,8 @@ func serveCommand(e *env) *cli.Command {
 		Usage: "run the latch server: embedded NATS with JetStream and the full resolver, the account service, HTTP",
 		Description: `Starts nats-server in operator mode with the built-in full account
 resolver (<data>/resolver) and JetStream (<data>/jetstream, encrypted with
-ChaCha20-Poly1305 using the key in <data>/keys or $LATCH_JETSTREAM_KEY),
+ChaCha20-Poly1305 using the key in <data>/keys or $LATCH_JETSTREAM_KEY;
+$LATCH_JETSTREAM_PREV_KEY is the previous key during a key rotation),
 then the account service and its admin API (latch.admin.v1.*), then HTTP.
 On an empty or missing data folder it first does what ` + "`latch init`" + ` does.
 /healthz on the HTTP port answers 200 only once JetStream and the account
@@ -144,6 +145,10 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	if err != nil {
 		return err
 	}
+	// During a key rotation the previous key reads what is still encrypted
+	// with it; the server writes it again under the new key as it loads
+	// (docs/security.md).
+	jsPrevKey := strings.TrimSpace(e.getenv("LATCH_JETSTREAM_PREV_KEY"))
 	// After `latch operator signing-key add`, SYS and LATCH move to the
 	// new key before the server starts.
 	if changed, err := op.ResignOwnAccounts(); err != nil {
@@ -174,11 +179,12 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 			op.SystemAccount.PublicKey: op.SystemAccount.JWT,
 			op.AppAccount.PublicKey:    op.AppAccount.JWT,
 		},
-		JetStreamKey: jsKey,
-		MaxStore:     cfg.maxStore,
-		MaxMemory:    cfg.maxMemory,
-		LameDuck:     cfg.lameDuck,
-		Log:          log,
+		JetStreamKey:     jsKey,
+		JetStreamPrevKey: jsPrevKey,
+		MaxStore:         cfg.maxStore,
+		MaxMemory:        cfg.maxMemory,
+		LameDuck:         cfg.lameDuck,
+		Log:              log,
 	})
 	if err != nil {
 		return err

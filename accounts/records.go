@@ -1,0 +1,496 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+)
+
+// The server reads a person's records as a user of their account, signed
+// by the account's service key and made for the occasion: it lives a few
+// minutes and its connection is closed as soon as the work is done. The
+// server never holds a connection per person open.
+const (
+	// recordsSessionTTL is the lifetime of a session for one request.
+	recordsSessionTTL = 2 * time.Minute
+	// recordsWatchTTL is the lifetime of the user behind a watch; the
+	// watch moves to a fresh user well before it runs out.
+	recordsWatchTTL = 10 * time.Minute
+)
+
+// ActionRecordDelete is the audit action of a record deleted in the web
+// GUI. The entry names the revision of the delete, not the key: record
+// keys are the person's data, and the audit trail is for admins.
+const ActionRecordDelete = "record.delete"
+
+// Record operations, as a device's `latch client watch` prints them.
+const (
+	RecordPut    = "put"
+	RecordDelete = "del"
+	RecordPurge  = "purge"
+)
+
+// DefaultRecordsPage and MaxRecordsPage bound a page of keys.
+const (
+	DefaultRecordsPage = 100
+	MaxRecordsPage     = 1000
+)
+
+// Record is one revision of a key of a person's records bucket.
+type Record struct {
+	Key      string    `json:"key"`
+	Revision uint64    `json:"revision"`
+	Op       string    `json:"op"` // RecordPut, RecordDelete or RecordPurge
+	Size     int       `json:"size"`
+	Time     time.Time `json:"time"`
+	// Value is nil in listings and in a change's history.
+	Value []byte `json:"value,omitempty"`
+}
+
+// Deleted reports whether this revision is a delete or a purge.
+func (r Record) Deleted() bool { return r.Op != RecordPut }
+
+// RecordQuery selects a page of keys.
+type RecordQuery struct {
+	// Prefix keeps the keys that start with it.
+	Prefix string
+	// After is the cursor: only keys sorted after it.
+	After string
+	// Limit is the most keys in the page; 0 is DefaultRecordsPage.
+	Limit int
+}
+
+// RecordsPage is a page of keys, sorted, each with its latest revision.
+// Deleted keys are left out.
+type RecordsPage struct {
+	Records []Record
+	// Total counts the keys that match the prefix, on every page.
+	Total int
+	// Before counts the matching keys before this page.
+	Before int
+	// More tells whether keys follow the last one of this page.
+	More bool
+	// Revision is the bucket's last revision when the keys were listed: a
+	// watch from it on misses no change.
+	Revision uint64
+}
+
+// RecordDetail is one revision of a key with the key's history.
+type RecordDetail struct {
+	// Record is the revision asked for, the latest by default, with its
+	// value.
+	Record
+	// Latest is the key's latest revision.
+	Latest uint64
+	// History is every revision the bucket keeps of the key, newest
+	// first, without values.
+	History []Record
+}
+
+// RecordChange is a change to a person's records, seen by WatchRecords.
+type RecordChange struct {
+	// Record is the change, without its value.
+	Record
+	// Listed tells whether the key held a value at the revision the watch
+	// was asked about, or at any revision after it and before the watch's
+	// first: whether a listing made at that revision, and kept up to date
+	// until the watch started, shows the key. It is the same for every
+	// change of a key.
+	Listed bool
+}
+
+// RecordsSession is a connection into a person's account as a short-lived
+// service user, for reading and changing their records. Close it when
+// done; its user expires on its own a few minutes after it was made.
+type RecordsSession struct {
+	person  Person
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
+	expires time.Time
+}
+
+// OpenRecords opens a records session for a person (by name).
+func (s *Service) OpenRecords(ctx context.Context, person string) (*RecordsSession, error) {
+	p, err := s.Person(ctx, person)
+	if err != nil {
+		return nil, err
+	}
+	return s.openRecords(ctx, p, recordsSessionTTL)
+}
+
+func (s *Service) openRecords(ctx context.Context, p Person, ttl time.Duration) (*RecordsSession, error) {
+	if p.Status != StatusActive {
+		return nil, errorf(ErrDisabled, "account %q is %s; its records cannot be read now", p.Name, p.Status)
+	}
+	var sec personSecrets
+	if _, err := getJSON(ctx, s.secrets, p.Account, &sec); err != nil {
+		return nil, fmt.Errorf("signing keys of %s: %w", p.Name, err)
+	}
+	kp, err := nkeys.FromSeed([]byte(sec.Service))
+	if err != nil {
+		return nil, fmt.Errorf("service signing key of %s is corrupt: %w", p.Name, err)
+	}
+	tok, seed, err := serviceUserJWT(p.Account, kp, ttl)
+	if err != nil {
+		return nil, err
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := s.cfg.Dial(tok, seed)
+	clear(seed)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the account of %s: %w", p.Name, err)
+	}
+	rs := &RecordsSession{person: p, nc: nc, expires: time.Unix(uc.Expires, 0)}
+	if rs.js, err = jetstream.New(nc); err == nil {
+		rs.kv, err = rs.js.KeyValue(ctx, RecordsBucket)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("the records bucket of %s: %w", p.Name, err)
+	}
+	return rs, nil
+}
+
+// Close closes the session's connection.
+func (rs *RecordsSession) Close() { rs.nc.Close() }
+
+// Expires is when the session's user expires.
+func (rs *RecordsSession) Expires() time.Time { return rs.expires }
+
+// withRecords runs f in a records session of its own.
+func (s *Service) withRecords(ctx context.Context, person string, f func(*RecordsSession) error) error {
+	rs, err := s.OpenRecords(ctx, person)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	return f(rs)
+}
+
+// Records lists a page of a person's keys.
+func (s *Service) Records(ctx context.Context, person string, q RecordQuery) (page RecordsPage, err error) {
+	err = s.withRecords(ctx, person, func(rs *RecordsSession) error {
+		page, err = rs.List(ctx, q)
+		return err
+	})
+	return page, err
+}
+
+// Record reads a revision of one of a person's keys, the latest when
+// revision is 0, with its history.
+func (s *Service) Record(ctx context.Context, person, key string, revision uint64) (d RecordDetail, err error) {
+	err = s.withRecords(ctx, person, func(rs *RecordsSession) error {
+		d, err = rs.Get(ctx, key, revision)
+		return err
+	})
+	return d, err
+}
+
+// DeleteRecord deletes one of a person's keys, as a device's delete
+// would: the key's history stays, and every device watching sees the
+// delete.
+func (s *Service) DeleteRecord(ctx context.Context, person, key string) (r Record, err error) {
+	err = s.withRecords(ctx, person, func(rs *RecordsSession) error {
+		r, err = rs.Delete(ctx, key)
+		return err
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	p, _ := s.Person(ctx, person)
+	s.auditAfter(ctx, AuditEvent{Action: ActionRecordDelete, Account: p.Account, AccountName: p.Name,
+		Detail: "revision " + strconv.FormatUint(r.Revision, 10)})
+	return r, nil
+}
+
+// kvPrefix is the subject prefix of the records bucket's keys.
+const kvPrefix = "$KV." + RecordsBucket + "."
+
+// List lists a page of keys. It reads the headers of the latest message
+// of every key, so a page costs one pass over the keys whatever their
+// values weigh.
+func (rs *RecordsSession) List(ctx context.Context, q RecordQuery) (RecordsPage, error) {
+	if q.Limit <= 0 {
+		q.Limit = DefaultRecordsPage
+	}
+	q.Limit = min(q.Limit, MaxRecordsPage)
+	st, err := rs.js.Stream(ctx, "KV_"+RecordsBucket)
+	if err != nil {
+		return RecordsPage{}, err
+	}
+	state := st.CachedInfo().State
+	page := RecordsPage{Revision: state.LastSeq}
+	if state.Msgs == 0 {
+		return page, nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{kvPrefix + ">"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		HeadersOnly:    true,
+	})
+	if err != nil {
+		return RecordsPage{}, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return RecordsPage{}, err
+	}
+	defer it.Stop()
+	var all []Record
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return RecordsPage{}, fmt.Errorf("list records: %w", err)
+		}
+		r, pending, err := recordOfMsg(m)
+		if err != nil {
+			return RecordsPage{}, err
+		}
+		if !r.Deleted() && strings.HasPrefix(r.Key, q.Prefix) {
+			all = append(all, r)
+		}
+		if pending == 0 {
+			break
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Key < all[j].Key })
+	page.Total = len(all)
+	page.Before = sort.Search(len(all), func(i int) bool { return all[i].Key > q.After })
+	rest := all[page.Before:]
+	if len(rest) > q.Limit {
+		rest, page.More = rest[:q.Limit], true
+	}
+	page.Records = rest
+	return page, nil
+}
+
+// recordOfMsg reads a headers-only message of the records stream, and
+// how many messages follow it.
+func recordOfMsg(m jetstream.Msg) (Record, uint64, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return Record{}, 0, err
+	}
+	r := Record{
+		Key:      strings.TrimPrefix(m.Subject(), kvPrefix),
+		Revision: meta.Sequence.Stream,
+		Op:       opOfHeader(m.Headers().Get("KV-Operation")),
+		Time:     meta.Timestamp.UTC(),
+	}
+	r.Size, _ = strconv.Atoi(m.Headers().Get(nats.MsgSize))
+	return r, meta.NumPending, nil
+}
+
+func opOfHeader(h string) string {
+	switch h {
+	case "DEL":
+		return RecordDelete
+	case "PURGE":
+		return RecordPurge
+	}
+	return RecordPut
+}
+
+func opOf(op jetstream.KeyValueOp) string {
+	switch op {
+	case jetstream.KeyValueDelete:
+		return RecordDelete
+	case jetstream.KeyValuePurge:
+		return RecordPurge
+	}
+	return RecordPut
+}
+
+func recordOf(e jetstream.KeyValueEntry, withValue bool) Record {
+	r := Record{Key: e.Key(), Revision: e.Revision(), Op: opOf(e.Operation()), Size: len(e.Value()), Time: e.Created().UTC()}
+	if withValue {
+		r.Value = e.Value()
+	}
+	return r
+}
+
+// recordsError turns the KV's errors about a key into domain errors.
+func recordsError(key string, err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrInvalidKey):
+		return invalid("key", "%q is not a record key: keys are letters, digits and - _ = / . (no leading or trailing dot)", key)
+	case isNotFound(err):
+		return errorf(ErrNotFound, "there is no record %q", key)
+	}
+	return err
+}
+
+// Get reads a revision of a key, the latest when revision is 0, with the
+// key's history. A deleted key is found, as its delete.
+func (rs *RecordsSession) Get(ctx context.Context, key string, revision uint64) (RecordDetail, error) {
+	hist, err := rs.kv.History(ctx, key)
+	if err != nil {
+		return RecordDetail{}, recordsError(key, err)
+	}
+	var d RecordDetail
+	d.Latest = hist[len(hist)-1].Revision()
+	found := false
+	for i := len(hist) - 1; i >= 0; i-- {
+		e := hist[i]
+		d.History = append(d.History, recordOf(e, false))
+		if !found && (revision == 0 || e.Revision() == revision) {
+			d.Record, found = recordOf(e, true), true
+		}
+	}
+	if !found {
+		return RecordDetail{}, errorf(ErrNotFound, "record %q has no revision %d: the bucket keeps only the latest revisions of each key", key, revision)
+	}
+	return d, nil
+}
+
+// Delete deletes a key and returns the delete.
+func (rs *RecordsSession) Delete(ctx context.Context, key string) (Record, error) {
+	e, err := rs.kv.Get(ctx, key)
+	if err != nil {
+		return Record{}, recordsError(key, err)
+	}
+	if err := rs.kv.Delete(ctx, key); err != nil {
+		return Record{}, recordsError(key, err)
+	}
+	// The delete's revision: the key's latest entry, read back.
+	hist, err := rs.kv.History(ctx, key)
+	if err != nil {
+		return Record{}, recordsError(key, err)
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].Revision() > e.Revision() && hist[i].Operation() != jetstream.KeyValuePut {
+			return recordOf(hist[i], false), nil
+		}
+	}
+	return Record{Key: key, Op: RecordDelete, Time: time.Now().UTC()}, nil
+}
+
+// WatchRecords streams the changes to a person's records from revision
+// from on, for as long as ctx lasts. Each change says whether its key held
+// a value at revision listed (see RecordChange.Listed). The channel is
+// closed when ctx ends or the connection is lost; the caller may watch
+// again from the revision after the last it saw.
+//
+// The watch runs as a service user like any records session, and moves
+// to a fresh one before that user expires, so that a page left open for
+// a day still holds no user for more than minutes.
+func (s *Service) WatchRecords(ctx context.Context, person string, from, listed uint64) (<-chan RecordChange, error) {
+	p, err := s.Person(ctx, person)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.openRecords(ctx, p, s.watchUserTTL())
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan RecordChange, 64)
+	go s.watchRecords(ctx, p, rs, max(from, 1), listed, out)
+	return out, nil
+}
+
+func (s *Service) watchRecords(ctx context.Context, p Person, rs *RecordsSession, next, listed uint64, out chan<- RecordChange) {
+	defer close(out)
+	defer func() { rs.Close() }()
+	first := next
+	listedKeys := map[string]bool{}
+	for {
+		w, err := rs.kv.WatchAll(ctx, jetstream.IncludeHistory(), jetstream.ResumeFromRevision(next))
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("watch records", "account", p.Account, "err", err)
+			}
+			return
+		}
+		// Move to a fresh user when three quarters of this one's life
+		// have gone.
+		renew := time.NewTimer(time.Until(rs.expires) * 3 / 4)
+	changes:
+		for {
+			select {
+			case <-ctx.Done():
+				renew.Stop()
+				w.Stop()
+				return
+			case <-renew.C:
+				break changes
+			case e, ok := <-w.Updates():
+				if !ok {
+					renew.Stop()
+					return // the connection is gone
+				}
+				if e == nil {
+					continue // caught up
+				}
+				c := RecordChange{Record: recordOf(e, false)}
+				was, seen := listedKeys[c.Key]
+				if !seen {
+					was = listedAt(ctx, rs.kv, c.Key, listed, first)
+					listedKeys[c.Key] = was
+				}
+				c.Listed = was
+				select {
+				case out <- c:
+				case <-ctx.Done():
+					renew.Stop()
+					w.Stop()
+					return
+				}
+				next = e.Revision() + 1
+			}
+		}
+		w.Stop()
+		fresh, err := s.openRecords(ctx, p, s.watchUserTTL())
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("watch records: renew the service user", "account", p.Account, "err", err)
+			}
+			return
+		}
+		rs.Close()
+		rs = fresh
+	}
+}
+
+func (s *Service) watchUserTTL() time.Duration {
+	if s.watchTTL > 0 {
+		return s.watchTTL
+	}
+	return recordsWatchTTL
+}
+
+// listedAt tells whether a key held a value at revision listed (the latest
+// of its entries up to it is a put) or was put after it and before
+// revision before. When the bucket no longer keeps entries that old, it
+// answers from those it keeps.
+func listedAt(ctx context.Context, kv jetstream.KeyValue, key string, listed, before uint64) bool {
+	hist, err := kv.History(ctx, key)
+	if err != nil {
+		return false
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		e := hist[i]
+		switch {
+		case e.Revision() >= before:
+		case e.Revision() > listed:
+			if e.Operation() == jetstream.KeyValuePut {
+				return true
+			}
+		default:
+			return listed > 0 && e.Operation() == jetstream.KeyValuePut
+		}
+	}
+	return false
+}

@@ -1,0 +1,233 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/views"
+)
+
+// The records pages show the logged-in person's records bucket: a page of
+// keys, a key's value and history, a delete. They read through the account
+// service, which reads as a short-lived user of the person's own account;
+// a person only ever names keys of their own bucket.
+
+// recordRow is a record as a table row shows it.
+func recordRow(r accounts.Record) views.RecordRow {
+	return views.RecordRow{Key: r.Key, Revision: r.Revision, Op: r.Op, Size: r.Size, Time: r.Time}
+}
+
+// handleRecords is GET /records: a page of keys (?prefix= filters them,
+// ?after= is the cursor of the page), kept live by handleRecordEvents.
+func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	q := r.URL.Query()
+	prefix, after := q.Get("prefix"), q.Get("after")
+	page, err := s.cfg.Accounts.Records(r.Context(), p.Name, accounts.RecordQuery{Prefix: prefix, After: after})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v := views.RecordsPage{
+		Viewer: viewerOf(p), Prefix: prefix, After: after,
+		Total: page.Total, Before: page.Before, Revision: page.Revision,
+	}
+	for _, rec := range page.Records {
+		v.Rows = append(v.Rows, recordRow(rec))
+	}
+	if page.More && len(page.Records) > 0 {
+		v.Next = page.Records[len(page.Records)-1].Key
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if isHTMX(r) {
+		s.render(w, r, http.StatusOK, v.Section())
+		return
+	}
+	s.render(w, r, http.StatusOK, v)
+}
+
+// handleRecord is GET /records/{key}: the latest revision of a key, or
+// the one ?revision= names, with its value and history; ?raw=1 downloads
+// the value as it is.
+func (s *Server) handleRecord(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	s.showRecord(w, r, p, r.PathValue("key"))
+}
+
+func (s *Server) showRecord(w http.ResponseWriter, r *http.Request, p accounts.Person, key string) {
+	var revision uint64
+	if v := r.URL.Query().Get("revision"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			s.fail(w, r, errStatus(http.StatusBadRequest, "revision must be a positive whole number"))
+			return
+		}
+		revision = n
+	}
+	d, err := s.cfg.Accounts.Record(r.Context(), p.Name, key, revision)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if r.URL.Query().Get("raw") == "1" {
+		if d.Deleted() {
+			s.fail(w, r, errStatus(http.StatusNotFound, "revision "+strconv.FormatUint(d.Revision, 10)+" of "+key+" is a delete; it has no value"))
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Disposition", attachment(strings.ReplaceAll(key, "/", "_")))
+		h.Set("Content-Length", strconv.Itoa(len(d.Value)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(d.Value)
+		return
+	}
+	v := views.RecordPage{Viewer: viewerOf(p), Record: recordRow(d.Record), Value: d.Value, Latest: d.Latest}
+	for _, h := range d.History {
+		v.History = append(v.History, recordRow(h))
+	}
+	s.render(w, r, http.StatusOK, v)
+}
+
+// handleRecordDelete is POST /records/{key}/delete: the key is deleted as
+// a device would delete it; the devices watching see it at once. htmx
+// gets the row back, deleted; a form goes back to the list, or to the
+// key's page when it came from there (back=record).
+func (s *Server) handleRecordDelete(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	f, err := readForm(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	key := r.PathValue("key")
+	ctx := accounts.WithActor(r.Context(), actor(r, p))
+	rec, err := s.cfg.Accounts.DeleteRecord(ctx, p.Name, key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	back := "/records"
+	if f["back"] == "record" {
+		back = views.RecordURL(key, 0)
+	}
+	switch {
+	case isHTMX(r) && f["back"] == "record":
+		w.Header().Set(hxRedirect, back)
+		w.WriteHeader(http.StatusOK)
+	case isHTMX(r):
+		s.render(w, r, http.StatusOK, views.RecordRowView(recordRow(rec)))
+	default:
+		http.Redirect(w, r, back, http.StatusSeeOther)
+	}
+}
+
+// handleRecordEvents is GET /records/events: a stream of server-sent
+// events that keeps a page of keys live. The query is the page's
+// (views.RecordsPage.EventsURL): its filter, its range of keys and the
+// revision it was listed at. A change to a key the page shows comes as an
+// event named after the key's row, which swaps itself; a put of a key in
+// the page's range that the page does not show comes as a
+// views.RecordNewEvent. Each event's id is its revision, so a browser that
+// reconnects (Last-Event-ID) resumes after the last change it saw; the
+// account service then tells which keys the page gained meanwhile.
+//
+// A record may be named "events": a request that does not ask for an event
+// stream gets that record's page.
+func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		s.showRecord(w, r, p, "events")
+		return
+	}
+	q := r.URL.Query()
+	prefix, after, until := q.Get("prefix"), q.Get("after"), q.Get("until")
+	since, err := strconv.ParseUint(q.Get("since"), 10, 64)
+	if err != nil {
+		s.fail(w, r, errStatus(http.StatusBadRequest, "since must be the revision the page was listed at"))
+		return
+	}
+	from := since + 1
+	if id, err := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64); err == nil && id >= since {
+		from = id + 1
+	}
+	empty := q.Get("empty") == "1" // the page shows the "no records" row
+	inRange := func(key string) bool {
+		return strings.HasPrefix(key, prefix) && key > after && (until == "" || key <= until)
+	}
+
+	ctx := r.Context()
+	changes, err := s.cfg.Accounts.WatchRecords(ctx, p.Name, from, since)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// Only to learn that the server is shutting down (CloseStreams).
+	closing, cancel := s.events.subscribe(p.Account)
+	defer cancel()
+
+	rc := http.NewResponseController(w)
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Debug("event stream write deadline", "err", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write([]byte("retry: 5000\n\n")); err != nil || rc.Flush() != nil {
+		return
+	}
+
+	shown := map[string]bool{} // keys with a row on the page
+	beat := time.NewTicker(sseHeartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			if _, err := s.loggedIn(r); err != nil {
+				return
+			}
+			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil || rc.Flush() != nil {
+				return
+			}
+		case _, ok := <-closing:
+			if !ok {
+				return // the server is shutting down
+			}
+		case c, ok := <-changes:
+			if !ok {
+				return // the browser comes back after the retry and resumes
+			}
+			if !inRange(c.Key) {
+				continue
+			}
+			has, seen := shown[c.Key]
+			if !seen {
+				has = c.Listed
+			}
+			row := recordRow(c.Record)
+			var name string
+			var html = views.RecordRowView(row)
+			switch {
+			case has:
+				name = row.RowID()
+			case !c.Deleted():
+				name, html = views.RecordNewEvent, views.RecordNew(row, empty)
+				has, empty = true, false
+			default:
+				continue // a delete of a key the page does not show
+			}
+			shown[c.Key] = has
+			if _, err := w.Write([]byte("id: " + strconv.FormatUint(c.Revision, 10) + "\n")); err != nil {
+				return
+			}
+			if err := writeEvent(ctx, w, name, html); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
