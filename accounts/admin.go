@@ -117,18 +117,20 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 	add := func(subject string, h func(ctx context.Context, data []byte) (any, error)) error {
 		name := "latch_" + subjectName(subject)
 		return g.AddEndpoint(name, micro.HandlerFunc(func(req micro.Request) {
+			// The answer goes out from another goroutine, straight on the
+			// connection: micro's Request may not be touched once this
+			// handler has returned (micro reads it for its statistics).
+			reply, data, who := req.Reply(), req.Data(), req.Headers().Get(ActorHeader)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
-				ctx = WithActor(ctx, Actor{Name: "admin:" + req.Headers().Get(ActorHeader), From: "nats"})
-				out, err := h(ctx, req.Data())
-				if err != nil {
-					respondError(req, err)
-					return
+				ctx = WithActor(ctx, Actor{Name: "admin:" + who, From: "nats"})
+				out, err := h(ctx, data)
+				if err := respond(nc, reply, out, err); err != nil {
+					s.log.Warn("admin reply lost", "endpoint", subject, "err", err)
 				}
-				req.RespondJSON(out)
 			}()
 		}), micro.WithEndpointSubject(subject))
 	}
@@ -271,10 +273,22 @@ var errorCodes = map[string]string{
 	"revoked": "410", "disabled": "403", "internal": "500",
 }
 
-func respondError(req micro.Request, err error) {
-	kind := Kind(err)
-	body, _ := json.Marshal(errorReply{Kind: kind, Message: err.Error()})
-	req.Error(errorCodes[kind], err.Error(), body)
+// respond answers a request as micro would: JSON, or for an error the
+// service-error headers with a code and a JSON body naming its kind.
+func respond(nc *nats.Conn, reply string, out any, err error) error {
+	if reply == "" {
+		return nil
+	}
+	msg := nats.NewMsg(reply)
+	if err != nil {
+		kind := Kind(err)
+		msg.Header.Set(micro.ErrorHeader, err.Error())
+		msg.Header.Set(micro.ErrorCodeHeader, errorCodes[kind])
+		msg.Data, _ = json.Marshal(errorReply{Kind: kind, Message: err.Error()})
+	} else if msg.Data, err = json.Marshal(out); err != nil {
+		return err
+	}
+	return nc.PublishMsg(msg)
 }
 
 // AdminClient calls the admin service. The CLI is one.
