@@ -1,16 +1,54 @@
 // Package client is the device side of latch: it enrols a device with a
 // key the device makes itself (RFC 8628's device flow against the server's
-// /api/enroll API), keeps the device's creds in a home folder, and opens
-// them again to connect.
+// /api/enroll API), keeps the device's creds in a home folder, opens them
+// again to read, write and watch the person's records, and renews the
+// device's JWT before it expires.
 //
 // A device's home folder (LATCH_CLIENT_HOME, by default latch under the
 // user's configuration folder) holds:
 //
 //	device.creds  the user JWT and the device's nkey seed, mode 0600
 //	client.json   the server's URL, its NATS URLs, the account, the device's name, key and expiry
+//	state.json    how far the device's watches got (SetApplied)
 //
 // The seed is made here and never leaves the machine: the server only ever
 // sees the public key and a signature proving the device holds the seed.
+//
+// A program that keeps a copy of the records in sync, resuming where it
+// stopped and so seeing every change made while it was away:
+//
+//	func main() {
+//		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+//		defer stop()
+//		home, _ := client.DefaultHome(os.Getenv)
+//		dev, err := client.Open(home) // enrolled before with `latch client enroll`
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		recs, err := dev.Records(ctx) // reconnects and renews on its own
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		defer recs.Close()
+//		var opts []client.WatchOption
+//		if rev, ok, _ := dev.LastApplied(""); ok {
+//			opts = append(opts, client.ResumeFrom(rev))
+//		}
+//		changes, err := recs.Watch(ctx, "", opts...)
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		for c := range changes {
+//			fmt.Println(c.Op, c.Key, c.Revision, string(c.Value)) // apply it
+//			dev.SetApplied("", c.Revision)
+//		}
+//		if err := recs.Err(); err != nil {
+//			log.Fatal(err) // revoked, say
+//		}
+//	}
+//
+// Writes are recs.Put(ctx, key, value), recs.Update(ctx, key, value,
+// revision) to compare and set, and recs.Delete(ctx, key).
 package client
 
 import (
@@ -18,6 +56,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +103,9 @@ type Device struct {
 	Name      string     `json:"name"`
 	PublicKey string     `json:"public_key"` // the device's user key (U…)
 	Expires   *time.Time `json:"expires"`    // when the JWT expires; nil is never
+
+	// HTTPClient makes Renew's requests; nil is one with a 30s timeout.
+	HTTPClient *http.Client `json:"-"`
 }
 
 // ErrNotEnrolled is returned by Open for a home without an enrolment.
@@ -94,6 +136,45 @@ func Open(home string) (*Device, error) {
 	if uc.Subject != d.PublicKey {
 		return nil, fmt.Errorf("%s is for key %s but %s says the device is %s; enrol again with --force",
 			d.CredsPath, uc.Subject, ConfigFile, d.PublicKey)
+	}
+	return d, nil
+}
+
+// OpenCreds is Open with another creds file, as `latch client --creds`
+// gives: the device is the one the creds are for, and client.json in
+// home, when there is one, still says where the server is. With creds ""
+// it is Open.
+func OpenCreds(home, creds string) (*Device, error) {
+	if creds == "" {
+		return Open(home)
+	}
+	c, err := keys.ReadCreds(creds)
+	if err != nil {
+		return nil, err
+	}
+	wipe(c.Seed)
+	uc, err := jwt.DecodeUserClaims(c.JWT)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", creds, err)
+	}
+	d := &Device{Home: home}
+	b, err := os.ReadFile(filepath.Join(home, ConfigFile))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, d); err != nil {
+			return nil, fmt.Errorf("%s: %v", filepath.Join(home, ConfigFile), err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	d.CredsPath, d.PublicKey, d.Name, d.Account = creds, uc.Subject, uc.Name, uc.IssuerAccount
+	if d.Account == "" {
+		d.Account = uc.Issuer
+	}
+	d.Expires = nil
+	if uc.Expires != 0 {
+		t := time.Unix(uc.Expires, 0).UTC()
+		d.Expires = &t
 	}
 	return d, nil
 }

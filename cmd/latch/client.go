@@ -2,19 +2,27 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latch-dev/latch/client"
+	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 )
 
 func clientCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "client",
-		Usage: "the device side: enrol this machine as a device of your account",
+		Usage: "the device side: enrol this machine as a device of your account, then read, write and watch your records",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "enroll",
@@ -81,6 +89,488 @@ enrolment in the home folder is never replaced without --force.`,
 					return nil
 				},
 			},
+			clientPutCommand(e),
+			clientGetCommand(e),
+			clientRmCommand(e),
+			clientLsCommand(e),
+			clientWatchCommand(e),
+			clientRenewCommand(e),
+			clientStatusCommand(e),
+		},
+	}
+}
+
+// deviceFlags are the flags of the client commands that use the device's
+// creds. --creds and --server mean the device's here, not the admin's: the
+// environment's LATCH_CREDS and LATCH_SERVER, which are for admin
+// commands, are not read.
+func deviceFlags(fs ...cli.Flag) []cli.Flag {
+	return append(fs,
+		&cli.StringFlag{Name: "home", Usage: "the device's home folder [$" + client.HomeEnv + "]"},
+		&cli.StringFlag{Name: "creds", Usage: "use this creds file instead of the home folder's device.creds"},
+		&cli.StringFlag{Name: "server", Usage: "connect to this NATS URL instead of those given at enrolment"},
+	)
+}
+
+// given returns a flag's value when it was given on the command line, on
+// the command or before it, and "" otherwise.
+func given(c *cli.Context, name string) string {
+	for _, l := range c.Lineage() {
+		if l.IsSet(name) {
+			return l.String(name)
+		}
+	}
+	return ""
+}
+
+// device opens the enrolled device, with --home, --creds and --server.
+func (e *env) device(c *cli.Context) (*client.Device, error) {
+	home := given(c, "home")
+	if home == "" {
+		var err error
+		if home, err = client.DefaultHome(e.getenv); err != nil {
+			return nil, err
+		}
+	}
+	d, err := client.OpenCreds(home, given(c, "creds"))
+	if err != nil {
+		return nil, err
+	}
+	if s := given(c, "server"); s != "" {
+		d.Servers = []string{s}
+	}
+	if len(d.Servers) == 0 {
+		return nil, usagef("no NATS server is known for %s; give one with --server", d.CredsPath)
+	}
+	return d, nil
+}
+
+// records opens the device's records; the connection's troubles go to
+// stderr.
+func (e *env) records(c *cli.Context, d *client.Device, level slog.Level) (*client.Records, error) {
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	return d.Records(c.Context, client.WithLogger(log))
+}
+
+// keyArg checks a KEY argument before anything connects.
+func keyArg(key string) error {
+	if err := client.ValidateKey(key); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+// prefixArg is the optional PREFIX argument.
+func prefixArg(c *cli.Context) (string, error) {
+	switch c.NArg() {
+	case 0:
+		return "", nil
+	case 1:
+		p := c.Args().First()
+		if p != "" && client.ValidateKey(strings.TrimSuffix(p, ".")) != nil {
+			return "", usagef("%q is not the start of a key; %s", p, client.KeyRule)
+		}
+		return p, nil
+	}
+	return "", usagef("`%s` takes at most one PREFIX, got %d; see `%s --help`", c.Command.HelpName, c.NArg(), c.Command.HelpName)
+}
+
+// recordJSON is a record in --json output. The value is text when it is
+// UTF-8 and base64 otherwise, in value or value_base64.
+type recordJSON struct {
+	Op          string    `json:"op,omitempty"`
+	Key         string    `json:"key"`
+	Revision    uint64    `json:"revision"`
+	Size        *int      `json:"size,omitempty"`
+	Created     time.Time `json:"created"`
+	Value       *string   `json:"value,omitempty"`
+	ValueBase64 *string   `json:"value_base64,omitempty"`
+}
+
+func (r *recordJSON) setValue(b []byte) {
+	s := string(b)
+	if utf8.Valid(b) {
+		r.Value = &s
+		return
+	}
+	s = base64.StdEncoding.EncodeToString(b)
+	r.ValueBase64 = &s
+}
+
+// lineValue is a value as watch prints it: as it is when it is text that
+// stays on one line and reads back the same, else Go-quoted (strconv.Quote),
+// so a value that starts with " is always quoted.
+func lineValue(b []byte) string {
+	s := string(b)
+	if s != "" && utf8.ValidString(s) && strings.TrimSpace(s) == s && strconv.Quote(s) == `"`+s+`"` {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+func clientPutCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "put",
+		Usage:     "write a record; prints its new revision",
+		ArgsUsage: "KEY VALUE",
+		Description: `Writes VALUE under KEY in your records, which your other devices see at
+once. VALUE - reads the value from standard input (bytes, as they are);
+a value that starts with - goes after --, as in: put KEY -- -5.
+KEY: ` + client.KeyRule + `.
+
+With --if-revision N the write happens only if the record is still at
+revision N (0: only if it has no value); otherwise nothing is written, and
+latch says which revision the record is at and exits 1.`,
+		Flags: deviceFlags(&cli.Uint64Flag{Name: "if-revision", Usage: "write only if the record is at this revision (0: only if it has no value)"}),
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "KEY", "VALUE")
+			if err != nil {
+				return err
+			}
+			if err := keyArg(a[0]); err != nil {
+				return err
+			}
+			value := []byte(a[1])
+			if a[1] == "-" {
+				if value, err = io.ReadAll(e.stdin); err != nil {
+					return fmt.Errorf("read the value from standard input: %v", err)
+				}
+			}
+			d, err := e.device(c)
+			if err != nil {
+				return err
+			}
+			r, err := e.records(c, d, slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			var rev uint64
+			if c.IsSet("if-revision") {
+				rev, err = r.Update(c.Context, a[0], value, c.Uint64("if-revision"))
+			} else {
+				rev, err = r.Put(c.Context, a[0], value)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, rev)
+			return nil
+		},
+	}
+}
+
+func clientGetCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "print a record's value",
+		ArgsUsage: "KEY",
+		Description: `Prints the value under KEY as it is, with nothing added. With --json
+prints {key, revision, size, created, value}, the value as text when it
+is UTF-8, else in value_base64. A key without a value exits 1.`,
+		Flags: deviceFlags(jsonFlag()),
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "KEY")
+			if err != nil {
+				return err
+			}
+			if err := keyArg(a[0]); err != nil {
+				return err
+			}
+			d, err := e.device(c)
+			if err != nil {
+				return err
+			}
+			r, err := e.records(c, d, slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			ent, err := r.Get(c.Context, a[0])
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				out := recordJSON{Key: ent.Key, Revision: ent.Revision, Size: &ent.Size, Created: ent.Created.UTC()}
+				out.setValue(ent.Value)
+				return printJSON(e.stdout, out)
+			}
+			_, err = e.stdout.Write(ent.Value)
+			return err
+		},
+	}
+}
+
+func clientRmCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Usage:     "delete a record",
+		ArgsUsage: "KEY",
+		Description: `Deletes the record under KEY; your other devices see the delete at once.
+The bucket keeps the delete and the last revisions before it. A key
+without a value exits 1.`,
+		Flags: deviceFlags(),
+		Action: func(c *cli.Context) error {
+			a, err := args(c, "KEY")
+			if err != nil {
+				return err
+			}
+			if err := keyArg(a[0]); err != nil {
+				return err
+			}
+			d, err := e.device(c)
+			if err != nil {
+				return err
+			}
+			r, err := e.records(c, d, slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			return r.Delete(c.Context, a[0])
+		},
+	}
+}
+
+func clientLsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:        "ls",
+		Usage:       "list records: key, revision, size, time",
+		ArgsUsage:   "[PREFIX]",
+		Description: `Lists the records whose keys start with PREFIX (all without one), by key.`,
+		Flags:       deviceFlags(jsonFlag()),
+		Action: func(c *cli.Context) error {
+			prefix, err := prefixArg(c)
+			if err != nil {
+				return err
+			}
+			d, err := e.device(c)
+			if err != nil {
+				return err
+			}
+			r, err := e.records(c, d, slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			list, err := r.List(c.Context, prefix)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				out := make([]recordJSON, 0, len(list))
+				for _, ent := range list {
+					out = append(out, recordJSON{Key: ent.Key, Revision: ent.Revision, Size: &ent.Size, Created: ent.Created.UTC()})
+				}
+				return printJSON(e.stdout, out)
+			}
+			rows := make([][]string, 0, len(list))
+			for _, ent := range list {
+				rows = append(rows, []string{ent.Key, strconv.FormatUint(ent.Revision, 10), strconv.Itoa(ent.Size), when(ent.Created)})
+			}
+			return table(e.stdout, []string{"KEY", "REVISION", "SIZE", "CREATED"}, rows)
+		},
+	}
+}
+
+func clientWatchCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "watch",
+		Usage:     "print every change to your records as it happens, resuming where the last watch stopped",
+		ArgsUsage: "[PREFIX]",
+		Description: `Prints one line per change to the records whose keys start with PREFIX:
+
+    put KEY REVISION VALUE
+    del KEY REVISION
+
+VALUE is printed as it is when it is text that fits on one line; a value
+that is empty, has control characters, quotes, backslashes, leading or
+trailing spaces, or bytes that are not UTF-8 is printed Go-quoted ("…"
+with \n, \x00 and the like), so a value starting with " is always quoted.
+With --json each line is a JSON object instead.
+
+After each line, watch records the change's revision in state.json in the
+home folder (one per PREFIX), and the next watch of PREFIX resumes after
+it: every change since, deletes included, in order. Without a recorded
+revision, watch starts with the current value of every record, then the
+changes. --all prints every change the bucket still holds from the start
+(it keeps the last 10 revisions of each key), --from REV those after
+REV. Runs until interrupted.`,
+		Flags: deviceFlags(
+			&cli.BoolFlag{Name: "all", Usage: "start from the first change the bucket holds"},
+			&cli.Uint64Flag{Name: "from", Usage: "start after this revision"},
+			&cli.BoolFlag{Name: "json", Usage: "print each change as a JSON object on its own line"},
+		),
+		Action: func(c *cli.Context) error {
+			prefix, err := prefixArg(c)
+			if err != nil {
+				return err
+			}
+			if c.IsSet("all") && c.IsSet("from") {
+				return usagef("give --all or --from, not both")
+			}
+			d, err := e.device(c)
+			if err != nil {
+				return err
+			}
+			var opts []client.WatchOption
+			switch {
+			case c.Bool("all"):
+				opts = append(opts, client.ResumeFrom(0))
+			case c.IsSet("from"):
+				opts = append(opts, client.ResumeFrom(c.Uint64("from")))
+			default:
+				rev, ok, err := d.LastApplied(prefix)
+				if err != nil {
+					return err
+				}
+				if ok {
+					opts = append(opts, client.ResumeFrom(rev))
+				}
+			}
+			r, err := e.records(c, d, slog.LevelInfo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			ch, err := r.Watch(c.Context, prefix, opts...)
+			if err != nil {
+				return err
+			}
+			for chg := range ch {
+				if err := printChange(e.stdout, chg, c.Bool("json")); err != nil {
+					return err
+				}
+				if err := d.SetApplied(prefix, chg.Revision); err != nil {
+					return fmt.Errorf("record how far the watch got: %v", err)
+				}
+			}
+			if c.Context.Err() != nil {
+				return nil // interrupted: the way a watch ends
+			}
+			if err := r.Err(); err != nil {
+				return err
+			}
+			return errors.New("the watch ended: the connection to the server closed")
+		},
+	}
+}
+
+func printChange(w io.Writer, c client.Change, asJSON bool) error {
+	if asJSON {
+		out := recordJSON{Op: string(c.Op), Key: c.Key, Revision: c.Revision, Created: c.Time.UTC()}
+		if c.Op == client.OpPut {
+			out.setValue(c.Value)
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	var err error
+	if c.Op == client.OpDelete {
+		_, err = fmt.Fprintf(w, "del %s %d\n", c.Key, c.Revision)
+	} else {
+		_, err = fmt.Fprintf(w, "put %s %d %s\n", c.Key, c.Revision, lineValue(c.Value))
+	}
+	return err
+}
+
+func clientRenewCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "renew",
+		Usage: "get a fresh JWT for this device's key before the one it has expires",
+		Description: `Asks the latch server for a new JWT for the same key, proving it holds
+the key, and writes it into the creds. The other client commands do this
+by themselves when less than a third of the JWT's lifetime is left; a
+revoked device is refused and must enrol again.`,
+		Flags: deviceFlags(),
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			d, err := e.device(c)
+			if err != nil {
+				return err
+			}
+			if err := d.Renew(c.Context); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "renewed %s; its JWT expires %s\n", d.CredsPath, expiry(d.Expires))
+			return nil
+		},
+	}
+}
+
+// expiry says when a JWT expires, and how soon.
+func expiry(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	left := time.Until(*t)
+	if left <= 0 {
+		return when(*t) + " (expired)"
+	}
+	if left >= 48*time.Hour {
+		return fmt.Sprintf("%s (in %d days)", when(*t), int(left/(24*time.Hour)))
+	}
+	return when(*t) + " (in " + left.Round(time.Second).String() + ")"
+}
+
+func clientStatusCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show this device's server, account, key fingerprint, JWT expiry, and whether it connects",
+		Flags: deviceFlags(jsonFlag()),
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			d, err := e.device(c)
+			if err != nil {
+				return err
+			}
+			connected, detail := "yes", ""
+			ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
+			defer cancel()
+			nc, err := d.Connect(nats.NoReconnect(), nats.Timeout(5*time.Second))
+			if err == nil {
+				detail = nc.ConnectedUrlRedacted()
+				if err = nc.FlushWithContext(ctx); err == nil {
+					nc.Close()
+				}
+			}
+			if err != nil {
+				connected, detail = "no", err.Error()
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, map[string]any{
+					"url": d.URL, "servers": d.Servers, "account": d.Account, "name": d.Name,
+					"public_key": d.PublicKey, "fingerprint": client.Fingerprint(d.PublicKey),
+					"creds": d.CredsPath, "expires": d.Expires, "connected": connected == "yes", "detail": detail,
+				})
+			}
+			return fields(e.stdout,
+				"server", d.URL,
+				"nats", strings.Join(d.Servers, ", "),
+				"account", d.Account,
+				"device", d.Name,
+				"key", d.PublicKey,
+				"fingerprint", client.Fingerprint(d.PublicKey),
+				"creds", d.CredsPath,
+				"expires", expiry(d.Expires),
+				"connected", connected+" ("+detail+")",
+			)
 		},
 	}
 }

@@ -52,13 +52,21 @@ func usagef(format string, args ...any) error {
 // env carries what run was given to the commands.
 type env struct {
 	getenv func(string) string
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 }
 
 // run runs the latch command line with args (args[0] is the program name).
+// Standard input is the process's: only `latch client put KEY -` reads
+// it, and tests that feed it call runIn.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	e := &env{getenv: getenv, stdout: stdout, stderr: stderr}
+	return runIn(ctx, args, getenv, os.Stdin, stdout, stderr)
+}
+
+// runIn is run with its own standard input.
+func runIn(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	var misuse error
 	app := &cli.App{
 		Name:      "latch",

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/client"
+	"github.com/latch-dev/latch/keys"
+	"github.com/nats-io/jwt/v2"
+)
+
+// mustClientHome makes a device of account with `latch device issue` and
+// writes its home as `latch client enroll` would: device.creds and
+// client.json. It returns the environment that points the client
+// commands at that home.
+func (s *served) mustClientHome(t testing.TB, account, name string) map[string]string {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), name)
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(home, client.CredsFile)
+	pub := strings.TrimSpace(s.mustAdmin(t, "device", "issue", "--account", account, "--name", name, "--out", creds).stdout)
+	d, err := client.OpenCreds(home, creds)
+	if err != nil || d.PublicKey != pub {
+		t.Fatalf("creds of %s: %+v, %v", name, d, err)
+	}
+	cfg, _ := json.Marshal(map[string]any{
+		"url": s.http, "servers": []string{s.nats}, "account": d.Account,
+		"name": name, "public_key": pub, "expires": d.Expires,
+	})
+	if err := keys.WriteFileNew(filepath.Join(home, client.ConfigFile), cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Admin settings in the environment must not leak into the client.
+	return map[string]string{client.HomeEnv: home, "LATCH_CREDS": filepath.Join(s.data, "admin.creds"), "LATCH_SERVER": "nats://127.0.0.1:1"}
+}
+
+// watching is a `latch client watch` running in the background.
+type watching struct {
+	out, errb *syncBuffer
+	cancel    context.CancelFunc
+	done      chan error
+}
+
+// startWatch starts `latch client watch args…` and waits for its first
+// line, so it has parsed its flags before another command runs (see latch).
+func startWatch(t testing.TB, environ map[string]string, args ...string) *watching {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watching{out: &syncBuffer{}, errb: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	getenv := func(k string) string { return environ[k] }
+	go func() {
+		w.done <- runIn(ctx, append([]string{"latch", "client", "watch"}, args...), getenv, strings.NewReader(""), w.out, w.errb)
+	}()
+	t.Cleanup(func() { w.stop(t) })
+	w.waitLines(t, 1)
+	return w
+}
+
+// lines returns the lines printed so far.
+func (w *watching) lines() []string {
+	return strings.Split(strings.TrimSuffix(w.out.String(), "\n"), "\n")
+}
+
+// waitLines waits until the watch has printed at least n lines.
+func (w *watching) waitLines(t testing.TB, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if l := w.lines(); w.out.String() != "" && len(l) >= n {
+			return l
+		}
+		select {
+		case err := <-w.done:
+			w.done <- err
+			t.Fatalf("the watch ended: %v\n%s%s", err, w.out, w.errb)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch printed fewer than %d lines in 30s:\n%s%s", n, w.out, w.errb)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop interrupts the watch, as Ctrl-C does, and checks it ended cleanly.
+func (w *watching) stop(t testing.TB) {
+	t.Helper()
+	w.cancel()
+	select {
+	case err := <-w.done:
+		if err != nil {
+			t.Errorf("the watch ended with %v\n%s", err, w.errb)
+		}
+		w.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Errorf("the watch did not end within 30s of an interrupt")
+	}
+}
+
+// clientIn runs a client command with stdin.
+func clientIn(t testing.TB, environ map[string]string, stdin []byte, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	getenv := func(k string) string { return environ[k] }
+	err := runIn(context.Background(), append([]string{"latch", "client"}, args...), getenv, bytes.NewReader(stdin), &out, &errb)
+	return result{stdout: out.String(), stderr: errb.String(), err: err}
+}
+
+func mustClient(t testing.TB, environ map[string]string, args ...string) result {
+	t.Helper()
+	r := clientIn(t, environ, nil, args...)
+	if r.err != nil {
+		t.Fatalf("latch client %s: %v\nstderr: %s", strings.Join(args, " "), r.err, r.stderr)
+	}
+	return r
+}
+
+// revision parses put's output.
+func revision(t testing.TB, r result) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(strings.TrimSpace(r.stdout), 10, 64)
+	if err != nil {
+		t.Fatalf("put printed %q, want a revision", r.stdout)
+	}
+	return n
+}
+
+// statusField is the first word of a field of `latch client status`.
+func statusField(out, name string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == name+":" {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// TestClientRecords runs the records commands of two devices of one person
+// against `latch serve`, as the issue's session does.
+func TestClientRecords(t *testing.T) {
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	a := s.mustClientHome(t, "alice", "laptop")
+	b := s.mustClientHome(t, "alice", "phone")
+
+	rev := revision(t, mustClient(t, a, "put", "note1", "hello"))
+	if got := mustClient(t, b, "get", "note1").stdout; got != "hello" {
+		t.Errorf("B gets %q, want hello", got)
+	}
+
+	// B watches: the current values first, then A's writes and deletes.
+	w := startWatch(t, b)
+	if l := w.lines(); l[0] != fmt.Sprintf("put note1 %d hello", rev) {
+		t.Errorf("first watch line %q, want the current value of note1", l[0])
+	}
+	rev2 := revision(t, mustClient(t, a, "put", "note2", "two words"))
+	mustClient(t, a, "rm", "note1")
+	lines := w.waitLines(t, 3)
+	want := []string{
+		fmt.Sprintf("put note1 %d hello", rev),
+		fmt.Sprintf("put note2 %d two words", rev2),
+		fmt.Sprintf("del note1 %d", rev2+1),
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("watch printed\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	w.stop(t)
+
+	// While B is not watching, A writes on; B's next watch starts after
+	// the last line it printed, and --all from the beginning.
+	odd := []byte("line one\nline two\x00\xff")
+	rev3 := revision(t, clientIn(t, a, odd, "put", "bin", "-"))
+	mustClient(t, a, "put", "note2", `"quoted"`)
+	w = startWatch(t, b)
+	lines = w.waitLines(t, 2)
+	want = []string{
+		fmt.Sprintf("put bin %d %s", rev3, strconv.Quote(string(odd))),
+		fmt.Sprintf("put note2 %d %s", rev3+1, strconv.Quote(`"quoted"`)),
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("resumed watch printed\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	w.stop(t)
+	w = startWatch(t, b, "--all")
+	if lines := w.waitLines(t, 5); lines[0] != fmt.Sprintf("put note1 %d hello", rev) || lines[2] != fmt.Sprintf("del note1 %d", rev2+1) {
+		t.Errorf("watch --all printed\n%s\nwant every change from the first", strings.Join(lines, "\n"))
+	}
+	w.stop(t)
+	w = startWatch(t, b, "--json", "--from", strconv.FormatUint(rev3, 10))
+	var ch struct {
+		Op, Key, Value string
+		Revision       uint64
+	}
+	if err := json.Unmarshal([]byte(w.lines()[0]), &ch); err != nil || ch.Op != "put" || ch.Key != "note2" || ch.Value != `"quoted"` || ch.Revision != rev3+1 {
+		t.Errorf("watch --json --from %d printed %q (%v), want note2's change as JSON", rev3, w.lines()[0], err)
+	}
+	w.stop(t)
+
+	// Values are bytes: from stdin, and back unchanged.
+	if got := mustClient(t, b, "get", "bin").stdout; got != string(odd) {
+		t.Errorf("get bin: %q, want %q", got, odd)
+	}
+	var got struct {
+		Key         string    `json:"key"`
+		Revision    uint64    `json:"revision"`
+		Size        int       `json:"size"`
+		Created     time.Time `json:"created"`
+		Value       *string   `json:"value"`
+		ValueBase64 string    `json:"value_base64"`
+	}
+	decodeJSON(t, mustClient(t, b, "get", "bin", "--json"), &got)
+	raw, _ := base64.StdEncoding.DecodeString(got.ValueBase64)
+	if got.Key != "bin" || got.Revision != rev3 || got.Size != len(odd) || got.Created.IsZero() || got.Value != nil || string(raw) != string(odd) {
+		t.Errorf("get --json of binary: %+v, want it in value_base64", got)
+	}
+	decodeJSON(t, mustClient(t, b, "get", "note2", "--json"), &got)
+	if got.Value == nil || *got.Value != `"quoted"` {
+		t.Errorf("get --json of text: %+v, want it in value", got)
+	}
+
+	// ls: a table, JSON, a prefix.
+	mustClient(t, a, "put", "notes.a", "x")
+	ls := mustClient(t, b, "ls").stdout
+	for _, want := range []string{"KEY", "REVISION", "SIZE", "CREATED", "bin", "note2", "notes.a"} {
+		if !strings.Contains(ls, want) {
+			t.Errorf("ls lacks %q:\n%s", want, ls)
+		}
+	}
+	if strings.Contains(ls, "note1") {
+		t.Errorf("ls lists the deleted note1:\n%s", ls)
+	}
+	var list []struct {
+		Key      string    `json:"key"`
+		Revision uint64    `json:"revision"`
+		Size     int       `json:"size"`
+		Created  time.Time `json:"created"`
+	}
+	decodeJSON(t, mustClient(t, b, "ls", "note", "--json"), &list)
+	if len(list) != 2 || list[0].Key != "note2" || list[0].Size != len(`"quoted"`) || list[1].Key != "notes.a" || list[1].Created.IsZero() {
+		t.Errorf("ls note --json: %+v, want note2 and notes.a", list)
+	}
+
+	// Compare-and-set.
+	cur := revision(t, mustClient(t, a, "put", "doc", "v1"))
+	next := revision(t, mustClient(t, b, "put", "--if-revision", strconv.FormatUint(cur, 10), "doc", "v2"))
+	r := clientIn(t, a, nil, "put", "doc", "v3", "--if-revision", strconv.FormatUint(cur, 10))
+	if exitCode(r.err) != 1 || !strings.Contains(r.err.Error(), fmt.Sprintf("at revision %d, not %d", next, cur)) {
+		t.Errorf("a stale --if-revision: %v (exit %d), want exit 1 naming revision %d", r.err, exitCode(r.err), next)
+	}
+	if r := clientIn(t, a, nil, "put", "doc", "v3", "--if-revision", "0"); exitCode(r.err) != 1 || !strings.Contains(r.err.Error(), "exists already") {
+		t.Errorf("--if-revision 0 on an existing record: %v, want a conflict", r.err)
+	}
+
+	// Mistakes.
+	for _, args := range [][]string{
+		{"put", "bad key", "v"}, {"get", "trailing."}, {"rm", "a..b"}, {"put", "k"}, {"get"},
+		{"watch", "--all", "--from", "3"}, {"ls", "a", "b"},
+	} {
+		r := clientIn(t, a, nil, args...)
+		var u usageError
+		if !errors.As(r.err, &u) {
+			t.Errorf("latch client %s: %v, want a usage error", strings.Join(args, " "), r.err)
+		}
+	}
+	if r := clientIn(t, a, nil, "put", "ümlaut", "v"); r.err == nil || !strings.Contains(r.err.Error(), client.KeyRule) {
+		t.Errorf("a bad key: %v, want the rule", r.err)
+	}
+	if r := clientIn(t, a, nil, "get", "nothing"); exitCode(r.err) != 1 || !strings.Contains(r.err.Error(), `"nothing"`) {
+		t.Errorf("get a missing key: %v, want exit 1 naming it", r.err)
+	}
+	if r := clientIn(t, a, nil, "rm", "nothing"); exitCode(r.err) != 1 {
+		t.Errorf("rm a missing key: %v, want exit 1", r.err)
+	}
+
+	// status, and --creds/--server in place of an enrolment.
+	st := mustClient(t, a, "status").stdout
+	for _, want := range []string{"server:", s.http, "account:", "fingerprint:", "expires:"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status lacks %q:\n%s", want, st)
+		}
+	}
+	if got := statusField(st, "connected"); got != "yes" {
+		t.Errorf("status says connected: %q, want yes:\n%s", got, st)
+	}
+	bare := map[string]string{client.HomeEnv: t.TempDir()}
+	if r := clientIn(t, bare, nil, "get", "note2"); !errors.Is(r.err, client.ErrNotEnrolled) {
+		t.Errorf("get in a home without an enrolment: %v, want ErrNotEnrolled", r.err)
+	}
+	creds := filepath.Join(a[client.HomeEnv], client.CredsFile)
+	if got := mustClient(t, bare, "get", "note2", "--creds", creds, "--server", s.nats).stdout; got != `"quoted"` {
+		t.Errorf("get with --creds and --server: %q", got)
+	}
+}
+
+// TestClientRenew renews a device's JWT with `latch client renew`, and is
+// refused once the device is revoked.
+func TestClientRenew(t *testing.T) {
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	a := s.mustClientHome(t, "alice", "laptop")
+	before, err := client.Open(a[client.HomeEnv])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A JWT renewed within the second it was issued could expire at the
+	// same second; wait for the next.
+	c, err := keys.ReadCreds(before.CredsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := jwt.DecodeUserClaims(c.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for time.Now().Unix() <= uc.IssuedAt {
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	r := mustClient(t, a, "renew")
+	if !strings.HasPrefix(r.stdout, "renewed ") {
+		t.Errorf("renew printed %q", r.stdout)
+	}
+	after, err := client.Open(a[client.HomeEnv])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Expires == nil || before.Expires == nil || !after.Expires.After(*before.Expires) {
+		t.Errorf("after renew the JWT expires %v, before %v", after.Expires, before.Expires)
+	}
+	mustClient(t, a, "put", "k", "v")
+
+	s.mustAdmin(t, "device", "revoke", "--account", "alice", "laptop")
+	r = clientIn(t, a, nil, "renew")
+	if exitCode(r.err) != 1 || !errors.Is(r.err, client.ErrRevoked) || !strings.Contains(r.err.Error(), "latch client enroll") {
+		t.Errorf("renew a revoked device: %v, want exit 1 saying to enrol again", r.err)
+	}
+	if r := clientIn(t, a, nil, "put", "k", "v"); exitCode(r.err) != 1 || !errors.Is(r.err, client.ErrRevoked) {
+		t.Errorf("put from a revoked device: %v, want exit 1 saying it was revoked", r.err)
+	}
+	if r := clientIn(t, a, nil, "status"); r.err != nil || statusField(r.stdout, "connected") != "no" {
+		t.Errorf("status of a revoked device: %v\n%s", r.err, r.stdout)
+	}
+}
