@@ -147,6 +147,24 @@ func (e *env) device(c *cli.Context) (*client.Device, error) {
 
 // records opens the device's records; the connection's troubles go to
 // stderr.
+// keyRecords reads a command's one KEY argument, checks it, and opens the
+// device's records.
+func (e *env) keyRecords(c *cli.Context) (string, *client.Records, error) {
+	a, err := args(c, "KEY")
+	if err != nil {
+		return "", nil, err
+	}
+	if err := keyArg(a[0]); err != nil {
+		return "", nil, err
+	}
+	d, err := e.device(c)
+	if err != nil {
+		return "", nil, err
+	}
+	r, err := e.records(c, d, slog.LevelWarn)
+	return a[0], r, err
+}
+
 func (e *env) records(c *cli.Context, d *client.Device, level slog.Level) (*client.Records, error) {
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{
 		Level: level,
@@ -278,23 +296,12 @@ prints {key, revision, size, created, value}, the value as text when it
 is UTF-8, else in value_base64. A key without a value exits 1.`,
 		Flags: deviceFlags(jsonFlag()),
 		Action: func(c *cli.Context) error {
-			a, err := args(c, "KEY")
-			if err != nil {
-				return err
-			}
-			if err := keyArg(a[0]); err != nil {
-				return err
-			}
-			d, err := e.device(c)
-			if err != nil {
-				return err
-			}
-			r, err := e.records(c, d, slog.LevelWarn)
+			key, r, err := e.keyRecords(c)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			ent, err := r.Get(c.Context, a[0])
+			ent, err := r.Get(c.Context, key)
 			if err != nil {
 				return err
 			}
@@ -319,23 +326,12 @@ The bucket keeps the delete and the last revisions before it. A key
 without a value exits 1.`,
 		Flags: deviceFlags(),
 		Action: func(c *cli.Context) error {
-			a, err := args(c, "KEY")
-			if err != nil {
-				return err
-			}
-			if err := keyArg(a[0]); err != nil {
-				return err
-			}
-			d, err := e.device(c)
-			if err != nil {
-				return err
-			}
-			r, err := e.records(c, d, slog.LevelWarn)
+			key, r, err := e.keyRecords(c)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			return r.Delete(c.Context, a[0])
+			return r.Delete(c.Context, key)
 		},
 	}
 }
