@@ -112,21 +112,17 @@ func (s *Service) AuthorizeDevice(ctx context.Context, nd NewDevice) (Device, st
 	} else if !isNotFound(err) {
 		return Device{}, "", err
 	}
-	if tok, err := s.cfg.Directory.Lookup(ctx, p.Account); err == nil && tok != "" {
-		if ac, err := jwt.DecodeAccountClaims(tok); err == nil {
-			if _, revoked := ac.Revocations[nd.PublicKey]; revoked {
-				return Device{}, "", errorf(ErrRevoked, "key %s is revoked in account %q and is never issued again; make a new key", nd.PublicKey, p.Name)
-			}
-		}
+	// Every key latch revokes has a device record, which the check above
+	// finds; the account JWT this service last pushed is checked too, as
+	// a second line, without a round trip to the resolver.
+	if s.revokedInJWT(p.Account, nd.PublicKey) {
+		return Device{}, "", errorf(ErrRevoked, "key %s is revoked in account %q and is never issued again; make a new key", nd.PublicKey, p.Name)
 	}
-	var sec personSecrets
-	if _, err := getJSON(ctx, s.secrets, p.Account, &sec); err != nil {
-		return Device{}, "", fmt.Errorf("signing keys of %s: %w", p.Name, err)
-	}
-	signer, err := nkeys.FromSeed([]byte(sec.Device))
+	sk, err := s.keysOf(ctx, p)
 	if err != nil {
-		return Device{}, "", fmt.Errorf("device signing key of %s is corrupt: %w", p.Name, err)
+		return Device{}, "", err
 	}
+	signer := sk.device
 
 	now := time.Now().UTC()
 	d := Device{

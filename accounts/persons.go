@@ -56,6 +56,33 @@ type NewPerson struct {
 	Limits Limits
 }
 
+// signingKeys are a person account's two signing keys, read from the
+// secrets bucket once and then kept in memory until the account is deleted.
+type signingKeys struct {
+	device, service nkeys.KeyPair
+}
+
+// keysOf returns the signing keys of a person account.
+func (s *Service) keysOf(ctx context.Context, p Person) (signingKeys, error) {
+	if k, ok := s.signers.Load(p.Account); ok {
+		return k.(signingKeys), nil
+	}
+	var sec personSecrets
+	if _, err := getJSON(ctx, s.secrets, p.Account, &sec); err != nil {
+		return signingKeys{}, fmt.Errorf("signing keys of %s: %w", p.Name, err)
+	}
+	var k signingKeys
+	var err error
+	if k.device, err = nkeys.FromSeed([]byte(sec.Device)); err != nil {
+		return signingKeys{}, fmt.Errorf("device signing key of %s is corrupt: %w", p.Name, err)
+	}
+	if k.service, err = nkeys.FromSeed([]byte(sec.Service)); err != nil {
+		return signingKeys{}, fmt.Errorf("service signing key of %s is corrupt: %w", p.Name, err)
+	}
+	s.signers.Store(p.Account, k)
+	return k, nil
+}
+
 // personSecrets are the signing seeds of a person account, kept in the
 // secrets bucket. The account's identity seed is not kept.
 type personSecrets struct {

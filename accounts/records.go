@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 )
 
 // The server reads a person's records as a user of their account, signed
@@ -132,14 +131,11 @@ func (s *Service) openRecords(ctx context.Context, p Person, ttl time.Duration) 
 	if p.Status != StatusActive {
 		return nil, errorf(ErrDisabled, "account %q is %s; its records cannot be read now", p.Name, p.Status)
 	}
-	var sec personSecrets
-	if _, err := getJSON(ctx, s.secrets, p.Account, &sec); err != nil {
-		return nil, fmt.Errorf("signing keys of %s: %w", p.Name, err)
-	}
-	kp, err := nkeys.FromSeed([]byte(sec.Service))
+	sk, err := s.keysOf(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("service signing key of %s is corrupt: %w", p.Name, err)
+		return nil, err
 	}
+	kp := sk.service
 	tok, seed, err := serviceUserJWT(p.Account, kp, ttl)
 	if err != nil {
 		return nil, err

@@ -90,14 +90,11 @@ func (s *Service) RenewDevice(ctx context.Context, account, device string) (Devi
 	}
 	lifetime := s.lifetime(d)
 
-	var sec personSecrets
-	if _, err := getJSON(ctx, s.secrets, account, &sec); err != nil {
-		return Device{}, "", fmt.Errorf("signing keys of %s: %w", p.Name, err)
-	}
-	signer, err := nkeys.FromSeed([]byte(sec.Device))
+	sk, err := s.keysOf(ctx, p)
 	if err != nil {
-		return Device{}, "", fmt.Errorf("device signing key of %s is corrupt: %w", p.Name, err)
+		return Device{}, "", err
 	}
+	signer := sk.device
 	signerPub, _ := signer.PublicKey()
 
 	var tok string

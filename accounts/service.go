@@ -91,6 +91,9 @@ type Service struct {
 	// statusMu serializes the status changes of one person (name →
 	// *sync.Mutex), so the saved status and the JWT always agree.
 	statusMu sync.Map
+	// signers caches each person account's signing keys (account public
+	// key → signingKeys).
+	signers sync.Map
 
 	// watchTTL is the lifetime of the service user behind a records
 	// watch; 0 is recordsWatchTTL. Tests shorten it.

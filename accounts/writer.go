@@ -166,4 +166,24 @@ func copyClaims(ac *jwt.AccountClaims) (*jwt.AccountClaims, error) {
 }
 
 // forget drops an account's writer state, as when the account is deleted.
-func (s *Service) forget(account string) { s.writers.Delete(account) }
+func (s *Service) forget(account string) {
+	s.writers.Delete(account)
+	s.signers.Delete(account)
+}
+
+// revokedInJWT reports whether the last account JWT this service pushed
+// revokes the user key.
+func (s *Service) revokedInJWT(account, user string) bool {
+	v, ok := s.writers.Load(account)
+	if !ok {
+		return false
+	}
+	w := v.(*writer)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.claims == nil {
+		return false
+	}
+	_, revoked := w.claims.Revocations[user]
+	return revoked
+}

@@ -8,6 +8,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -224,8 +225,25 @@ type Creds struct {
 }
 
 // FormatCreds returns the decorated .creds text for a user JWT and seed.
+// The JWT is written as given, without decoding it again: callers hand
+// over one they just signed or received for this seed.
 func FormatCreds(userJWT string, seed []byte) ([]byte, error) {
-	return jwt.FormatUserConfig(userJWT, seed)
+	if userJWT == "" || strings.ContainsAny(userJWT, " \t\r\n") {
+		return nil, errors.New("creds: the user JWT is empty or malformed")
+	}
+	if !bytes.HasPrefix(bytes.TrimSpace(seed), []byte("SU")) {
+		return nil, errors.New("creds: the seed is not a user seed")
+	}
+	deco, err := jwt.DecorateSeed(seed)
+	if err != nil {
+		return nil, fmt.Errorf("creds: %w", err)
+	}
+	var b bytes.Buffer
+	b.WriteString("-----BEGIN NATS USER JWT-----\n")
+	b.WriteString(userJWT)
+	b.WriteString("\n------END NATS USER JWT------\n\n")
+	b.Write(deco)
+	return b.Bytes(), nil
 }
 
 // ParseCreds reads decorated .creds text. It checks that the seed is a user

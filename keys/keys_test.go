@@ -522,3 +522,34 @@ func TestReadCredsRefuses(t *testing.T) {
 		})
 	}
 }
+
+// FormatCreds writes what the jwt library's FormatUserConfig writes, without
+// decoding the JWT again.
+func TestFormatCredsMatchesTheJWTLibrary(t *testing.T) {
+	akp, _ := nkeys.CreateAccount()
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	tok, err := jwt.NewUserClaims(upub).Encode(akp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	got, err := keys.FormatCreds(tok, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := jwt.FormatUserConfig(tok, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("FormatCreds:\n%s\nwant:\n%s", got, want)
+	}
+	aseed, _ := akp.Seed()
+	if _, err := keys.FormatCreds(tok, aseed); err == nil {
+		t.Error("FormatCreds took an account seed")
+	}
+	if _, err := keys.FormatCreds("", seed); err == nil {
+		t.Error("FormatCreds took an empty JWT")
+	}
+}
