@@ -103,7 +103,7 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 						return printJSON(e.stdout, d)
 					}
 					return fields(e.stdout,
-						"name", d.Name, "display name", d.DisplayName, "account", d.Account, "role", d.Role,
+						"name", d.Name, "display name", dash(d.DisplayName), "account", d.Account, "role", d.Role,
 						"status", d.Status, "created", when(d.Created), "disabled at", whenPtr(d.DisabledAt),
 						"disk quota", size(d.Limits.Disk), "memory quota", size(d.Limits.Memory),
 						"connections", strconv.FormatInt(d.Limits.Conns, 10), "payload", size(d.Limits.Payload),

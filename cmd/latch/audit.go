@@ -23,9 +23,9 @@ func auditCommand(e *env) *cli.Command {
 			}
 			rows := make([][]string, len(es))
 			for i, ev := range es {
-				rows[i] = []string{when(ev.Time), ev.Actor, ev.Action, ev.AccountName, ev.DeviceName, ev.Device}
+				rows[i] = []string{when(ev.Time), ev.Actor, ev.Action, dash(ev.AccountName), dash(ev.DeviceName), dash(ev.Device), dash(ev.Detail)}
 			}
-			return table(e.stdout, []string{"TIME", "ACTOR", "ACTION", "ACCOUNT", "DEVICE", "KEY"}, rows)
+			return table(e.stdout, []string{"TIME", "ACTOR", "ACTION", "ACCOUNT", "DEVICE", "KEY", "DETAIL"}, rows)
 		}),
 	}
 }

@@ -72,3 +72,11 @@ func size(n int64) string {
 	}
 	return fmt.Sprintf("%d%s", n, units[i])
 }
+
+// dash stands in for an empty value in tables and fields.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
