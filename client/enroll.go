@@ -73,6 +73,22 @@ var (
 // slowDownStep is what a slow_down adds to the interval (RFC 8628 §3.5).
 const slowDownStep = 5 * time.Second
 
+// Enroll enrols this device with the latch server at url under name, in
+// the default home folder, and returns once a person has approved it.
+// show is called first with the pending enrolment, to tell the person
+// the code, the link and the key's fingerprint; nil shows nothing.
+// StartEnroll and Pending.Wait do the same in two steps, with options.
+func Enroll(ctx context.Context, url, name string, show func(*Pending)) (*Device, error) {
+	p, err := StartEnroll(ctx, EnrollOptions{URL: url, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	if show != nil {
+		show(p)
+	}
+	return p.Wait(ctx)
+}
+
 // StartEnroll makes the device's nkey and asks the server to enrol it.
 func StartEnroll(ctx context.Context, o EnrollOptions) (*Pending, error) {
 	base, err := baseURL(o.URL)

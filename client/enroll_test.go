@@ -252,3 +252,30 @@ func TestDefaultHome(t *testing.T) {
 		t.Errorf("with %s set: %q, %v", client.HomeEnv, got, err)
 	}
 }
+
+// Enroll does StartEnroll and Wait in one call, in the default home.
+func TestEnroll(t *testing.T) {
+	s := mustServer(t)
+	s.MustCreatePerson(t, "bob")
+	home := filepath.Join(t.TempDir(), "home")
+	t.Setenv(client.HomeEnv, home)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	shown := make(chan string, 1)
+	go func() {
+		code := <-shown
+		if _, err := s.Service.ApproveEnrollment(ctx, code, "bob"); err != nil {
+			t.Errorf("approve: %v", err)
+		}
+	}()
+	d, err := client.Enroll(ctx, s.URL, "phone", func(p *client.Pending) { shown <- p.UserCode })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "phone" || d.Home != home {
+		t.Errorf("device %+v: want phone in %s", d, home)
+	}
+	if _, err := client.Open(home); err != nil {
+		t.Errorf("open the enrolled home: %v", err)
+	}
+}
