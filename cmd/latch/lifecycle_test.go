@@ -214,6 +214,7 @@ func TestLifecycle(t *testing.T) {
 
 	// Restart on the same folder: everything is kept.
 	s.stop()
+	wantNoSecretsLogged(t, s.logs.String())
 	s = mustServe(t, data)
 
 	decodeJSON(t, s.mustAdmin(t, "account", "ls", "--json"), &persons)
@@ -433,4 +434,25 @@ func personNames(ps []accounts.Person) []string {
 		out = append(out, p.Name)
 	}
 	return out
+}
+
+// seedPattern matches an nkey seed (user, account or operator); jwtHeader
+// is how every NATS JWT begins.
+var (
+	seedPattern = regexp.MustCompile(`S[UAO][A-Z2-7]{56}`)
+	jwtHeader   = "eyJ0eXAiOiJKV1Qi"
+)
+
+// wantNoSecretsLogged fails when the server's output holds a seed or a JWT.
+func wantNoSecretsLogged(t *testing.T, logs string) {
+	t.Helper()
+	if logs == "" {
+		t.Fatal("the server wrote no log at all")
+	}
+	if m := seedPattern.FindString(logs); m != "" {
+		t.Errorf("the server's log holds an nkey seed (%.4s…)", m)
+	}
+	if strings.Contains(logs, jwtHeader) {
+		t.Error("the server's log holds a JWT")
+	}
 }
