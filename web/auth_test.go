@@ -223,3 +223,63 @@ func TestDisabledPersonIsLoggedOut(t *testing.T) {
 		t.Errorf("disabled person: got %d %+v, want 403 saying the account is disabled", resp.StatusCode, e)
 	}
 }
+
+// A logged-in person's ceremonies name their own passkeys: adding one
+// excludes those already registered (no second passkey on the same
+// authenticator), and the fresh check before an approval allows only them.
+func TestCeremoniesOfALoggedInPerson(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	p := tw.mustPerson(t, "dora", false)
+	pk := addTestPasskey(t, tw, p.Name, "Laptop", false)
+	c := tw.loginAs(t, p.Name)
+
+	type descriptor struct {
+		ID string `json:"id"`
+	}
+	var add struct {
+		PublicKey struct {
+			User               struct{ ID string }
+			ExcludeCredentials []descriptor `json:"excludeCredentials"`
+		} `json:"publicKey"`
+	}
+	resp := c.do("POST", "/passkeys/begin", map[string]string{"name": "Phone"}, "Accept", "application/json")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /passkeys/begin: got %d: %s", resp.StatusCode, text(t, resp))
+	}
+	decode(t, resp, &add)
+	if len(add.PublicKey.ExcludeCredentials) != 1 || add.PublicKey.ExcludeCredentials[0].ID != pk.ID {
+		t.Errorf("excluded credentials: got %+v, want exactly %s", add.PublicKey.ExcludeCredentials, pk.ID)
+	}
+	if add.PublicKey.User.ID != p.Handle {
+		t.Errorf("user handle: got %q, want the person's %q", add.PublicKey.User.ID, p.Handle)
+	}
+
+	var reauth struct {
+		PublicKey struct {
+			AllowCredentials []descriptor `json:"allowCredentials"`
+			UserVerification string       `json:"userVerification"`
+		} `json:"publicKey"`
+	}
+	resp = c.do("POST", "/reauth/begin", "{}", "Accept", "application/json")
+	decode(t, resp, &reauth)
+	if len(reauth.PublicKey.AllowCredentials) != 1 || reauth.PublicKey.AllowCredentials[0].ID != pk.ID ||
+		reauth.PublicKey.UserVerification != "required" {
+		t.Errorf("reauth options: got %+v, want only %s, with user verification", reauth.PublicKey, pk.ID)
+	}
+
+	// A finish that answers another ceremony, or none, is refused and
+	// changes nothing.
+	for _, path := range []string{"/passkeys/finish", "/login/finish", "/register/finish"} {
+		resp := c.do("POST", path, "{}", "Accept", "application/json")
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST %s without its ceremony: got %d, want 400", path, resp.StatusCode)
+		}
+	}
+	if pks, _ := tw.Service.Passkeys(context.Background(), p.Name); len(pks) != 1 {
+		t.Errorf("passkeys after refused finishes: got %d, want 1", len(pks))
+	}
+	resp = c.do("POST", "/passkeys/begin", map[string]string{"name": strings.Repeat("n", 65)}, "Accept", "application/json")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a passkey name of 65 characters: got %d, want 400", resp.StatusCode)
+	}
+}
