@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -232,16 +233,16 @@ func (s *Server) lookupCode(w http.ResponseWriter, r *http.Request, p accounts.P
 
 // handleEnroll is GET /enroll: the form to type a device's code. With
 // ?code= (the link a device prints) it goes straight to the review; when
-// nobody is logged in, the login page says what the link was for, since
-// logging in lands on the devices page and the code has to be given again.
+// nobody is logged in, the login page says what the link was for and
+// comes back here once the person has logged in.
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	code := r.URL.Query().Get("code")
 	p, err := s.loggedIn(r)
 	if errors.Is(err, errLoginNeeded) && code != "" && !isHTMX(r) {
 		s.render(w, r, http.StatusUnauthorized, views.LoginPage{SignupOpen: s.cfg.Signup == SignupOpen,
-			Notice: "A device asks to be enrolled with code " + clipForMessage(code) + ". Log in, then open the link again " +
-				"or type the code under Enroll a device."})
+			Notice: "A device asks to be enrolled with code " + clipForMessage(code) + ". Log in to review it.",
+			Next:   "/enroll?code=" + url.QueryEscape(accounts.FormatUserCode(accounts.NormalizeUserCode(code)))})
 		return
 	}
 	if err != nil {

@@ -529,3 +529,17 @@ func TestEnrollDeny(t *testing.T) {
 		t.Errorf("review a denied code: got %d, want 404", resp.StatusCode)
 	}
 }
+
+// A device's link opened while logged out asks for a login and comes back
+// to the same enrolment afterwards.
+func TestEnrollLinkLoggedOutComesBack(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	resp := tw.client(t).do("GET", "/enroll?code=wdjb-mjht", nil)
+	body := text(t, resp)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "Log in with a passkey") {
+		t.Fatalf("GET /enroll?code= logged out: got %d, want 401 and the login page", resp.StatusCode)
+	}
+	if want := `data-next="/enroll?code=WDJB-MJHT"`; !strings.Contains(body, want) {
+		t.Errorf("login page: want %s in\n%s", want, body)
+	}
+}

@@ -74,6 +74,13 @@
     } else {
       return;
     }
+    // A page that asked for a login may name where to go back to: a path
+    // on this site only.
+    var next = el.dataset.next || "";
+    if (kind === "login" && next.charAt(0) === "/" && next.charAt(1) !== "/" && next.charAt(1) !== "\\") {
+      window.location.assign(next);
+      return;
+    }
     window.location.assign(res.redirect || "/");
   }
 
