@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
-	"github.com/latch-dev/latch/keys"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/web"
 	"github.com/nats-io/nats.go"
@@ -257,7 +255,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	defer presence.Close()
 	go recordLastSeen(ctx, presence, svc, log)
 
-	sessionKeys, err := webSessionKeys(op)
+	sessionKeys, err := webSessionKeys(ctx, svc)
 	if err != nil {
 		return err
 	}
@@ -325,28 +323,17 @@ func httpHandler(ns *resolver.Server, ready *atomic.Bool, gui http.Handler) http
 	return mux
 }
 
-// webSessionKeys are the web session cookie's keys: an authentication key
-// and an encryption key, made once and kept in the key store so that
-// sessions survive restarts.
-func webSessionKeys(op *accounts.Operator) ([][]byte, error) {
-	const name = "web-session.key"
-	b, err := op.Keys.Secret(name)
-	if errors.Is(err, keys.ErrNotFound) {
-		if err = op.Keys.PutSecret(name, keys.RandomSecret(48)); err == nil {
-			b, err = op.Keys.Secret(name)
-		}
-	}
+// webSessionKeys are the web session cookie's keys, an authentication
+// key and an encryption key, derived with distinct labels from a shared
+// secret in latch's encrypted secrets bucket, so that sessions survive
+// restarts and every node of a cluster accepts them.
+func webSessionKeys(ctx context.Context, svc *accounts.Service) ([][]byte, error) {
+	secret, err := svc.SharedSecret(ctx, "web-session")
 	if err != nil {
-		return nil, fmt.Errorf("web session key: %w", err)
+		return nil, fmt.Errorf("web session keys: %w", err)
 	}
-	raw, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(raw) != 48 {
-		return nil, fmt.Errorf("web session key %s is damaged; remove it to make a new one (everyone is logged out)", op.Keys.Path(name))
-	}
-	// 48 random bytes: the first 16 derive nothing; HMAC and AES keys are
-	// both taken from the whole through SHA-256 with distinct labels.
-	auth := sha256.Sum256(append([]byte("latch web session auth\x00"), raw...))
-	enc := sha256.Sum256(append([]byte("latch web session enc\x00"), raw...))
+	auth := sha256.Sum256(append([]byte("latch web session auth\x00"), secret...))
+	enc := sha256.Sum256(append([]byte("latch web session enc\x00"), secret...))
 	return [][]byte{auth[:], enc[:]}, nil
 }
 
