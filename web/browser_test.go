@@ -53,6 +53,7 @@ func TestBrowser(t *testing.T) {
 		{"DeviceOnlineThenRevoked", []string{"EnrollAndApprove"}, f.deviceOnlineThenRevoked},
 		{"DeviceNameShownAsText", []string{"Setup"}, f.deviceNameShownAsText},
 		{"SecondPasskey", []string{"Setup"}, f.secondPasskey},
+		{"DownloadCreds", []string{"Setup"}, f.downloadCreds},
 		{"AdminPage", []string{"Setup"}, f.adminPage},
 		{"RecordsPage", []string{"EnrollAndApprove"}, f.recordsPage},
 	} {
@@ -167,8 +168,9 @@ func startBrowser(t *testing.T, chromium string) *browser {
 			})
 		}
 	})
-	// The console tells of script errors and of what the
-	// Content-Security-Policy refused; with -v it is shown as it comes.
+	// The console tells of script errors, of htmx's errors (a swap whose
+	// target is missing, say) and of what the Content-Security-Policy
+	// refused; with -v it is shown as it comes.
 	console := chromedp.Console(ctx)
 	wg.Go(func() {
 		for m, err := range console {
@@ -178,7 +180,8 @@ func startBrowser(t *testing.T, chromium string) *browser {
 			if testing.Verbose() {
 				fmt.Fprintf(os.Stderr, "chromium console %s: %s\n", m.Type, m.Text)
 			}
-			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") {
+			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") ||
+				strings.HasPrefix(m.Text, "htmx:") {
 				b.mu.Lock()
 				b.pageErrors = append(b.pageErrors, m.Text)
 				b.mu.Unlock()
@@ -725,5 +728,35 @@ func (f *browserFlow) recordsPage(t *testing.T) {
 	b.do(t, "open note1", chromedp.Navigate(f.tw.URL+"/records/note1"))
 	if body := b.bodyText(); !strings.Contains(body, "hello from the browser test") {
 		t.Errorf("record page of note1: got %q, want its value", body)
+	}
+}
+
+// downloadCreds: "Download creds" asks for a fresh passkey check (the
+// virtual authenticator answers it), then the server issues the device.
+func (f *browserFlow) downloadCreds(t *testing.T) {
+	b := f.b
+	b.do(t, "open the devices page and ask for creds",
+		chromedp.Navigate(f.tw.URL+"/devices"),
+		chromedp.SendKeys(chromedp.ID("download-name"), "build-box", chromedp.NodeVisible),
+		chromedp.Click(controlNamed("Download creds"), chromedp.NodeVisible),
+	)
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		ds, err := f.tw.Service.Devices(context.Background(), f.person.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if d.Name == "build-box" {
+				if d.Enrolled != accounts.EnrolledDownload || d.Expires == nil {
+					t.Errorf("downloaded device: got %+v, want a download with an expiry", d)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no device build-box after %v; page %s: %q", stepTimeout, b.path(), b.bodyText())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

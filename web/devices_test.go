@@ -369,12 +369,13 @@ func TestDeviceEvents(t *testing.T) {
 	})
 	<-conn.Closed
 
-	// A new device comes as a new row, which also removes the "no devices" row.
+	// A new device comes as a new row (the "no devices" row hides itself
+	// beside it, in CSS).
 	if resp := other.do("POST", "/devices/download", url.Values{"name": {"server"}}); resp.StatusCode != http.StatusOK {
 		t.Fatalf("download: got %d", resp.StatusCode)
 	}
 	ev = events.next(t, "the new device", func(e sseEvent) bool { return e.name == views.DeviceNewEvent })
-	if !strings.Contains(ev.data, "server") || !strings.Contains(ev.data, `hx-swap-oob="delete"`) {
+	if !strings.Contains(ev.data, "server") || !strings.HasPrefix(ev.data, "<tr id=\"device-") {
 		t.Errorf("new device event: got %q", ev.data)
 	}
 	for _, e := range events.seen() {
@@ -526,5 +527,22 @@ func waitPresence(t *testing.T, tw *testWeb, account, user string, online bool) 
 			t.Fatalf("device %s: online is still %v after 15s", user, !online)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Download creds hands out a seed, so it needs a passkey check from the
+// last minute; without one nothing is issued.
+func TestDownloadCredsNeedsAFreshPasskeyCheck(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	p := tw.mustPerson(t, "erin", false)
+	c := tw.loginStale(t, p.Name)
+	resp := c.do("POST", "/devices/download", url.Values{"name": {"build-box"}}, "Accept", "application/json")
+	var e apiError
+	decode(t, resp, &e)
+	if resp.StatusCode != http.StatusForbidden || e.Error != "reauth_required" {
+		t.Errorf("download with a stale passkey check: got %d %+v, want 403 reauth_required", resp.StatusCode, e)
+	}
+	if ds, _ := tw.Service.Devices(context.Background(), p.Name); len(ds) != 0 {
+		t.Errorf("devices after a refused download: got %d, want 0", len(ds))
 	}
 }

@@ -321,11 +321,18 @@ func (s *Server) enrollReview(w http.ResponseWriter, r *http.Request, p accounts
 var errReauthNeeded = &httpError{status: http.StatusForbidden, code: "reauth_required",
 	msg: "confirm with your passkey again: approving a device needs a passkey check from the last minute. Go back, press Approve and use your passkey."}
 
+// freshPasskeyCheck reports whether the session's last passkey check is at
+// most reauthMaxAge old.
+func (s *Server) freshPasskeyCheck(r *http.Request) bool {
+	l, ok := s.sessions.login(r)
+	age := s.cfg.Now().Sub(l.Reauth)
+	return ok && !l.Reauth.IsZero() && age <= reauthMaxAge && age > -time.Minute
+}
+
 // handleEnrollApprove is POST /enroll/{code}/approve: the device becomes
 // one of the person's, after a passkey check at most reauthMaxAge old.
 func (s *Server) handleEnrollApprove(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	l, _ := s.sessions.login(r)
-	if age := s.cfg.Now().Sub(l.Reauth); l.Reauth.IsZero() || age > reauthMaxAge || age < -time.Minute {
+	if !s.freshPasskeyCheck(r) {
 		s.fail(w, r, errReauthNeeded)
 		return
 	}

@@ -152,7 +152,6 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 	if id, err := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64); err == nil && id >= since {
 		from = id + 1
 	}
-	empty := q.Get("empty") == "1" // the page shows the "no records" row
 	inRange := func(key string) bool {
 		return strings.HasPrefix(key, prefix) && key > after && (until == "" || key <= until)
 	}
@@ -216,8 +215,8 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 			case has:
 				name = row.RowID()
 			case !c.Deleted():
-				name, html = views.RecordNewEvent, views.RecordNew(row, empty)
-				has, empty = true, false
+				name, html = views.RecordNewEvent, views.RecordNew(row)
+				has = true
 			default:
 				continue // a delete of a key the page does not show
 			}

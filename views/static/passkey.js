@@ -60,6 +60,8 @@
         el.appendChild(h);
       }
       el.submit();
+      // A form that stays on the page (a download) asks again next time.
+      setTimeout(function () { delete el.dataset.confirmed; }, 0);
       return;
     }
     ev.preventDefault();
