@@ -23,13 +23,17 @@ import (
 func serveCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
-		Usage: "run the latch server: embedded NATS with JetStream and the full resolver, the account service, HTTP",
+		Usage: "run the latch server: embedded NATS with JetStream and the full resolver, the account service, the web GUI",
 		Description: `Starts nats-server in operator mode with the built-in full account
 resolver (<data>/resolver) and JetStream (<data>/jetstream, encrypted with
 ChaCha20-Poly1305 using the key in <data>/keys or $LATCH_JETSTREAM_KEY;
 $LATCH_JETSTREAM_PREV_KEY is the previous key during a key rotation),
-then the account service and its admin API (latch.admin.v1.*), then HTTP.
+then the account service and its admin API (latch.admin.v1.*), then the
+web GUI and the device enrolment API on --http, reached by people at
+--public-url (passkeys are bound to its host name).
 On an empty or missing data folder it first does what ` + "`latch init`" + ` does.
+While nobody has signed up it prints a one-time setup link: whoever opens
+it becomes the first person and an admin.
 /healthz on the HTTP port answers 200 only once JetStream and the account
 service are ready. SIGINT or SIGTERM: lame-duck mode, then a clean stop.`,
 		Flags: withGlobals(
