@@ -1,6 +1,7 @@
 package web
 
 import (
+	"net"
 	"net/http"
 	"runtime/debug"
 )
@@ -34,6 +35,11 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if s.cfg.TrustProxy {
+			if ip, ok := forwardedFor(r); ok {
+				r.RemoteAddr = net.JoinHostPort(ip, "0")
+			}
+		}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {

@@ -61,3 +61,32 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// Behind a trusted proxy the rate limits count per client as the proxy saw
+// it; otherwise X-Forwarded-For is ignored and the connection's address
+// counts.
+func TestTrustProxy(t *testing.T) {
+	for _, trust := range []bool{true, false} {
+		s, err := New(Config{Accounts: nopAccounts{}, TrustProxy: trust})
+		if err != nil {
+			t.Fatal(err)
+		}
+		limited := func(from string) bool {
+			req := httptest.NewRequest("POST", "/login/begin", nil)
+			req.Header.Set("X-Forwarded-For", "203.0.113.9, "+from)
+			req.Header.Set("Accept", "application/json")
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, req)
+			return rec.Code == http.StatusTooManyRequests
+		}
+		for range limits["login"].burst {
+			limited("198.51.100.1")
+		}
+		if !limited("198.51.100.1") {
+			t.Fatalf("trust %v: the login limit never applied", trust)
+		}
+		if got := limited("198.51.100.2"); got == trust {
+			t.Errorf("trust %v: another forwarded client limited = %v, want %v", trust, got, !trust)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -114,6 +115,11 @@ type Config struct {
 	// SessionKeys are the cookie keys: a 32 or 64-byte authentication key
 	// and a 32-byte encryption key, newest pair first.
 	SessionKeys [][]byte
+	// TrustProxy takes the client's address from the last entry of
+	// X-Forwarded-For, which a reverse proxy in front of latch appends.
+	// Only set it when every request comes through such a proxy: anyone
+	// who reaches latch directly could name any address.
+	TrustProxy bool
 	// DownloadTTL is the lifetime of creds made for download. Default 7 days.
 	DownloadTTL time.Duration
 
@@ -202,6 +208,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 // url makes an absolute URL of a path under the public URL.
 func (s *Server) url(path string) string { return s.origin + path }
+
+// forwardedFor is the address the proxy in front of latch saw the request
+// come from: the last entry of X-Forwarded-For, the one that proxy added.
+func forwardedFor(r *http.Request) (string, bool) {
+	vals := r.Header.Values("X-Forwarded-For")
+	if len(vals) == 0 {
+		return "", false
+	}
+	parts := strings.Split(vals[len(vals)-1], ",")
+	addr := strings.TrimSpace(parts[len(parts)-1])
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return "", false
+	}
+	return ip.String(), true
+}
 
 // clientAddr is the request's remote address without the port.
 func clientAddr(r *http.Request) string {

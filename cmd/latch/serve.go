@@ -42,6 +42,7 @@ service are ready. SIGINT or SIGTERM: lame-duck mode, then a clean stop.`,
 			&cli.StringFlag{Name: "monitor", Value: "127.0.0.1:8222", Usage: "NATS monitoring address (/healthz, /varz, /connz); empty turns it off"},
 			&cli.StringFlag{Name: "public-url", Usage: "where people reach the web GUI; passkeys are bound to its host (default: http://localhost:<--http port>)"},
 			&cli.StringFlag{Name: "signup", Value: web.SignupInvite, Usage: "who may sign up: invite (with an invite link), open (anyone), closed (nobody new)"},
+			&cli.BoolFlag{Name: "trust-proxy", Usage: "take clients' addresses (rate limits, the audit trail) from X-Forwarded-For; only behind a reverse proxy that every request passes"},
 			&cli.StringFlag{Name: "device-servers", Usage: "comma-separated NATS URLs handed to enrolled devices (default: the NATS client URL)"},
 			&cli.StringFlag{Name: "server-name", Value: "latch", Usage: "the NATS server's name"},
 			&cli.StringFlag{Name: "account-disk", Value: "64MiB", Usage: "JetStream disk quota of each new person account"},
@@ -69,6 +70,7 @@ service are ready. SIGINT or SIGTERM: lame-duck mode, then a clean stop.`,
 type serveConfig struct {
 	data, nats, http, monitor, name string
 	publicURL, signup               string
+	trustProxy                      bool
 	deviceServers                   []string
 	limits                          accounts.Limits
 	deviceTTL                       time.Duration
@@ -80,7 +82,7 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 	cfg := serveConfig{
 		data: e.global(c, "data"), nats: c.String("nats"), http: c.String("http"),
 		monitor: c.String("monitor"), name: c.String("server-name"), lameDuck: c.Duration("lame-duck"),
-		publicURL: c.String("public-url"), signup: c.String("signup"),
+		publicURL: c.String("public-url"), signup: c.String("signup"), trustProxy: c.Bool("trust-proxy"),
 	}
 	if cfg.publicURL == "" {
 		_, port, err := net.SplitHostPort(cfg.http)
@@ -270,6 +272,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	gui, err := web.New(web.Config{
 		PublicURL:   cfg.publicURL,
 		Signup:      cfg.signup,
+		TrustProxy:  cfg.trustProxy,
 		Servers:     servers,
 		SessionKeys: sessionKeys,
 		Accounts:    svc,
