@@ -16,6 +16,7 @@ const (
 	ActionDeviceRevoke   = "device.revoke"
 
 	ActionPersonLogin         = "person.login"
+	ActionSessionsEnd         = "person.sessions_end"
 	ActionPasskeyAdd          = "passkey.add"
 	ActionPasskeyRename       = "passkey.rename"
 	ActionPasskeyRemove       = "passkey.remove"

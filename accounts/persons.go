@@ -39,6 +39,8 @@ type Person struct {
 	Limits      Limits     `json:"limits"`
 	Created     time.Time  `json:"created"`
 	DisabledAt  *time.Time `json:"disabled_at,omitempty"`
+	// SessionsSince ends every web session that began before it.
+	SessionsSince *time.Time `json:"sessions_since,omitempty"`
 }
 
 // NewPerson is what CreatePerson needs.
@@ -349,9 +351,7 @@ func (s *Service) EnablePerson(ctx context.Context, name string) (Person, error)
 }
 
 func (s *Service) setDisabled(ctx context.Context, name string, disable bool) (Person, error) {
-	mu, _ := s.statusMu.LoadOrStore(name, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	defer s.lockPerson(name)()
 	p, err := s.Person(ctx, name)
 	if err != nil {
 		return Person{}, err
@@ -545,4 +545,30 @@ func numberedName(base string, i int) string {
 		base = strings.TrimRight(base[:maxPersonName-len(suffix)], "-_")
 	}
 	return base + suffix
+}
+
+// lockPerson serializes the changes of one person's record; it returns
+// the unlock.
+func (s *Service) lockPerson(name string) func() {
+	mu, _ := s.statusMu.LoadOrStore(name, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
+}
+
+// EndSessions ends every web session of a person that began until now: a
+// session remembers when it began, and the web server refuses one older
+// than the person's SessionsSince. It returns that time.
+func (s *Service) EndSessions(ctx context.Context, name string) (time.Time, error) {
+	defer s.lockPerson(name)()
+	p, err := s.Person(ctx, name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	now := time.Now().UTC()
+	p.SessionsSince = &now
+	if err := putJSON(ctx, s.persons, p.Name, p); err != nil {
+		return time.Time{}, err
+	}
+	s.auditAfter(ctx, AuditEvent{Action: ActionSessionsEnd, Account: p.Account, AccountName: p.Name})
+	return now, nil
 }

@@ -50,7 +50,38 @@ func (s *Server) loggedIn(r *http.Request) (accounts.Person, error) {
 	if p.Status != accounts.StatusActive {
 		return p, errStatus(http.StatusForbidden, "your account is "+p.Status+"; ask an admin")
 	}
+	if p.SessionsSince != nil && l.At.Before(*p.SessionsSince) {
+		return p, errLoginNeeded // ended from another session
+	}
 	return p, nil
+}
+
+// endOtherSessions ends every session of the person but this one, which
+// begins anew.
+func (s *Server) endOtherSessions(w http.ResponseWriter, r *http.Request, p accounts.Person) error {
+	since, err := s.cfg.Accounts.EndSessions(accounts.WithActor(r.Context(), actor(r, p)), p.Name)
+	if err != nil {
+		return err
+	}
+	l, _ := s.sessions.login(r)
+	l.At = s.cfg.Now()
+	if l.At.Before(since) {
+		l.At = since // a test clock, or a clock that stepped back
+	}
+	return s.sessions.setLogin(w, r, l)
+}
+
+// handleSessionsEnd is POST /sessions/end: log out everywhere else.
+func (s *Server) handleSessionsEnd(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	if err := s.endOtherSessions(w, r, p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if isHTMX(r) {
+		s.render(w, r, http.StatusOK, views.SessionsEnded())
+		return
+	}
+	http.Redirect(w, r, "/passkeys", http.StatusSeeOther)
 }
 
 // viewer is who is looking, for the top bar; nobody when not logged in.

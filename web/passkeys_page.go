@@ -38,6 +38,12 @@ func (s *Server) handlePasskeyRemove(w http.ResponseWriter, r *http.Request, p a
 		s.fail(w, r, err)
 		return
 	}
+	// A passkey is removed because it is lost or not trusted any more:
+	// sessions it may have opened end with it.
+	if err := s.endOtherSessions(w, r, p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	s.passkeysAnswer(w, r, p, true)
 }
 

@@ -156,3 +156,37 @@ func TestPasskeyRenameRemove(t *testing.T) {
 		t.Errorf("alice's passkeys after all that: got %d, %v; want the one", len(pks), err)
 	}
 }
+
+// Removing a passkey ends every other session of the person, and so does
+// "Log out everywhere else"; the session that did it goes on.
+func TestEndingOtherSessions(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	p := tw.mustPerson(t, "fay", false)
+	addTestPasskey(t, tw, p.Name, "Laptop", false)
+	lost := addTestPasskey(t, tw, p.Name, "Phone", true)
+	here, there := tw.loginAs(t, p.Name), tw.loginAs(t, p.Name)
+	loggedIn := func(c *client) bool { return c.do("GET", "/devices", nil).StatusCode == http.StatusOK }
+
+	if resp := here.do("POST", "/passkeys/"+lost.ID+"/remove", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("remove a passkey: got %d, want 303", resp.StatusCode)
+	}
+	if !loggedIn(here) {
+		t.Error("the session that removed the passkey was logged out")
+	}
+	if loggedIn(there) {
+		t.Error("another session is still logged in after a passkey was removed")
+	}
+
+	elsewhere := tw.loginAs(t, p.Name)
+	resp := here.do("POST", "/sessions/end", nil, "HX-Request", "true")
+	if body := text(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "Every other session is logged out") {
+		t.Errorf("log out everywhere else: got %d %s", resp.StatusCode, body)
+	}
+	if !loggedIn(here) || loggedIn(elsewhere) {
+		t.Errorf("after logging out everywhere else: here logged in %v (want true), elsewhere %v (want false)", loggedIn(here), loggedIn(elsewhere))
+	}
+	es, _ := tw.Service.Audit(context.Background(), 1)
+	if len(es) != 1 || es[0].Action != accounts.ActionSessionsEnd || es[0].Actor != p.Name {
+		t.Errorf("last audit entry: got %+v, want %s by %s", es, accounts.ActionSessionsEnd, p.Name)
+	}
+}

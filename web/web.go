@@ -49,6 +49,7 @@ type Accounts interface {
 	UsePasskey(ctx context.Context, id string, cred json.RawMessage, signCount uint32, cloneWarning, backupState bool) (accounts.Passkey, error)
 	RenamePasskey(ctx context.Context, person, id, name string) (accounts.Passkey, error)
 	RemovePasskey(ctx context.Context, person, id string) error
+	EndSessions(ctx context.Context, person string) (time.Time, error)
 
 	StartEnrollment(ctx context.Context, r accounts.EnrollRequest) (string, accounts.Enrollment, error)
 	PendingEnrollment(ctx context.Context, userCode string) (accounts.Enrollment, error)
