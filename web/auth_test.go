@@ -283,3 +283,17 @@ func TestCeremoniesOfALoggedInPerson(t *testing.T) {
 		t.Errorf("a passkey name of 65 characters: got %d, want 400", resp.StatusCode)
 	}
 }
+
+// Adding a passkey needs a passkey check from the last minute, so a
+// stolen session cannot add a way in of its own.
+func TestAddingAPasskeyNeedsAFreshCheck(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	p := tw.mustPerson(t, "gil", false)
+	addTestPasskey(t, tw, p.Name, "Laptop", false)
+	resp := tw.loginStale(t, p.Name).do("POST", "/passkeys/begin", "{}", "Accept", "application/json")
+	var e apiError
+	decode(t, resp, &e)
+	if resp.StatusCode != http.StatusForbidden || e.Error != "reauth_required" {
+		t.Errorf("POST /passkeys/begin with a stale check: got %d %+v, want 403 reauth_required", resp.StatusCode, e)
+	}
+}

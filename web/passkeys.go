@@ -381,6 +381,13 @@ func (s *Server) handleReauthFinish(w http.ResponseWriter, r *http.Request, p ac
 // handlePasskeyBegin is POST /passkeys/begin: another passkey for the
 // person logged in.
 func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	// A new passkey is a way in for good: a stolen session must not be
+	// enough to add one.
+	if !s.freshPasskeyCheck(r) {
+		s.fail(w, r, &httpError{status: http.StatusForbidden, code: "reauth_required",
+			msg: "confirm with one of your passkeys first: adding one needs a passkey check from the last minute"})
+		return
+	}
 	f, err := readForm(r)
 	if err != nil {
 		s.fail(w, r, err)

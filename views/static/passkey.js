@@ -18,7 +18,11 @@
     });
     var data = {};
     try { data = await r.json(); } catch (e) { /* empty body */ }
-    if (!r.ok) { throw new Error(data.error_description || data.error || ("the server answered " + r.status)); }
+    if (!r.ok) {
+      var err = new Error(data.error_description || data.error || ("the server answered " + r.status));
+      err.code = data.error;
+      throw err;
+    }
     return data;
   }
 
@@ -70,7 +74,14 @@
     if (kind === "register") {
       res = await create("/register/begin", "/register/finish", fields(form));
     } else if (kind === "add") {
-      res = await create("/passkeys/begin", "/passkeys/finish", fields(form));
+      try {
+        res = await create("/passkeys/begin", "/passkeys/finish", fields(form));
+      } catch (err) {
+        if (err.code !== "reauth_required") { throw err; }
+        // Adding a passkey needs a fresh check with one already held.
+        await assert("/reauth/begin", "/reauth/finish");
+        res = await create("/passkeys/begin", "/passkeys/finish", fields(form));
+      }
     } else if (kind === "login") {
       res = await assert("/login/begin", "/login/finish");
     } else {
