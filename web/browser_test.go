@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,9 +39,12 @@ const screenshotDir = "../docs/screenshots"
 // step is a subtest; they share one browser and run in order.
 func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
-	tw := mustWeb(t, webOptions{Status: true})
+	// The web server's clock runs ahead by skew, so a step can make the
+	// last passkey check stale without waiting a minute.
+	var skew atomic.Int64
+	tw := mustWeb(t, webOptions{Status: true, Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
 	b := startBrowser(t, chromium)
-	f := &browserFlow{top: t, tw: tw, b: b, done: map[string]bool{}}
+	f := &browserFlow{top: t, tw: tw, b: b, done: map[string]bool{}, skew: &skew}
 
 	for _, step := range []struct {
 		name  string
@@ -356,6 +360,7 @@ type browserFlow struct {
 	conn     *nats.Conn
 	closed   chan struct{} // closed when the device's connection is
 	asyncErr chan error    // what the server told the device's connection
+	skew     *atomic.Int64 // how far the web server's clock runs ahead
 }
 
 // sseOpen is true once the htmx SSE extension's stream of the page is
@@ -609,8 +614,26 @@ func (f *browserFlow) secondPasskey(t *testing.T) {
 	if len(first) != 1 {
 		t.Fatalf("authenticator holds %d credentials, want 1", len(first))
 	}
-	// The server excludes passkeys a person has on this authenticator, so
-	// the first leaves it: the second then stands for a new phone or key.
+	// Adding a passkey needs a passkey check from the last minute. With the
+	// server's clock two minutes on, the last one is stale: "Add a passkey"
+	// first asks the authenticator for the first passkey, and then to make
+	// a new one, which it refuses, since it holds one of this person's
+	// (the server excludes those).
+	firstID := b64.EncodeToString(first[0].CredentialID)
+	f.skew.Store(int64(2 * time.Minute))
+	clicked := time.Now()
+	b.do(t, `click "Add a passkey" with a stale passkey check`,
+		chromedp.Click(buttonNamed("Add a passkey"), chromedp.NodeVisible))
+	b.waitFor(t, "the page to say the authenticator refused", `!document.getElementById("passkey-error").hidden`)
+	if pk, err := f.tw.Service.Passkey(ctx, firstID); err != nil || pk.LastUsed == nil || pk.LastUsed.Before(clicked.Add(-time.Second)) {
+		t.Errorf("the first passkey after a stale add: %+v, %v; want it used for a fresh check just now", pk, err)
+	}
+	if pks, _ := f.tw.Service.Passkeys(ctx, f.person.Name); len(pks) != 1 {
+		t.Fatalf("passkeys after a refused add: got %d, want 1", len(pks))
+	}
+
+	// So the first leaves the authenticator: the second then stands for a
+	// new phone or key. The passkey check just made is still fresh.
 	b.do(t, "remove the first passkey from the authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, cdpwebauthn.RemoveCredential, cdpwebauthn.RemoveCredentialParams{AuthenticatorID: b.auth, CredentialID: first[0].CredentialID})
 		return err
