@@ -81,7 +81,7 @@ func (s *Service) commit(account string, w *writer, batch []*pending) {
 			p.done <- err
 		}
 		// What the resolver holds is now unknown; read it again next time.
-		w.claims = nil
+		w.setClaims(nil, 0)
 	}
 	if w.claims == nil {
 		tok, err := s.cfg.Directory.Lookup(ctx, account)
@@ -98,7 +98,7 @@ func (s *Service) commit(account string, w *writer, batch []*pending) {
 			fail(fmt.Errorf("account %s: the resolver's JWT is invalid: %w", account, err))
 			return
 		}
-		w.claims, w.iat = ac, ac.IssuedAt
+		w.setClaims(ac, ac.IssuedAt)
 	}
 	// Changes edit a copy, so a failed push leaves the cached claims as
 	// the resolver has them.
@@ -126,11 +126,20 @@ func (s *Service) commit(account string, w *writer, batch []*pending) {
 			fail(fmt.Errorf("publish account %s: %w", account, err))
 			return
 		}
-		w.claims, w.iat = next, iat
+		w.setClaims(next, iat)
 	}
 	for i, p := range batch {
 		p.done <- errs[i]
 	}
+}
+
+// setClaims records the claims the resolver now holds. Only the writer's
+// goroutine sets or reads them, except revokedInJWT, which reads under mu;
+// claims are never changed once set (changes edit a copy).
+func (w *writer) setClaims(ac *jwt.AccountClaims, iat int64) {
+	w.mu.Lock()
+	w.claims, w.iat = ac, iat
+	w.mu.Unlock()
 }
 
 // sign signs claims with the operator signing key, with an iat later than
