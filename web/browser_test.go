@@ -746,6 +746,9 @@ func (f *browserFlow) recordsPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitFor(t, "the new record to appear without a reload", `/live-note/.test(document.getElementById("record-rows").innerText)`)
+	if got := browserValue(t, b, "read the count line", chromedp.Evaluate[string](`document.getElementById("records-count").innerText`)); !strings.Contains(got, "New keys came in") {
+		t.Errorf("count line after a live new key: got %q, want it to say new keys came in", got)
+	}
 	b.screenshot(t, "records")
 
 	b.do(t, "open note1", chromedp.Navigate(f.tw.URL+"/records/note1"))

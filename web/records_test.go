@@ -347,8 +347,9 @@ func TestRecordEvents(t *testing.T) {
 	ch = readRecordEvents(resp)
 	putRecord(t, kv, "e.1", []byte("x")) // 12
 	putRecord(t, kv, "e.2", []byte("x")) // 13
-	if ev := nextRecordEvent(t, ch); ev.name != "new-record" || !strings.HasPrefix(ev.data, `<tr id="rec-e.1"`) {
-		t.Errorf("first new key on an empty page: got %+v, want its row", ev)
+	if ev := nextRecordEvent(t, ch); ev.name != "new-record" || !strings.HasPrefix(ev.data, `<tr id="rec-e.1"`) ||
+		!strings.Contains(ev.data, `id="records-count" hx-swap-oob="true"`) {
+		t.Errorf("first new key on an empty page: got %+v, want its row and the count line replaced", ev)
 	}
 	if ev := nextRecordEvent(t, ch); ev.name != "new-record" || strings.Contains(ev.data, "records-empty") {
 		t.Errorf("second new key: got %+v, want its row alone", ev)
