@@ -176,20 +176,9 @@ func (s *Service) Devices(ctx context.Context, account string) ([]Device, error)
 }
 
 func (s *Service) devicesOf(ctx context.Context, p Person) ([]Device, error) {
-	lister, err := s.devices.ListKeysFiltered(ctx, p.Account+".dev.*")
+	out, _, err := listJSON[Device](ctx, s.devices, p.Account+".dev.*")
 	if err != nil {
 		return nil, err
-	}
-	var out []Device
-	for k := range lister.Keys() {
-		var d Device
-		if _, err := getJSON(ctx, s.devices, k, &d); err != nil {
-			if isNotFound(err) {
-				continue
-			}
-			return nil, err
-		}
-		out = append(out, d)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out, nil

@@ -157,28 +157,17 @@ func (s *Service) Invites(ctx context.Context) ([]Invite, error) {
 
 // allInvites returns the unexpired invites and their keys.
 func (s *Service) allInvites(ctx context.Context) ([]Invite, []string, error) {
-	lister, err := s.invites.ListKeys(ctx)
+	all, allKeys, err := listJSON[Invite](ctx, s.invites, ">")
 	if err != nil {
 		return nil, nil, err
-	}
-	var names []string
-	for k := range lister.Keys() {
-		names = append(names, k)
 	}
 	now := time.Now()
 	var invs []Invite
 	var keys []string
-	for _, k := range names {
-		var inv Invite
-		if _, err := getJSON(ctx, s.invites, k, &inv); err != nil {
-			if isNotFound(err) {
-				continue // used meanwhile
-			}
-			return nil, nil, err
-		}
+	for i, inv := range all {
 		if now.Before(inv.Expires) {
 			invs = append(invs, inv)
-			keys = append(keys, k)
+			keys = append(keys, allKeys[i])
 		}
 	}
 	sort.Sort(byCreated{invs, keys})

@@ -200,20 +200,9 @@ func (s *Service) Passkeys(ctx context.Context, person string) ([]Passkey, error
 }
 
 func (s *Service) passkeysOf(ctx context.Context, person string) ([]Passkey, error) {
-	lister, err := s.passkeys.ListKeysFiltered(ctx, passkeyKey(person, "*"))
+	out, _, err := listJSON[Passkey](ctx, s.passkeys, passkeyKey(person, "*"))
 	if err != nil {
 		return nil, err
-	}
-	var out []Passkey
-	for k := range lister.Keys() {
-		var pk Passkey
-		if _, err := getJSON(ctx, s.passkeys, k, &pk); err != nil {
-			if isNotFound(err) {
-				continue // removed meanwhile
-			}
-			return nil, err
-		}
-		out = append(out, pk)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out, nil

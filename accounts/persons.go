@@ -261,20 +261,9 @@ func (s *Service) Person(ctx context.Context, name string) (Person, error) {
 
 // Persons returns every person, sorted by name.
 func (s *Service) Persons(ctx context.Context) ([]Person, error) {
-	lister, err := s.persons.ListKeys(ctx)
+	out, _, err := listJSON[Person](ctx, s.persons, ">")
 	if err != nil {
 		return nil, err
-	}
-	var out []Person
-	for name := range lister.Keys() {
-		var p Person
-		if _, err := getJSON(ctx, s.persons, name, &p); err != nil {
-			if isNotFound(err) {
-				continue // deleted meanwhile
-			}
-			return nil, err
-		}
-		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

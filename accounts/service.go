@@ -176,6 +176,29 @@ func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uin
 	return e.Revision(), nil
 }
 
+// listJSON reads the values under every key that matches filter (">" for
+// all), with their keys; a key deleted while it is read is left out.
+func listJSON[T any](ctx context.Context, kv jetstream.KeyValue, filter string) ([]T, []string, error) {
+	lister, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, nil, err
+	}
+	var vals []T
+	var keys []string
+	for k := range lister.Keys() {
+		var v T
+		if _, err := getJSON(ctx, kv, k, &v); err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return nil, nil, err
+		}
+		vals = append(vals, v)
+		keys = append(keys, k)
+	}
+	return vals, keys, nil
+}
+
 func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {

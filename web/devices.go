@@ -83,8 +83,7 @@ func (s *Server) handleDeviceRevoke(w http.ResponseWriter, r *http.Request, p ac
 func (s *Server) handleDeviceDownload(w http.ResponseWriter, r *http.Request, p accounts.Person) {
 	// The file holds a seed: like an approval, it needs a fresh passkey check.
 	if !s.freshPasskeyCheck(r) {
-		s.fail(w, r, &httpError{status: http.StatusForbidden, code: "reauth_required",
-			msg: "confirm with your passkey again: downloading creds needs a passkey check from the last minute. Go back, press Download creds and use your passkey."})
+		s.fail(w, r, errReauthNeeded("downloading creds needs a passkey check from the last minute. Go back, press Download creds and use your passkey."))
 		return
 	}
 	f, err := readForm(r)

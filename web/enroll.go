@@ -317,9 +317,12 @@ func (s *Server) enrollReview(w http.ResponseWriter, r *http.Request, p accounts
 	})
 }
 
-// errReauthNeeded answers an approval without a recent passkey check.
-var errReauthNeeded = &httpError{status: http.StatusForbidden, code: "reauth_required",
-	msg: "confirm with your passkey again: approving a device needs a passkey check from the last minute. Go back, press Approve and use your passkey."}
+// errReauthNeeded answers an action that needs a recent passkey check
+// without one; what names the action and how to do it again.
+func errReauthNeeded(what string) error {
+	return &httpError{status: http.StatusForbidden, code: "reauth_required",
+		msg: "confirm with your passkey again: " + what}
+}
 
 // freshPasskeyCheck reports whether the session's last passkey check is at
 // most reauthMaxAge old.
@@ -333,7 +336,7 @@ func (s *Server) freshPasskeyCheck(r *http.Request) bool {
 // one of the person's, after a passkey check at most reauthMaxAge old.
 func (s *Server) handleEnrollApprove(w http.ResponseWriter, r *http.Request, p accounts.Person) {
 	if !s.freshPasskeyCheck(r) {
-		s.fail(w, r, errReauthNeeded)
+		s.fail(w, r, errReauthNeeded("approving a device needs a passkey check from the last minute. Go back, press Approve and use your passkey."))
 		return
 	}
 	if !s.lookupCode(w, r, p) {

@@ -97,6 +97,27 @@ func (s *Server) deviceChanged(account, device string) {
 // Browsers reconnect to wherever latch runs next.
 func (s *Server) CloseStreams() { s.events.close() }
 
+// openStream starts a response as a stream of server-sent events and
+// returns its controller for flushing; false when the client is gone.
+func (s *Server) openStream(w http.ResponseWriter) (*http.ResponseController, bool) {
+	rc := http.NewResponseController(w)
+	// A server-wide write timeout would cut the stream; this one is meant
+	// to stay open. Servers without deadlines answer ErrNotSupported.
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.log.Debug("event stream write deadline", "err", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not hold events back
+	w.WriteHeader(http.StatusOK)
+	// The browser reconnects after this long when the stream drops.
+	if _, err := w.Write([]byte("retry: 5000\n\n")); err != nil || rc.Flush() != nil {
+		return nil, false
+	}
+	return rc, true
+}
+
 // handleDeviceEvents is GET /devices/events: a stream of server-sent
 // events that keeps the devices page live. Each event is named after a
 // device's row (views.Device.RowID) and carries the row anew, which the
@@ -126,19 +147,8 @@ func (s *Server) handleDeviceEvents(w http.ResponseWriter, r *http.Request, p ac
 	changes, cancel := s.events.subscribe(p.Account)
 	defer cancel()
 
-	rc := http.NewResponseController(w)
-	// A server-wide write timeout would cut the stream; this one is meant
-	// to stay open. Servers without deadlines answer ErrNotSupported.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.Debug("event stream write deadline", "err", err)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no") // nginx: do not hold events back
-	w.WriteHeader(http.StatusOK)
-	// The browser reconnects after this long when the stream drops.
-	if _, err := w.Write([]byte("retry: 5000\n\n")); err != nil || rc.Flush() != nil {
+	rc, ok := s.openStream(w)
+	if !ok {
 		return
 	}
 

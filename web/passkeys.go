@@ -384,8 +384,7 @@ func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p ac
 	// A new passkey is a way in for good: a stolen session must not be
 	// enough to add one.
 	if !s.freshPasskeyCheck(r) {
-		s.fail(w, r, &httpError{status: http.StatusForbidden, code: "reauth_required",
-			msg: "confirm with one of your passkeys first: adding one needs a passkey check from the last minute"})
+		s.fail(w, r, errReauthNeeded("adding a passkey needs a check with one you hold, from the last minute"))
 		return
 	}
 	f, err := readForm(r)

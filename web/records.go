@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -166,16 +165,8 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 	closing, cancel := s.events.subscribe(p.Account)
 	defer cancel()
 
-	rc := http.NewResponseController(w)
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.Debug("event stream write deadline", "err", err)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if _, err := w.Write([]byte("retry: 5000\n\n")); err != nil || rc.Flush() != nil {
+	rc, ok := s.openStream(w)
+	if !ok {
 		return
 	}
 

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -214,54 +213,5 @@ func TestJetStreamKeyRotation(t *testing.T) {
 	s.stop()
 	if found := filesHolding(t, data, marker); len(found[marker]) > 0 {
 		t.Errorf("the marker is in plain text in %q after the rotation", found[marker])
-	}
-}
-
-// mustServeEnv is mustServe with an environment for `latch serve`.
-func mustServeEnv(t testing.TB, data string, environ map[string]string) *served {
-	t.Helper()
-	s := &served{data: data, logs: &syncBuffer{}}
-	natsAddr, httpAddr, monAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	s.nats, s.http, s.monitor = "nats://"+natsAddr, "http://"+httpAddr, "http://"+monAddr
-	s.env = map[string]string{"LATCH_DATA": data, "LATCH_SERVER": s.nats}
-	// As mustServe does, with an environment.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	args := []string{"latch", "serve", "--data", data, "--nats", natsAddr, "--http", httpAddr, "--monitor", monAddr, "--lame-duck", "1s"}
-	go func() { done <- run(ctx, args, func(k string) string { return environ[k] }, s.logs, s.logs) }()
-	stopped := false
-	s.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("latch serve: %v\n%s", err, s.logs)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("latch serve did not stop within 30s\n%s", s.logs)
-		}
-	}
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("latch serve stopped: %v\n%s", err, s.logs)
-		default:
-		}
-		if resp, err := http.Get(s.http + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("latch serve not ready after 30s\n%s", s.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

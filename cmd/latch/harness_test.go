@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
@@ -97,6 +96,12 @@ func freeAddr(t testing.TB) string {
 // ports, waits until /healthz says ok, and stops it when the test ends.
 func mustServe(t testing.TB, data string, extra ...string) *served {
 	t.Helper()
+	return mustServeEnv(t, data, nil, extra...)
+}
+
+// mustServeEnv is mustServe with an environment for `latch serve`.
+func mustServeEnv(t testing.TB, data string, environ map[string]string, extra ...string) *served {
+	t.Helper()
 	if data == "" {
 		data = filepath.Join(t.TempDir(), "data")
 	}
@@ -109,7 +114,7 @@ func mustServe(t testing.TB, data string, extra ...string) *served {
 	args := append([]string{"latch", "serve", "--data", data, "--nats", natsAddr, "--http", httpAddr,
 		"--monitor", monAddr, "--lame-duck", "1s"}, extra...)
 	go func() {
-		done <- run(ctx, args, func(string) string { return "" }, s.logs, s.logs)
+		done <- run(ctx, args, func(k string) string { return environ[k] }, s.logs, s.logs)
 	}()
 	var stopOnce sync.Once
 	s.stop = func() {
@@ -157,8 +162,6 @@ func (s *served) mustAdmin(t testing.TB, args ...string) result {
 	t.Helper()
 	return mustLatch(t, s.env, args...)
 }
-
-func (s *served) String() string { return fmt.Sprintf("latch serve on %s", s.nats) }
 
 // latchWithin runs the command line as latch does but gives up after d,
 // for a command that would block if it wrongly succeeded (a `latch serve`
