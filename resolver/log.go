@@ -1,25 +1,51 @@
 package resolver
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
-	"os"
 )
 
-// logAdapter passes nats-server's log lines to slog. Debug and trace are
-// never turned on: at those levels the server prints protocol lines, which
-// can carry JWTs.
-type logAdapter struct{ log *slog.Logger }
+type level = slog.Level
 
-func (l logAdapter) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
-func (l logAdapter) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l logAdapter) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l logAdapter) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+const (
+	levelDebug = slog.LevelDebug
+	levelInfo  = slog.LevelInfo
+	levelWarn  = slog.LevelWarn
+	levelError = slog.LevelError
+)
+
+// logAdapter passes nats-server's log lines to slog, through the start's
+// progress tracker. Debug and trace are never turned on: at those levels
+// the server prints protocol lines, which can carry JWTs.
+type logAdapter struct {
+	log *slog.Logger
+	st  *startup
+}
+
+func (l logAdapter) Noticef(format string, v ...any) { l.logf(levelInfo, format, v) }
+func (l logAdapter) Warnf(format string, v ...any)   { l.logf(levelWarn, format, v) }
+func (l logAdapter) Errorf(format string, v ...any)  { l.logf(levelError, format, v) }
+func (l logAdapter) Debugf(format string, v ...any)  { l.logf(levelDebug, format, v) }
 func (l logAdapter) Tracef(format string, v ...any)  {}
 
-// Fatalf logs and exits, as the server's own loggers do: the server calls
-// it only when it cannot go on.
+// Fatalf is called when the server cannot go on; it then stops what it
+// was doing. nats-server's own loggers exit the process here; latch
+// instead fails the start, or stops serving, with the reason, so that
+// it can say what to do and shut down cleanly.
 func (l logAdapter) Fatalf(format string, v ...any) {
-	l.log.Error(fmt.Sprintf(format, v...))
-	os.Exit(1)
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	l.st.fatal(msg)
+}
+
+func (l logAdapter) logf(lvl level, format string, v []any) {
+	if l.st.stopped.Load() {
+		return
+	}
+	lvl = l.st.line(format, lvl)
+	if !l.log.Enabled(context.Background(), lvl) {
+		return
+	}
+	l.log.Log(context.Background(), lvl, fmt.Sprintf(format, v...))
 }

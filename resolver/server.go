@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -55,22 +57,64 @@ type Config struct {
 	// SyncInterval is how often the resolver compares its JWTs with its
 	// cluster peers.
 	SyncInterval time.Duration
+	// StallTimeout is how long a start may go without a word from the
+	// server before it is given up on; DefaultStall when 0. A start that
+	// makes progress is never given up on, however long it takes.
+	StallTimeout time.Duration
 	// Log receives the server's log lines.
 	Log *slog.Logger
 }
 
 // Server is a running embedded nats-server.
 type Server struct {
-	ns  *server.Server
-	log *slog.Logger
+	ns     *server.Server
+	log    *slog.Logger
+	st     *startup
+	jwtDir string // the full resolver's folder
+	stall  time.Duration
 }
 
+// DefaultStall is how long a start may go without a word from nats-server
+// before latch gives up on it.
+const DefaultStall = 10 * time.Minute
+
+// progressEvery is how often a start that is still recovering says how
+// far it is.
+const progressEvery = 5 * time.Second
+
 // Start starts the server and returns once it accepts connections and
-// JetStream is healthy, or with an error saying what failed.
+// JetStream is healthy (Launch, then WaitReady), or with an error saying
+// what failed.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
+	s, err := Launch(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.WaitReady(ctx); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(sctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Launch starts the server and returns at once; WaitReady waits for it.
+// Until then Healthy says how far the start is. The client and monitor
+// addresses are tried first, so a port another process holds fails here
+// with a *ListenError rather than after JetStream's recovery.
+func Launch(cfg Config) (*Server, error) {
 	opts, err := options(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if err := tryListen("client", cfg.Listen); err != nil {
+		return nil, err
+	}
+	if cfg.Monitor != "" {
+		if err := tryListen("monitor", cfg.Monitor); err != nil {
+			return nil, err
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -80,14 +124,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ns.SetLoggerV2(logAdapter{log.With("component", "nats")}, false, false, false)
-	go ns.Start()
-	s := &Server{ns: ns, log: log}
-	if err := s.waitReady(ctx); err != nil {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return nil, err
+	s := &Server{
+		ns: ns, log: log, stall: cfg.StallTimeout,
+		jwtDir: filepath.Join(cfg.DataDir, "resolver"),
+		st:     newStartup(filepath.Join(cfg.DataDir, "jetstream"), cfg.Listen, cfg.Monitor),
 	}
+	if s.stall <= 0 {
+		s.stall = DefaultStall
+	}
+	ns.SetLoggerV2(logAdapter{log: log.With("component", "nats"), st: s.st}, false, false, false)
+	go ns.Start()
 	return s, nil
 }
 
@@ -173,34 +219,113 @@ func splitHostPort(addr string) (string, int, error) {
 	return h, port, nil
 }
 
-// waitReady waits for the listeners and then for JetStream: a server whose
+// WaitReady waits for the listeners and then for JetStream: a server whose
 // port is open but whose JetStream is still recovering cannot serve a KV.
-func (s *Server) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	if !s.ns.ReadyForConnections(time.Until(deadline)) {
-		return errors.New("nats: the server's listeners did not come up; is the port in use? (see the log above)")
-	}
+// It waits as long as the server makes progress, logging how far it is
+// every few seconds, and gives up when the server fails (a *ListenError
+// for a port it cannot open), when the server has said nothing for the
+// stall timeout (a *StallError), or when ctx ends.
+func (s *Server) WaitReady(ctx context.Context) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	reported := time.Now()
+	var listening time.Time
 	for {
-		err := s.Healthy()
-		if err == nil {
-			return nil
+		if listening.IsZero() && s.ns.ReadyForConnections(time.Millisecond) {
+			listening = time.Now()
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nats: JetStream did not become healthy: %w", err)
+		var jsErr error
+		if !listening.IsZero() {
+			if jsErr = s.jetStreamHealthy(); jsErr == nil {
+				s.st.ready.Store(true)
+				s.log.Info("nats is ready", "took", time.Since(s.st.began).Round(time.Millisecond),
+					"streams", s.st.restored.Load())
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-s.st.failed:
+			return s.st.failErr
+		case <-tick.C:
+		}
+		quiet := s.st.sinceLine()
+		if !listening.IsZero() {
+			quiet = min(quiet, time.Since(listening))
+		}
+		if quiet > s.stall {
+			return &StallError{Quiet: quiet.Round(time.Second), Progress: s.st.String(), JetStream: jsErr}
+		}
+		if time.Since(reported) >= progressEvery {
+			reported = time.Now()
+			s.log.Info("nats is starting: " + s.st.String())
 		}
 	}
 }
 
+// StallError is a start that gave up because nats-server stopped making
+// progress.
+type StallError struct {
+	Quiet     time.Duration
+	Progress  string
+	JetStream error // what JetStream's health check said, once listening
+}
+
+func (e *StallError) Error() string {
+	msg := fmt.Sprintf("nats: the server made no progress for %s (%s)", e.Quiet, e.Progress)
+	if e.JetStream != nil {
+		msg += fmt.Sprintf("; JetStream: %v", e.JetStream)
+	}
+	return msg
+}
+
+// ListenError is a listener nats-server cannot open.
+type ListenError struct {
+	Listener string // "client" or "monitor"
+	Addr     string
+	Err      error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("nats: cannot listen for %s connections on %s: %v", e.Listener, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// tryListen opens and closes a listener on addr, so that a port held by
+// another process is reported at once. Port 0 always works.
+func tryListen(listener, addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe.Err
+		}
+		return &ListenError{Listener: listener, Addr: addr, Err: err}
+	}
+	return l.Close()
+}
+
 // Healthy reports nil when the server runs and JetStream is healthy.
+// While the server starts it says how far the start is, without asking
+// the server: a recovering server holds its own lock for long stretches.
 func (s *Server) Healthy() error {
+	select {
+	case <-s.st.failed:
+		return s.st.failErr
+	default:
+	}
+	if s.st.stopping.Load() {
+		return errors.New("nats is stopping")
+	}
+	if !s.st.ready.Load() {
+		return errors.New("nats is starting: " + s.st.String())
+	}
+	return s.jetStreamHealthy()
+}
+
+func (s *Server) jetStreamHealthy() error {
 	if !s.ns.Running() {
 		return errors.New("nats is not running")
 	}
@@ -209,6 +334,20 @@ func (s *Server) Healthy() error {
 		return fmt.Errorf("nats: %s", hs.Error)
 	}
 	return nil
+}
+
+// Failed is closed when the server gives up after it started (a listener
+// that fails, say); Err then says why.
+func (s *Server) Failed() <-chan struct{} { return s.st.failed }
+
+// Err is why the server gave up, or nil.
+func (s *Server) Err() error {
+	select {
+	case <-s.st.failed:
+		return s.st.failErr
+	default:
+		return nil
+	}
 }
 
 // ClientURL is the nats:// URL clients connect to.
@@ -232,8 +371,32 @@ func (s *Server) NumClients() int { return s.ns.NumClients() }
 
 // Shutdown moves clients off in lame-duck mode, then stops the server,
 // flushing JetStream to disk. It returns when the server has stopped or
-// ctx ends, in which case the server is stopped at once.
+// ctx ends, in which case the server is stopped at once. A server still
+// starting has no clients to move: it stops at once, and what JetStream
+// had not yet recovered is recovered whole on the next start.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.st.stopping.Store(true)
+	if !s.st.ready.Load() {
+		s.log.Info("nats is stopping while starting: " + s.st.String())
+		// JetStream stops with the server, so nothing more is written.
+		// The server's own recovery loop is not told, though: it goes on
+		// building the accounts left in its list (at thousands of persons
+		// for minutes) until the process exits; what it logs from now on
+		// is dropped.
+		done := make(chan struct{})
+		go func() {
+			s.ns.Shutdown()
+			s.ns.WaitForShutdown()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.log.Warn("nats did not stop in time")
+		}
+		s.st.stopped.Store(true)
+		return
+	}
 	done := make(chan struct{})
 	go func() {
 		s.ns.LameDuckShutdown()
@@ -245,6 +408,23 @@ func (s *Server) Shutdown(ctx context.Context) {
 		s.ns.Shutdown()
 	}
 	s.ns.WaitForShutdown()
+}
+
+// StoredAccounts counts the account JWTs in this server's resolver folder.
+// It reads the folder rather than asking over $SYS.REQ.CLAIMS.LIST, whose
+// answer at thousands of accounts holds the asking connection for seconds.
+func (s *Server) StoredAccounts() (int, error) {
+	fis, err := os.ReadDir(s.jwtDir)
+	if err != nil {
+		return 0, fmt.Errorf("resolver folder: %w", err)
+	}
+	n := 0
+	for _, fi := range fis {
+		if strings.HasSuffix(fi.Name(), ".jwt") {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Stats is a summary of the server for status pages.

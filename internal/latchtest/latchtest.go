@@ -62,26 +62,11 @@ func Start(o Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := op.Keys.Secret(accounts.JetStreamKeyName)
+	cfg, err := ServerConfig(op, o)
 	if err != nil {
 		return nil, err
 	}
-	if o.MaxStore == 0 {
-		o.MaxStore = 1 << 50
-	}
-	if o.MaxMemory == 0 {
-		o.MaxMemory = 1 << 40
-	}
-	ns, err := resolver.Start(ctx, resolver.Config{
-		Name: "test", DataDir: o.Dir, Listen: "127.0.0.1:0",
-		OperatorJWT: op.OperatorJWT, SystemAccount: op.SystemAccount.PublicKey,
-		Preload: map[string]string{
-			op.SystemAccount.PublicKey: op.SystemAccount.JWT,
-			op.AppAccount.PublicKey:    op.AppAccount.JWT,
-		},
-		JetStreamKey: string(key), MaxStore: o.MaxStore, MaxMemory: o.MaxMemory,
-		LameDuck: time.Second,
-	})
+	ns, err := resolver.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +102,31 @@ func Start(o Options) (*Stack, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// ServerConfig is the embedded server's configuration for the data folder
+// o.Dir, initialised as op.
+func ServerConfig(op *accounts.Operator, o Options) (resolver.Config, error) {
+	key, err := op.Keys.Secret(accounts.JetStreamKeyName)
+	if err != nil {
+		return resolver.Config{}, err
+	}
+	if o.MaxStore == 0 {
+		o.MaxStore = 1 << 50
+	}
+	if o.MaxMemory == 0 {
+		o.MaxMemory = 1 << 40
+	}
+	return resolver.Config{
+		Name: "test", DataDir: o.Dir, Listen: "127.0.0.1:0",
+		OperatorJWT: op.OperatorJWT, SystemAccount: op.SystemAccount.PublicKey,
+		Preload: map[string]string{
+			op.SystemAccount.PublicKey: op.SystemAccount.JWT,
+			op.AppAccount.PublicKey:    op.AppAccount.JWT,
+		},
+		JetStreamKey: string(key), MaxStore: o.MaxStore, MaxMemory: o.MaxMemory,
+		LameDuck: time.Second,
+	}, nil
 }
 
 // Stop closes the connections and shuts the server down.
