@@ -442,14 +442,25 @@ func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error)
 // Reconcile deletes again any tombstoned account the resolver holds, as
 // one brought back by a peer that missed the delete.
 func (s *Service) Reconcile(ctx context.Context) error {
-	pubs, err := s.cfg.Directory.List(ctx)
+	// The deleted accounts are asked after one by one rather than the
+	// resolver listed: a list of thousands of accounts holds the system
+	// connection, which revocations use too, for seconds.
+	lister, err := s.tombstones.ListKeys(ctx)
 	if err != nil {
 		return err
 	}
-	for _, pub := range pubs {
-		if _, err := s.tombstones.Get(ctx, pub); err != nil {
-			continue
+	var back []string
+	for pub := range lister.Keys() {
+		tok, err := s.cfg.Directory.Lookup(ctx, pub)
+		if err != nil {
+			lister.Stop()
+			return err
 		}
+		if tok != "" {
+			back = append(back, pub)
+		}
+	}
+	for _, pub := range back {
 		s.log.Warn("deleted account came back; deleting it again", "account", pub)
 		if err := s.cfg.Directory.Delete(ctx, s.cfg.Signer, pub); err != nil {
 			return err

@@ -43,7 +43,6 @@ type Directory interface {
 	Push(ctx context.Context, accountJWT string) error
 	// Lookup returns "" when no server holds the account.
 	Lookup(ctx context.Context, account string) (string, error)
-	List(ctx context.Context) ([]string, error)
 	Delete(ctx context.Context, signer nkeys.KeyPair, accounts ...string) error
 	PurgeJetStream(ctx context.Context, account string) error
 }
