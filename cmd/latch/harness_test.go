@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -61,6 +63,9 @@ type served struct {
 	env     map[string]string // LATCH_DATA and LATCH_SERVER for admin commands
 	stop    func()
 	logs    *syncBuffer
+	done    chan error // what run returned
+	exited  bool
+	exitErr error
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes.
@@ -102,54 +107,92 @@ func mustServe(t testing.TB, data string, extra ...string) *served {
 // mustServeEnv is mustServe with an environment for `latch serve`.
 func mustServeEnv(t testing.TB, data string, environ map[string]string, extra ...string) *served {
 	t.Helper()
+	s := launchServe(t, data, environ, nil, extra...)
+	s.waitHealthy(t, 30*time.Second)
+	return s
+}
+
+// launchServe runs `latch serve` on data (made fresh when empty) with free
+// ports and returns at once; it stops when the test ends. The server's
+// log goes to s.logs and, when not nil, to log as well.
+func launchServe(t testing.TB, data string, environ map[string]string, log io.Writer, extra ...string) *served {
+	t.Helper()
 	if data == "" {
 		data = filepath.Join(t.TempDir(), "data")
 	}
-	s := &served{data: data, logs: &syncBuffer{}}
+	s := &served{data: data, logs: &syncBuffer{}, done: make(chan error, 1)}
 	natsAddr, httpAddr, monAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	s.nats, s.http, s.monitor = "nats://"+natsAddr, "http://"+httpAddr, "http://"+monAddr
 	s.env = map[string]string{"LATCH_DATA": data, "LATCH_SERVER": s.nats}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	args := append([]string{"latch", "serve", "--data", data, "--nats", natsAddr, "--http", httpAddr,
 		"--monitor", monAddr, "--lame-duck", "1s"}, extra...)
+	var w io.Writer = s.logs
+	if log != nil {
+		w = io.MultiWriter(s.logs, log)
+	}
 	go func() {
-		done <- run(ctx, args, func(k string) string { return environ[k] }, s.logs, s.logs)
+		s.done <- run(ctx, args, func(k string) string { return environ[k] }, w, w)
 	}()
 	var stopOnce sync.Once
 	s.stop = func() {
 		stopOnce.Do(func() {
 			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("latch serve: %v\n%s", err, s.logs)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("latch serve did not stop within 30s\n%s", s.logs)
+			if err := s.wait(30 * time.Second); err != nil {
+				t.Errorf("latch serve: %v\n%s", err, s.logs)
 			}
 		})
 	}
 	t.Cleanup(s.stop)
-	deadline := time.Now().Add(30 * time.Second)
+	return s
+}
+
+// wait waits for `latch serve` to return, and gives what it returned.
+func (s *served) wait(d time.Duration) error {
+	if s.exited {
+		return s.exitErr
+	}
+	select {
+	case err := <-s.done:
+		s.exited, s.exitErr = true, err
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("did not stop within %s", d)
+	}
+}
+
+// waitHealthy waits until /healthz says ok, failing the test when latch
+// serve stops or d passes first.
+func (s *served) waitHealthy(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		select {
-		case err := <-done:
+		case err := <-s.done:
+			s.exited, s.exitErr = true, err
 			t.Fatalf("latch serve stopped: %v\n%s", err, s.logs)
 		default:
 		}
-		resp, err := http.Get(s.http + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
+		if code, _ := s.healthz(); code == http.StatusOK {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("latch serve not healthy after 30s\n%s", s.logs)
+			t.Fatalf("latch serve not healthy after %s\n%s", d, s.logs)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// healthz is what GET /healthz answers: its status code and body, or 0
+// when nothing answered.
+func (s *served) healthz() (int, string) {
+	resp, err := http.Get(s.http + "/healthz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
 // admin runs an admin command against this server.

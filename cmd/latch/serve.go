@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,8 +35,13 @@ web GUI and the device enrolment API on --http, reached by people at
 On an empty or missing data folder it first does what ` + "`latch init`" + ` does.
 While nobody has signed up it prints a one-time setup link: whoever opens
 it becomes the first person and an admin.
-/healthz on the HTTP port answers 200 only once JetStream and the account
-service are ready. SIGINT or SIGTERM: lame-duck mode, then a clean stop.`,
+/healthz on the HTTP port answers from the start: 503 with the reason
+until JetStream and the account service are ready, then 200. A start
+waits for JetStream to recover every stream however long that takes
+(minutes at tens of thousands of persons), logging how far it is every
+5 s; it gives up when nats-server cannot open a port, or has made no
+progress for --start-stall. SIGINT or SIGTERM: lame-duck mode, then a
+clean stop, also while starting.`,
 		Flags: withGlobals(
 			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
@@ -53,6 +59,8 @@ service are ready. SIGINT or SIGTERM: lame-duck mode, then a clean stop.`,
 			&cli.StringFlag{Name: "js-max-store", Value: "1PiB", Usage: "JetStream disk the server hands out in quotas; over-committed on purpose (see docs/operations.md)"},
 			&cli.StringFlag{Name: "js-max-memory", Value: "1TiB", Usage: "JetStream memory the server hands out in quotas; over-committed on purpose"},
 			&cli.DurationFlag{Name: "lame-duck", Value: 5 * time.Second, Usage: "how long a shutdown spends moving clients off"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error [$LATCH_LOG_LEVEL]"},
+			&cli.DurationFlag{Name: "start-stall", Value: resolver.DefaultStall, Usage: "give up starting when nats-server has made no progress for this long (a start that makes progress is waited for, however long)"},
 		),
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -75,14 +83,16 @@ type serveConfig struct {
 	limits                          accounts.Limits
 	deviceTTL                       time.Duration
 	maxStore, maxMemory             int64
-	lameDuck                        time.Duration
+	lameDuck, startStall            time.Duration
+	logLevel                        slog.Level
 }
 
 func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 	cfg := serveConfig{
 		data: e.global(c, "data"), nats: c.String("nats"), http: c.String("http"),
 		monitor: c.String("monitor"), name: c.String("server-name"), lameDuck: c.Duration("lame-duck"),
-		publicURL: c.String("public-url"), signup: c.String("signup"), trustProxy: c.Bool("trust-proxy"),
+		startStall: c.Duration("start-stall"),
+		publicURL:  c.String("public-url"), signup: c.String("signup"), trustProxy: c.Bool("trust-proxy"),
 	}
 	if cfg.publicURL == "" {
 		_, port, err := net.SplitHostPort(cfg.http)
@@ -119,6 +129,13 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 		}
 		*s.dst = n
 	}
+	lvl := c.String("log-level")
+	if v := e.getenv("LATCH_LOG_LEVEL"); v != "" && !c.IsSet("log-level") {
+		lvl = v
+	}
+	if err := cfg.logLevel.UnmarshalText([]byte(lvl)); err != nil {
+		return cfg, fmt.Errorf("--log-level %q: want debug, info, warn or error", lvl)
+	}
 	ttl, err := parseTTL(c.String("device-ttl"))
 	if err != nil {
 		return cfg, fmt.Errorf("--device-ttl: %v", err)
@@ -129,7 +146,7 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 
 // serve runs the server until ctx ends.
 func serve(ctx context.Context, cfg serveConfig, e *env) error {
-	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	op, err := accounts.LoadOperator(cfg.data)
 	if errors.Is(err, accounts.ErrNotInitialised) {
 		if op, err = accounts.InitOperator(cfg.data, "latch"); err != nil {
@@ -168,11 +185,11 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	// The HTTP listener comes first so a busy port fails before NATS starts.
 	hl, err := net.Listen("tcp", cfg.http)
 	if err != nil {
-		return fmt.Errorf("http: %w", err)
+		return fmt.Errorf("http: cannot listen on %s (--http): %w", cfg.http, unwrapOp(err))
 	}
 	defer hl.Close()
 
-	ns, err := resolver.Start(ctx, resolver.Config{
+	ns, err := resolver.Launch(resolver.Config{
 		Name:          cfg.name,
 		DataDir:       cfg.data,
 		Listen:        cfg.nats,
@@ -188,10 +205,11 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		MaxStore:         cfg.maxStore,
 		MaxMemory:        cfg.maxMemory,
 		LameDuck:         cfg.lameDuck,
+		StallTimeout:     cfg.startStall,
 		Log:              log,
 	})
 	if err != nil {
-		return err
+		return listenError(err)
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.lameDuck+10*time.Second)
@@ -199,6 +217,30 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		ns.Shutdown(sctx)
 		log.Info("stopped")
 	}()
+
+	// /healthz answers from the first moment, 503 with how far the start
+	// is until everything is ready; the GUI comes once it exists. A start
+	// with thousands of persons spends minutes recovering JetStream.
+	var ready atomic.Bool
+	var gui atomic.Pointer[web.Server]
+	hs := &http.Server{Handler: httpHandler(ns, &ready, &gui), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(hl)
+	var stopHTTP sync.Once
+	stopWeb := func() {
+		stopHTTP.Do(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			hs.Shutdown(sctx)
+		})
+	}
+	defer stopWeb()
+	if err := ns.WaitReady(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Stopped while starting: a clean stop.
+			return nil
+		}
+		return listenError(err)
+	}
 
 	dial := func(userJWT string, seed []byte) (*nats.Conn, error) {
 		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)), nats.Name("latch"))
@@ -269,7 +311,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	if len(servers) == 0 {
 		servers = []string{ns.ClientURL()}
 	}
-	gui, err := web.New(web.Config{
+	g, err := web.New(web.Config{
 		PublicURL:   cfg.publicURL,
 		Signup:      cfg.signup,
 		TrustProxy:  cfg.trustProxy,
@@ -277,22 +319,15 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		SessionKeys: sessionKeys,
 		Accounts:    svc,
 		Presence:    presence,
-		Status:      serverStatus{ns: ns, claims: resolver.NewClaims(sysNC, 5*time.Second)},
+		Status:      serverStatus{ns: ns},
 		Log:         log,
 	})
 	if err != nil {
 		return usageError{msg: err.Error()}
 	}
 
-	var ready atomic.Bool
-	hs := &http.Server{Handler: httpHandler(ns, &ready, gui), ReadHeaderTimeout: 10 * time.Second}
-	hs.RegisterOnShutdown(gui.CloseStreams) // live pages' streams would hold the shutdown up
-	go hs.Serve(hl)
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hs.Shutdown(sctx)
-	}()
+	hs.RegisterOnShutdown(g.CloseStreams) // live pages' streams would hold the shutdown up
+	gui.Store(g)
 	ready.Store(true)
 	log.Info("latch is ready", "nats", ns.ClientURL(), "http", "http://"+hl.Addr().String(), "web", cfg.publicURL,
 		"monitor", ns.MonitorURL(), "data", cfg.data, "pid", os.Getpid())
@@ -304,25 +339,60 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		fmt.Fprintf(e.stderr, "\nNobody has signed up yet. Open this one-time link to set up latch and become its admin:\n\n    %s/setup/%s\n\n", cfg.publicURL, token)
 	}
 
-	<-ctx.Done()
-	log.Info("shutting down")
-	ready.Store(false)
-	return nil
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		ready.Store(false)
+		// The web stops first, while what its requests use still runs.
+		stopWeb()
+		return nil
+	case <-ns.Failed():
+		ready.Store(false)
+		return listenError(ns.Err())
+	}
+}
+
+// listenError names the flag of a listener nats-server could not open.
+func listenError(err error) error {
+	var le *resolver.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	flag := map[string]string{"client": "--nats", "monitor": "--monitor"}[le.Listener]
+	return fmt.Errorf("nats: cannot listen for %s connections on %s (%s): %v; is another server using the port? Stop it or choose another address with %s",
+		le.Listener, le.Addr, flag, le.Err, flag)
+}
+
+// unwrapOp is the cause inside a *net.OpError, which repeats the address.
+func unwrapOp(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
+	return err
 }
 
 // httpHandler serves /healthz, 200 once the server is ready and JetStream
-// is healthy and 503 with the reason otherwise, and the web GUI.
-func httpHandler(ns *resolver.Server, ready *atomic.Bool, gui http.Handler) http.Handler {
+// is healthy and 503 with the reason otherwise, and the web GUI once it
+// is there.
+func httpHandler(ns *resolver.Server, ready *atomic.Bool, gui *atomic.Pointer[web.Server]) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", gui)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !ready.Load() {
-			http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if g := gui.Load(); g != nil {
+			g.ServeHTTP(w, r)
 			return
 		}
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "latch is starting; try again in a moment", http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if err := ns.Healthy(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if !ready.Load() {
+			http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -367,10 +437,7 @@ func recordLastSeen(ctx context.Context, p *resolver.Presence, svc *accounts.Ser
 }
 
 // serverStatus is what the admin page shows of the embedded server.
-type serverStatus struct {
-	ns     *resolver.Server
-	claims *resolver.Claims
-}
+type serverStatus struct{ ns *resolver.Server }
 
 func (s serverStatus) Status(ctx context.Context) (web.ServerStatus, error) {
 	st := s.ns.Stats()
@@ -378,10 +445,10 @@ func (s serverStatus) Status(ctx context.Context) (web.ServerStatus, error) {
 		Name: st.Name, Version: st.Version, Uptime: st.Uptime, Connections: st.Connections,
 		JetStream: st.JetStream, StorageUsed: st.StorageUsed, MemoryUsed: st.MemoryUsed, ClientURL: s.ns.ClientURL(),
 	}
-	accts, err := s.claims.List(ctx)
+	n, err := s.ns.StoredAccounts()
 	if err != nil {
 		out.ResolverError = err.Error()
 	}
-	out.Accounts = len(accts)
+	out.Accounts = n
 	return out, nil
 }
