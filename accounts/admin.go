@@ -26,9 +26,48 @@ const (
 	EndpointInviteCreate   = "invite.create"
 	EndpointAuditList      = "audit.ls"
 
-	// ActorHeader names, for the audit trail, who is calling.
-	ActorHeader = "Latch-Actor"
+	EndpointAdminCredsIssue  = "admin.creds.issue"
+	EndpointAdminCredsList   = "admin.creds.ls"
+	EndpointAdminCredsRevoke = "admin.creds.revoke"
+
+	// requestInfoHeader carries, on a request that crossed a service
+	// import with share on, the calling client as the server saw it.
+	// The server writes it, replacing any the client sent.
+	requestInfoHeader = "Nats-Request-Info"
 )
+
+// caller is who sent an admin request: a user of LATCH_ADMIN, named by
+// its key as the server reported it in Nats-Request-Info, and by the name
+// its creds were issued under. Anything else is refused.
+func (s *Service) caller(ctx context.Context, info string) (Actor, error) {
+	var ci struct {
+		Account string `json:"acc"`
+		User    string `json:"user"`
+		NameTag string `json:"name_tag"`
+		Host    string `json:"host"`
+	}
+	if info == "" || json.Unmarshal([]byte(info), &ci) != nil || s.cfg.AdminAccount == "" ||
+		ci.Account != s.cfg.AdminAccount || ci.User == "" {
+		return Actor{}, errorf(ErrForbidden, "the admin service answers admin creds only (a user of LATCH_ADMIN); see `latch admin creds issue`")
+	}
+	name := ci.NameTag
+	if a, err := s.adminByKey(ctx, ci.User); err == nil {
+		name = a.Name
+	}
+	return Actor{Name: "admin:" + name, Key: ci.User, From: ci.Host}, nil
+}
+
+// AdminCredsRequest asks for admin creds for a key the caller made.
+type AdminCredsRequest struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key,omitempty"`
+}
+
+// AdminCredsReply is new admin creds: the user JWT for the caller's key.
+type AdminCredsReply struct {
+	AdminCreds
+	JWT string `json:"jwt"`
+}
 
 // AccountRequest names a person account.
 type AccountRequest struct {
@@ -120,14 +159,17 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			// The answer goes out from another goroutine, straight on the
 			// connection: micro's Request may not be touched once this
 			// handler has returned (micro reads it for its statistics).
-			reply, data, who := req.Reply(), req.Data(), req.Headers().Get(ActorHeader)
+			reply, data, info := req.Reply(), req.Data(), req.Headers().Get(requestInfoHeader)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
-				ctx = WithActor(ctx, Actor{Name: "admin:" + who, From: "nats"})
-				out, err := h(ctx, data)
+				who, err := s.caller(ctx, info)
+				var out any
+				if err == nil {
+					out, err = h(WithActor(ctx, who), data)
+				}
 				if err := respond(nc, reply, out, err); err != nil {
 					s.log.Warn("admin reply lost", "endpoint", subject, "err", err)
 				}
@@ -212,6 +254,31 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			}
 			return InviteCreateReply{Token: token, Link: s.InviteLink(token), Invite: inv}, nil
 		},
+		EndpointAdminCredsIssue: func(ctx context.Context, data []byte) (any, error) {
+			var r AdminCredsRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			tok, a, err := s.IssueAdminCreds(ctx, r.Name, r.PublicKey)
+			if err != nil {
+				return nil, err
+			}
+			return AdminCredsReply{AdminCreds: a, JWT: tok}, nil
+		},
+		EndpointAdminCredsList: func(ctx context.Context, data []byte) (any, error) {
+			as, err := s.AdminCreds(ctx)
+			if as == nil {
+				as = []AdminCreds{}
+			}
+			return as, err
+		},
+		EndpointAdminCredsRevoke: func(ctx context.Context, data []byte) (any, error) {
+			var r AdminCredsRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			return s.RevokeAdminCreds(ctx, r.Name)
+		},
 		EndpointAuditList: func(ctx context.Context, data []byte) (any, error) {
 			var r AuditRequest
 			if err := decode(data, &r); err != nil {
@@ -270,7 +337,7 @@ func decode(data []byte, v any) error {
 // errorCodes maps error kinds to the codes of the micro protocol.
 var errorCodes = map[string]string{
 	"invalid": "400", "not_found": "404", "exists": "409",
-	"revoked": "410", "disabled": "403", "internal": "500",
+	"revoked": "410", "disabled": "403", "forbidden": "403", "internal": "500",
 }
 
 // respond answers a request as micro would: JSON, or for an error the
@@ -291,17 +358,16 @@ func respond(nc *nats.Conn, reply string, out any, err error) error {
 	return nc.PublishMsg(msg)
 }
 
-// AdminClient calls the admin service. The CLI is one.
+// AdminClient calls the admin service. The CLI is one. The service knows
+// who calls from the server, by the key of the admin creds nc uses.
 type AdminClient struct {
 	nc      *nats.Conn
-	actor   string
 	timeout time.Duration
 }
 
-// NewAdminClient returns a client over nc that names itself actor in the
-// audit trail.
-func NewAdminClient(nc *nats.Conn, actor string) *AdminClient {
-	return &AdminClient{nc: nc, actor: actor, timeout: time.Minute}
+// NewAdminClient returns a client over nc, a connection with admin creds.
+func NewAdminClient(nc *nats.Conn) *AdminClient {
+	return &AdminClient{nc: nc, timeout: time.Minute}
 }
 
 func (c *AdminClient) call(ctx context.Context, endpoint string, in, out any) error {
@@ -311,7 +377,6 @@ func (c *AdminClient) call(ctx context.Context, endpoint string, in, out any) er
 	}
 	msg := nats.NewMsg(AdminSubjectPrefix + "." + endpoint)
 	msg.Data = body
-	msg.Header.Set(ActorHeader, c.actor)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	reply, err := c.nc.RequestMsgWithContext(ctx, msg)
@@ -332,6 +397,24 @@ func (c *AdminClient) call(ctx context.Context, endpoint string, in, out any) er
 		return fmt.Errorf("admin request %s: unreadable reply: %w", endpoint, err)
 	}
 	return nil
+}
+
+// IssueAdminCreds asks for admin creds named name for the user key pub.
+func (c *AdminClient) IssueAdminCreds(ctx context.Context, name, pub string) (AdminCredsReply, error) {
+	var r AdminCredsReply
+	return r, c.call(ctx, EndpointAdminCredsIssue, AdminCredsRequest{Name: name, PublicKey: pub}, &r)
+}
+
+// AdminCreds lists the admin creds.
+func (c *AdminClient) AdminCreds(ctx context.Context) ([]AdminCreds, error) {
+	var r []AdminCreds
+	return r, c.call(ctx, EndpointAdminCredsList, struct{}{}, &r)
+}
+
+// RevokeAdminCreds revokes the admin creds named name.
+func (c *AdminClient) RevokeAdminCreds(ctx context.Context, name string) (AdminCreds, error) {
+	var r AdminCreds
+	return r, c.call(ctx, EndpointAdminCredsRevoke, AdminCredsRequest{Name: name}, &r)
 }
 
 // AddAccount creates a person account.

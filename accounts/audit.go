@@ -26,25 +26,32 @@ const (
 	ActionInviteCreate        = "invite.create"
 	ActionInviteConsume       = "invite.consume"
 	ActionInviteRevoke        = "invite.revoke"
+	ActionAdminCredsIssue     = "admin_creds.issue"
+	ActionAdminCredsRevoke    = "admin_creds.revoke"
 )
 
 // AuditEvent is one entry of the audit trail.
 type AuditEvent struct {
-	Time        time.Time `json:"time"`
-	Actor       string    `json:"actor"`
-	From        string    `json:"from,omitempty"`
-	Action      string    `json:"action"`
-	Account     string    `json:"account,omitempty"`
-	AccountName string    `json:"account_name,omitempty"`
-	Device      string    `json:"device,omitempty"`
-	DeviceName  string    `json:"device_name,omitempty"`
-	Detail      string    `json:"detail,omitempty"`
+	Time  time.Time `json:"time"`
+	Actor string    `json:"actor"`
+	// ActorKey is the NATS user key of an admin who called the admin
+	// service, as the server reported it.
+	ActorKey    string `json:"actor_key,omitempty"`
+	From        string `json:"from,omitempty"`
+	Action      string `json:"action"`
+	Account     string `json:"account,omitempty"`
+	AccountName string `json:"account_name,omitempty"`
+	Device      string `json:"device,omitempty"`
+	DeviceName  string `json:"device_name,omitempty"`
+	Detail      string `json:"detail,omitempty"`
 }
 
 // Actor is who asks for a change, and from where.
 type Actor struct {
 	Name string
 	From string
+	// Key is the caller's NATS user key, for a call over NATS.
+	Key string
 }
 
 type actorKey struct{}
@@ -65,7 +72,7 @@ func actorOf(ctx context.Context) Actor {
 func (s *Service) audit(ctx context.Context, e AuditEvent) error {
 	a := actorOf(ctx)
 	e.Time = time.Now().UTC()
-	e.Actor, e.From = a.Name, a.From
+	e.Actor, e.From, e.ActorKey = a.Name, a.From, a.Key
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err

@@ -43,13 +43,28 @@ func DeviceTemplate() jwt.UserPermissionLimits {
 	return t
 }
 
-// adminPermissions are the CLI admin user's: call the admin service (and
-// let `nats micro` discover it), nothing else.
-func adminPermissions() *jwt.Permissions {
-	var p jwt.Permissions
-	p.Pub.Allow.Add(AdminSubjectPrefix+".>", "$SRV.>")
-	p.Sub.Allow.Add("_INBOX.>")
-	return &p
+// srvSubjects are micro's discovery subjects ($SRV.PING, $SRV.INFO,
+// $SRV.STATS and their per-service forms), so `nats micro ls` finds the
+// admin service with admin creds.
+const srvSubjects = "$SRV.>"
+
+// AdminInboxPrefix is the inbox prefix of an admin user: each admin may
+// receive replies only under _INBOX.<their user key>, so that one admin
+// cannot read the replies another admin is sent (device creds among
+// them). Clients set it with nats.CustomInboxPrefix, or natscli's
+// --inbox-prefix.
+func AdminInboxPrefix(userPub string) string { return "_INBOX." + userPub }
+
+// adminUserJWT signs the user JWT of an admin: call the admin service (and
+// let `nats micro` discover it), receive replies on its own inbox, nothing
+// else.
+func adminUserJWT(signer nkeys.KeyPair, account, userPub, name string) (string, error) {
+	uc := jwt.NewUserClaims(userPub)
+	uc.Name = name
+	uc.IssuerAccount = account
+	uc.Pub.Allow.Add(AdminSubjectPrefix+".>", srvSubjects)
+	uc.Sub.Allow.Add(AdminInboxPrefix(userPub) + ".>")
+	return uc.Encode(signer)
 }
 
 func systemAccountClaims(pub, signingKey string) *jwt.AccountClaims {
@@ -69,7 +84,43 @@ func appAccountClaims(pub, signingKey string) *jwt.AccountClaims {
 		MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit,
 		Streams: jwt.NoLimit, Consumer: jwt.NoLimit, MaxAckPending: jwt.NoLimit,
 	}
+	// The admin service and its discovery, for LATCH_ADMIN alone: a
+	// private export, imported with an activation token.
+	ac.Exports.Add(
+		&jwt.Export{Name: "latch admin service", Subject: AdminSubjectPrefix + ".>", Type: jwt.Service, TokenReq: true},
+		// Every instance answers discovery, so more than one reply.
+		&jwt.Export{Name: "latch admin discovery", Subject: srvSubjects, Type: jwt.Service, TokenReq: true, ResponseType: jwt.ResponseTypeStream},
+	)
 	return ac
+}
+
+// adminAccountClaims are LATCH_ADMIN's: the account of the admins' creds.
+// It imports the admin service from LATCH with share on, so the service
+// learns each caller's user key from the server (Nats-Request-Info), and
+// sees nothing else of LATCH: latch's buckets, secrets and the replies to
+// its own requests stay in an account no credential outside the server
+// belongs to. appSigner, a signing key of LATCH, signs the activations.
+func adminAccountClaims(pub, signingKey, appPub string, appSigner nkeys.KeyPair) (*jwt.AccountClaims, error) {
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = "LATCH_ADMIN"
+	ac.SigningKeys.Add(signingKey)
+	ac.Limits.Conn = 64
+	ac.Limits.LeafNodeConn = 0
+	for _, subj := range []string{AdminSubjectPrefix + ".>", srvSubjects} {
+		act := jwt.NewActivationClaims(pub)
+		act.ImportSubject = jwt.Subject(subj)
+		act.ImportType = jwt.Service
+		act.IssuerAccount = appPub
+		tok, err := act.Encode(appSigner)
+		if err != nil {
+			return nil, err
+		}
+		ac.Imports.Add(&jwt.Import{
+			Name: "latch " + subj, Subject: jwt.Subject(subj), Account: appPub,
+			Type: jwt.Service, Token: tok, Share: true,
+		})
+	}
+	return ac, nil
 }
 
 // Limits are the quotas of a person account.

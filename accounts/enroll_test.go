@@ -443,7 +443,7 @@ func TestAdminApproveDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Stop()
-	admin := accounts.NewAdminClient(s.App, "tester")
+	admin := accounts.NewAdminClient(s.MustAdminConn(t))
 
 	k := newDeviceKey(t)
 	deviceCode, e := mustStartEnrollment(t, s, k, "laptop")
@@ -462,7 +462,7 @@ func TestAdminApproveDevice(t *testing.T) {
 		t.Errorf("poll after an admin approval: %v", err)
 	}
 	es, _ := s.Service.Audit(ctx, 1)
-	if len(es) != 1 || es[0].Action != accounts.ActionEnrollApprove || es[0].Actor != "admin:tester" {
-		t.Errorf("last audit entry: got %+v, want enroll.approve by admin:tester", es)
+	if len(es) != 1 || es[0].Action != accounts.ActionEnrollApprove || es[0].Actor != "admin:admin" || es[0].ActorKey != s.Operator.FirstAdmin {
+		t.Errorf("last audit entry: got %+v, want enroll.approve by admin:admin with the key of admin.creds", es)
 	}
 }

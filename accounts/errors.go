@@ -15,6 +15,8 @@ var (
 	ErrRevoked  = errors.New("revoked")
 	ErrDisabled = errors.New("disabled")
 	ErrInvalid  = errors.New("invalid")
+	// ErrForbidden is a caller that may not do what it asks.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // ValidationError lists what is wrong with an input, field by field.
@@ -70,6 +72,8 @@ func Kind(err error) string {
 		return "revoked"
 	case errors.Is(err, ErrDisabled):
 		return "disabled"
+	case errors.Is(err, ErrForbidden):
+		return "forbidden"
 	}
 	return "internal"
 }
@@ -83,6 +87,7 @@ func ErrorOfKind(kind, msg string) error {
 		"exists":    ErrExists,
 		"revoked":   ErrRevoked,
 		"disabled":  ErrDisabled,
+		"forbidden": ErrForbidden,
 	}[kind]
 	if k == nil {
 		return errors.New(msg)

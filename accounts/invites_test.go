@@ -208,6 +208,7 @@ func TestAdminCreateInvite(t *testing.T) {
 	// public URL; it alone serves the admin API here.
 	svc, err := accounts.Open(ctx, accounts.Config{
 		Signer: signer, Directory: s.Claims, App: s.App, PublicURL: "https://latch.example.com/",
+		AdminAccount: s.Operator.AdminAccount.PublicKey,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -217,13 +218,13 @@ func TestAdminCreateInvite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ms.Stop()
-	admin := accounts.NewAdminClient(s.App, "tester")
+	admin := accounts.NewAdminClient(s.MustAdminConn(t))
 
 	r, err := admin.CreateInvite(ctx, true)
 	if err != nil {
 		t.Fatalf("create invite through the admin service: %v", err)
 	}
-	if r.Link != "https://latch.example.com/invite/"+r.Token || !r.Invite.Admin || r.Invite.CreatedBy != "admin:tester" {
+	if r.Link != "https://latch.example.com/invite/"+r.Token || !r.Invite.Admin || r.Invite.CreatedBy != "admin:admin" {
 		t.Errorf("invite reply: got %+v", r)
 	}
 	if inv, err := s.Service.Invite(ctx, r.Token); err != nil || inv.ID != r.Invite.ID {

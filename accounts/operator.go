@@ -36,7 +36,14 @@ type Manifest struct {
 	SigningKey    string     `json:"signing_key"` // the operator signing key in use
 	SystemAccount AccountJWT `json:"system_account"`
 	AppAccount    AccountJWT `json:"app_account"`
-	Created       time.Time  `json:"created"`
+	// AdminAccount is LATCH_ADMIN, where admins' creds live. Its JWT here
+	// is the first one; the resolver holds the current one (with its
+	// revocations), which the account service writes.
+	AdminAccount AccountJWT `json:"admin_account"`
+	// FirstAdmin is the user key of the admin.creds that init made, which
+	// the server registers as the admin "admin" when it first starts.
+	FirstAdmin string    `json:"first_admin,omitempty"`
+	Created    time.Time `json:"created"`
 }
 
 // AccountJWT is one of latch's own accounts.
@@ -169,11 +176,7 @@ func writeOperatorTree(dir, name string) error {
 	if err := keys.WriteFileNew(filepath.Join(dir, SysCredsFile), sysCreds); err != nil {
 		return err
 	}
-	adminCreds, err := mintUserCreds(appSignKP, appPub, "admin", adminPermissions())
-	if err != nil {
-		return err
-	}
-	if err := keys.WriteFileNew(filepath.Join(dir, AdminCredsFile), adminCreds); err != nil {
+	if err := addAdminAccount(dir, store, &m, appSignKP); err != nil {
 		return err
 	}
 	if err := store.PutSecret(JetStreamKeyName, keys.RandomSecret(32)); err != nil {
@@ -189,6 +192,111 @@ func writeManifest(dir string, m Manifest) error {
 		return err
 	}
 	return keys.WriteFileReplace(filepath.Join(dir, ManifestFile), append(b, '\n'))
+}
+
+// addAdminAccount makes LATCH_ADMIN (keys, JWT) and admin.creds, a user
+// of it, and records both in m; appSigner is LATCH's signing key.
+func addAdminAccount(dir string, store *keys.Store, m *Manifest, appSigner nkeys.KeyPair) error {
+	adminKP, _ := nkeys.CreateAccount()
+	adminSignKP, _ := nkeys.CreateAccount()
+	if err := store.Put(adminSignKP); err != nil {
+		return err
+	}
+	adminPub, _ := adminKP.PublicKey()
+	adminSignPub, _ := adminSignKP.PublicKey()
+	signer, err := store.Get(m.SigningKey)
+	if err != nil {
+		return err
+	}
+	ac, err := adminAccountClaims(adminPub, adminSignPub, m.AppAccount.PublicKey, appSigner)
+	if err != nil {
+		return err
+	}
+	tok, err := ac.Encode(signer)
+	if err != nil {
+		return err
+	}
+	m.AdminAccount = AccountJWT{Name: "LATCH_ADMIN", PublicKey: adminPub, SigningKey: adminSignPub, JWT: tok}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	seed, _ := ukp.Seed()
+	ujwt, err := adminUserJWT(adminSignKP, adminPub, upub, FirstAdminName)
+	if err != nil {
+		return err
+	}
+	creds, err := keys.FormatCreds(ujwt, seed)
+	if err != nil {
+		return err
+	}
+	m.FirstAdmin = upub
+	return keys.WriteFileReplace(filepath.Join(dir, AdminCredsFile), creds)
+}
+
+// UpgradeAdminAccount moves a data folder made before LATCH_ADMIN existed
+// to it: admin.creds was then a user of LATCH itself, which could read
+// the replies to the server's own requests (secrets among them). It makes
+// LATCH_ADMIN and a new admin.creds there, and gives LATCH a new signing
+// key in place of the one that signed the old admin.creds, so that no
+// user made before stays valid in LATCH. It reports whether it changed
+// anything; the server must not be running.
+func (o *Operator) UpgradeAdminAccount() (bool, error) {
+	if o.AdminAccount.PublicKey != "" {
+		return false, nil
+	}
+	signer, err := o.Signer()
+	if err != nil {
+		return false, err
+	}
+	ac, err := jwt.DecodeAccountClaims(o.AppAccount.JWT)
+	if err != nil {
+		return false, fmt.Errorf("LATCH account JWT: %w", err)
+	}
+	newSign, _ := nkeys.CreateAccount()
+	newPub, _ := newSign.PublicKey()
+	if err := o.Keys.Put(newSign); err != nil {
+		return false, err
+	}
+	fresh := appAccountClaims(o.AppAccount.PublicKey, newPub)
+	ac.SigningKeys, ac.Exports = fresh.SigningKeys, fresh.Exports
+	tok, err := ac.Encode(signer)
+	if err != nil {
+		return false, err
+	}
+	m := o.Manifest
+	old := m.AppAccount.SigningKey
+	m.AppAccount.JWT, m.AppAccount.SigningKey = tok, newPub
+	if err := addAdminAccount(o.Dir, o.Keys, &m, newSign); err != nil {
+		return false, err
+	}
+	if err := writeManifest(o.Dir, m); err != nil {
+		return false, err
+	}
+	o.Manifest = m
+	if o.Keys.Has(old) {
+		o.Keys.Remove(old)
+	}
+	return true, nil
+}
+
+// Preload is the JWTs of latch's own accounts (public key → JWT), which
+// the resolver holds before the server starts.
+func (o *Operator) Preload() map[string]string {
+	m := map[string]string{}
+	for _, a := range []AccountJWT{o.SystemAccount, o.AppAccount, o.AdminAccount} {
+		if a.PublicKey != "" {
+			m[a.PublicKey] = a.JWT
+		}
+	}
+	return m
+}
+
+// AdminSigner loads LATCH_ADMIN's signing key, which signs admins' users.
+func (o *Operator) AdminSigner() (nkeys.KeyPair, error) {
+	kp, err := o.Keys.Get(o.AdminAccount.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("LATCH_ADMIN signing key: %w", err)
+	}
+	return kp, nil
 }
 
 // LoadOperator opens an initialised data folder.

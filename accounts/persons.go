@@ -470,8 +470,8 @@ func (s *Service) Reconcile(ctx context.Context) error {
 }
 
 // Resign re-signs, with the operator signing key in use, every person
-// account whose JWT another signing key issued, as after a signing-key
-// rotation. It returns how many it re-signed.
+// account and LATCH_ADMIN whose JWT another signing key issued, as after
+// a signing-key rotation. It returns how many it re-signed.
 func (s *Service) Resign(ctx context.Context) (int, error) {
 	signer, err := s.cfg.Signer.PublicKey()
 	if err != nil {
@@ -482,11 +482,17 @@ func (s *Service) Resign(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
+	accts := []string{s.cfg.AdminAccount}
 	for _, p := range ps {
-		if p.Status == StatusCreating || p.Status == StatusDeleting {
+		if p.Status != StatusCreating && p.Status != StatusDeleting {
+			accts = append(accts, p.Account)
+		}
+	}
+	for _, acct := range accts {
+		if acct == "" {
 			continue
 		}
-		tok, err := s.cfg.Directory.Lookup(ctx, p.Account)
+		tok, err := s.cfg.Directory.Lookup(ctx, acct)
 		if err != nil || tok == "" {
 			continue
 		}
@@ -495,8 +501,8 @@ func (s *Service) Resign(ctx context.Context) (int, error) {
 			continue
 		}
 		// An empty change: commit signs with the key in use.
-		if err := s.update(p.Account, func(*jwt.AccountClaims) error { return nil }); err != nil {
-			return n, fmt.Errorf("re-sign %s: %w", p.Name, err)
+		if err := s.update(acct, func(*jwt.AccountClaims) error { return nil }); err != nil {
+			return n, fmt.Errorf("re-sign %s (%s): %w", acct, ac.Name, err)
 		}
 		n++
 	}

@@ -33,6 +33,7 @@ const (
 	PasskeysBucket   = "latch_passkeys"
 	EnrollBucket     = "latch_enroll"
 	InvitesBucket    = "latch_invites"
+	AdminsBucket     = "latch_admins"
 	AuditStream      = "latch_audit"
 	auditSubject     = "latch.audit"
 )
@@ -66,6 +67,10 @@ type Config struct {
 	Replicas int
 	// DeviceTTL is the default lifetime of an issued device JWT; 0 is none.
 	DeviceTTL time.Duration
+	// AdminAccount is LATCH_ADMIN's public key: the admin service answers
+	// only its users. AdminSigner, its signing key, signs admins' creds.
+	AdminAccount string
+	AdminSigner  nkeys.KeyPair
 	// Log receives what the service reports.
 	Log *slog.Logger
 	// PublicURL is where people reach the web GUI, such as
@@ -85,6 +90,7 @@ type Service struct {
 	passkeys   jetstream.KeyValue
 	enroll     jetstream.KeyValue
 	invites    jetstream.KeyValue
+	admins     jetstream.KeyValue
 
 	writers sync.Map // account public key → *writer
 	// statusMu serializes the status changes of one person (name →
@@ -131,6 +137,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		{&s.passkeys, PasskeysBucket, "passkeys: p.person.id → passkey; c.id → person; h.handle → person", 1, 0},
 		{&s.enroll, EnrollBucket, "pending device enrolments: d.hash → enrolment; u.code → hash", 1, enrollBucketTTL},
 		{&s.invites, InvitesBucket, "invite links: hash of the token → invite", 1, InviteTTL},
+		{&s.admins, AdminsBucket, "admins' creds: user key → name, created, revoked", 1, 0},
 	}
 	for _, b := range buckets {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -9,6 +9,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 )
@@ -24,8 +25,14 @@ func (e *env) adminClient(c *cli.Context) (*accounts.AdminClient, func(), error)
 		}
 		return nil, nil, err
 	}
+	uc, err := jwt.DecodeUserClaims(creds.JWT)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", credsPath, err)
+	}
 	nc, err := nats.Connect(url,
 		nats.UserJWTAndSeed(creds.JWT, string(creds.Seed)),
+		// Admin creds receive replies under their own prefix only.
+		nats.CustomInboxPrefix(accounts.AdminInboxPrefix(uc.Subject)),
 		nats.Name("latch cli"),
 		nats.Timeout(5*time.Second),
 		nats.NoReconnect(),
@@ -33,11 +40,7 @@ func (e *env) adminClient(c *cli.Context) (*accounts.AdminClient, func(), error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach the latch server at %s: %v; is `latch serve` running? (set --server or LATCH_SERVER)", url, err)
 	}
-	actor := e.getenv("USER")
-	if actor == "" {
-		actor = "cli"
-	}
-	return accounts.NewAdminClient(nc, actor), nc.Close, nil
+	return accounts.NewAdminClient(nc), nc.Close, nil
 }
 
 // adminAction wraps an admin command's action: it checks the positional

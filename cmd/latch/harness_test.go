@@ -122,6 +122,12 @@ func launchServe(t testing.TB, data string, environ map[string]string, log io.Wr
 	}
 	s := &served{data: data, logs: &syncBuffer{}, done: make(chan error, 1)}
 	natsAddr, httpAddr, monAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	// A --nats among extra wins (the last of a flag given twice counts).
+	for i, a := range extra {
+		if a == "--nats" && i+1 < len(extra) {
+			natsAddr = extra[i+1]
+		}
+	}
 	s.nats, s.http, s.monitor = "nats://"+natsAddr, "http://"+httpAddr, "http://"+monAddr
 	s.env = map[string]string{"LATCH_DATA": data, "LATCH_SERVER": s.nats}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -246,6 +252,7 @@ type operatorInfo struct {
 	Strict        bool     `json:"strict_signing_key_usage"`
 	SystemAccount string   `json:"system_account"`
 	AppAccount    string   `json:"app_account"`
+	AdminAccount  string   `json:"admin_account"`
 	Data          string   `json:"data"`
 }
 

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/keys"
+	"github.com/nats-io/jwt/v2"
 )
 
 const natsCLIMissing = "nats CLI not installed; .ci/run installs it with go install github.com/nats-io/natscli/nats@v0.5.0"
@@ -70,6 +74,20 @@ func (n natsRunner) runWait(t *testing.T, creds string, wait time.Duration, args
 		t.Fatalf("nats %s did not finish within a minute:\n%s", strings.Join(args, " "), out.String())
 	}
 	return out.String(), err
+}
+
+// credsUser is the user public key of a creds file.
+func credsUser(t testing.TB, file string) string {
+	t.Helper()
+	c, err := keys.ReadCreds(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := jwt.DecodeUserClaims(c.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uc.Subject
 }
 
 func (n natsRunner) mustRun(t *testing.T, creds string, args ...string) string {
@@ -172,10 +190,12 @@ func TestNatsCLIInterop(t *testing.T) {
 	// The admin creds reach the admin service with plain nats commands,
 	// the system creds the server's own requests.
 	admin, sys := filepath.Join(s.data, "admin.creds"), filepath.Join(s.data, "sys.creds")
-	if out := n.mustRun(t, admin, "micro", "ls"); !strings.Contains(out, "latch-admin") {
+	// Admin creds receive replies on their own inbox prefix only.
+	inbox := "--inbox-prefix=" + accounts.AdminInboxPrefix(credsUser(t, admin))
+	if out := n.mustRun(t, admin, inbox, "micro", "ls"); !strings.Contains(out, "latch-admin") {
 		t.Errorf("nats micro ls: got\n%s\nwant the latch-admin service", out)
 	}
-	if out := n.mustRun(t, admin, "req", "latch.admin.v1.account.ls", "{}"); !strings.Contains(out, alice) {
+	if out := n.mustRun(t, admin, inbox, "req", "latch.admin.v1.account.ls", "{}"); !strings.Contains(out, alice) {
 		t.Errorf("nats req latch.admin.v1.account.ls: got\n%s\nwant alice's account", out)
 	}
 	if out := n.mustRun(t, sys, "server", "ls", "1"); !strings.Contains(out, "latch") {

@@ -198,8 +198,8 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("audit: actions %q, want %q", got, wantActions)
 	}
 	last := events[len(events)-1]
-	if last.AccountName != "bob" || last.Account != accts["bob"] || last.Actor != "admin:cli" {
-		t.Errorf("last audit event %+v, want bob's delete by admin:cli", last)
+	if last.AccountName != "bob" || last.Account != accts["bob"] || last.Actor != "admin:admin" {
+		t.Errorf("last audit event %+v, want bob's delete by admin:admin (admin.creds)", last)
 	}
 	if got := auditActions(auditEvents(t, s, 2)); !slices.Equal(got, wantActions[len(wantActions)-2:]) {
 		t.Errorf("audit --last 2: %q, want the last two, %q", got, wantActions[len(wantActions)-2:])
@@ -290,8 +290,8 @@ func checkInitFolder(t *testing.T, data, opPub string) {
 		t.Errorf("jetstream.key holds %d bytes, want 32 random bytes in hex", len(b))
 	}
 	seeds, _ := filepath.Glob(filepath.Join(data, "keys", "*.nk"))
-	if len(seeds) != 4 {
-		t.Errorf("keys/ holds %d seeds, want 4 (operator, its signing key, SYS's and LATCH's signing keys)", len(seeds))
+	if len(seeds) != 5 {
+		t.Errorf("keys/ holds %d seeds, want 5 (operator, its signing key, SYS's, LATCH's and LATCH_ADMIN's signing keys)", len(seeds))
 	}
 	var haveOperator bool
 	for _, f := range seeds {
@@ -312,7 +312,7 @@ func checkInitFolder(t *testing.T, data, opPub string) {
 		t.Errorf("keys/ lacks the operator identity seed %s", opPub)
 	}
 	op := mustOperatorInfo(t, data)
-	for file, account := range map[string]string{"sys.creds": op.SystemAccount, "admin.creds": op.AppAccount} {
+	for file, account := range map[string]string{"sys.creds": op.SystemAccount, "admin.creds": op.AdminAccount} {
 		c, err := keys.ReadCreds(filepath.Join(data, file))
 		if err != nil {
 			t.Fatal(err)

@@ -81,6 +81,7 @@ func runIn(ctx context.Context, args []string, getenv func(string) string, stdin
 			operatorCommand(e),
 			accountCommand(e),
 			deviceCommand(e),
+			adminCommand(e),
 			inviteCommand(e),
 			auditCommand(e),
 			clientCommand(e),

@@ -41,9 +41,10 @@ func operatorCommand(e *env) *cli.Command {
 						Strict        bool     `json:"strict_signing_key_usage"`
 						SystemAccount string   `json:"system_account"`
 						AppAccount    string   `json:"app_account"`
+						AdminAccount  string   `json:"admin_account"`
 						Data          string   `json:"data"`
 					}{op.Name, op.Operator, "offline", keys, op.SigningKey, oc.StrictSigningKeyUsage,
-						op.SystemAccount.PublicKey, op.AppAccount.PublicKey, op.Dir}
+						op.SystemAccount.PublicKey, op.AppAccount.PublicKey, op.AdminAccount.PublicKey, op.Dir}
 					if op.HasIdentityKey() {
 						info.IdentityKey = "in " + op.Keys.Dir()
 					}
@@ -54,7 +55,8 @@ func operatorCommand(e *env) *cli.Command {
 						"name", info.Name, "operator", info.Operator, "identity key", info.IdentityKey,
 						"signing keys", strings.Join(keys, ", "), "signing key in use", info.SigningKey,
 						"strict signing keys", strconv.FormatBool(info.Strict),
-						"system account", info.SystemAccount, "app account", info.AppAccount, "data", info.Data,
+						"system account", info.SystemAccount, "app account", info.AppAccount,
+						"admin account", info.AdminAccount, "data", info.Data,
 					)
 				}),
 			},
@@ -142,7 +144,10 @@ func checkKeys(op *accounts.Operator, getenv func(string) string) error {
 	if _, err := op.Signer(); err != nil {
 		return err
 	}
-	for _, a := range []accounts.AccountJWT{op.SystemAccount, op.AppAccount} {
+	for _, a := range []accounts.AccountJWT{op.SystemAccount, op.AppAccount, op.AdminAccount} {
+		if a.SigningKey == "" {
+			continue // LATCH_ADMIN before `latch serve` upgrades the folder
+		}
 		if _, err := op.Keys.Get(a.SigningKey); err != nil {
 			return fmt.Errorf("%s account signing key: %w", a.Name, err)
 		}
@@ -152,10 +157,7 @@ func checkKeys(op *accounts.Operator, getenv func(string) string) error {
 }
 
 func writeServerConfig(e *env, op *accounts.Operator, resolverDir string, all bool) error {
-	preload := map[string]string{
-		op.SystemAccount.PublicKey: op.SystemAccount.JWT,
-		op.AppAccount.PublicKey:    op.AppAccount.JWT,
-	}
+	preload := op.Preload()
 	if all {
 		files, err := filepath.Glob(filepath.Join(op.Dir, "resolver", "*.jwt"))
 		if err != nil {

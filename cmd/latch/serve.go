@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/web"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 	"github.com/urfave/cli/v2"
 )
 
@@ -157,6 +159,15 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	if err != nil {
 		return err
 	}
+	// A folder made before LATCH_ADMIN existed had admin.creds in LATCH
+	// itself, where it could read the server's own traffic.
+	if changed, err := op.UpgradeAdminAccount(); err != nil {
+		return fmt.Errorf("move admin creds to LATCH_ADMIN: %w", err)
+	} else if changed {
+		log.Warn("admin creds moved to their own account, LATCH_ADMIN: the old admin.creds no longer works; "+
+			"a new one replaces it, and `latch admin creds issue` makes one for each admin",
+			"admin_creds", filepath.Join(cfg.data, accounts.AdminCredsFile))
+	}
 	// Every seed is read before NATS starts, so a damaged or exposed key
 	// file stops the server with how to fix it.
 	if err := checkKeys(op, e.getenv); err != nil {
@@ -190,16 +201,13 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	defer hl.Close()
 
 	ns, err := resolver.Launch(resolver.Config{
-		Name:          cfg.name,
-		DataDir:       cfg.data,
-		Listen:        cfg.nats,
-		Monitor:       cfg.monitor,
-		OperatorJWT:   op.OperatorJWT,
-		SystemAccount: op.SystemAccount.PublicKey,
-		Preload: map[string]string{
-			op.SystemAccount.PublicKey: op.SystemAccount.JWT,
-			op.AppAccount.PublicKey:    op.AppAccount.JWT,
-		},
+		Name:             cfg.name,
+		DataDir:          cfg.data,
+		Listen:           cfg.nats,
+		Monitor:          cfg.monitor,
+		OperatorJWT:      op.OperatorJWT,
+		SystemAccount:    op.SystemAccount.PublicKey,
+		Preload:          op.Preload(),
 		JetStreamKey:     jsKey,
 		JetStreamPrevKey: jsPrevKey,
 		MaxStore:         cfg.maxStore,
@@ -242,8 +250,13 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		return listenError(err)
 	}
 
+	// Every connection of the server's own answers its requests on an
+	// inbox of its own, outside _INBOX.>, which devices may subscribe to
+	// in their person account.
+	inbox := "_LATCH_INBOX." + nuid.Next()
 	dial := func(userJWT string, seed []byte) (*nats.Conn, error) {
-		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)), nats.Name("latch"))
+		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)),
+			nats.Name("latch"), nats.CustomInboxPrefix(inbox))
 	}
 	connect := func(a accounts.AccountJWT) (*nats.Conn, error) {
 		tok, seed, err := op.MintUser(a, "latch-server")
@@ -267,18 +280,27 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	}
 	defer appNC.Close()
 
+	adminSigner, err := op.AdminSigner()
+	if err != nil {
+		return err
+	}
 	svc, err := accounts.Open(ctx, accounts.Config{
-		Signer:    signer,
-		Directory: resolver.NewClaims(sysNC, 10*time.Second),
-		App:       appNC,
-		Dial:      dial,
-		Limits:    cfg.limits,
-		DeviceTTL: cfg.deviceTTL,
-		PublicURL: cfg.publicURL,
-		Log:       log,
+		AdminAccount: op.AdminAccount.PublicKey,
+		AdminSigner:  adminSigner,
+		Signer:       signer,
+		Directory:    resolver.NewClaims(sysNC, 10*time.Second),
+		App:          appNC,
+		Dial:         dial,
+		Limits:       cfg.limits,
+		DeviceTTL:    cfg.deviceTTL,
+		PublicURL:    cfg.publicURL,
+		Log:          log,
 	})
 	if err != nil {
 		return fmt.Errorf("account service: %w", err)
+	}
+	if err := svc.RegisterFirstAdmin(ctx, op.FirstAdmin); err != nil {
+		return err
 	}
 	go func() {
 		if err := svc.Reconcile(ctx); err != nil {

@@ -72,7 +72,9 @@ func Start(o Options) (*Stack, error) {
 	}
 	s := &Stack{Dir: o.Dir, Operator: op, Server: ns}
 	dial := func(userJWT string, seed []byte) (*nats.Conn, error) {
-		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)))
+		// A private inbox prefix, as latch serve's own connections have.
+		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)),
+			nats.CustomInboxPrefix("_LATCH_INBOX.test"))
 	}
 	for _, c := range []struct {
 		acct accounts.AccountJWT
@@ -92,16 +94,39 @@ func Start(o Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
+	adminSigner, err := op.AdminSigner()
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
 	s.Claims = resolver.NewClaims(s.Sys, 10*time.Second)
 	s.Service, err = accounts.Open(ctx, accounts.Config{
 		Signer: signer, Directory: s.Claims, App: s.App, Dial: dial,
 		Limits: o.Limits, DeviceTTL: time.Hour,
+		AdminAccount: op.AdminAccount.PublicKey, AdminSigner: adminSigner,
 	})
+	if err == nil {
+		err = s.Service.RegisterFirstAdmin(ctx, op.FirstAdmin)
+	}
 	if err != nil {
 		s.Stop()
 		return nil, err
 	}
 	return s, nil
+}
+
+// MustAdminConn connects with the data folder's admin.creds, a user of
+// LATCH_ADMIN, as the CLI does, and closes the connection when the test
+// ends.
+func (s *Stack) MustAdminConn(tb testing.TB) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(s.Server.ClientURL(), nats.UserCredentials(filepath.Join(s.Dir, accounts.AdminCredsFile)),
+		nats.CustomInboxPrefix(accounts.AdminInboxPrefix(s.Operator.FirstAdmin)))
+	if err != nil {
+		tb.Fatalf("connect with admin.creds: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
 }
 
 // ServerConfig is the embedded server's configuration for the data folder
@@ -120,10 +145,7 @@ func ServerConfig(op *accounts.Operator, o Options) (resolver.Config, error) {
 	return resolver.Config{
 		Name: "test", DataDir: o.Dir, Listen: "127.0.0.1:0",
 		OperatorJWT: op.OperatorJWT, SystemAccount: op.SystemAccount.PublicKey,
-		Preload: map[string]string{
-			op.SystemAccount.PublicKey: op.SystemAccount.JWT,
-			op.AppAccount.PublicKey:    op.AppAccount.JWT,
-		},
+		Preload:      op.Preload(),
 		JetStreamKey: string(key), MaxStore: o.MaxStore, MaxMemory: o.MaxMemory,
 		LameDuck: time.Second,
 	}, nil
