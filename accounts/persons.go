@@ -39,8 +39,6 @@ type Person struct {
 	Limits      Limits     `json:"limits"`
 	Created     time.Time  `json:"created"`
 	DisabledAt  *time.Time `json:"disabled_at,omitempty"`
-	// SessionsSince ends every web session that began before it.
-	SessionsSince *time.Time `json:"sessions_since,omitempty"`
 }
 
 // NewPerson is what CreatePerson needs.
@@ -371,6 +369,12 @@ func (s *Service) setDisabled(ctx context.Context, name string, disable bool) (P
 	if err := putJSON(ctx, s.persons, p.Name, p); err != nil {
 		return Person{}, err
 	}
+	if disable {
+		// The web refuses a disabled person anyway; their sessions go too.
+		if _, err := s.dropSessions(ctx, p.Account, ""); err != nil {
+			s.log.Warn("end the web sessions of a disabled person", "person", p.Name, "err", err)
+		}
+	}
 	s.auditAfter(ctx, AuditEvent{Action: action, Account: p.Account, AccountName: p.Name})
 	return p, nil
 }
@@ -427,6 +431,9 @@ func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error)
 	}
 	if err := s.purgePasskeys(ctx, p); err != nil {
 		return Person{}, step("removing its passkeys", err)
+	}
+	if _, err := s.dropSessions(ctx, p.Account, ""); err != nil {
+		return Person{}, step("ending its web sessions", err)
 	}
 	if err := s.secrets.Purge(ctx, p.Account); err != nil && !isNotFound(err) {
 		return Person{}, step("removing its signing keys", err)
@@ -559,22 +566,4 @@ func (s *Service) lockPerson(name string) func() {
 	mu, _ := s.statusMu.LoadOrStore(name, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	return mu.(*sync.Mutex).Unlock
-}
-
-// EndSessions ends every web session of a person that began until now: a
-// session remembers when it began, and the web server refuses one older
-// than the person's SessionsSince. It returns that time.
-func (s *Service) EndSessions(ctx context.Context, name string) (time.Time, error) {
-	defer s.lockPerson(name)()
-	p, err := s.Person(ctx, name)
-	if err != nil {
-		return time.Time{}, err
-	}
-	now := time.Now().UTC()
-	p.SessionsSince = &now
-	if err := putJSON(ctx, s.persons, p.Name, p); err != nil {
-		return time.Time{}, err
-	}
-	s.auditAfter(ctx, AuditEvent{Action: ActionSessionsEnd, Account: p.Account, AccountName: p.Name})
-	return now, nil
 }

@@ -34,6 +34,7 @@ const (
 	EnrollBucket     = "latch_enroll"
 	InvitesBucket    = "latch_invites"
 	AdminsBucket     = "latch_admins"
+	SessionsBucket   = "latch_sessions"
 	AuditStream      = "latch_audit"
 	auditSubject     = "latch.audit"
 )
@@ -91,6 +92,7 @@ type Service struct {
 	enroll     jetstream.KeyValue
 	invites    jetstream.KeyValue
 	admins     jetstream.KeyValue
+	sessions   jetstream.KeyValue
 
 	writers sync.Map // account public key → *writer
 	// statusMu serializes the status changes of one person (name →
@@ -138,6 +140,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		{&s.enroll, EnrollBucket, "pending device enrolments: d.hash → enrolment; u.code → hash", 1, enrollBucketTTL},
 		{&s.invites, InvitesBucket, "invite links: hash of the token → invite", 1, InviteTTL},
 		{&s.admins, AdminsBucket, "admins' creds: user key → name, created, revoked", 1, 0},
+		// A session outlives its TTL only in a bucket that has not yet
+		// expired it; the service refuses one older than SessionLifetime.
+		{&s.sessions, SessionsBucket, "web sessions: s.<sha256 of the token> → session; p.<account>.<id> lists them", 1, SessionLifetime + time.Hour},
 	}
 	for _, b := range buckets {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

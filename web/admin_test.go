@@ -141,16 +141,20 @@ func TestAdminPersons(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Error("bob's device is still connected 15s after bob was disabled")
 	}
-	if resp := bobc.do("GET", "/devices", nil); resp.StatusCode != http.StatusForbidden {
-		t.Errorf("bob's session after disable: got %d, want 403", resp.StatusCode)
+	// Disabling a person ends their web sessions.
+	if resp := bobc.do("GET", "/devices", nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("bob's session after disable: got %d to %q, want 303 to /login", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
 	resp = c.do("POST", "/admin/persons/bob/enable", url.Values{})
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/admin" {
 		t.Errorf("enable by form: got %d to %q, want 303 to /admin", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if resp := bobc.do("GET", "/devices", nil); resp.StatusCode != http.StatusOK {
-		t.Errorf("bob's session after enable: got %d, want 200", resp.StatusCode)
+	if resp := bobc.do("GET", "/devices", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("bob's ended session after enable: got %d, want 303 to /login", resp.StatusCode)
+	}
+	if resp := tw.loginAs(t, "bob").do("GET", "/devices", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("bob logged in again after enable: got %d, want 200", resp.StatusCode)
 	}
 	tw.MustConnect(t, dev.CredsFile)
 

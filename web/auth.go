@@ -35,53 +35,105 @@ func (s *Server) admin(h personHandler) http.HandlerFunc {
 	})
 }
 
-func (s *Server) loggedIn(r *http.Request) (accounts.Person, error) {
-	l, ok := s.sessions.login(r)
-	if !ok {
-		return accounts.Person{}, errLoginNeeded
+// session is the request's web session and its person, checked by the
+// account service (it exists, is younger than its lifetime, and names a
+// person who still has its account and user handle), or errLoginNeeded.
+func (s *Server) session(r *http.Request) (string, accounts.WebSession, accounts.Person, error) {
+	token := s.sessions.token(r)
+	if token == "" {
+		return "", accounts.WebSession{}, accounts.Person{}, errLoginNeeded
 	}
-	p, err := s.cfg.Accounts.Person(r.Context(), l.Person)
+	ws, p, err := s.cfg.Accounts.Session(r.Context(), token, s.cfg.Now())
 	if accounts.Kind(err) == "not_found" {
-		return p, errLoginNeeded
+		return "", ws, p, errLoginNeeded
 	}
+	return token, ws, p, err
+}
+
+func (s *Server) loggedIn(r *http.Request) (accounts.Person, error) {
+	_, ws, p, err := s.session(r)
 	if err != nil {
 		return p, err
 	}
 	if p.Status != accounts.StatusActive {
 		return p, errStatus(http.StatusForbidden, "your account is "+p.Status+"; ask an admin")
 	}
-	if p.SessionsSince != nil && l.At.Before(*p.SessionsSince) {
-		return p, errLoginNeeded // ended from another session
+	if err := s.cfg.Accounts.TouchSession(r.Context(), ws, s.cfg.Now(), clientAddr(r), false); accounts.Kind(err) == "not_found" {
+		return p, errLoginNeeded // ended a moment ago
+	} else if err != nil {
+		s.log.Warn("record a session's use", "person", p.Name, "err", err)
 	}
 	return p, nil
 }
 
-// endOtherSessions ends every session of the person but this one, which
-// begins anew.
-func (s *Server) endOtherSessions(w http.ResponseWriter, r *http.Request, p accounts.Person) error {
-	since, err := s.cfg.Accounts.EndSessions(accounts.WithActor(r.Context(), actor(r, p)), p.Name)
+// startSession logs p in from this request: a new session on the server,
+// its token in the cookie.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p accounts.Person) error {
+	token, _, err := s.cfg.Accounts.StartSession(r.Context(), accounts.NewWebSession{
+		Person: p.Name, Addr: clientAddr(r), UserAgent: r.UserAgent(), Now: s.cfg.Now(),
+	})
 	if err != nil {
 		return err
 	}
-	l, _ := s.sessions.login(r)
-	l.At = s.cfg.Now()
-	if l.At.Before(since) {
-		l.At = since // a test clock, or a clock that stepped back
-	}
-	return s.sessions.setLogin(w, r, l)
+	return s.sessions.setToken(w, r, token)
+}
+
+// endOtherSessions ends every session of the person but this one.
+func (s *Server) endOtherSessions(r *http.Request, p accounts.Person) (int, error) {
+	return s.cfg.Accounts.EndSessions(accounts.WithActor(r.Context(), actor(r, p)), p.Name, s.sessions.token(r))
 }
 
 // handleSessionsEnd is POST /sessions/end: log out everywhere else.
 func (s *Server) handleSessionsEnd(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	if err := s.endOtherSessions(w, r, p); err != nil {
+	n, err := s.endOtherSessions(r, p)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if isHTMX(r) {
-		s.render(w, r, http.StatusOK, views.SessionsEnded())
+	s.sessionsAnswer(w, r, p, n)
+}
+
+// handleSessionEnd is POST /sessions/{id}/end: log one session out.
+func (s *Server) handleSessionEnd(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	ctx := accounts.WithActor(r.Context(), actor(r, p))
+	if err := s.cfg.Accounts.EndSessionID(ctx, p.Name, r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, "/passkeys", http.StatusSeeOther)
+	s.sessionsAnswer(w, r, p, 1)
+}
+
+// sessionsAnswer answers a request that ended sessions: the sessions table
+// for htmx, the Passkeys page otherwise.
+func (s *Server) sessionsAnswer(w http.ResponseWriter, r *http.Request, p accounts.Person, ended int) {
+	if !isHTMX(r) {
+		http.Redirect(w, r, "/passkeys", http.StatusSeeOther)
+		return
+	}
+	ss, err := s.sessionRows(r, p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, views.SessionsSection(ss, ended))
+}
+
+// sessionRows are the person's sessions for the Passkeys page.
+func (s *Server) sessionRows(r *http.Request, p accounts.Person) ([]views.Session, error) {
+	wss, err := s.cfg.Accounts.Sessions(r.Context(), p.Name, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	cur := accounts.WebSession{}
+	if token := s.sessions.token(r); token != "" {
+		cur.ID = accounts.SessionID(token)
+	}
+	rows := make([]views.Session, len(wss))
+	for i, ws := range wss {
+		rows[i] = views.Session{ID: ws.ID, Created: ws.Created, LastUsed: ws.LastUsed, Addr: ws.Addr,
+			UserAgent: ws.UserAgent, Current: ws.ID == cur.ID}
+	}
+	return rows, nil
 }
 
 // viewer is who is looking, for the top bar; nobody when not logged in.
@@ -127,7 +179,15 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 // handleLogout is POST /logout.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	if err := s.sessions.logout(w, r); err != nil {
+	// The session ends on the server: a copy of the cookie is worth
+	// nothing after this.
+	if token := s.sessions.token(r); token != "" {
+		if err := s.cfg.Accounts.EndSession(r.Context(), token); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	if err := s.sessions.clear(w, r); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -2,10 +2,12 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latch-dev/latch/accounts"
 )
@@ -216,11 +218,19 @@ func TestDisabledPersonIsLoggedOut(t *testing.T) {
 	if _, err := tw.Service.DisablePerson(context.Background(), p.Name); err != nil {
 		t.Fatal(err)
 	}
+	// Disabling ends the person's sessions on the server.
 	resp := c.do("POST", "/reauth/begin", "{}", "Accept", "application/json")
 	var e apiError
 	decode(t, resp, &e)
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(e.Description, accounts.StatusDisabled) {
-		t.Errorf("disabled person: got %d %+v, want 403 saying the account is disabled", resp.StatusCode, e)
+	if resp.StatusCode != http.StatusUnauthorized || e.Error != "login_required" {
+		t.Errorf("disabled person's session: got %d %+v, want 401 login_required", resp.StatusCode, e)
+	}
+	if ss, err := tw.Service.Sessions(context.Background(), p.Name, time.Now()); err != nil || len(ss) != 0 {
+		t.Errorf("sessions of a disabled person: got %d, %v; want none", len(ss), err)
+	}
+	_, _, err := tw.Service.StartSession(context.Background(), accounts.NewWebSession{Person: p.Name, Now: time.Now()})
+	if !errors.Is(err, accounts.ErrDisabled) {
+		t.Errorf("a new session of a disabled person: got %v, want it refused as disabled", err)
 	}
 }
 

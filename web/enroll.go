@@ -327,9 +327,9 @@ func errReauthNeeded(what string) error {
 // freshPasskeyCheck reports whether the session's last passkey check is at
 // most reauthMaxAge old.
 func (s *Server) freshPasskeyCheck(r *http.Request) bool {
-	l, ok := s.sessions.login(r)
-	age := s.cfg.Now().Sub(l.Reauth)
-	return ok && !l.Reauth.IsZero() && age <= reauthMaxAge && age > -time.Minute
+	_, ws, _, err := s.session(r)
+	age := s.cfg.Now().Sub(ws.Reauth)
+	return err == nil && !ws.Reauth.IsZero() && age <= reauthMaxAge && age > -time.Minute
 }
 
 // handleEnrollApprove is POST /enroll/{code}/approve: the device becomes

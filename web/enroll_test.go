@@ -86,15 +86,11 @@ func (tw *testWeb) serveFrom(tb testing.TB, addr, method, path, ctype, body stri
 	return rec
 }
 
-// sessionCookies are the cookies of a login session with a passkey check
-// at reauth (zero: none since logging in).
+// sessionCookies are the cookies of a login session whose last passkey
+// check (the login itself) was at reauth.
 func (tw *testWeb) sessionCookies(tb testing.TB, person string, reauth time.Time) []*http.Cookie {
 	tb.Helper()
-	rec := httptest.NewRecorder()
-	if err := tw.Web.sessions.setLogin(rec, httptest.NewRequest("GET", "/", nil), login{Person: person, At: time.Now(), Reauth: reauth}); err != nil {
-		tb.Fatal(err)
-	}
-	return rec.Result().Cookies()
+	return tw.sessionCookiesAt(tb, person, reauth)
 }
 
 // loginStale is a client logged in as person whose last passkey check is

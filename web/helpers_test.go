@@ -156,22 +156,33 @@ func (tw *testWeb) mustPerson(tb testing.TB, name string, admin bool) accounts.P
 }
 
 // loginAs returns a client logged in as person, with a fresh passkey
-// check, without a passkey ceremony: the session cookie is made by the
-// server's own session store. The ceremonies themselves are tested in the
-// browser test.
+// check, without a passkey ceremony: the session is started by the
+// account service as a login would, and its cookie made by the server's
+// own session store. The ceremonies themselves are tested in the browser
+// test.
 func (tw *testWeb) loginAs(tb testing.TB, person string) *client {
 	tb.Helper()
 	c := tw.client(tb)
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("GET", "/", nil)
 	now := time.Now()
 	if tw.Web.cfg.Now != nil {
 		now = tw.Web.cfg.Now()
 	}
-	if err := tw.Web.sessions.setLogin(rec, req, login{Person: person, At: now, Reauth: now}); err != nil {
+	u, _ := url.Parse(strings.Replace(tw.URL, "localhost", "127.0.0.1", 1))
+	c.c.Jar.SetCookies(u, tw.sessionCookiesAt(tb, person, now))
+	return c
+}
+
+// sessionCookiesAt starts a session of person logged in (and so with a
+// passkey check) at t, and returns its cookie.
+func (tw *testWeb) sessionCookiesAt(tb testing.TB, person string, t time.Time) []*http.Cookie {
+	tb.Helper()
+	token, _, err := tw.Service.StartSession(context.Background(), accounts.NewWebSession{Person: person, Addr: "192.0.2.1", UserAgent: "test", Now: t})
+	if err != nil {
 		tb.Fatal(err)
 	}
-	u, _ := url.Parse(strings.Replace(tw.URL, "localhost", "127.0.0.1", 1))
-	c.c.Jar.SetCookies(u, rec.Result().Cookies())
-	return c
+	rec := httptest.NewRecorder()
+	if err := tw.Web.sessions.setToken(rec, httptest.NewRequest("GET", "/", nil), token); err != nil {
+		tb.Fatal(err)
+	}
+	return rec.Result().Cookies()
 }

@@ -216,8 +216,7 @@ func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	now := s.cfg.Now()
-	if err := s.sessions.setLogin(w, r, login{Person: p.Name, At: now, Reauth: now}); err != nil {
+	if err := s.startSession(w, r, p); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -307,8 +306,7 @@ func (s *Server) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	now := s.cfg.Now()
-	if err := s.sessions.setLogin(w, r, login{Person: person.Name, At: now, Reauth: now}); err != nil {
+	if err := s.startSession(w, r, person); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -369,9 +367,11 @@ func (s *Server) handleReauthFinish(w http.ResponseWriter, r *http.Request, p ac
 		s.fail(w, r, err)
 		return
 	}
-	l, _ := s.sessions.login(r)
-	l.Reauth = s.cfg.Now()
-	if err := s.sessions.setLogin(w, r, l); err != nil {
+	_, ws, _, err := s.session(r)
+	if err == nil {
+		err = s.cfg.Accounts.TouchSession(r.Context(), ws, s.cfg.Now(), clientAddr(r), true)
+	}
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"net/http"
 	"strings"
 
@@ -40,7 +39,7 @@ func (s *Server) handlePasskeyRemove(w http.ResponseWriter, r *http.Request, p a
 	}
 	// A passkey is removed because it is lost or not trusted any more:
 	// sessions it may have opened end with it.
-	if err := s.endOtherSessions(w, r, p); err != nil {
+	if _, err := s.endOtherSessions(r, p); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -54,7 +53,7 @@ func (s *Server) passkeysAnswer(w http.ResponseWriter, r *http.Request, p accoun
 		http.Redirect(w, r, "/passkeys", http.StatusSeeOther)
 		return
 	}
-	page, err := s.passkeysPage(r.Context(), p)
+	page, err := s.passkeysPage(r, p)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -66,8 +65,8 @@ func (s *Server) passkeysAnswer(w http.ResponseWriter, r *http.Request, p accoun
 	s.render(w, r, http.StatusOK, page)
 }
 
-func (s *Server) passkeysPage(ctx context.Context, p accounts.Person) (views.PasskeysPage, error) {
-	pks, err := s.cfg.Accounts.Passkeys(ctx, p.Name)
+func (s *Server) passkeysPage(r *http.Request, p accounts.Person) (views.PasskeysPage, error) {
+	pks, err := s.cfg.Accounts.Passkeys(r.Context(), p.Name)
 	if err != nil {
 		return views.PasskeysPage{}, err
 	}
@@ -77,6 +76,9 @@ func (s *Server) passkeysPage(ctx context.Context, p accounts.Person) (views.Pas
 			ID: pk.ID, Name: pk.Name, Created: pk.Created, LastUsed: pk.LastUsed,
 			Synced: pk.BackupEligible, BackedUp: pk.BackupState, CloneWarning: pk.CloneWarning,
 		})
+	}
+	if page.Sessions, err = s.sessionRows(r, p); err != nil {
+		return views.PasskeysPage{}, err
 	}
 	return page, nil
 }

@@ -179,7 +179,7 @@ func TestEndingOtherSessions(t *testing.T) {
 
 	elsewhere := tw.loginAs(t, p.Name)
 	resp := here.do("POST", "/sessions/end", nil, "HX-Request", "true")
-	if body := text(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "Every other session is logged out") {
+	if body := text(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "1 session logged out") {
 		t.Errorf("log out everywhere else: got %d %s", resp.StatusCode, body)
 	}
 	if !loggedIn(here) || loggedIn(elsewhere) {

@@ -29,6 +29,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /reauth/begin", s.authed(s.handleReauthBegin))
 	mux.HandleFunc("POST /reauth/finish", s.authed(s.handleReauthFinish))
 	mux.HandleFunc("POST /sessions/end", s.authed(s.handleSessionsEnd))
+	mux.HandleFunc("POST /sessions/{id}/end", s.authed(s.handleSessionEnd))
 
 	// Passkeys of the person logged in (passkeys.go).
 	mux.HandleFunc("POST /passkeys/begin", s.authed(s.handlePasskeyBegin))

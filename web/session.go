@@ -10,19 +10,20 @@ import (
 
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/gorilla/sessions"
+	"github.com/latch-dev/latch/accounts"
 )
 
 // Session lifetimes.
 const (
-	sessionLifetime  = 12 * time.Hour
+	sessionLifetime  = accounts.SessionLifetime
 	ceremonyLifetime = 5 * time.Minute
 	// reauthMaxAge is how fresh a passkey check must be to approve an
 	// enrolment.
 	reauthMaxAge = 60 * time.Second
 )
 
-// sessionStore keeps two encrypted cookies: the login session, and the
-// state of one passkey ceremony between its begin and finish requests.
+// sessionStore keeps two encrypted cookies: the login session's token, and
+// the state of one passkey ceremony between its begin and finish requests.
 type sessionStore struct {
 	store            *sessions.CookieStore
 	name, ceremonies string
@@ -58,39 +59,25 @@ func newSessionStore(keyPairs [][]byte, secure bool) (*sessionStore, error) {
 	return s, nil
 }
 
-// login is what the session cookie holds.
-type login struct {
-	Person string
-	At     time.Time
-	Reauth time.Time // last passkey check, for enrolment approval
-}
+// The login cookie holds only the session's random token, encrypted and
+// authenticated; the session itself is on the server (accounts.WebSession).
 
-func (s *sessionStore) login(r *http.Request) (login, bool) {
+func (s *sessionStore) token(r *http.Request) string {
 	sess, _ := s.store.Get(r, s.name) // a bad or old cookie reads as no session
-	b, ok := sess.Values["login"].([]byte)
-	if !ok {
-		return login{}, false
-	}
-	var l login
-	if json.Unmarshal(b, &l) != nil || l.Person == "" || time.Since(l.At) > sessionLifetime {
-		return login{}, false
-	}
-	return l, true
+	t, _ := sess.Values["t"].(string)
+	return t
 }
 
-func (s *sessionStore) setLogin(w http.ResponseWriter, r *http.Request, l login) error {
+func (s *sessionStore) setToken(w http.ResponseWriter, r *http.Request, token string) error {
 	sess, _ := s.store.Get(r, s.name)
-	b, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	sess.Values["login"] = b
+	delete(sess.Values, "login") // the cookie of an older latch
+	sess.Values["t"] = token
 	return sess.Save(r, w)
 }
 
-func (s *sessionStore) logout(w http.ResponseWriter, r *http.Request) error {
+func (s *sessionStore) clear(w http.ResponseWriter, r *http.Request) error {
 	sess, _ := s.store.Get(r, s.name)
-	delete(sess.Values, "login")
+	sess.Values = map[any]any{}
 	sess.Options = &sessions.Options{Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.store.Options.Secure, SameSite: http.SameSiteLaxMode}
 	return sess.Save(r, w)
 }

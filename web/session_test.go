@@ -1,10 +1,15 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/latch-dev/latch/accounts"
 )
 
 // Behind https the session cookies are Secure and carry the __Host- prefix
@@ -23,7 +28,7 @@ func TestSessionCookies(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := httptest.NewRecorder()
-		if err := s.sessions.setLogin(rec, httptest.NewRequest("GET", "/", nil), login{Person: "p", At: time.Now()}); err != nil {
+		if err := s.sessions.setToken(rec, httptest.NewRequest("GET", "/", nil), "token"); err != nil {
 			t.Fatal(err)
 		}
 		cookies := rec.Result().Cookies()
@@ -89,4 +94,132 @@ func TestTrustProxy(t *testing.T) {
 			t.Errorf("trust %v: another forwarded client limited = %v, want %v", trust, got, !trust)
 		}
 	}
+}
+
+// copyOf is a second client holding the same cookies as c, as someone who
+// copied them would.
+func (tw *testWeb) copyOf(tb testing.TB, c *client) *client {
+	tb.Helper()
+	u, _ := url.Parse(strings.Replace(tw.URL, "localhost", "127.0.0.1", 1))
+	cp := tw.client(tb)
+	cp.c.Jar.SetCookies(u, c.c.Jar.Cookies(u))
+	return cp
+}
+
+// loggedOut reports whether c is sent to the login page from path.
+func loggedOut(tb testing.TB, c *client, path string) bool {
+	tb.Helper()
+	resp := c.do("GET", path, nil)
+	return resp.StatusCode == http.StatusSeeOther && resp.Header.Get("Location") == "/login"
+}
+
+// A session belongs to one person, not to a name: once victim-vic is
+// deleted, their old cookie opens nothing of a new person who signs up
+// under the same name, admin pages included.
+func TestSessionBelongsToOnePerson(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	ctx := context.Background()
+	old, err := tw.Service.CreatePerson(ctx, accounts.NewPerson{DisplayName: "Victim Vic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := tw.loginAs(t, old.Name)
+	if loggedOut(t, stolen, "/devices") {
+		t.Fatal("the session does not work before the delete")
+	}
+	if _, err := tw.Service.DeletePerson(ctx, old.Name); err != nil {
+		t.Fatal(err)
+	}
+	again, err := tw.Service.CreatePerson(ctx, accounts.NewPerson{DisplayName: "Victim Vic", Role: accounts.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Name != old.Name {
+		t.Fatalf("the new person is %q, want the old name %q", again.Name, old.Name)
+	}
+	for _, path := range []string{"/devices", "/passkeys", "/records", "/admin"} {
+		if !loggedOut(t, stolen, path) {
+			t.Errorf("the deleted person's cookie opens the new %s's %s", again.Name, path)
+		}
+	}
+	stolen.do("POST", "/admin/invites", url.Values{"admin": {"1"}})
+	if invs, err := tw.Service.Invites(ctx); err != nil || len(invs) != 0 {
+		t.Errorf("the deleted person's cookie made an admin invite: %+v, %v", invs, err)
+	}
+
+	// The new person's own session works.
+	fresh := tw.loginAs(t, again.Name)
+	if loggedOut(t, fresh, "/admin") {
+		t.Fatal("the new person's own session does not work")
+	}
+}
+
+// Log out ends the session on the server: a copy of the cookie taken
+// before is refused after.
+func TestLogoutEndsTheSessionOnTheServer(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	p := tw.mustPerson(t, "dora", false)
+	c := tw.loginAs(t, p.Name)
+	copied := tw.copyOf(t, c)
+	if loggedOut(t, copied, "/devices") {
+		t.Fatal("the copied cookie does not work before log out")
+	}
+	if resp := c.do("POST", "/logout", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("log out: got %d, want 303", resp.StatusCode)
+	}
+	if !loggedOut(t, copied, "/devices") {
+		t.Error("a copy of the cookie still works after log out")
+	}
+	if ss, err := tw.Service.Sessions(context.Background(), p.Name, time.Now()); err != nil || len(ss) != 0 {
+		t.Errorf("sessions after log out: got %d, %v; want none", len(ss), err)
+	}
+}
+
+// The Passkeys page lists the person's sessions (when, from where, which
+// browser), and ends one on request; deleting the person ends the rest.
+func TestSessionsOnThePasskeysPage(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	p := tw.mustPerson(t, "erin", false)
+	here, there := tw.loginAs(t, p.Name), tw.loginAs(t, p.Name)
+	page := text(t, here.do("GET", "/passkeys", nil))
+	ss, err := tw.Service.Sessions(context.Background(), p.Name, time.Now())
+	if err != nil || len(ss) != 2 {
+		t.Fatalf("sessions: got %d, %v; want 2", len(ss), err)
+	}
+	for _, ws := range ss {
+		if !strings.Contains(page, `id="session-`+ws.ID[:16]+`"`) {
+			t.Errorf("the page does not list session %s", ws.ID[:16])
+		}
+	}
+	if strings.Count(page, ">this one<") != 1 || strings.Count(page, ">End</button>") != 1 || !strings.Contains(page, "192.0.2.1") {
+		t.Errorf("the sessions table does not mark this session, offer End for the other and show the address:\n%s", page)
+	}
+	body := text(t, here.do("POST", "/sessions/"+findOther(t, page)+"/end", nil, "HX-Request", "true"))
+	if !strings.Contains(body, "1 session logged out") {
+		t.Errorf("End: got %s", body)
+	}
+	if !loggedOut(t, there, "/devices") || loggedOut(t, here, "/devices") {
+		t.Error("End ended the wrong session")
+	}
+	if resp := here.do("POST", "/sessions/"+ss[0].ID+"00/end", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("End of an unknown session: got %d, want 404", resp.StatusCode)
+	}
+	if _, err := tw.Service.DeletePerson(context.Background(), p.Name); err != nil {
+		t.Fatal(err)
+	}
+	if !loggedOut(t, here, "/devices") {
+		t.Error("a deleted person's session still works")
+	}
+}
+
+// findOther is the ID in the one End button of a sessions table.
+func findOther(t testing.TB, page string) string {
+	t.Helper()
+	const pre = `hx-post="/sessions/`
+	i := strings.Index(page, pre)
+	if i < 0 {
+		t.Fatalf("no End button:\n%s", page)
+	}
+	rest := page[i+len(pre):]
+	return rest[:strings.Index(rest, "/end")]
 }

@@ -49,7 +49,14 @@ type Accounts interface {
 	UsePasskey(ctx context.Context, id string, cred json.RawMessage, signCount uint32, cloneWarning, backupState bool) (accounts.Passkey, error)
 	RenamePasskey(ctx context.Context, person, id, name string) (accounts.Passkey, error)
 	RemovePasskey(ctx context.Context, person, id string) error
-	EndSessions(ctx context.Context, person string) (time.Time, error)
+
+	StartSession(ctx context.Context, ns accounts.NewWebSession) (string, accounts.WebSession, error)
+	Session(ctx context.Context, token string, now time.Time) (accounts.WebSession, accounts.Person, error)
+	TouchSession(ctx context.Context, ws accounts.WebSession, now time.Time, addr string, reauth bool) error
+	EndSession(ctx context.Context, token string) error
+	Sessions(ctx context.Context, person string, now time.Time) ([]accounts.WebSession, error)
+	EndSessionID(ctx context.Context, person, id string) error
+	EndSessions(ctx context.Context, person, keep string) (int, error)
 
 	StartEnrollment(ctx context.Context, r accounts.EnrollRequest) (string, accounts.Enrollment, error)
 	PendingEnrollment(ctx context.Context, userCode string) (accounts.Enrollment, error)
