@@ -677,3 +677,34 @@ func TestInitOperatorIntoEmptyFolder(t *testing.T) {
 		t.Errorf("init a folder with a file in it: got %v, want an error containing %q", err, "not empty")
 	}
 }
+
+// A disable racing a delete never writes the deleted person back: changes
+// to one person are taken one at a time. (The window is narrow, a disable
+// that reads the person before the delete marks it and writes it after
+// the delete removed it, so a round rarely hits it; the rounds vary the
+// moment the disable comes.)
+func TestDeleteRacingDisable(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	const rounds = 6
+	for i := range rounds {
+		name := fmt.Sprintf("racer%d", i)
+		s.MustCreatePerson(t, name)
+		var wg sync.WaitGroup
+		var delErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); _, delErr = s.Service.DeletePerson(ctx, name) }()
+		// The disable comes a moment after the delete began, by a varying
+		// moment, so that it lands in each of the delete's steps.
+		time.Sleep(time.Duration(i%6) * time.Millisecond)
+		go func() { defer wg.Done(); s.Service.DisablePerson(ctx, name) }()
+		wg.Wait()
+		if delErr != nil {
+			t.Fatalf("round %d: delete: %v", i, delErr)
+		}
+		if p, err := s.Service.Person(ctx, name); !errors.Is(err, accounts.ErrNotFound) {
+			t.Fatalf("round %d: after a delete racing a disable, the person is back: %+v (%v)", i, p, err)
+		}
+	}
+}

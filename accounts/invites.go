@@ -165,7 +165,7 @@ func (s *Service) allInvites(ctx context.Context) ([]Invite, []string, error) {
 	var invs []Invite
 	var keys []string
 	for i, inv := range all {
-		if now.Before(inv.Expires) {
+		if allKeys[i] != setupPointer && now.Before(inv.Expires) {
 			invs = append(invs, inv)
 			keys = append(keys, allKeys[i])
 		}
@@ -233,5 +233,31 @@ func (s *Service) SetupInvite(ctx context.Context) (token string, ok bool, err e
 	if err != nil {
 		return "", false, err
 	}
+	if err := putJSON(ctx, s.invites, setupPointer, setupRef{Key: inviteKey(token)}); err != nil {
+		return "", false, err
+	}
 	return token, true, nil
+}
+
+// setupPointer is the key of the invites bucket that names the setup
+// invite's key, so that creating a person finds it in one read.
+const setupPointer = "setup"
+
+type setupRef struct {
+	Key string `json:"setup_key"`
+}
+
+// consumeSetupInvite removes the setup invite, if there is one.
+func (s *Service) consumeSetupInvite(ctx context.Context) error {
+	var ref setupRef
+	if _, err := getJSON(ctx, s.invites, setupPointer, &ref); err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if err := s.invites.Purge(ctx, ref.Key); err != nil && !isNotFound(err) {
+		return err
+	}
+	return s.invites.Purge(ctx, setupPointer)
 }

@@ -193,6 +193,19 @@ func TestSetupInvite(t *testing.T) {
 	}
 	_, err = s.Service.Invite(ctx, second)
 	wantErrIs(t, "a setup invite once a person exists", err, accounts.ErrNotFound)
+
+	// Used up for good: with every person deleted again, the old link
+	// still does not work (a new start prints a new one).
+	if _, err := s.Service.DeletePerson(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Service.Invite(ctx, second)
+	wantErrIs(t, "the setup invite after every person was deleted", err, accounts.ErrNotFound)
+	_, err = s.Service.ConsumeInvite(ctx, second)
+	wantErrIs(t, "consuming the setup invite after every person was deleted", err, accounts.ErrNotFound)
+	if invs, err := s.Service.Invites(ctx); err != nil || len(invs) != 0 {
+		t.Errorf("invites after the setup: got %+v, %v; want none", invs, err)
+	}
 }
 
 // The admin service makes invites for the CLI, with links under the

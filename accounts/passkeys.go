@@ -281,6 +281,12 @@ func (s *Service) UsePasskey(ctx context.Context, id string, cred json.RawMessag
 	if err != nil {
 		return Passkey{}, err
 	}
+	// An authenticator that counts its signatures counts up; a count that
+	// did not grow means another copy of the key signed meanwhile, or this
+	// assertion is a replay. The use is refused, and the passkey marked.
+	if (signCount > 0 || found.SignCount > 0) && signCount <= found.SignCount {
+		return Passkey{}, s.refuseStaleCount(ctx, found, signCount)
+	}
 	now := time.Now().UTC()
 	before, pk, err := s.updatePasskey(ctx, found.Person, id, func(pk *Passkey) error {
 		pk.Credential = cred
@@ -304,6 +310,24 @@ func (s *Service) UsePasskey(ctx context.Context, id string, cred json.RawMessag
 			Detail: fmt.Sprintf("passkey %s: sign count %d after %d", pk.Name, signCount, before.SignCount)})
 	}
 	return pk, nil
+}
+
+// refuseStaleCount marks a passkey whose sign count did not grow as
+// possibly cloned and says why its use is refused.
+func (s *Service) refuseStaleCount(ctx context.Context, found Passkey, signCount uint32) error {
+	_, pk, err := s.updatePasskey(ctx, found.Person, found.ID, func(pk *Passkey) error {
+		pk.CloneWarning = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if p, err := s.Person(ctx, pk.Person); err == nil {
+		s.log.Warn("passkey sign count did not grow: refused; it may have been cloned", "person", p.Name, "passkey", pk.Name)
+		s.auditAfter(ctx, AuditEvent{Action: ActionPasskeyCloneWarning, Account: p.Account, AccountName: p.Name,
+			Detail: fmt.Sprintf("passkey %s: sign count %d after %d; refused", pk.Name, signCount, found.SignCount)})
+	}
+	return errorf(ErrForbidden, "the passkey %q signed with a count that did not go up, so it may have been copied; it was not accepted. Log in with another passkey and remove this one", pk.Name)
 }
 
 // RenamePasskey renames a person's passkey.

@@ -157,18 +157,35 @@ func TestPasskeys(t *testing.T) {
 	if used.SignCount != 7 || used.LastUsed == nil || used.BackupState || used.CloneWarning || string(used.Credential) != string(cred2) || used.Name != "MacBook Touch ID" {
 		t.Errorf("after a login: got %+v", used)
 	}
-	// A clone warning sticks, and is audited once.
-	if pk, err := s.Service.UsePasskey(ctx, id, cred2, 3, true, false); err != nil || !pk.CloneWarning {
-		t.Fatalf("login with a clone warning: got %+v, %v", pk, err)
+	// A sign count that did not grow is refused (a copy of the key, or a
+	// replayed assertion) and marks the passkey; the mark sticks and is
+	// each refused use is audited.
+	for _, count := range []uint32{3, 7} {
+		_, err := s.Service.UsePasskey(ctx, id, cred2, count, true, false)
+		wantErrIs(t, fmt.Sprintf("login with sign count %d after 7", count), err, accounts.ErrForbidden)
+	}
+	if pk, err := s.Service.Passkey(ctx, id); err != nil || !pk.CloneWarning || pk.SignCount != 7 {
+		t.Fatalf("after refused logins: got %+v, %v; want the warning and the count kept at 7", pk, err)
 	}
 	if pk, err := s.Service.UsePasskey(ctx, id, cred2, 9, false, false); err != nil || !pk.CloneWarning || pk.SignCount != 9 {
 		t.Fatalf("login after a clone warning: got %+v, %v; want the warning kept", pk, err)
+	}
+	// An authenticator that does not count (always 0) is never refused.
+	zero := s.MustCreatePerson(t, "zed")
+	zid := credentialID(77)
+	if _, err := s.Service.AddPasskey(ctx, accounts.Passkey{ID: zid, Person: zero.Name, Name: "synced", Credential: cred2}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := s.Service.UsePasskey(ctx, zid, cred2, 0, false, true); err != nil {
+			t.Errorf("login with a passkey that does not count: %v", err)
+		}
 	}
 	_, err = s.Service.UsePasskey(ctx, credentialID(98), cred2, 1, false, false)
 	wantErrIs(t, "login with an unknown passkey", err, accounts.ErrNotFound)
 
 	acts, events := auditActions(t, s, alice.Account, 100)
-	want := []string{"account.create", "passkey.add", "passkey.add", "passkey.rename", "person.login", "person.login", "passkey.clone_warning", "person.login"}
+	want := []string{"account.create", "passkey.add", "passkey.add", "passkey.rename", "person.login", "passkey.clone_warning", "passkey.clone_warning", "person.login"}
 	if !slices.Equal(acts, want) {
 		t.Errorf("alice's audit trail: got %v, want %v", acts, want)
 	}

@@ -195,6 +195,11 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 	if err := s.audit(ctx, AuditEvent{Action: ActionAccountCreate, Account: pub, AccountName: p.Name}); err != nil {
 		return undo(fmt.Errorf("audit: %w", err))
 	}
+	// The first-run link is used up once anybody exists, however they
+	// came to: it must not work again should every person be deleted.
+	if err := s.consumeSetupInvite(ctx); err != nil {
+		s.log.Warn("use up the setup link", "err", err)
+	}
 	s.log.Info("person created", "name", p.Name, "account", pub)
 	return p, nil
 }
@@ -392,6 +397,10 @@ func (s *Service) auditAfter(ctx context.Context, e AuditEvent) {
 // resolver and a tombstone kept so resolver sync cannot bring it back. If
 // a step fails, running it again finishes the job.
 func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error) {
+	// Serialized with disable and enable: one of those reading the person
+	// before the delete marks it, and writing it back after the delete
+	// removed it, would bring a deleted person back.
+	defer s.lockPerson(name)()
 	p, err := s.Person(ctx, name)
 	if err != nil {
 		return Person{}, err

@@ -70,6 +70,11 @@ func (s *Service) RenewDevice(ctx context.Context, account, device string) (Devi
 	if d.Revoked() {
 		return Device{}, "", revokedError(d)
 	}
+	if d.Enrolled == EnrolledDownload {
+		// A downloaded creds file is a stopgap for a machine without the
+		// latch client, and is promised to last as long as it says.
+		return Device{}, "", errorf(ErrForbidden, "device %q has downloaded creds, which are not renewed; download new ones or enrol the device with `latch client enroll`", d.Name)
+	}
 	p, err := s.Person(ctx, d.AccountName)
 	if Kind(err) == "not_found" || err == nil && p.Account != account {
 		return Device{}, "", unknown

@@ -151,7 +151,7 @@ func (s *Service) TouchSession(ctx context.Context, ws WebSession, now time.Time
 		return err
 	}
 	if _, err := s.sessions.Update(ctx, sessionKey(ws.ID), b, e.Revision()); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) || isNotFound(err) {
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isNotFound(err) {
 			return nil // used or ended at the same moment; either wins
 		}
 		return err

@@ -47,6 +47,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusGone, "revoked"
 	case "disabled":
 		return http.StatusForbidden, "disabled"
+	case "forbidden":
+		return http.StatusForbidden, "forbidden"
 	}
 	return http.StatusInternalServerError, "server_error"
 }

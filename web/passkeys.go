@@ -159,7 +159,7 @@ func (s *Server) handleRegisterBegin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	err = s.sessions.setCeremony(w, r, ceremony{Kind: "register", Data: *data, Handle: u.handle, DisplayName: shown, Token: f["token"]})
+	err = s.setCeremony(w, r, ceremony{Kind: "register", Data: *data, Handle: u.handle, DisplayName: shown, Token: f["token"]})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -171,7 +171,7 @@ func (s *Server) handleRegisterBegin(w http.ResponseWriter, r *http.Request) {
 // uses up the invite, creates the person and their account, logs them in.
 func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c, err := s.sessions.takeCeremony(w, r, "register")
+	c, err := s.takeCeremony(w, r, "register")
 	if err != nil {
 		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
 		return
@@ -259,7 +259,7 @@ func (s *Server) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.sessions.setCeremony(w, r, ceremony{Kind: "login", Data: *data}); err != nil {
+	if err := s.setCeremony(w, r, ceremony{Kind: "login", Data: *data}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -269,7 +269,7 @@ func (s *Server) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 // handleLoginFinish is POST /login/finish.
 func (s *Server) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c, err := s.sessions.takeCeremony(w, r, "login")
+	c, err := s.takeCeremony(w, r, "login")
 	if err != nil {
 		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
 		return
@@ -339,7 +339,7 @@ func (s *Server) handleReauthBegin(w http.ResponseWriter, r *http.Request, p acc
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.sessions.setCeremony(w, r, ceremony{Kind: "reauth", Data: *data}); err != nil {
+	if err := s.setCeremony(w, r, ceremony{Kind: "reauth", Data: *data}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -348,7 +348,7 @@ func (s *Server) handleReauthBegin(w http.ResponseWriter, r *http.Request, p acc
 
 // handleReauthFinish is POST /reauth/finish.
 func (s *Server) handleReauthFinish(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	c, err := s.sessions.takeCeremony(w, r, "reauth")
+	c, err := s.takeCeremony(w, r, "reauth")
 	if err != nil {
 		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
 		return
@@ -409,7 +409,7 @@ func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p ac
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.sessions.setCeremony(w, r, ceremony{Kind: "add", Data: *data, PasskeyName: name}); err != nil {
+	if err := s.setCeremony(w, r, ceremony{Kind: "add", Data: *data, PasskeyName: name}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -418,7 +418,7 @@ func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p ac
 
 // handlePasskeyFinish is POST /passkeys/finish.
 func (s *Server) handlePasskeyFinish(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	c, err := s.sessions.takeCeremony(w, r, "add")
+	c, err := s.takeCeremony(w, r, "add")
 	if err != nil {
 		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
 		return

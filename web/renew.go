@@ -26,6 +26,7 @@ import (
 //	403 {"error": "unknown_device"}    latch does not know the key (or its person was deleted)
 //	403 {"error": "expired_token"}     the JWT expired more than 24 hours ago
 //	403 {"error": "disabled"}          the person's account is disabled
+//	403 {"error": "not_renewable"}     downloaded creds: they last as long as they said; download new ones
 //	429 {"error": "slow_down"}         too many renewals from this address; see Retry-After
 //
 // The JWT may have expired up to accounts.RenewGrace (24 hours) ago, so a
@@ -128,6 +129,8 @@ func (s *Server) handleDeviceRenew(w http.ResponseWriter, r *http.Request) {
 		err = renewRefused("expired_token", err.Error())
 	case errors.Is(err, accounts.ErrDisabled):
 		err = renewRefused("disabled", "this device's account is disabled; ask an admin")
+	case errors.Is(err, accounts.ErrForbidden):
+		err = renewRefused("not_renewable", err.Error())
 	}
 	if err != nil {
 		s.fail(w, r, err)

@@ -287,3 +287,31 @@ func TestRenewRateLimit(t *testing.T) {
 		t.Errorf("another address: got %d, want 400 (its own limit)", rec.Code)
 	}
 }
+
+// Downloaded creds last as long as the page said: their key cannot renew.
+func TestDownloadedCredsAreNotRenewed(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	tw.mustPerson(t, "fay", false)
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	_, tok, err := tw.Service.AuthorizeDevice(context.Background(), accounts.NewDevice{
+		Account: "fay", Name: "kiosk", PublicKey: pub, TTL: 7 * 24 * time.Hour, Enrolled: accounts.EnrolledDownload,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := renewDevice{kp: kp, pub: pub, jwt: tok}
+	rec := tw.renewFrom("192.0.2.60", mustJSON(t, d.request(t)))
+	var e apiError
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusForbidden || e.Error != "not_renewable" || !strings.Contains(e.Description, "download new ones") {
+		t.Errorf("renewing downloaded creds: got %d %+v, want 403 not_renewable", rec.Code, e)
+	}
+	// A device enrolled with its own key still renews.
+	ok := tw.mustAuthorize(t, "fay", "laptop", time.Hour)
+	if rec := tw.renewFrom("192.0.2.61", mustJSON(t, ok.request(t))); rec.Code != http.StatusOK {
+		t.Errorf("renewing an enrolled device: got %d %s", rec.Code, rec.Body)
+	}
+}

@@ -95,30 +95,44 @@ type ceremony struct {
 	PasskeyName string
 }
 
-func (s *sessionStore) setCeremony(w http.ResponseWriter, r *http.Request, c ceremony) error {
-	sess, _ := s.store.Get(r, s.ceremonies)
+// setCeremony keeps a ceremony's state on the server (the account
+// service) and its token in the ceremony cookie.
+func (s *Server) setCeremony(w http.ResponseWriter, r *http.Request, c ceremony) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	sess.Values["c"] = b
+	token, err := s.cfg.Accounts.SaveCeremony(r.Context(), b, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	sess, _ := s.sessions.store.Get(r, s.sessions.ceremonies)
+	sess.Values = map[any]any{"t": token}
 	sess.Options = &sessions.Options{Path: "/", MaxAge: int(ceremonyLifetime / time.Second), HttpOnly: true,
-		Secure: s.store.Options.Secure, SameSite: http.SameSiteStrictMode}
+		Secure: s.sessions.store.Options.Secure, SameSite: http.SameSiteStrictMode}
 	return sess.Save(r, w)
 }
 
-// takeCeremony returns the ceremony in flight of the given kind and ends it:
-// each challenge is answered at most once, whatever the outcome.
-func (s *sessionStore) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (ceremony, error) {
-	sess, _ := s.store.Get(r, s.ceremonies)
-	b, ok := sess.Values["c"].([]byte)
-	delete(sess.Values, "c")
-	sess.Options = &sessions.Options{Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.store.Options.Secure, SameSite: http.SameSiteStrictMode}
+// takeCeremony returns the ceremony in flight of the given kind and ends it
+// on the server: each challenge is answered at most once, whatever the
+// outcome, and a browser sending the same cookie again gets nothing.
+func (s *Server) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (ceremony, error) {
+	sess, _ := s.sessions.store.Get(r, s.sessions.ceremonies)
+	token, _ := sess.Values["t"].(string)
+	sess.Values = map[any]any{}
+	sess.Options = &sessions.Options{Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.sessions.store.Options.Secure, SameSite: http.SameSiteStrictMode}
 	if err := sess.Save(r, w); err != nil {
 		return ceremony{}, err
 	}
+	b, err := s.cfg.Accounts.TakeCeremony(r.Context(), token, s.cfg.Now())
+	if accounts.Kind(err) == "not_found" {
+		return ceremony{}, errCeremony
+	}
+	if err != nil {
+		return ceremony{}, err
+	}
 	var c ceremony
-	if !ok || json.Unmarshal(b, &c) != nil || c.Kind != kind {
+	if json.Unmarshal(b, &c) != nil || c.Kind != kind {
 		return ceremony{}, errCeremony
 	}
 	return c, nil

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/latch-dev/latch/accounts"
 )
 
@@ -222,4 +224,34 @@ func findOther(t testing.TB, page string) string {
 	}
 	rest := page[i+len(pre):]
 	return rest[:strings.Index(rest, "/end")]
+}
+
+// A passkey ceremony's challenge is answered at most once: its state is
+// on the server, so a browser (or anyone who copied the cookie) sending
+// the same ceremony cookie again gets nothing.
+func TestCeremonyIsAnsweredOnce(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	rec := httptest.NewRecorder()
+	c := ceremony{Kind: "reauth", Data: webauthn.SessionData{Challenge: "a-challenge"}}
+	if err := tw.Web.setCeremony(rec, httptest.NewRequest("POST", "/reauth/begin", nil), c); err != nil {
+		t.Fatal(err)
+	}
+	cookies := rec.Result().Cookies()
+	if len(cookies) != 1 || strings.Contains(cookies[0].Value, "a-challenge") {
+		t.Fatalf("ceremony cookies: %+v", cookies)
+	}
+	take := func(kind string) (ceremony, error) {
+		req := httptest.NewRequest("POST", "/reauth/finish", nil)
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		return tw.Web.takeCeremony(httptest.NewRecorder(), req, kind)
+	}
+	got, err := take("reauth")
+	if err != nil || got.Data.Challenge != "a-challenge" {
+		t.Fatalf("take the ceremony: got %+v, %v", got, err)
+	}
+	if _, err := take("reauth"); !errors.Is(err, errCeremony) {
+		t.Errorf("the same ceremony cookie again: got %v, want %v", err, errCeremony)
+	}
 }

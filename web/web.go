@@ -57,6 +57,8 @@ type Accounts interface {
 	Sessions(ctx context.Context, person string, now time.Time) ([]accounts.WebSession, error)
 	EndSessionID(ctx context.Context, person, id string) error
 	EndSessions(ctx context.Context, person, keep string) (int, error)
+	SaveCeremony(ctx context.Context, state []byte, now time.Time) (string, error)
+	TakeCeremony(ctx context.Context, token string, now time.Time) ([]byte, error)
 
 	StartEnrollment(ctx context.Context, r accounts.EnrollRequest) (string, accounts.Enrollment, error)
 	PendingEnrollment(ctx context.Context, userCode string) (accounts.Enrollment, error)
