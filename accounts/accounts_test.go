@@ -2,6 +2,7 @@ package accounts_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -706,5 +707,77 @@ func TestDeleteRacingDisable(t *testing.T) {
 		if p, err := s.Service.Person(ctx, name); !errors.Is(err, accounts.ErrNotFound) {
 			t.Fatalf("round %d: after a delete racing a disable, the person is back: %+v (%v)", i, p, err)
 		}
+	}
+}
+
+// A change of the device template reaches people who already exist:
+// Refresh (run at every start) gives an account made with an older
+// template today's, through the single writer, and audits it.
+func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	p := s.MustCreatePerson(t, "alice")
+	signer, err := s.Operator.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// As an older latch made it: a narrower template.
+	tok, err := s.Claims.Lookup(ctx, p.Account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := jwt.UserPermissionLimits{}
+	old.Pub.Allow.Add("$KV.records.>")
+	old.Sub.Allow.Add("_INBOX.>")
+	for _, sc := range ac.SigningKeys {
+		if us, ok := sc.(*jwt.UserScope); ok && us.Role == accounts.DeviceRole {
+			us.Template = old
+		}
+	}
+	oldJWT, err := ac.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Claims.Push(ctx, oldJWT); err != nil {
+		t.Fatal(err)
+	}
+
+	// A service as a new start opens it, with no JWT cached.
+	svc, err := accounts.Open(ctx, accounts.Config{Signer: signer, Directory: s.Claims, App: s.App,
+		AdminAccount: s.Operator.AdminAccount.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resigned, templated, err := svc.Refresh(ctx)
+	if err != nil || resigned != 0 || templated != 1 {
+		t.Fatalf("refresh: got %d re-signed, %d templated, %v; want 0, 1", resigned, templated, err)
+	}
+	tok, _ = s.Claims.Lookup(ctx, p.Account)
+	ac, _ = jwt.DecodeAccountClaims(tok)
+	want, _ := json.Marshal(accounts.DeviceTemplate())
+	found := false
+	for _, sc := range ac.SigningKeys {
+		if us, ok := sc.(*jwt.UserScope); ok && us.Role == accounts.DeviceRole {
+			found = true
+			if got, _ := json.Marshal(us.Template); string(got) != string(want) {
+				t.Errorf("device template after refresh:\n got %s\nwant %s", got, want)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no device key after refresh")
+	}
+	if acts, _ := auditActions(t, s, p.Account, 10); !slices.Contains(acts, accounts.ActionAccountTemplate) {
+		t.Errorf("audit: got %v, want an %s entry", acts, accounts.ActionAccountTemplate)
+	}
+	// Nothing more to do the second time.
+	if r, n, err := svc.Refresh(ctx); err != nil || r != 0 || n != 0 {
+		t.Errorf("second refresh: got %d, %d, %v; want nothing done", r, n, err)
 	}
 }

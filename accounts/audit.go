@@ -12,8 +12,11 @@ const (
 	ActionAccountDisable = "account.disable"
 	ActionAccountEnable  = "account.enable"
 	ActionAccountDelete  = "account.delete"
-	ActionDeviceIssue    = "device.issue"
-	ActionDeviceRevoke   = "device.revoke"
+	// ActionAccountTemplate is a person account's device permissions
+	// brought up to date with a newer latch.
+	ActionAccountTemplate = "account.template"
+	ActionDeviceIssue     = "device.issue"
+	ActionDeviceRevoke    = "device.revoke"
 
 	ActionPersonLogin         = "person.login"
 	ActionSessionsEnd         = "person.sessions_end"

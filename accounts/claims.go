@@ -16,23 +16,55 @@ const DeviceRole = "device"
 // DeviceTemplate is what every device may do. It is the template of the
 // person account's scoped device signing key, so the server applies it to
 // every device user whatever the user JWT says, and a device user carries
-// no permissions of its own. The person account is the isolation boundary,
-// which is why plain _INBOX.> is kept: every NATS client works unchanged.
+// no permissions of their own. The person account is the isolation
+// boundary, which is why plain _INBOX.> is kept: every NATS client works
+// unchanged.
+//
+// It allows exactly what the official clients' KV APIs use on a bucket
+// they may read and write (from each client's KV code: nats.go's jetstream
+// and legacy packages, natscli, nats.js v3 @nats-io/kv and v2 nats,
+// nats.py, async-nats, nats.net, nats.java), and nothing that creates,
+// updates, deletes or purges a stream. cmd/latch's interop tests drive
+// natscli and nats.js v2 and v3 with a device's creds.
 func DeviceTemplate() jwt.UserPermissionLimits {
+	const stream = "KV_" + RecordsBucket
 	var t jwt.UserPermissionLimits
 	t.NatsLimits = jwt.NatsLimits{Subs: jwt.NoLimit, Data: jwt.NoLimit, Payload: jwt.NoLimit}
 	t.Pub.Allow.Add(
+		// Put, create, update, delete, purge of a key: every client.
 		"$KV."+RecordsBucket+".>",
-		"$JS.API.STREAM.INFO.KV_"+RecordsBucket,
-		"$JS.API.DIRECT.GET.KV_"+RecordsBucket,
-		"$JS.API.DIRECT.GET.KV_"+RecordsBucket+".>",
-		"$JS.API.CONSUMER.CREATE.KV_"+RecordsBucket+".>",
-		"$JS.API.CONSUMER.DELETE.KV_"+RecordsBucket+".>",
-		"$JS.FC.KV_"+RecordsBucket+".>",
+		// Open and status: every client (nats.js v3's open sends nothing).
+		"$JS.API.STREAM.INFO."+stream,
+		// Get: direct get with the key in the subject (nats.go, natscli,
+		// nats.js v2, nats.py, async-nats, nats.java), with a JSON body
+		// (nats.net's default, and every client's get by revision).
+		"$JS.API.DIRECT.GET."+stream,
+		"$JS.API.DIRECT.GET."+stream+".>",
+		// Get through the stream API: nats.js v3's default open() and v2's
+		// bindOnly, which do not use direct get unless asked.
+		"$JS.API.STREAM.MSG.GET."+stream,
+		// Watch, keys, history: an ephemeral ordered consumer. Named, with
+		// the filter in the subject: nats.go, natscli, nats.js v3, v2's
+		// watch, nats.net, nats.java. Unnamed, the form without a filter:
+		// nats.js v2's keys and history and its resets, nats.py,
+		// async-nats, and any client with several filters.
+		"$JS.API.CONSUMER.CREATE."+stream,
+		"$JS.API.CONSUMER.CREATE."+stream+".>",
+		// The consumer's info after creating it: nats.js v3's keys,
+		// nats.py, nats.java.
+		"$JS.API.CONSUMER.INFO."+stream+".*",
+		// Stopping a watch, and an ordered consumer's reset: nats.go,
+		// natscli, nats.js v3.
+		"$JS.API.CONSUMER.DELETE."+stream+".*",
+		// Flow control of the ordered consumers: every client.
+		"$JS.FC."+stream+".>",
+		// Account info and stream listing, read-only: nats.js v2's check
+		// of the JetStream API, `nats kv ls`, `nats account info`.
 		"$JS.API.INFO",
 		"$JS.API.STREAM.NAMES",
 		"$JS.API.STREAM.LIST",
 		"$SYS.REQ.USER.INFO",
+		// The device's own channel.
 		"latch.device.{{subject()}}.>",
 	)
 	t.Sub.Allow.Add(

@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -485,44 +486,93 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	return nil
 }
 
-// Resign re-signs, with the operator signing key in use, every person
-// account and LATCH_ADMIN whose JWT another signing key issued, as after
-// a signing-key rotation. It returns how many it re-signed.
-func (s *Service) Resign(ctx context.Context) (int, error) {
+// Refresh brings every person account and LATCH_ADMIN up to date after
+// an upgrade or a signing-key rotation: a JWT that another operator
+// signing key issued is re-signed with the key in use, and a device key
+// whose template is not today's DeviceTemplate gets it, so that a change
+// of the template reaches people who already exist. Both go through the
+// account's single writer; each template change is audited. It returns
+// how many accounts it re-signed and how many got the new template.
+func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err error) {
 	signer, err := s.cfg.Signer.PublicKey()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	ps, err := s.Persons(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
-	accts := []string{s.cfg.AdminAccount}
+	type target struct{ account, name string }
+	targets := []target{{s.cfg.AdminAccount, ""}}
 	for _, p := range ps {
 		if p.Status != StatusCreating && p.Status != StatusDeleting {
-			accts = append(accts, p.Account)
+			targets = append(targets, target{p.Account, p.Name})
 		}
 	}
-	for _, acct := range accts {
-		if acct == "" {
+	want := DeviceTemplate()
+	for _, t := range targets {
+		if t.account == "" {
 			continue
 		}
-		tok, err := s.cfg.Directory.Lookup(ctx, acct)
+		tok, err := s.cfg.Directory.Lookup(ctx, t.account)
 		if err != nil || tok == "" {
 			continue
 		}
 		ac, err := jwt.DecodeAccountClaims(tok)
-		if err != nil || ac.Issuer == signer {
+		if err != nil {
 			continue
 		}
-		// An empty change: commit signs with the key in use.
-		if err := s.update(acct, func(*jwt.AccountClaims) error { return nil }); err != nil {
-			return n, fmt.Errorf("re-sign %s (%s): %w", acct, ac.Name, err)
+		stale := ac.Issuer != signer
+		oldTemplate := t.name != "" && deviceScopeDiffers(ac, want)
+		if !stale && !oldTemplate {
+			continue
 		}
-		n++
+		// An empty change re-signs: commit signs with the key in use.
+		err = s.update(t.account, func(ac *jwt.AccountClaims) error {
+			if oldTemplate {
+				setDeviceTemplate(ac, want)
+			}
+			return nil
+		})
+		if err != nil {
+			return resigned, templated, fmt.Errorf("refresh %s (%s): %w", t.account, ac.Name, err)
+		}
+		if stale {
+			resigned++
+		}
+		if oldTemplate {
+			templated++
+			s.auditAfter(ctx, AuditEvent{Action: ActionAccountTemplate, Account: t.account, AccountName: t.name,
+				Detail: "device permissions brought up to date"})
+		}
 	}
-	return n, nil
+	return resigned, templated, nil
+}
+
+// deviceScopeDiffers reports whether an account has a device key whose
+// template is not want.
+func deviceScopeDiffers(ac *jwt.AccountClaims, want jwt.UserPermissionLimits) bool {
+	for _, sc := range ac.SigningKeys {
+		us, ok := sc.(*jwt.UserScope)
+		if !ok || us.Role != DeviceRole {
+			continue
+		}
+		a, _ := json.Marshal(us.Template)
+		b, _ := json.Marshal(want)
+		if string(a) != string(b) {
+			return true
+		}
+	}
+	return false
+}
+
+// setDeviceTemplate gives every device key of an account the template.
+func setDeviceTemplate(ac *jwt.AccountClaims, t jwt.UserPermissionLimits) {
+	for _, sc := range ac.SigningKeys {
+		if us, ok := sc.(*jwt.UserScope); ok && us.Role == DeviceRole {
+			us.Template = t
+		}
+	}
 }
 
 // maxNameTries is how many numbered names CreatePerson tries for one

@@ -15,15 +15,22 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The device template as DESIGN.md ("What a device may do") lists it.
+// The device template: DESIGN.md's ("What a device may do"), with what
+// the official clients' KV APIs also need (the hardening issue): the
+// stream API's get (nats.js v3's default), the consumer create without a
+// filter (nats.js v2, nats.py, async-nats) and consumer info (nats.js v3,
+// nats.py, nats.java); consumer deletes of one consumer at a time.
 var (
 	designPub = []string{
 		"$KV.records.>",
 		"$JS.API.STREAM.INFO.KV_records",
 		"$JS.API.DIRECT.GET.KV_records",
 		"$JS.API.DIRECT.GET.KV_records.>",
+		"$JS.API.STREAM.MSG.GET.KV_records",
+		"$JS.API.CONSUMER.CREATE.KV_records",
 		"$JS.API.CONSUMER.CREATE.KV_records.>",
-		"$JS.API.CONSUMER.DELETE.KV_records.>",
+		"$JS.API.CONSUMER.INFO.KV_records.*",
+		"$JS.API.CONSUMER.DELETE.KV_records.*",
 		"$JS.FC.KV_records.>",
 		"$JS.API.INFO",
 		"$JS.API.STREAM.NAMES",
@@ -170,6 +177,10 @@ func TestDeviceCannotPublishOutsideItsTemplate(t *testing.T) {
 			return st.DeleteMsg(ctx, 1)
 		})},
 		{"create a durable consumer on another stream", "$JS.API.CONSUMER.CREATE.OTHER.c.x", request("$JS.API.CONSUMER.CREATE.OTHER.c.x")},
+		{"create a durable consumer the old way", "$JS.API.CONSUMER.DURABLE.CREATE.KV_records.d", request("$JS.API.CONSUMER.DURABLE.CREATE.KV_records.d")},
+		{"delete every consumer at once", "$JS.API.CONSUMER.DELETE.KV_records.a.b", request("$JS.API.CONSUMER.DELETE.KV_records.a.b")},
+		{"list the consumers", "$JS.API.CONSUMER.LIST.KV_records", request("$JS.API.CONSUMER.LIST.KV_records")},
+		{"pause a consumer", "$JS.API.CONSUMER.PAUSE.KV_records.c", request("$JS.API.CONSUMER.PAUSE.KV_records.c")},
 		{"purge the account's JetStream", "$JS.API.ACCOUNT.PURGE." + acct, request("$JS.API.ACCOUNT.PURGE." + acct)},
 		{"ping the servers", "$SYS.REQ.SERVER.PING", request("$SYS.REQ.SERVER.PING")},
 		{"push an account JWT", "$SYS.REQ.CLAIMS.UPDATE", request("$SYS.REQ.CLAIMS.UPDATE")},

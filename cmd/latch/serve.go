@@ -306,10 +306,15 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		if err := svc.Reconcile(ctx); err != nil {
 			log.Warn("reconcile deleted accounts", "err", err)
 		}
-		if n, err := svc.Resign(ctx); err != nil {
-			log.Warn("re-sign accounts with the signing key in use", "err", err)
-		} else if n > 0 {
-			log.Info("re-signed accounts with the operator signing key in use", "accounts", n, "key", op.SigningKey)
+		resigned, templated, err := svc.Refresh(ctx)
+		if err != nil {
+			log.Warn("bring accounts up to date", "err", err)
+		}
+		if resigned > 0 {
+			log.Info("re-signed accounts with the operator signing key in use", "accounts", resigned, "key", op.SigningKey)
+		}
+		if templated > 0 {
+			log.Info("gave person accounts today's device permissions", "accounts", templated)
 		}
 	}()
 	admin, err := svc.ServeAdmin(appNC, version)
