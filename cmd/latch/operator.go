@@ -99,6 +99,12 @@ can be removed with ` + "`latch operator signing-key rm`" + `.`,
 			{
 				Name:  "config",
 				Usage: "print a nats-server config that trusts this operator (operator, system_account, resolver full, resolver_preload)",
+				Description: `The config trusts latch's operator and preloads SYS, LATCH and LATCH_ADMIN
+(--all-accounts: every account in <data>/resolver as it is now). It is a
+starting point and a checking tool, not a server that serves latch's
+devices: without --all-accounts it knows no person account, and with it
+a snapshot that latch's later changes (revocations, disabled or deleted
+persons, new persons) never reach. See docs/operations.md.`,
 				Flags: withGlobals(
 					&cli.StringFlag{Name: "resolver-dir", Value: "./resolver", Usage: "the resolver folder in the printed config"},
 					&cli.BoolFlag{Name: "all-accounts", Usage: "preload every account in <data>/resolver too, not only SYS and LATCH"},

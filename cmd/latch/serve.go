@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/keys"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/web"
 	"github.com/nats-io/nats.go"
@@ -359,11 +361,10 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	log.Info("latch is ready", "nats", ns.ClientURL(), "http", "http://"+hl.Addr().String(), "web", cfg.publicURL,
 		"monitor", ns.MonitorURL(), "data", cfg.data, "pid", os.Getpid())
 	// While nobody has signed up, a one-time link makes the first admin.
-	// It goes to stderr alone, not into the log: it is a secret.
 	if token, ok, err := svc.SetupInvite(ctx); err != nil {
 		log.Warn("setup link", "err", err)
-	} else if ok {
-		fmt.Fprintf(e.stderr, "\nNobody has signed up yet. Open this one-time link to set up latch and become its admin:\n\n    %s/setup/%s\n\n", cfg.publicURL, token)
+	} else {
+		showSetupLink(e.stderr, log, cfg.data, cfg.publicURL, token, ok)
 	}
 
 	select {
@@ -377,6 +378,36 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		ready.Store(false)
 		return listenError(ns.Err())
 	}
+}
+
+// setupLinkFile is where the setup link goes when standard error is not a
+// terminal.
+const setupLinkFile = "setup-link"
+
+// showSetupLink hands the setup link to whoever runs latch and to nobody
+// else: it is a secret, and a log is shipped and kept. On a terminal it is
+// printed there, apart from the log lines; otherwise (a service manager, a
+// container) it is written to <data>/setup-link, mode 0600, and the log
+// says where. Once somebody has signed up (ok false) the file goes.
+func showSetupLink(stderr io.Writer, log *slog.Logger, data, publicURL, token string, ok bool) {
+	file := filepath.Join(data, setupLinkFile)
+	if !ok {
+		os.Remove(file)
+		return
+	}
+	link := publicURL + "/setup/" + token
+	if f, isFile := stderr.(*os.File); isFile {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(stderr, "\nNobody has signed up yet. Open this one-time link to set up latch and become its admin:\n\n    %s\n\n", link)
+			return
+		}
+	}
+	os.Remove(file)
+	if err := keys.WriteFileNew(file, []byte(link+"\n")); err != nil {
+		log.Warn("setup link", "err", err)
+		return
+	}
+	log.Info("nobody has signed up yet: the one-time setup link is in a file, kept out of the log; open it to become the first admin", "file", file)
 }
 
 // listenError names the flag of a listener nats-server could not open.

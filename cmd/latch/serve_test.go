@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,5 +21,41 @@ func TestServeSmoke(t *testing.T) {
 	r = s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", out)
 	if !nkeys.IsValidPublicUserKey(strings.TrimSpace(r.stdout)) {
 		t.Fatalf("device issue printed %q, want a user public key", r.stdout)
+	}
+}
+
+// The setup link is a secret: away from a terminal it goes to a 0600 file
+// in the data folder, never into the log, and the file goes once somebody
+// has signed up.
+func TestSetupLinkStaysOutOfTheLog(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	s := mustServe(t, data)
+	file := filepath.Join(data, "setup-link")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("setup link file: %v\n%s", err, s.logs)
+	}
+	checkMode(t, file, 0o600)
+	link := strings.TrimSpace(string(b))
+	if !strings.Contains(link, "/setup/") {
+		t.Fatalf("setup link file holds %q", link)
+	}
+	token := link[strings.LastIndex(link, "/")+1:]
+	if logs := s.logs.String(); strings.Contains(logs, token) || !strings.Contains(logs, file) {
+		t.Errorf("the log holds the token, or does not say where the link is:\n%s", logs)
+	}
+	resp, err := http.Get(s.http + "/setup/" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET the setup link: got %d, want 200", resp.StatusCode)
+	}
+	s.mustAdmin(t, "account", "add", "alice", "--admin")
+	s.stop()
+	mustServe(t, data)
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("the setup link file is still there once somebody exists: %v", err)
 	}
 }
