@@ -760,7 +760,7 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 	}
 	tok, _ = s.Claims.Lookup(ctx, p.Account)
 	ac, _ = jwt.DecodeAccountClaims(tok)
-	want, _ := json.Marshal(accounts.DeviceTemplate())
+	want, _ := json.Marshal(accounts.DeviceTemplate(0))
 	found := false
 	for _, sc := range ac.SigningKeys {
 		if us, ok := sc.(*jwt.UserScope); ok && us.Role == accounts.DeviceRole {

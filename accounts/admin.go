@@ -26,6 +26,7 @@ const (
 	EndpointInviteCreate   = "invite.create"
 	EndpointAuditList      = "audit.ls"
 
+	EndpointAccountConsumers = "account.consumers"
 	EndpointAdminCredsIssue  = "admin.creds.issue"
 	EndpointAdminCredsList   = "admin.creds.ls"
 	EndpointAdminCredsRevoke = "admin.creds.revoke"
@@ -55,6 +56,20 @@ func (s *Service) caller(ctx context.Context, info string) (Actor, error) {
 		name = a.Name
 	}
 	return Actor{Name: "admin:" + name, Key: ci.User, From: ci.Host}, nil
+}
+
+// ConsumersRequest lists, or clears, the consumers of a person's records
+// bucket.
+type ConsumersRequest struct {
+	Name  string `json:"name"`
+	Clear bool   `json:"clear,omitempty"`
+}
+
+// ConsumersReply is the consumers of a records bucket, and how many a
+// clear deleted.
+type ConsumersReply struct {
+	Consumers []RecordsConsumer `json:"consumers"`
+	Cleared   int               `json:"cleared"`
 }
 
 // AdminCredsRequest asks for admin creds for a key the caller made.
@@ -254,6 +269,26 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			}
 			return InviteCreateReply{Token: token, Link: s.InviteLink(token), Invite: inv}, nil
 		},
+		EndpointAccountConsumers: func(ctx context.Context, data []byte) (any, error) {
+			var r ConsumersRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			var out ConsumersReply
+			if r.Clear {
+				n, err := s.ClearRecordsConsumers(ctx, r.Name)
+				if err != nil {
+					return nil, err
+				}
+				out.Cleared = n
+			}
+			cs, err := s.RecordsConsumers(ctx, r.Name)
+			out.Consumers = cs
+			if out.Consumers == nil {
+				out.Consumers = []RecordsConsumer{}
+			}
+			return out, err
+		},
 		EndpointAdminCredsIssue: func(ctx context.Context, data []byte) (any, error) {
 			var r AdminCredsRequest
 			if err := decode(data, &r); err != nil {
@@ -397,6 +432,13 @@ func (c *AdminClient) call(ctx context.Context, endpoint string, in, out any) er
 		return fmt.Errorf("admin request %s: unreadable reply: %w", endpoint, err)
 	}
 	return nil
+}
+
+// Consumers lists the consumers of a person's records bucket, first
+// deleting them all when clear is set.
+func (c *AdminClient) Consumers(ctx context.Context, name string, clear bool) (ConsumersReply, error) {
+	var r ConsumersReply
+	return r, c.call(ctx, EndpointAccountConsumers, ConsumersRequest{Name: name, Clear: clear}, &r)
 }
 
 // IssueAdminCreds asks for admin creds named name for the user key pub.

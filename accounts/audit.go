@@ -15,6 +15,7 @@ const (
 	// ActionAccountTemplate is a person account's device permissions
 	// brought up to date with a newer latch.
 	ActionAccountTemplate = "account.template"
+	ActionConsumersClear  = "account.consumers_clear"
 	ActionDeviceIssue     = "device.issue"
 	ActionDeviceRevoke    = "device.revoke"
 

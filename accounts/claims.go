@@ -26,10 +26,17 @@ const DeviceRole = "device"
 // nats.py, async-nats, nats.net, nats.java), and nothing that creates,
 // updates, deletes or purges a stream. cmd/latch's interop tests drive
 // natscli and nats.js v2 and v3 with a device's creds.
-func DeviceTemplate() jwt.UserPermissionLimits {
+//
+// deviceSubs caps the subscriptions of each device connection (0 is
+// DefaultLimits.DeviceSubs): without a cap one connection could hold
+// hundreds of thousands and with them the server's memory.
+func DeviceTemplate(deviceSubs int64) jwt.UserPermissionLimits {
 	const stream = "KV_" + RecordsBucket
+	if deviceSubs <= 0 {
+		deviceSubs = DefaultLimits.DeviceSubs
+	}
 	var t jwt.UserPermissionLimits
-	t.NatsLimits = jwt.NatsLimits{Subs: jwt.NoLimit, Data: jwt.NoLimit, Payload: jwt.NoLimit}
+	t.NatsLimits = jwt.NatsLimits{Subs: deviceSubs, Data: jwt.NoLimit, Payload: jwt.NoLimit}
 	t.Pub.Allow.Add(
 		// Put, create, update, delete, purge of a key: every client.
 		"$KV."+RecordsBucket+".>",
@@ -168,16 +175,32 @@ type Limits struct {
 	Payload int64 `json:"payload"`
 	// Consumers is the most JetStream consumers (watchers) at once.
 	Consumers int64 `json:"consumers"`
+	// Subs is the most subscriptions of any one connection of the
+	// account (nats-server applies an account's limit to each of its
+	// connections), the server's own included, and DeviceSubs of one
+	// device connection; 0 is DefaultLimits'. DeviceSubs is the server's
+	// (--device-subs), the same for every person.
+	Subs       int64 `json:"subs,omitempty"`
+	DeviceSubs int64 `json:"device_subs,omitempty"`
 }
 
 // DefaultLimits are the quotas of a person account unless told otherwise.
 var DefaultLimits = Limits{
-	Disk:      64 << 20,
-	Memory:    1 << 20,
-	Conns:     64,
-	Payload:   1 << 20,
-	Consumers: 256,
+	Disk:       64 << 20,
+	Memory:     1 << 20,
+	Conns:      64,
+	Payload:    1 << 20,
+	Consumers:  256,
+	Subs:       10_000,
+	DeviceSubs: 1_000,
 }
+
+// ConsumerIdle is how long a consumer of a records bucket may go unused
+// before the server removes it, durable or not (the stream's consumer
+// limit): a device cannot leave consumers behind, after its revocation
+// or ever. Clients' ordered consumers ask for at most 5 minutes (nats.js
+// v3, nats.py); a consumer that asks for more than this is refused.
+const ConsumerIdle = 15 * time.Minute
 
 // apply sets the limits on account claims. On one node a single R1 tier
 // holds both the bucket (disk) and the watchers' consumers (memory).
@@ -185,7 +208,10 @@ func (l Limits) apply(ac *jwt.AccountClaims) {
 	ac.Limits.Conn = l.Conns
 	ac.Limits.LeafNodeConn = 0
 	ac.Limits.Payload = l.Payload
-	ac.Limits.Subs = jwt.NoLimit
+	ac.Limits.Subs = l.Subs
+	if l.Subs <= 0 {
+		ac.Limits.Subs = DefaultLimits.Subs
+	}
 	ac.Limits.Data = jwt.NoLimit
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{}
 	ac.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{
@@ -225,7 +251,7 @@ func personAccountClaims(name string, k personKeys, l Limits) *jwt.AccountClaims
 	scope.Key = devPub
 	scope.Role = DeviceRole
 	scope.Description = "devices of " + name
-	scope.Template = DeviceTemplate()
+	scope.Template = DeviceTemplate(l.DeviceSubs)
 	ac.SigningKeys.AddScopedSigner(scope)
 	ac.SigningKeys.Add(svcPub)
 	l.apply(ac)

@@ -40,6 +40,9 @@ type Person struct {
 	Limits      Limits     `json:"limits"`
 	Created     time.Time  `json:"created"`
 	DisabledAt  *time.Time `json:"disabled_at,omitempty"`
+	// BucketVersion is the version of the records bucket's configuration
+	// (bucketVersion); Refresh brings an older one up to date.
+	BucketVersion int `json:"bucket_version,omitempty"`
 }
 
 // NewPerson is what CreatePerson needs.
@@ -140,6 +143,8 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 	if np.Limits != (Limits{}) {
 		limits = np.Limits
 	}
+	// One device limit for everybody, so Refresh can keep it current.
+	limits.DeviceSubs = s.cfg.Limits.DeviceSubs
 	if err := limits.validate(); err != nil {
 		return Person{}, err
 	}
@@ -147,7 +152,7 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 	pub, _ := k.account.PublicKey()
 	p := Person{
 		Name: np.Name, DisplayName: np.DisplayName, Handle: np.Handle, Role: np.Role, Account: pub,
-		Status: StatusCreating, Limits: limits, Created: time.Now().UTC(),
+		Status: StatusCreating, Limits: limits, Created: time.Now().UTC(), BucketVersion: bucketVersion,
 	}
 	// Create refuses an existing key, so two requests for one name cannot
 	// both win.
@@ -231,6 +236,25 @@ func (s *Service) createRecordsBucket(ctx context.Context, account string, servi
 	})
 	if err != nil {
 		return fmt.Errorf("create the records bucket: %w", err)
+	}
+	return limitConsumers(ctx, js)
+}
+
+// limitConsumers gives the records stream its consumer limit: every
+// consumer, durable ones too, goes once idle for ConsumerIdle. A KV
+// bucket's config has no place for it, so the stream is updated.
+func limitConsumers(ctx context.Context, js jetstream.JetStream) error {
+	st, err := js.Stream(ctx, "KV_"+RecordsBucket)
+	if err != nil {
+		return fmt.Errorf("the records bucket: %w", err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.ConsumerLimits.InactiveThreshold == ConsumerIdle {
+		return nil
+	}
+	cfg.ConsumerLimits.InactiveThreshold = ConsumerIdle
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("limit the records bucket's consumers: %w", err)
 	}
 	return nil
 }
@@ -508,8 +532,19 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 		if p.Status != StatusCreating && p.Status != StatusDeleting {
 			targets = append(targets, target{p.Account, p.Name})
 		}
+		// A disabled person's bucket cannot be reached; it is brought up
+		// to date at a start after they are enabled.
+		if p.Status == StatusActive && p.BucketVersion < bucketVersion {
+			if err := s.upgradeBucket(ctx, p); err != nil {
+				s.log.Warn("bring a records bucket up to date", "person", p.Name, "err", err)
+			}
+		}
 	}
-	want := DeviceTemplate()
+	want := DeviceTemplate(s.cfg.Limits.DeviceSubs)
+	subs := s.cfg.Limits.Subs
+	if subs <= 0 {
+		subs = DefaultLimits.Subs
+	}
 	for _, t := range targets {
 		if t.account == "" {
 			continue
@@ -523,7 +558,9 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 			continue
 		}
 		stale := ac.Issuer != signer
-		oldTemplate := t.name != "" && deviceScopeDiffers(ac, want)
+		// Accounts made before subscriptions were limited get the limit.
+		unlimited := t.name != "" && ac.Limits.Subs == jwt.NoLimit
+		oldTemplate := t.name != "" && (deviceScopeDiffers(ac, want) || unlimited)
 		if !stale && !oldTemplate {
 			continue
 		}
@@ -531,6 +568,9 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 		err = s.update(t.account, func(ac *jwt.AccountClaims) error {
 			if oldTemplate {
 				setDeviceTemplate(ac, want)
+				if ac.Limits.Subs == jwt.NoLimit {
+					ac.Limits.Subs = subs
+				}
 			}
 			return nil
 		})

@@ -46,7 +46,7 @@ var (
 )
 
 func TestDeviceTemplateMatchesDesign(t *testing.T) {
-	tmpl := accounts.DeviceTemplate()
+	tmpl := accounts.DeviceTemplate(0)
 	if got, want := sorted(tmpl.Pub.Allow), sorted(designPub); !slices.Equal(got, want) {
 		t.Errorf("publish allow: got %q, want %q", got, want)
 	}

@@ -134,6 +134,42 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 				Flags:     withGlobals(jsonFlag()),
 				Action:    e.personAction("deleted", (*accounts.AdminClient).DeleteAccount),
 			},
+			{
+				Name:      "consumers",
+				Usage:     "list the consumers of a person's records bucket; --clear deletes them all",
+				ArgsUsage: "NAME",
+				Description: `Devices' watches, keys and history make consumers of the records bucket,
+and a device may make durable ones. The server removes any consumer idle
+for 15 minutes; an account holds at most 256 at once (its JetStream limit). When a
+device has filled them (watches fail with "maximum consumers limit
+reached"), --clear deletes them all: the watches of connected devices make
+themselves again, durable consumers are gone. Revoke the device first.`,
+				Flags: withGlobals(&cli.BoolFlag{Name: "clear", Usage: "delete every consumer of the bucket first"}, jsonFlag()),
+				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					r, err := ac.Consumers(c.Context, a[0], c.Bool("clear"))
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, r)
+					}
+					if c.Bool("clear") {
+						fmt.Fprintf(e.stderr, "deleted %d consumers\n", r.Cleared)
+					}
+					rows := make([][]string, len(r.Consumers))
+					for i, cs := range r.Consumers {
+						kind, idle := "ephemeral", "never"
+						if cs.Durable {
+							kind = "durable"
+						}
+						if cs.Idle > 0 {
+							idle = cs.Idle.String()
+						}
+						rows[i] = []string{cs.Name, kind, dash(cs.Filter), when(cs.Created), idle, strconv.FormatUint(cs.Pending, 10)}
+					}
+					return table(e.stdout, []string{"NAME", "KIND", "FILTER", "CREATED", "REMOVED IDLE AFTER", "PENDING"}, rows)
+				}),
+			},
 		},
 	}
 }

@@ -59,6 +59,8 @@ clean stop, also while starting.`,
 			&cli.StringFlag{Name: "account-memory", Value: "1MiB", Usage: "JetStream memory quota of each new person account (KV watchers)"},
 			&cli.Int64Flag{Name: "account-conns", Value: accounts.DefaultLimits.Conns, Usage: "most connections of each new person account"},
 			&cli.StringFlag{Name: "account-payload", Value: "1MiB", Usage: "largest message of each new person account"},
+			&cli.Int64Flag{Name: "account-subs", Value: accounts.DefaultLimits.Subs, Usage: "most subscriptions of any one connection of each new person account, the server's own included"},
+			&cli.Int64Flag{Name: "device-subs", Value: accounts.DefaultLimits.DeviceSubs, Usage: "most subscriptions of one device connection (every person's devices; existing accounts get it at the next start)"},
 			&cli.StringFlag{Name: "device-ttl", Value: "90d", Usage: "default lifetime of issued device JWTs (90d, 12h, never)"},
 			&cli.StringFlag{Name: "js-max-store", Value: "1PiB", Usage: "JetStream disk the server hands out in quotas; over-committed on purpose (see docs/operations.md)"},
 			&cli.StringFlag{Name: "js-max-memory", Value: "1TiB", Usage: "JetStream memory the server hands out in quotas; over-committed on purpose"},
@@ -118,6 +120,10 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 	}
 	cfg.limits = accounts.DefaultLimits
 	cfg.limits.Conns = c.Int64("account-conns")
+	cfg.limits.Subs, cfg.limits.DeviceSubs = c.Int64("account-subs"), c.Int64("device-subs")
+	if cfg.limits.Subs <= 0 || cfg.limits.DeviceSubs <= 0 {
+		return cfg, fmt.Errorf("--account-subs and --device-subs must be more than 0")
+	}
 	sizes := []struct {
 		flag string
 		dst  *int64

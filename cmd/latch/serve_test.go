@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/latch-dev/latch/accounts"
 	"github.com/nats-io/nkeys"
 )
 
@@ -57,5 +59,34 @@ func TestSetupLinkStaysOutOfTheLog(t *testing.T) {
 	mustServe(t, data)
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
 		t.Errorf("the setup link file is still there once somebody exists: %v", err)
+	}
+}
+
+// latch account consumers lists and clears a records bucket's consumers.
+func TestAccountConsumers(t *testing.T) {
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	creds := filepath.Join(t.TempDir(), "laptop.creds")
+	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", creds)
+	nc, err := connectCreds(s.nats, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	req := `{"stream_name":"KV_records","config":{"durable_name":"hog","ack_policy":"none"}}`
+	if m, err := nc.Request("$JS.API.CONSUMER.CREATE.KV_records.hog", []byte(req), 5*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
+		t.Fatalf("a device makes a durable consumer: %v", err)
+	}
+	var r accounts.ConsumersReply
+	decodeJSON(t, s.mustAdmin(t, "account", "consumers", "alice", "--json"), &r)
+	if len(r.Consumers) != 1 || r.Consumers[0].Name != "hog" || !r.Consumers[0].Durable {
+		t.Fatalf("consumers: got %+v", r)
+	}
+	if out := s.mustAdmin(t, "account", "consumers", "alice").stdout; !strings.Contains(out, "hog") || !strings.Contains(out, "durable") || !strings.Contains(out, "15m0s") {
+		t.Errorf("consumers table:\n%s", out)
+	}
+	decodeJSON(t, s.mustAdmin(t, "account", "consumers", "alice", "--clear", "--json"), &r)
+	if r.Cleared != 1 || len(r.Consumers) != 0 {
+		t.Errorf("consumers --clear: got %+v, want 1 cleared and none left", r)
 	}
 }
