@@ -13,18 +13,19 @@ import (
 
 // The admin service's endpoints, under AdminSubjectPrefix.
 const (
-	EndpointAccountAdd     = "account.add"
-	EndpointAccountList    = "account.ls"
-	EndpointAccountShow    = "account.show"
-	EndpointAccountDisable = "account.disable"
-	EndpointAccountEnable  = "account.enable"
-	EndpointAccountDelete  = "account.delete"
-	EndpointDeviceIssue    = "device.issue"
-	EndpointDeviceList     = "device.ls"
-	EndpointDeviceRevoke   = "device.revoke"
-	EndpointDeviceApprove  = "device.approve"
-	EndpointInviteCreate   = "invite.create"
-	EndpointAuditList      = "audit.ls"
+	EndpointAccountAdd       = "account.add"
+	EndpointAccountList      = "account.ls"
+	EndpointAccountShow      = "account.show"
+	EndpointAccountDisable   = "account.disable"
+	EndpointAccountEnable    = "account.enable"
+	EndpointAccountDelete    = "account.delete"
+	EndpointDeviceIssue      = "device.issue"
+	EndpointDeviceList       = "device.ls"
+	EndpointDeviceRevoke     = "device.revoke"
+	EndpointDeviceDisconnect = "device.disconnect"
+	EndpointDeviceApprove    = "device.approve"
+	EndpointInviteCreate     = "invite.create"
+	EndpointAuditList        = "audit.ls"
 
 	EndpointAccountConsumers = "account.consumers"
 	EndpointAdminCredsIssue  = "admin.creds.issue"
@@ -70,6 +71,13 @@ type ConsumersRequest struct {
 type ConsumersReply struct {
 	Consumers []RecordsConsumer `json:"consumers"`
 	Cleared   int               `json:"cleared"`
+}
+
+// DeviceDisconnectReply is a device whose connections were closed, and how
+// many.
+type DeviceDisconnectReply struct {
+	Device Device `json:"device"`
+	Closed int    `json:"closed"`
 }
 
 // AdminCredsRequest asks for admin creds for a key the caller made.
@@ -250,6 +258,17 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 				return nil, err
 			}
 			return DeviceRevokeReply{Device: d, AlreadyRevoked: before.Revoked()}, nil
+		},
+		EndpointDeviceDisconnect: func(ctx context.Context, data []byte) (any, error) {
+			var r DeviceRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			d, n, err := s.DisconnectDevice(ctx, r.Account, r.Device)
+			if err != nil {
+				return nil, err
+			}
+			return DeviceDisconnectReply{Device: d, Closed: n}, nil
 		},
 		EndpointDeviceApprove: func(ctx context.Context, data []byte) (any, error) {
 			var r DeviceApproveRequest
@@ -432,6 +451,12 @@ func (c *AdminClient) call(ctx context.Context, endpoint string, in, out any) er
 		return fmt.Errorf("admin request %s: unreadable reply: %w", endpoint, err)
 	}
 	return nil
+}
+
+// DisconnectDevice closes a device's connections without revoking it.
+func (c *AdminClient) DisconnectDevice(ctx context.Context, account, device string) (DeviceDisconnectReply, error) {
+	var r DeviceDisconnectReply
+	return r, c.call(ctx, EndpointDeviceDisconnect, DeviceRequest{Account: account, Device: device}, &r)
 }
 
 // Consumers lists the consumers of a person's records bucket, first

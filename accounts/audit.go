@@ -14,10 +14,11 @@ const (
 	ActionAccountDelete  = "account.delete"
 	// ActionAccountTemplate is a person account's device permissions
 	// brought up to date with a newer latch.
-	ActionAccountTemplate = "account.template"
-	ActionConsumersClear  = "account.consumers_clear"
-	ActionDeviceIssue     = "device.issue"
-	ActionDeviceRevoke    = "device.revoke"
+	ActionAccountTemplate  = "account.template"
+	ActionConsumersClear   = "account.consumers_clear"
+	ActionDeviceIssue      = "device.issue"
+	ActionDeviceRevoke     = "device.revoke"
+	ActionDeviceDisconnect = "device.disconnect"
 
 	ActionPersonLogin         = "person.login"
 	ActionSessionsEnd         = "person.sessions_end"

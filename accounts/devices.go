@@ -35,8 +35,11 @@ type Device struct {
 	Created     time.Time  `json:"created"`
 	Expires     *time.Time `json:"expires,omitempty"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
-	LastSeen    *time.Time `json:"last_seen,omitempty"`
-	Renewed     *time.Time `json:"renewed,omitempty"` // last RenewDevice; nil when never
+	// Conns is how many connections the device has open now; it is not
+	// stored, and is filled in when devices are listed.
+	Conns    int        `json:"conns"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	Renewed  *time.Time `json:"renewed,omitempty"` // last RenewDevice; nil when never
 }
 
 // Revoked reports whether the device is revoked.
@@ -181,7 +184,37 @@ func (s *Service) devicesOf(ctx context.Context, p Person) ([]Device, error) {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	if s.cfg.Connections != nil {
+		for i := range out {
+			out[i].Conns = s.cfg.Connections.Conns(out[i].Account, out[i].PublicKey)
+		}
+	}
 	return out, nil
+}
+
+// DisconnectDevice closes every open connection of a device without
+// revoking it: its creds still work, and its client reconnects, as after
+// a network failure. It returns the device and how many connections it
+// closed.
+func (s *Service) DisconnectDevice(ctx context.Context, account, ref string) (Device, int, error) {
+	p, err := s.Person(ctx, account)
+	if err != nil {
+		return Device{}, 0, err
+	}
+	d, err := s.deviceOf(ctx, p, ref)
+	if err != nil {
+		return Device{}, 0, err
+	}
+	if s.cfg.Connections == nil {
+		return d, 0, errorf(ErrInvalid, "this server cannot close connections")
+	}
+	n, err := s.cfg.Connections.Disconnect(p.Account, d.PublicKey)
+	if err != nil {
+		return d, n, fmt.Errorf("close the connections of %s: %w", d.Name, err)
+	}
+	s.auditAfter(ctx, AuditEvent{Action: ActionDeviceDisconnect, Account: p.Account, AccountName: p.Name,
+		Device: d.PublicKey, DeviceName: d.Name, Detail: fmt.Sprintf("%d connections", n)})
+	return d, n, nil
 }
 
 // Device finds a device of a person by public key or by name. A name

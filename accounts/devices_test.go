@@ -336,3 +336,31 @@ func describe(e jetstream.KeyValueEntry) string {
 	}
 	return strings.Join([]string{e.Operation().String(), e.Key(), "=", string(e.Value())}, " ")
 }
+
+// A device's connections are counted, and closed without revoking it: it
+// may connect again at once.
+func TestDisconnectDevice(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	s.MustCreatePerson(t, "alice")
+	laptop := s.MustIssueDevice(t, "alice", "laptop")
+	a, b := s.MustConnect(t, laptop.CredsFile), s.MustConnect(t, laptop.CredsFile)
+	ds, err := s.Service.Devices(ctx, "alice")
+	if err != nil || len(ds) != 1 || ds[0].Conns != 2 {
+		t.Fatalf("devices: got %+v, %v; want laptop with 2 connections", ds, err)
+	}
+	d, n, err := s.Service.DisconnectDevice(ctx, "alice", "laptop")
+	if err != nil || n != 2 || d.Name != "laptop" {
+		t.Fatalf("disconnect: got %q, %d, %v; want laptop, 2", d.Name, n, err)
+	}
+	wantClosed(t, a, "disconnecting the device")
+	wantClosed(t, b, "disconnecting the device")
+	c := s.MustConnect(t, laptop.CredsFile)
+	wantOpen(t, c, "a disconnected (not revoked) device connecting again")
+	if acts, _ := auditActions(t, s, laptop.Account, 10); !slices.Contains(acts, accounts.ActionDeviceDisconnect) {
+		t.Errorf("audit: got %v, want %s", acts, accounts.ActionDeviceDisconnect)
+	}
+	_, _, err = s.Service.DisconnectDevice(ctx, "alice", "phone")
+	wantKind(t, "disconnect an unknown device", err, accounts.ErrNotFound)
+}

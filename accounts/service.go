@@ -49,6 +49,13 @@ type Directory interface {
 	PurgeJetStream(ctx context.Context, account string) error
 }
 
+// Connections tells how many connections a device has open and closes
+// them; the server's presence watcher and embedded nats-server do.
+type Connections interface {
+	Conns(account, user string) int
+	Disconnect(account, user string) (int, error)
+}
+
 // Dialer connects to the NATS server as a user given by its JWT and seed.
 type Dialer func(userJWT string, seed []byte) (*nats.Conn, error)
 
@@ -68,6 +75,9 @@ type Config struct {
 	Replicas int
 	// DeviceTTL is the default lifetime of an issued device JWT; 0 is none.
 	DeviceTTL time.Duration
+	// Connections counts and closes devices' connections; nil leaves the
+	// counts at 0 and refuses to close any.
+	Connections Connections
 	// AdminAccount is LATCH_ADMIN's public key: the admin service answers
 	// only its users. AdminSigner, its signing key, signs admins' creds.
 	AdminAccount string

@@ -410,6 +410,33 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.ns.WaitForShutdown()
 }
 
+// Conns counts a user's open connections on this server. (Presence counts
+// them from events, without asking the server.)
+func (s *Server) Conns(account, user string) int {
+	cz, err := s.ns.Connz(&server.ConnzOptions{Account: account, User: user, State: server.ConnOpen, Limit: 1 << 16})
+	if err != nil {
+		return 0
+	}
+	return len(cz.Conns)
+}
+
+// Disconnect closes every connection of a user of an account on this
+// server, and returns how many it closed. The user may connect again:
+// this is not a revocation.
+func (s *Server) Disconnect(account, user string) (int, error) {
+	cz, err := s.ns.Connz(&server.ConnzOptions{Account: account, User: user, State: server.ConnOpen, Limit: 1 << 16})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range cz.Conns {
+		if err := s.ns.DisconnectClientByID(c.Cid); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // StoredAccounts counts the account JWTs in this server's resolver folder.
 // It reads the folder rather than asking over $SYS.REQ.CLAIMS.LIST, whose
 // answer at thousands of accounts holds the asking connection for seconds.

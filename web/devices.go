@@ -49,6 +49,7 @@ func (s *Server) deviceView(d accounts.Device) views.Device {
 	v.Expired = d.Expires != nil && !s.cfg.Now().Before(*d.Expires)
 	if s.cfg.Presence != nil && !d.Revoked() {
 		v.Online = s.cfg.Presence.Online(d.Account, d.PublicKey)
+		v.Conns = s.cfg.Presence.Conns(d.Account, d.PublicKey)
 		if t, ok := s.cfg.Presence.LastSeen(d.Account, d.PublicKey); ok && (v.LastSeen == nil || t.After(*v.LastSeen)) {
 			v.LastSeen = &t
 		}
@@ -69,6 +70,23 @@ func (s *Server) handleDeviceRevoke(w http.ResponseWriter, r *http.Request, p ac
 		return
 	}
 	s.deviceChanged(p.Account, d.PublicKey)
+	if isHTMX(r) {
+		s.render(w, r, http.StatusOK, views.DeviceRow(s.deviceView(d)))
+		return
+	}
+	http.Redirect(w, r, "/devices", http.StatusSeeOther)
+}
+
+// handleDeviceDisconnect is POST /devices/{pub}/disconnect: the device's
+// connections close now, without revoking it (it may connect again). htmx
+// gets the row back; a form post goes back to the devices page.
+func (s *Server) handleDeviceDisconnect(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	ctx := accounts.WithActor(r.Context(), actor(r, p))
+	d, _, err := s.cfg.Accounts.DisconnectDevice(ctx, p.Name, r.PathValue("pub"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if isHTMX(r) {
 		s.render(w, r, http.StatusOK, views.DeviceRow(s.deviceView(d)))
 		return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/latchtest"
 	"github.com/latch-dev/latch/keys"
 	"github.com/latch-dev/latch/views"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +29,9 @@ func TestPagesNeedLogin(t *testing.T) {
 		{"GET", "/devices"},
 		{"GET", "/devices/events"},
 		{"POST", "/devices/UABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUV/revoke"},
+		{"POST", "/devices/UABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUV/disconnect"},
+		{"POST", "/sessions/end"},
+		{"POST", "/sessions/abc/end"},
 		{"POST", "/devices/download"},
 		{"GET", "/passkeys"},
 		{"POST", "/passkeys/abc/rename"},
@@ -544,5 +548,47 @@ func TestDownloadCredsNeedsAFreshPasskeyCheck(t *testing.T) {
 	}
 	if ds, _ := tw.Service.Devices(context.Background(), p.Name); len(ds) != 0 {
 		t.Errorf("devices after a refused download: got %d, want 0", len(ds))
+	}
+}
+
+// Disconnect closes a device's connections without revoking it: the row
+// shows how many it had, offers Disconnect while it is online, and the
+// device may connect again.
+func TestDeviceDisconnect(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	alice := tw.mustPerson(t, "alice", false)
+	laptop := tw.MustIssueDevice(t, "alice", "laptop")
+	a, b := tw.MustConnect(t, laptop.CredsFile), tw.MustConnect(t, laptop.CredsFile)
+	waitOnline(t, tw, alice.Account, laptop.PublicKey)
+	c := tw.loginAs(t, "alice")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		row := rowOf(t, text(t, c.do("GET", "/devices", nil)), laptop.PublicKey)
+		if strings.Contains(row, "2 connections") && strings.Contains(row, ">Disconnect</button>") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("laptop's row with two connections: %s", row)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp := c.do("POST", "/devices/"+laptop.PublicKey+"/disconnect", nil, "HX-Request", "true")
+	if body := text(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="device-`+laptop.PublicKey+`"`) {
+		t.Fatalf("disconnect: got %d %s", resp.StatusCode, body)
+	}
+	for _, conn := range []*latchtest.Conn{a, b} {
+		select {
+		case <-conn.Closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a connection of the laptop is still open after Disconnect")
+		}
+	}
+	again := tw.MustConnect(t, laptop.CredsFile)
+	if err := again.Flush(); err != nil {
+		t.Errorf("the laptop connecting again after Disconnect: %v", err)
+	}
+	// Not another person's device.
+	tw.mustPerson(t, "bob", false)
+	if resp := tw.loginAs(t, "bob").do("POST", "/devices/"+laptop.PublicKey+"/disconnect", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("bob disconnects alice's laptop: got %d, want 404", resp.StatusCode)
 	}
 }

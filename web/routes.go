@@ -62,6 +62,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /devices", s.authed(s.handleDevices))
 	mux.HandleFunc("GET /devices/events", s.authed(s.handleDeviceEvents))
 	mux.HandleFunc("POST /devices/{pub}/revoke", s.authed(s.handleDeviceRevoke))
+	mux.HandleFunc("POST /devices/{pub}/disconnect", s.authed(s.handleDeviceDisconnect))
 	mux.HandleFunc("POST /devices/download", s.authed(s.handleDeviceDownload))
 
 	// The passkeys page: list, rename, remove (passkeys_page.go).

@@ -70,6 +70,7 @@ type Accounts interface {
 	Device(ctx context.Context, account, ref string) (accounts.Device, error)
 	IssueDevice(ctx context.Context, nd accounts.NewDevice) (accounts.Device, []byte, error)
 	RevokeDevice(ctx context.Context, account, ref string) (accounts.Device, error)
+	DisconnectDevice(ctx context.Context, account, ref string) (accounts.Device, int, error)
 
 	CreateInvite(ctx context.Context, admin bool) (string, accounts.Invite, error)
 	Invite(ctx context.Context, token string) (accounts.Invite, error)
@@ -90,6 +91,7 @@ type Accounts interface {
 // Presence tells whether devices are online, and when they were last seen.
 type Presence interface {
 	Online(account, user string) bool
+	Conns(account, user string) int
 	LastSeen(account, user string) (time.Time, bool)
 	Subscribe(account string) (<-chan resolver.PresenceEvent, func())
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
@@ -125,9 +126,31 @@ the key the device shows, and revoke the device if they differ.`,
 						if d.Revoked() {
 							status = "revoked " + whenPtr(d.RevokedAt)
 						}
-						rows[i] = []string{d.Name, d.PublicKey, d.Enrolled, when(d.Created), whenPtr(d.Expires), status}
+						rows[i] = []string{d.Name, d.PublicKey, d.Enrolled, when(d.Created), whenPtr(d.Expires), status, strconv.Itoa(d.Conns)}
 					}
-					return table(e.stdout, []string{"NAME", "KEY", "ENROLLED", "CREATED", "EXPIRES", "STATUS"}, rows)
+					return table(e.stdout, []string{"NAME", "KEY", "ENROLLED", "CREATED", "EXPIRES", "STATUS", "CONNS"}, rows)
+				}),
+			},
+			{
+				Name:      "disconnect",
+				Usage:     "close a device's open connections without revoking it; its client reconnects as after a network failure",
+				ArgsUsage: "DEVICE (its name or public key)",
+				Description: `A person account allows --account-conns connections (64 by default) for all
+its devices together, and one device may hold many of them. This closes
+the device's connections now, on this server; its creds still work and a
+client that reconnects by itself comes back. To keep it out, revoke it.`,
+				Before: needAccount,
+				Flags:  withGlobals(accountFlag(), jsonFlag()),
+				Action: e.adminAction([]string{"DEVICE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					r, err := ac.DisconnectDevice(c.Context, c.String("account"), a[0])
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, r)
+					}
+					fmt.Fprintf(e.stdout, "closed %d connections of %s\n", r.Closed, r.Device.Name)
+					return nil
 				}),
 			},
 			{

@@ -288,11 +288,18 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	}
 	defer appNC.Close()
 
+	presence, err := resolver.WatchPresence(sysNC, ns, log)
+	if err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	defer presence.Close()
+
 	adminSigner, err := op.AdminSigner()
 	if err != nil {
 		return err
 	}
 	svc, err := accounts.Open(ctx, accounts.Config{
+		Connections:  connections{presence, ns},
 		AdminAccount: op.AdminAccount.PublicKey,
 		AdminSigner:  adminSigner,
 		Signer:       signer,
@@ -331,11 +338,6 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	}
 	defer admin.Stop()
 
-	presence, err := resolver.WatchPresence(sysNC, ns, log)
-	if err != nil {
-		return fmt.Errorf("presence: %w", err)
-	}
-	defer presence.Close()
 	go recordLastSeen(ctx, presence, svc, log)
 
 	sessionKeys, err := webSessionKeys(ctx, svc)
@@ -498,6 +500,19 @@ func recordLastSeen(ctx context.Context, p *resolver.Presence, svc *accounts.Ser
 			}
 		}
 	}
+}
+
+// connections counts a device's connections from presence and closes them
+// on the embedded server.
+type connections struct {
+	*resolver.Presence
+	*resolver.Server
+}
+
+func (c connections) Conns(account, user string) int { return c.Presence.Conns(account, user) }
+
+func (c connections) Disconnect(account, user string) (int, error) {
+	return c.Server.Disconnect(account, user)
 }
 
 // serverStatus is what the admin page shows of the embedded server.

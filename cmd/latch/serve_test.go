@@ -90,3 +90,36 @@ func TestAccountConsumers(t *testing.T) {
 		t.Errorf("consumers --clear: got %+v, want 1 cleared and none left", r)
 	}
 }
+
+// latch device ls counts a device's connections; latch device disconnect
+// closes them without revoking it.
+func TestDeviceDisconnectCommand(t *testing.T) {
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	creds := filepath.Join(t.TempDir(), "laptop.creds")
+	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", creds)
+	w := mustWatch(t, s.nats, creds)
+	var ds []accounts.Device
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		decodeJSON(t, s.mustAdmin(t, "device", "ls", "--account", "alice", "--json"), &ds)
+		if len(ds) == 1 && ds[0].Conns == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device ls: got %+v, want laptop with 1 connection", ds)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := s.mustAdmin(t, "device", "ls", "--account", "alice").stdout; !strings.Contains(out, "CONNS") {
+		t.Errorf("device ls table has no CONNS column:\n%s", out)
+	}
+	if out := s.mustAdmin(t, "device", "disconnect", "--account", "alice", "laptop").stdout; !strings.Contains(out, "closed 1 connections of laptop") {
+		t.Errorf("device disconnect: %q", out)
+	}
+	w.waitClosed(t, "device disconnect")
+	if nc, err := connectCreds(s.nats, creds); err != nil {
+		t.Errorf("the laptop connecting again: %v", err)
+	} else {
+		nc.Close()
+	}
+}

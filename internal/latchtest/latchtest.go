@@ -104,6 +104,7 @@ func Start(o Options) (*Stack, error) {
 		Signer: signer, Directory: s.Claims, App: s.App, Dial: dial,
 		Limits: o.Limits, DeviceTTL: time.Hour,
 		AdminAccount: op.AdminAccount.PublicKey, AdminSigner: adminSigner,
+		Connections: ns,
 	})
 	if err == nil {
 		err = s.Service.RegisterFirstAdmin(ctx, op.FirstAdmin)
