@@ -164,7 +164,6 @@ type errorReply struct {
 }
 
 // ServeAdmin registers the admin service on nc, a LATCH account connection.
-// Requests are handled concurrently, at most 64 at a time.
 func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "latch-admin",
@@ -174,29 +173,23 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 	if err != nil {
 		return nil, err
 	}
-	sem := make(chan struct{}, 64)
 	g := svc.AddGroup(AdminSubjectPrefix)
 	add := func(subject string, h func(ctx context.Context, data []byte) (any, error)) error {
 		name := "latch_" + subjectName(subject)
+		// The answer is micro's own, from the handler, so that micro counts
+		// errors in its statistics. An endpoint takes one request at a
+		// time; different endpoints run at once.
 		return g.AddEndpoint(name, micro.HandlerFunc(func(req micro.Request) {
-			// The answer goes out from another goroutine, straight on the
-			// connection: micro's Request may not be touched once this
-			// handler has returned (micro reads it for its statistics).
-			reply, data, info := req.Reply(), req.Data(), req.Headers().Get(requestInfoHeader)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem }()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				who, err := s.caller(ctx, info)
-				var out any
-				if err == nil {
-					out, err = h(WithActor(ctx, who), data)
-				}
-				if err := respond(nc, reply, out, err); err != nil {
-					s.log.Warn("admin reply lost", "endpoint", subject, "err", err)
-				}
-			}()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			who, err := s.caller(ctx, req.Headers().Get(requestInfoHeader))
+			var out any
+			if err == nil {
+				out, err = h(WithActor(ctx, who), req.Data())
+			}
+			if err := respond(req, out, err); err != nil {
+				s.log.Warn("admin reply lost", "endpoint", subject, "err", err)
+			}
 		}), micro.WithEndpointSubject(subject))
 	}
 	handlers := map[string]func(ctx context.Context, data []byte) (any, error){
@@ -394,22 +387,15 @@ var errorCodes = map[string]string{
 	"revoked": "410", "disabled": "403", "forbidden": "403", "internal": "500",
 }
 
-// respond answers a request as micro would: JSON, or for an error the
-// service-error headers with a code and a JSON body naming its kind.
-func respond(nc *nats.Conn, reply string, out any, err error) error {
-	if reply == "" {
-		return nil
-	}
-	msg := nats.NewMsg(reply)
+// respond answers a request: JSON, or for an error micro's error reply,
+// the service-error headers with a code and a JSON body naming its kind.
+func respond(req micro.Request, out any, err error) error {
 	if err != nil {
 		kind := Kind(err)
-		msg.Header.Set(micro.ErrorHeader, err.Error())
-		msg.Header.Set(micro.ErrorCodeHeader, errorCodes[kind])
-		msg.Data, _ = json.Marshal(errorReply{Kind: kind, Message: err.Error()})
-	} else if msg.Data, err = json.Marshal(out); err != nil {
-		return err
+		body, _ := json.Marshal(errorReply{Kind: kind, Message: err.Error()})
+		return req.Error(errorCodes[kind], err.Error(), body)
 	}
-	return nc.PublishMsg(msg)
+	return req.RespondJSON(out)
 }
 
 // AdminClient calls the admin service. The CLI is one. The service knows

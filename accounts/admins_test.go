@@ -1,6 +1,7 @@
 package accounts_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 )
 
@@ -180,4 +182,38 @@ func mustUserKey(t testing.TB) string {
 	}
 	pub, _ := kp.PublicKey()
 	return pub
+}
+
+// The admin service's failures are micro errors: the caller gets the
+// code and description headers, and `nats micro stats` counts them.
+func TestAdminErrorsAreCounted(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	ms, err := s.Service.ServeAdmin(s.App, "0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Stop()
+	admin := accounts.NewAdminClient(s.MustAdminConn(t))
+	_, err = admin.Account(ctx, "nobody")
+	wantKind(t, "show an unknown account", err, accounts.ErrNotFound)
+	if _, err := admin.Accounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := s.App.Request("$SRV.STATS.latch-admin", nil, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats micro.Stats
+	if err := json.Unmarshal(msg.Data, &stats); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]int{}
+	for _, e := range stats.Endpoints {
+		got[e.Name] = [2]int{e.NumRequests, e.NumErrors}
+	}
+	if got["latch_account_show"] != [2]int{1, 1} || got["latch_account_ls"] != [2]int{1, 0} {
+		t.Errorf("micro stats (requests, errors): got %v, want account_show 1 and 1, account_ls 1 and 0", got)
+	}
 }
