@@ -28,6 +28,7 @@ const (
 	EndpointAuditList        = "audit.ls"
 
 	EndpointAccountConsumers = "account.consumers"
+	EndpointAccountRestore   = "account.restore"
 	EndpointAdminCredsIssue  = "admin.creds.issue"
 	EndpointAdminCredsList   = "admin.creds.ls"
 	EndpointAdminCredsRevoke = "admin.creds.revoke"
@@ -71,6 +72,12 @@ type ConsumersRequest struct {
 type ConsumersReply struct {
 	Consumers []RecordsConsumer `json:"consumers"`
 	Cleared   int               `json:"cleared"`
+}
+
+// RestoreRequest sets a person's records back to what they were at a time.
+type RestoreRequest struct {
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
 }
 
 // DeviceDisconnectReply is a device whose connections were closed, and how
@@ -301,6 +308,16 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			}
 			return out, err
 		},
+		EndpointAccountRestore: func(ctx context.Context, data []byte) (any, error) {
+			var r RestoreRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			if r.At.IsZero() {
+				return nil, invalid("at", "say when to restore to")
+			}
+			return s.RestoreRecords(ctx, r.Name, r.At)
+		},
 		EndpointAdminCredsIssue: func(ctx context.Context, data []byte) (any, error) {
 			var r AdminCredsRequest
 			if err := decode(data, &r); err != nil {
@@ -437,6 +454,12 @@ func (c *AdminClient) call(ctx context.Context, endpoint string, in, out any) er
 		return fmt.Errorf("admin request %s: unreadable reply: %w", endpoint, err)
 	}
 	return nil
+}
+
+// RestoreRecords sets a person's records back to what they were at at.
+func (c *AdminClient) RestoreRecords(ctx context.Context, name string, at time.Time) (Restored, error) {
+	var r Restored
+	return r, c.call(ctx, EndpointAccountRestore, RestoreRequest{Name: name, At: at}, &r)
 }
 
 // DisconnectDevice closes a device's connections without revoking it.

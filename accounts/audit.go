@@ -16,6 +16,7 @@ const (
 	// brought up to date with a newer latch.
 	ActionAccountTemplate  = "account.template"
 	ActionConsumersClear   = "account.consumers_clear"
+	ActionRecordsRestore   = "records.restore"
 	ActionDeviceIssue      = "device.issue"
 	ActionDeviceRevoke     = "device.revoke"
 	ActionDeviceDisconnect = "device.disconnect"

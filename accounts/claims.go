@@ -216,7 +216,8 @@ func (l Limits) apply(ac *jwt.AccountClaims) {
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{}
 	ac.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{
 		"R1": {
-			DiskStorage:   l.Disk,
+			// The records bucket and its history, each up to the quota.
+			DiskStorage:   2 * l.Disk,
 			MemoryStorage: l.Memory,
 			Streams:       4,
 			Consumer:      l.Consumers,

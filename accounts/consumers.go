@@ -10,9 +10,9 @@ import (
 )
 
 // bucketVersion is what a records bucket is made with today: 1 has the
-// consumer limit (ConsumerIdle). A person whose bucket is older gets it
-// from Refresh.
-const bucketVersion = 1
+// consumer limit (ConsumerIdle), 2 the records history. A person whose
+// bucket is older gets what it lacks from Refresh.
+const bucketVersion = 2
 
 // RecordsConsumer is a consumer of a person's records bucket: a device's
 // or the server's watch, keys or history, or a durable consumer a device
@@ -108,6 +108,9 @@ func (s *Service) upgradeBucket(ctx context.Context, p Person) error {
 	}
 	defer rs.Close()
 	if err := limitConsumers(ctx, rs.js); err != nil {
+		return err
+	}
+	if err := s.ensureHistory(ctx, rs.js, p.Limits); err != nil {
 		return err
 	}
 	defer s.lockPerson(p.Name)()

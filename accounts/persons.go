@@ -237,7 +237,10 @@ func (s *Service) createRecordsBucket(ctx context.Context, account string, servi
 	if err != nil {
 		return fmt.Errorf("create the records bucket: %w", err)
 	}
-	return limitConsumers(ctx, js)
+	if err := limitConsumers(ctx, js); err != nil {
+		return err
+	}
+	return s.ensureHistory(ctx, js, l)
 }
 
 // limitConsumers gives the records stream its consumer limit: every
@@ -526,11 +529,14 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 	if err != nil {
 		return 0, 0, err
 	}
-	type target struct{ account, name string }
-	targets := []target{{s.cfg.AdminAccount, ""}}
+	type target struct {
+		account, name string
+		disk          int64
+	}
+	targets := []target{{s.cfg.AdminAccount, "", 0}}
 	for _, p := range ps {
 		if p.Status != StatusCreating && p.Status != StatusDeleting {
-			targets = append(targets, target{p.Account, p.Name})
+			targets = append(targets, target{p.Account, p.Name, p.Limits.Disk})
 		}
 		// A disabled person's bucket cannot be reached; it is brought up
 		// to date at a start after they are enabled.
@@ -560,7 +566,10 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 		stale := ac.Issuer != signer
 		// Accounts made before subscriptions were limited get the limit.
 		unlimited := t.name != "" && ac.Limits.Subs == jwt.NoLimit
-		oldTemplate := t.name != "" && (deviceScopeDiffers(ac, want) || unlimited)
+		// Accounts made before the records history get room for it.
+		tier, hasTier := ac.Limits.JetStreamTieredLimits["R1"]
+		short := t.name != "" && hasTier && tier.DiskStorage < 2*t.disk
+		oldTemplate := t.name != "" && (deviceScopeDiffers(ac, want) || unlimited || short)
 		if !stale && !oldTemplate {
 			continue
 		}
@@ -570,6 +579,10 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 				setDeviceTemplate(ac, want)
 				if ac.Limits.Subs == jwt.NoLimit {
 					ac.Limits.Subs = subs
+				}
+				if tier, ok := ac.Limits.JetStreamTieredLimits["R1"]; ok && tier.DiskStorage < 2*t.disk {
+					tier.DiskStorage = 2 * t.disk
+					ac.Limits.JetStreamTieredLimits["R1"] = tier
 				}
 			}
 			return nil

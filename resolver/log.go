@@ -35,6 +35,12 @@ func (l logAdapter) Tracef(format string, v ...any)  {}
 // it can say what to do and shut down cleanly.
 func (l logAdapter) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
+	if l.st.stopping.Load() && !l.st.ready.Load() {
+		// Stopped while recovering, the recovery fails ("Can't start
+		// JetStream: … server is not running"): the stop's doing.
+		l.log.Debug(msg)
+		return
+	}
 	l.log.Error(msg)
 	l.st.fatal(msg)
 }

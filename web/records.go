@@ -20,6 +20,63 @@ func recordRow(r accounts.Record) views.RecordRow {
 	return views.RecordRow{Key: r.Key, Revision: r.Revision, Op: r.Op, Size: r.Size, Time: r.Time}
 }
 
+// restoreView is the restore part of the Records page: how far the
+// history reaches (left out when it cannot be read).
+func (s *Server) restoreView(r *http.Request, p accounts.Person) views.RecordsRestore {
+	var v views.RecordsRestore
+	if h, err := s.cfg.Accounts.RecordsHistory(r.Context(), p.Name); err == nil {
+		v.Oldest, v.Writes = h.Oldest, h.Writes
+	}
+	return v
+}
+
+// handleRecordsRestore is POST /records/restore: the records set back to
+// what they were at the form's time (UTC). htmx gets the restore part
+// back with what was done; a form post goes back to the page.
+func (s *Server) handleRecordsRestore(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	f, err := readForm(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// The form has whole seconds (or minutes): the records as they were
+	// at the end of that second (or minute), its writes included.
+	var at time.Time
+	for _, l := range []struct {
+		layout string
+		span   time.Duration
+	}{{"2006-01-02T15:04:05", time.Second}, {"2006-01-02T15:04", time.Minute}} {
+		if at, err = time.ParseInLocation(l.layout, strings.TrimSpace(f["at"]), time.UTC); err == nil {
+			at = at.Add(l.span)
+			break
+		}
+	}
+	var done *views.RestoreDone
+	problem := ""
+	if err != nil {
+		problem = "say when, as a date and time (UTC), such as 2026-12-01T15:04"
+	} else {
+		ctx := accounts.WithActor(r.Context(), actor(r, p))
+		res, err := s.cfg.Accounts.RestoreRecords(ctx, p.Name, at)
+		switch k := accounts.Kind(err); {
+		case err == nil:
+			done = &views.RestoreDone{At: res.At, Put: res.Put, Deleted: res.Deleted}
+		case k == "invalid" || k == "not_found": // before the history, or none yet
+			problem = err.Error()
+		default:
+			s.fail(w, r, err)
+			return
+		}
+	}
+	v := s.restoreView(r, p)
+	v.Done, v.Error = done, problem
+	if !isHTMX(r) {
+		http.Redirect(w, r, "/records", http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, http.StatusOK, views.RecordsRestoreSection(v))
+}
+
 // handleRecords is GET /records: a page of keys (?prefix= filters them,
 // ?after= is the cursor of the page), kept live by handleRecordEvents.
 func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request, p accounts.Person) {
@@ -40,6 +97,7 @@ func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request, p account
 	if page.More && len(page.Records) > 0 {
 		v.Next = page.Records[len(page.Records)-1].Key
 	}
+	v.Restore = s.restoreView(r, p)
 	w.Header().Set("Cache-Control", "no-store")
 	if isHTMX(r) {
 		s.render(w, r, http.StatusOK, v.Section())

@@ -360,3 +360,55 @@ func TestRecordEvents(t *testing.T) {
 		t.Errorf("stream with a bad since: got %d, want 400", resp.StatusCode)
 	}
 }
+
+// The Records page brings the records back as they were at a time, after
+// a device wiped them.
+func TestRecordsRestore(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	tw.mustPerson(t, "alice", false)
+	dev := tw.MustConnect(t, tw.MustIssueDevice(t, "alice", "laptop").CredsFile)
+	js, _ := jetstream.New(dev.Conn)
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, "records")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "note", []byte("keep me")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if h, err := tw.Service.RecordsHistory(ctx, "alice"); err == nil && h.Writes == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the history never took the write")
+		}
+	}
+	// The form's times are to the second, and mean its end.
+	at := time.Now().UTC().Format("2006-01-02T15:04:05")
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
+	if err := kv.Purge(ctx, "note"); err != nil {
+		t.Fatal(err)
+	}
+
+	c := tw.loginAs(t, "alice")
+	page := text(t, c.do("GET", "/records", nil))
+	if !strings.Contains(page, `action="/records/restore"`) || !strings.Contains(page, "The history holds") {
+		t.Fatalf("the Records page has no restore form or history:\n%s", page)
+	}
+	body := text(t, c.do("POST", "/records/restore", url.Values{"at": {at}}, "HX-Request", "true"))
+	if !strings.Contains(body, "1 keys put back, 0 deleted") {
+		t.Fatalf("restore: %s", body)
+	}
+	if e, err := kv.Get(ctx, "note"); err != nil || string(e.Value()) != "keep me" {
+		t.Errorf("note after the restore: %v, %v", e, err)
+	}
+	body = text(t, c.do("POST", "/records/restore", url.Values{"at": {"2001-01-01T00:00"}}, "HX-Request", "true"))
+	if !strings.Contains(body, "reaches back to") {
+		t.Errorf("a restore to before the history: %s", body)
+	}
+	body = text(t, c.do("POST", "/records/restore", url.Values{"at": {"soon"}}, "HX-Request", "true"))
+	if !strings.Contains(body, "say when") {
+		t.Errorf("a restore with a bad time: %s", body)
+	}
+}

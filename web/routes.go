@@ -54,6 +54,7 @@ func (s *Server) routes() http.Handler {
 	// and a delete.
 	mux.HandleFunc("GET /records", s.authed(s.handleRecords))
 	mux.HandleFunc("GET /records/events", s.authed(s.handleRecordEvents))
+	mux.HandleFunc("POST /records/restore", s.authed(s.handleRecordsRestore))
 	mux.HandleFunc("GET /records/{key}", s.authed(s.handleRecord))
 	mux.HandleFunc("POST /records/{key}/delete", s.authed(s.handleRecordDelete))
 

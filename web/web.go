@@ -86,6 +86,8 @@ type Accounts interface {
 	Record(ctx context.Context, person, key string, revision uint64) (accounts.RecordDetail, error)
 	DeleteRecord(ctx context.Context, person, key string) (accounts.Record, error)
 	WatchRecords(ctx context.Context, person string, from, listed uint64) (<-chan accounts.RecordChange, error)
+	RecordsHistory(ctx context.Context, person string) (accounts.History, error)
+	RestoreRecords(ctx context.Context, person string, at time.Time) (accounts.Restored, error)
 }
 
 // Presence tells whether devices are online, and when they were last seen.

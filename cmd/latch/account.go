@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/urfave/cli/v2"
@@ -133,6 +134,34 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 				ArgsUsage: "NAME",
 				Flags:     withGlobals(jsonFlag()),
 				Action:    e.personAction("deleted", (*accounts.AdminClient).DeleteAccount),
+			},
+			{
+				Name:      "restore",
+				Usage:     "set a person's records back to what they were at a time (after a lost device wiped them)",
+				ArgsUsage: "NAME",
+				Description: `Every write to a person's records is kept for 30 days (up to their disk
+quota again) in a history their devices cannot write, delete or purge.
+This sets the bucket back to what it was just before --at: keys made since
+are deleted, keys changed or removed since get their value back. It writes
+like a device, so it can itself be undone by another restore.
+--at is RFC 3339 (2026-12-01T15:04:05Z) or a duration ago (90m, 2h, 3d).`,
+				Before: func(c *cli.Context) error { return requireFlags(c, "at") },
+				Flags:  withGlobals(&cli.StringFlag{Name: "at", Usage: "when: RFC 3339, or a duration ago such as 2h (required)"}, jsonFlag()),
+				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					at, err := parseWhen(c.String("at"), time.Now())
+					if err != nil {
+						return usagef("--at: %v", err)
+					}
+					r, err := ac.RestoreRecords(c.Context, a[0], at)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, r)
+					}
+					fmt.Fprintf(e.stdout, "restored %s's records to %s: %d keys put back, %d deleted\n", a[0], when(r.At), r.Put, r.Deleted)
+					return nil
+				}),
 			},
 			{
 				Name:      "consumers",

@@ -137,3 +137,14 @@ func invalidArg(what string, err error) error {
 	}
 	return usagef("%s: %s", what, msg)
 }
+
+// parseWhen reads a time: RFC 3339, or a duration before now (90m, 2h, 3d).
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := parseTTL(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither a time such as 2026-12-01T15:04:05Z nor a duration ago such as 2h", s)
+}

@@ -46,7 +46,7 @@ func streamsOnDisk(t testing.TB, data string) int {
 func TestRestartWhileRecovering(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
-	const persons = 30
+	const persons = 16
 	for i := range persons {
 		s.mustAdmin(t, "account", "add", fmt.Sprintf("p%02d", i))
 	}

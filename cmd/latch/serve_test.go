@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 )
 
@@ -121,5 +124,53 @@ func TestDeviceDisconnectCommand(t *testing.T) {
 		t.Errorf("the laptop connecting again: %v", err)
 	} else {
 		nc.Close()
+	}
+}
+
+// latch account restore brings a person's records back after a device
+// wiped them.
+func TestAccountRestore(t *testing.T) {
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	creds := filepath.Join(t.TempDir(), "laptop.creds")
+	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", creds)
+	nc, err := connectCreds(s.nats, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, "records")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "note", []byte("keep me")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the history takes the write a moment later
+	before := time.Now().UTC().Format(time.RFC3339Nano)
+	time.Sleep(50 * time.Millisecond)
+	wipe := nats.NewMsg("$KV.records.x")
+	wipe.Header.Set("Nats-Rollup", "all")
+	if _, err := js.PublishMsg(ctx, wipe); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "note"); err == nil {
+		t.Fatal("the wipe left note")
+	}
+	r := s.admin(t, "account", "restore", "alice")
+	if r.err == nil || exitCode(r.err) != 2 {
+		t.Errorf("restore without --at: got %v, want exit 2", r.err)
+	}
+	if r := s.admin(t, "account", "restore", "alice", "--at", "yesterday-ish"); exitCode(r.err) != 2 || !strings.Contains(r.err.Error(), "--at") {
+		t.Errorf("restore with a bad --at: got %v", r.err)
+	}
+	out := s.mustAdmin(t, "account", "restore", "alice", "--at", before).stdout
+	if !strings.Contains(out, "1 keys put back, 1 deleted") {
+		t.Errorf("restore: %q", out)
+	}
+	if e, err := kv.Get(ctx, "note"); err != nil || string(e.Value()) != "keep me" {
+		t.Errorf("note after the restore: %v %v", e, err)
 	}
 }
