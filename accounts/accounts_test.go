@@ -267,9 +267,10 @@ func TestCreatePerson(t *testing.T) {
 	if ac.Issuer != s.Operator.SigningKey {
 		t.Errorf("JWT issuer: got %q, want the operator signing key %q", ac.Issuer, s.Operator.SigningKey)
 	}
+	// The tier holds the bucket and its history, each up to the quota.
 	r1 := ac.Limits.JetStreamTieredLimits["R1"]
-	if r1.DiskStorage != accounts.DefaultLimits.Disk || r1.MemoryStorage != accounts.DefaultLimits.Memory {
-		t.Errorf("R1 tier: got disk %d memory %d, want %d and %d", r1.DiskStorage, r1.MemoryStorage, accounts.DefaultLimits.Disk, accounts.DefaultLimits.Memory)
+	if r1.DiskStorage != 2*accounts.DefaultLimits.Disk || r1.MemoryStorage != accounts.DefaultLimits.Memory {
+		t.Errorf("R1 tier: got disk %d memory %d, want %d and %d", r1.DiskStorage, r1.MemoryStorage, 2*accounts.DefaultLimits.Disk, accounts.DefaultLimits.Memory)
 	}
 	if ac.Limits.Conn != accounts.DefaultLimits.Conns {
 		t.Errorf("connection limit: got %d, want %d", ac.Limits.Conn, accounts.DefaultLimits.Conns)
@@ -574,7 +575,9 @@ func TestPersonQuotas(t *testing.T) {
 	if err == nil {
 		t.Fatalf("wrote %d bytes into a %d byte quota; want a refusal", written, limits.Disk)
 	}
-	if want := "resource limits exceeded"; !strings.Contains(err.Error(), want) {
+	// The bucket's own limit is the quota (the account's tier holds its
+	// history too).
+	if want := "maximum bytes exceeded"; !strings.Contains(err.Error(), want) {
 		t.Errorf("put over the disk quota: got %q, want it to contain %q", err, want)
 	}
 }
@@ -606,8 +609,8 @@ func TestOverCommittedQuotas(t *testing.T) {
 	for i := range persons {
 		name := fmt.Sprintf("p%d", i)
 		p := s.MustCreatePerson(t, name)
-		if got := accountClaims(t, s, p.Account).Limits.JetStreamTieredLimits["R1"].DiskStorage; got != quota {
-			t.Errorf("%s disk quota: got %d, want %d", name, got, quota)
+		if got := accountClaims(t, s, p.Account).Limits.JetStreamTieredLimits["R1"].DiskStorage; got != 2*quota {
+			t.Errorf("%s disk tier: got %d, want %d (the bucket and its history)", name, got, 2*quota)
 		}
 		d := s.MustIssueDevice(t, name, "laptop")
 		kv := mustRecords(t, s.MustConnect(t, d.CredsFile).Conn)
@@ -617,12 +620,13 @@ func TestOverCommittedQuotas(t *testing.T) {
 }
 
 // TestWithoutOverCommitJetStreamRunsOut shows the trap itself, so the test
-// above keeps meaning something: with a max store that holds two quotas,
-// the third person gets no JetStream, and CreatePerson undoes everything.
+// above keeps meaning something: with a max store that holds two persons'
+// tiers (each twice the quota: the bucket and its history), the third
+// person gets no JetStream, and CreatePerson undoes everything.
 func TestWithoutOverCommitJetStreamRunsOut(t *testing.T) {
 	t.Parallel()
 	limits := accounts.DefaultLimits
-	s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir(), Limits: limits, MaxStore: 2*limits.Disk + limits.Disk/2})
+	s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir(), Limits: limits, MaxStore: 4*limits.Disk + limits.Disk})
 	ctx := testCtx(t)
 	s.MustCreatePerson(t, "p0")
 	s.MustCreatePerson(t, "p1")

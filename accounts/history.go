@@ -216,3 +216,58 @@ func (s *Service) RecordsHistory(ctx context.Context, person string) (History, e
 	}
 	return History{Writes: info.State.Msgs, Bytes: info.State.Bytes, Oldest: info.State.FirstTime, Newest: info.State.LastTime}, nil
 }
+
+// dropHistory deletes a person's records history ahead of deleting the
+// account, and waits until the bucket's stream has let go of the history's
+// sourcing consumer. nats-server removes that consumer from a goroutine of
+// its own when a sourcing stream goes, and that goroutine races with the
+// removal of the account (the JetStream purge and the resolver's delete);
+// done first, it has finished when they come.
+func (s *Service) dropHistory(ctx context.Context, p Person) error {
+	sk, err := s.keysOf(ctx, p)
+	if err != nil {
+		return err
+	}
+	tok, seed, err := serviceUserJWT(p.Account, sk.service, time.Minute)
+	if err != nil {
+		return err
+	}
+	nc, err := s.cfg.Dial(tok, seed)
+	clear(seed)
+	if err != nil {
+		return fmt.Errorf("connect to the account of %s: %w", p.Name, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	st, err := js.Stream(ctx, "KV_"+RecordsBucket)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	before := st.CachedInfo().State.Consumers
+	if err := js.DeleteStream(ctx, HistoryStream); errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	// One consumer fewer: the history's (devices' watches may come and go
+	// meanwhile; the wait is bounded). None before: nothing to wait for.
+	if before == 0 {
+		return nil
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Consumers < before {
+			return nil
+		}
+	}
+	return nil
+}

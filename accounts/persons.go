@@ -443,6 +443,10 @@ func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error)
 	if err := putJSON(ctx, s.tombstones, p.Account, tombstone{Account: p.Account, Name: p.Name, Deleted: time.Now().UTC()}); err != nil {
 		return Person{}, step("writing the tombstone", err)
 	}
+	// While the account still lets the server's own users in.
+	if err := s.dropHistory(ctx, p); err != nil {
+		s.log.Warn("delete the records history first", "person", p.Name, "err", err)
+	}
 	// Should the JWT ever come back, it lets nobody in.
 	err = s.update(p.Account, func(ac *jwt.AccountClaims) error {
 		// RevokeAt makes the list when the account has none yet.

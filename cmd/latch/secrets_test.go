@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -89,8 +90,9 @@ func (e *eavesdropper) check(t *testing.T) {
 // traffic, nor another admin's replies: with each one subscribed to >,
 // _INBOX.> and its own inbox, latch restarts
 // (reading its web session secret), creates persons and issues and
-// revokes devices (reading their signing seeds), and nothing arrives that
-// carries a seed or a reply of latch's buckets. sys.creds is the
+// revokes devices (reading their signing seeds), begins web logins
+// (keeping passkey challenges), and nothing arrives that carries a seed or
+// a reply of latch's buckets. sys.creds is the
 // operator's system user and sees everything by design.
 func TestNoSecretsReachOutside(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
@@ -119,6 +121,18 @@ func TestNoSecretsReachOutside(t *testing.T) {
 	}
 	as("device", "revoke", "--account", "alice", "tablet")
 	as("invite", "create")
+	// The web's side of a login: the passkey ceremony begins, and its
+	// challenge is kept in latch's buckets.
+	for range 3 {
+		resp, err := http.Post(s.http+"/login/begin", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /login/begin: got %d, want 200", resp.StatusCode)
+		}
+	}
 	// A KV read answers with the entry's subject in a header (direct
 	// get), so a reply of the secrets bucket names $KV.latch_secrets.
 	for _, e := range spies {
