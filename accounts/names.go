@@ -25,12 +25,12 @@ func ValidatePersonName(name string) error {
 		return invalid("name", "a name is required")
 	}
 	if len(name) > maxPersonName {
-		return invalid("name", "%q is longer than %d characters", name, maxPersonName)
+		return invalid("name", "%q is longer than %d characters", clip(name, 40)+"…", maxPersonName)
 	}
 	for i, r := range name {
 		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || (i > 0 && (r == '-' || r == '_'))
 		if !ok {
-			return invalid("name", "%q may hold only a-z, 0-9, '-' and '_', and must start with a letter or digit", name)
+			return invalid("name", "%q may hold only a-z, 0-9, '-' and '_', and must start with a letter or digit", clip(name, 40))
 		}
 	}
 	if reservedNames[name] {

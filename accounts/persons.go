@@ -280,6 +280,12 @@ func (l Limits) validate() error {
 
 // Person returns the person with the given name.
 func (s *Service) Person(ctx context.Context, name string) (Person, error) {
+	// A name becomes a KV key, so part of a subject: one that is not a
+	// person name is nobody's, and never reaches NATS (a long one would
+	// overflow nats-server's control line and cost the connection).
+	if ValidatePersonName(name) != nil {
+		return Person{}, errorf(ErrNotFound, "no account named %q; see `latch account ls`", clip(name, 40))
+	}
 	var p Person
 	if _, err := getJSON(ctx, s.persons, name, &p); err != nil {
 		if isNotFound(err) || errors.Is(err, jetstream.ErrInvalidKey) {

@@ -318,13 +318,25 @@ func recordOf(e jetstream.KeyValueEntry, withValue bool) Record {
 	return r
 }
 
+// MaxRecordKey is the longest record key latch reads or deletes, in
+// bytes: a key is part of a subject, and nats-server refuses a message
+// whose subject overflows its control line.
+const MaxRecordKey = 1024
+
+func checkRecordKey(key string) error {
+	if len(key) > MaxRecordKey {
+		return invalid("key", "a record key is at most %d bytes; this one has %d", MaxRecordKey, len(key))
+	}
+	return nil
+}
+
 // recordsError turns the KV's errors about a key into domain errors.
 func recordsError(key string, err error) error {
 	switch {
 	case errors.Is(err, jetstream.ErrInvalidKey):
-		return invalid("key", "%q is not a record key: keys are letters, digits and - _ = / . (no leading or trailing dot)", key)
+		return invalid("key", "%q is not a record key: keys are letters, digits and - _ = / . (no leading or trailing dot)", clip(key, 64))
 	case isNotFound(err):
-		return errorf(ErrNotFound, "there is no record %q", key)
+		return errorf(ErrNotFound, "there is no record %q", clip(key, 64))
 	}
 	return err
 }
@@ -332,6 +344,9 @@ func recordsError(key string, err error) error {
 // Get reads a revision of a key, the latest when revision is 0, with the
 // key's history. A deleted key is found, as its delete.
 func (rs *RecordsSession) Get(ctx context.Context, key string, revision uint64) (RecordDetail, error) {
+	if err := checkRecordKey(key); err != nil {
+		return RecordDetail{}, err
+	}
 	hist, err := rs.kv.History(ctx, key)
 	if err != nil {
 		return RecordDetail{}, recordsError(key, err)
@@ -354,6 +369,9 @@ func (rs *RecordsSession) Get(ctx context.Context, key string, revision uint64) 
 
 // Delete deletes a key and returns the delete.
 func (rs *RecordsSession) Delete(ctx context.Context, key string) (Record, error) {
+	if err := checkRecordKey(key); err != nil {
+		return Record{}, err
+	}
 	e, err := rs.kv.Get(ctx, key)
 	if err != nil {
 		return Record{}, recordsError(key, err)

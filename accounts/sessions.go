@@ -197,6 +197,9 @@ func (s *Service) EndSessionID(ctx context.Context, person, id string) error {
 	if err != nil {
 		return err
 	}
+	if _, err := hex.DecodeString(id); err != nil || len(id) != 64 {
+		return errorf(ErrNotFound, "%s has no such session", p.Name)
+	}
 	var ws WebSession
 	if _, err := getJSON(ctx, s.sessions, sessionKey(id), &ws); err != nil || ws.Account != p.Account {
 		if err == nil || isNotFound(err) {

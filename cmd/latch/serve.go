@@ -239,7 +239,8 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	// with thousands of persons spends minutes recovering JetStream.
 	var ready atomic.Bool
 	var gui atomic.Pointer[web.Server]
-	hs := &http.Server{Handler: httpHandler(ns, &ready, &gui), ReadHeaderTimeout: 10 * time.Second}
+	var ownP atomic.Pointer[ownConns]
+	hs := &http.Server{Handler: httpHandler(ns, &ready, &gui, &ownP), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(hl)
 	var stopHTTP sync.Once
 	stopWeb := func() {
@@ -266,15 +267,31 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)),
 			nats.Name("latch"), nats.CustomInboxPrefix(inbox))
 	}
+	// The server's two long-lived connections (SYS and LATCH) reconnect
+	// for ever; while one is away /healthz says so. nats-server may also
+	// close one for good (a protocol error): latch then stops with the
+	// reason, to be started afresh, rather than serve without it.
+	own := &ownConns{lost: make(chan error, 1)}
+	ownP.Store(own)
 	connect := func(a accounts.AccountJWT) (*nats.Conn, error) {
 		tok, seed, err := op.MintUser(a, "latch-server")
 		if err != nil {
 			return nil, err
 		}
-		nc, err := dial(tok, seed)
+		nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(tok, string(seed)),
+			nats.Name("latch"), nats.CustomInboxPrefix(inbox),
+			nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				log.Warn("latch's own NATS connection is away; reconnecting", "account", a.Name, "err", err)
+			}),
+			nats.ReconnectHandler(func(*nats.Conn) {
+				log.Info("latch's own NATS connection is back", "account", a.Name)
+			}),
+			nats.ClosedHandler(func(nc *nats.Conn) { own.closed(a.Name, nc.LastError()) }))
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", a.Name, err)
 		}
+		own.add(a.Name, nc)
 		return nc, nil
 	}
 	sysNC, err := connect(op.SystemAccount)
@@ -378,6 +395,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+		own.stopping.Store(true)
 		ready.Store(false)
 		// The web stops first, while what its requests use still runs.
 		stopWeb()
@@ -385,7 +403,58 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	case <-ns.Failed():
 		ready.Store(false)
 		return listenError(ns.Err())
+	case err := <-own.lost:
+		ready.Store(false)
+		log.Error("stopping: " + err.Error())
+		return err
 	}
+}
+
+// ownConns are latch's long-lived connections to its embedded server, for
+// /healthz and for the stop when one is closed for good.
+type ownConns struct {
+	mu       sync.Mutex
+	conns    []namedConn
+	lost     chan error
+	stopping atomic.Bool
+}
+
+type namedConn struct {
+	name string
+	nc   *nats.Conn
+}
+
+func (o *ownConns) add(name string, nc *nats.Conn) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.conns = append(o.conns, namedConn{name, nc})
+}
+
+// closed reports a connection nats.go gave up on (unless latch is
+// stopping, when it closes them itself).
+func (o *ownConns) closed(name string, err error) {
+	if o.stopping.Load() {
+		return
+	}
+	select {
+	case o.lost <- fmt.Errorf("latch's own NATS connection to %s was closed (%v); start latch again", name, err):
+	default:
+	}
+}
+
+// healthy is nil while every connection is up, and says which is not.
+func (o *ownConns) healthy() error {
+	if o == nil {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, c := range o.conns {
+		if st := c.nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("latch's own NATS connection to %s is %s", c.name, strings.ToLower(st.String()))
+		}
+	}
+	return nil
 }
 
 // setupLinkFile is where the setup link goes when standard error is not a
@@ -441,7 +510,7 @@ func unwrapOp(err error) error {
 // httpHandler serves /healthz, 200 once the server is ready and JetStream
 // is healthy and 503 with the reason otherwise, and the web GUI once it
 // is there.
-func httpHandler(ns *resolver.Server, ready *atomic.Bool, gui *atomic.Pointer[web.Server]) http.Handler {
+func httpHandler(ns *resolver.Server, ready *atomic.Bool, gui *atomic.Pointer[web.Server], own *atomic.Pointer[ownConns]) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if g := gui.Load(); g != nil {
@@ -454,6 +523,10 @@ func httpHandler(ns *resolver.Server, ready *atomic.Bool, gui *atomic.Pointer[we
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if err := ns.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := own.Load().healthy(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
