@@ -223,6 +223,11 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			if err := decode(data, &r); err != nil {
 				return nil, err
 			}
+			// Bounded before it is multiplied: a huge number would
+			// overflow into a lifetime of never, or of nothing.
+			if r.TTLSeconds > int64(MaxDeviceTTL/time.Second) {
+				return nil, invalid("ttl_seconds", "a device's lifetime is at most %d seconds (10 years), or -1 for never", int64(MaxDeviceTTL/time.Second))
+			}
 			ttl := time.Duration(r.TTLSeconds) * time.Second
 			if r.TTLSeconds < 0 {
 				ttl = -1
@@ -393,7 +398,7 @@ func decode(data []byte, v any) error {
 		data = []byte("{}")
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return invalid("request", "the request is not valid JSON for this endpoint: %v", err)
+		return invalid("request", "the request is not valid JSON for this endpoint: %s", jsonProblem(err))
 	}
 	return nil
 }
@@ -409,11 +414,49 @@ var errorCodes = map[string]string{
 func respond(req micro.Request, out any, err error) error {
 	if err != nil {
 		kind := Kind(err)
-		body, _ := json.Marshal(errorReply{Kind: kind, Message: err.Error()})
-		return req.Error(errorCodes[kind], err.Error(), body)
+		// An error may quote the request; a long one would make the reply
+		// larger than the server passes, and the caller would wait in vain.
+		msg := clip(err.Error(), maxErrorText)
+		body, _ := json.Marshal(errorReply{Kind: kind, Message: msg})
+		return req.Error(errorCodes[kind], msg, body)
 	}
 	return req.RespondJSON(out)
 }
+
+// jsonProblem says what is wrong with a JSON request in the API's words,
+// not Go's (no Go type names).
+func jsonProblem(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return fmt.Sprintf("%q must be a JSON %s", typeErr.Field, jsonKindOf(typeErr.Type.Kind().String()))
+	case errors.As(err, &typeErr):
+		return "the request must be a JSON object"
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("it is not JSON (at byte %d)", syntaxErr.Offset)
+	}
+	return "it is not a JSON object"
+}
+
+func jsonKindOf(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "bool":
+		return "true or false"
+	case "int", "int64", "int32", "uint", "uint64", "uint32", "float64":
+		return "number"
+	case "slice":
+		return "array"
+	case "struct", "map":
+		return "object"
+	}
+	return "value of another type"
+}
+
+// maxErrorText is the most an error reply says, in characters.
+const maxErrorText = 1000
 
 // AdminClient calls the admin service. The CLI is one. The service knows
 // who calls from the server, by the key of the admin creds nc uses.

@@ -217,3 +217,44 @@ func TestAdminErrorsAreCounted(t *testing.T) {
 		t.Errorf("micro stats (requests, errors): got %v, want account_show 1 and 1, account_ls 1 and 0", got)
 	}
 }
+
+// A request the service refuses always gets its reply, short, whatever it
+// carried; durations that would overflow are refused, not wrapped.
+func TestAdminBadRequests(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	ms, err := s.Service.ServeAdmin(s.App, "0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Stop()
+	s.MustCreatePerson(t, "alice")
+	nc := s.MustAdminConn(t)
+	call := func(endpoint, body string) (*nats.Msg, error) {
+		return nc.Request(accounts.AdminSubjectPrefix+"."+endpoint, []byte(body), 10*time.Second)
+	}
+	huge := strings.Repeat("y", 700<<10)
+	for _, tc := range []struct{ endpoint, body, code string }{
+		{accounts.EndpointAccountAdd, `{"name":"` + huge + `"}`, "400"},
+		{accounts.EndpointAccountShow, `{"name":"` + huge + `"}`, "404"},
+		{accounts.EndpointDeviceIssue, `{"account":"alice","name":"x","ttl_seconds":9223372037}`, "400"},
+		{accounts.EndpointDeviceIssue, `{"account":"alice","name":"x","ttl_seconds":18446744074}`, "400"},
+		{accounts.EndpointAccountAdd, `[1,2]`, "400"},
+	} {
+		m, err := call(tc.endpoint, tc.body)
+		if err != nil {
+			t.Errorf("%s %.40s: no reply: %v", tc.endpoint, tc.body, err)
+			continue
+		}
+		if got := m.Header.Get("Nats-Service-Error-Code"); got != tc.code || len(m.Data) > 2000 || len(m.Header.Get("Nats-Service-Error")) > 1000 {
+			t.Errorf("%s %.40s: got code %q, %d bytes of body; want %s and a short error", tc.endpoint, tc.body, got, len(m.Data), tc.code)
+		}
+		if strings.Contains(string(m.Data), "Go value") || strings.Contains(string(m.Data), "accounts.") {
+			t.Errorf("%s %.40s: the error speaks Go: %s", tc.endpoint, tc.body, m.Data)
+		}
+	}
+	if ds, _ := s.Service.Devices(ctx, "alice"); len(ds) != 0 {
+		t.Errorf("devices made by refused requests: %+v", ds)
+	}
+}

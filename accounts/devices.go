@@ -17,6 +17,26 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
+// IsUserKey accepts a user public key exactly as nkeys writes it: 56
+// characters of the base32 alphabet. nkeys' own check decodes the key and
+// lets characters base32 ignores (a trailing newline) through, which would
+// then make an invalid KV key.
+func IsUserKey(s string) bool {
+	if len(s) != 56 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= '2' && r <= '7') {
+			return false
+		}
+	}
+	return nkeys.IsValidPublicUserKey(s)
+}
+
+// MaxDeviceTTL is the longest lifetime a device JWT may be given (other
+// than never): ten years.
+const MaxDeviceTTL = 10 * 365 * 24 * time.Hour
+
 // How a device came to be.
 const (
 	EnrolledIssued   = "issued"   // `latch device issue`: the server made the key
@@ -55,7 +75,7 @@ type NewDevice struct {
 	Enrolled  string
 	Platform  string
 	// TTL is how long the JWT is valid: 0 takes the service's default,
-	// a negative TTL never expires.
+	// a negative TTL never expires; at most MaxDeviceTTL.
 	TTL time.Duration
 }
 
@@ -96,8 +116,11 @@ func (s *Service) AuthorizeDevice(ctx context.Context, nd NewDevice) (Device, st
 	if err := ValidateDeviceName(nd.Name); err != nil {
 		return Device{}, "", err
 	}
-	if !nkeys.IsValidPublicUserKey(nd.PublicKey) {
-		return Device{}, "", invalid("public_key", "%q is not a user public key (U…)", nd.PublicKey)
+	if !IsUserKey(nd.PublicKey) {
+		return Device{}, "", invalid("public_key", "%q is not a user public key (U…)", clip(nd.PublicKey, 60))
+	}
+	if nd.TTL > MaxDeviceTTL {
+		return Device{}, "", invalid("ttl", "a device's lifetime is at most %d days (or never)", int(MaxDeviceTTL/(24*time.Hour)))
 	}
 	p, err := s.Person(ctx, nd.Account)
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 )
 
 // Device enrolment is the device authorization grant of RFC 8628: the
@@ -188,8 +187,8 @@ func clip(s string, n int) string {
 // show. A key that any account knows already, as a device or a revoked
 // one, is refused: a device key is never enrolled twice.
 func (s *Service) StartEnrollment(ctx context.Context, r EnrollRequest) (string, Enrollment, error) {
-	if !nkeys.IsValidPublicUserKey(r.PublicKey) {
-		return "", Enrollment{}, invalid("public_key", "%q is not a user public key (U…); send the public half of a user nkey the device made", r.PublicKey)
+	if !IsUserKey(r.PublicKey) {
+		return "", Enrollment{}, invalid("public_key", "%q is not a user public key (U…); send the public half of a user nkey the device made", clip(r.PublicKey, 60))
 	}
 	if err := ValidateDeviceName(r.Name); err != nil {
 		return "", Enrollment{}, err

@@ -93,7 +93,11 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) er
 	case errors.Is(err, io.EOF):
 		return &httpError{status: http.StatusBadRequest, code: "invalid_request", msg: "the request body is empty; send a JSON object"}
 	}
-	return &httpError{status: http.StatusBadRequest, code: "invalid_request", msg: "the request body is not one JSON object: " + err.Error()}
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		return &httpError{status: http.StatusBadRequest, code: "invalid_request", msg: fmt.Sprintf("the request body is not JSON (at byte %d)", syntaxErr.Offset)}
+	}
+	return &httpError{status: http.StatusBadRequest, code: "invalid_request", msg: "the request body must be one JSON object"}
 }
 
 func jsonKind(goKind string) string {
@@ -114,7 +118,7 @@ func badEnroll(format string, args ...any) error {
 // the device's, so this proves possession, not freshness; a replayed
 // proof only starts an enrolment whose JWT is useless without the seed.
 func checkEnrollProof(req enrollStartRequest) error {
-	if !nkeys.IsValidPublicUserKey(req.PublicKey) {
+	if !accounts.IsUserKey(req.PublicKey) {
 		if strings.HasPrefix(req.PublicKey, "S") {
 			// Not echoed back: it may be a secret.
 			return badEnroll("public_key looks like a seed; never send the seed, send the public key (U…) of a user nkey")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -537,5 +538,34 @@ func TestEnrollLinkLoggedOutComesBack(t *testing.T) {
 	}
 	if want := `data-next="/enroll?code=WDJB-MJHT"`; !strings.Contains(body, want) {
 		t.Errorf("login page: want %s in\n%s", want, body)
+	}
+}
+
+// Malformed input gets a 4xx that says what is wrong in the API's words:
+// never a 500, never a Go type.
+func TestEnrollStartMalformed(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	d := newTestDevice(t)
+	withNewline := d.startBody(t, "laptop")
+	withNewline["public_key"] += "\n" // base32 decoding ignores it
+	for i, body := range []string{
+		mustJSON(t, withNewline),
+		`[]`,
+		`"a string"`,
+		`{"public_key": 5}`,
+		`{"public_key":`,
+		`{} {}`,
+	} {
+		rec := tw.serveFrom(t, fmt.Sprintf("192.0.2.%d", 100+i), "POST", "/api/enroll/start", "application/json", body, nil)
+		var e apiError
+		json.Unmarshal(rec.Body.Bytes(), &e)
+		if rec.Code != http.StatusBadRequest || e.Error != "invalid_request" || e.Description == "" {
+			t.Errorf("%.40q: got %d %+v, want 400 invalid_request with a description", body, rec.Code, e)
+		}
+		for _, internal := range []string{"Go ", "web.", "struct", "unmarshal"} {
+			if strings.Contains(e.Description, internal) {
+				t.Errorf("%.40q: the description speaks Go: %q", body, e.Description)
+			}
+		}
 	}
 }
