@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -81,9 +82,12 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) er
 	}
 	var tooBig *http.MaxBytesError
 	var typeErr *json.UnmarshalTypeError
+	var netErr net.Error
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return errBodyTimeout
 	case errors.As(err, &tooBig):
 		return &httpError{status: http.StatusRequestEntityTooLarge, code: "invalid_request",
 			msg: fmt.Sprintf("the request body is larger than %d bytes", limit)}
@@ -106,6 +110,10 @@ func jsonKind(goKind string) string {
 	}
 	return "value of another type"
 }
+
+// errBodyTimeout answers a request whose body did not arrive in time.
+var errBodyTimeout = &httpError{status: http.StatusRequestTimeout, code: "invalid_request",
+	msg: "the request body did not arrive in time; send it whole"}
 
 // badEnroll is an invalid_request answer of the enrolment API.
 func badEnroll(format string, args ...any) error {

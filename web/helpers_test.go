@@ -34,6 +34,8 @@ type webOptions struct {
 	// Status shows the stack's server on the admin page.
 	Status bool
 	Now    func() time.Time
+	// BodyTimeout shortens how long a body may take to arrive.
+	BodyTimeout time.Duration
 }
 
 // mustWeb starts a stack and a web server on it.
@@ -55,7 +57,7 @@ func mustWeb(tb testing.TB, o webOptions) *testWeb {
 	}
 	tw.Web, err = New(Config{
 		PublicURL: tw.URL, Signup: o.Signup, Servers: []string{st.Server.ClientURL()},
-		Accounts: st.Service, Presence: pr, Log: log, Now: o.Now,
+		Accounts: st.Service, Presence: pr, Log: log, Now: o.Now, BodyTimeout: o.BodyTimeout,
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
+	"time"
 )
 
 // contentSecurityPolicy allows scripts, styles and connections to latch's
@@ -35,6 +37,15 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		// A body that trickles in, or an answer the client does not read,
+		// holds a connection only so long. Live event streams write for
+		// as long as the page is open. (A recorder cannot take deadlines.)
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(s.cfg.BodyTimeout))
+		if !strings.HasSuffix(r.URL.Path, "/events") {
+			_ = rc.SetWriteDeadline(now.Add(s.cfg.WriteTimeout))
+		}
 		if s.cfg.TrustProxy {
 			if ip, ok := forwardedFor(r); ok {
 				r.RemoteAddr = net.JoinHostPort(ip, "0")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"unicode"
@@ -101,13 +102,18 @@ func storedPasskey(person, name string, c *webauthn.Credential) (accounts.Passke
 // readForm reads a small JSON object or form of string fields.
 func readForm(r *http.Request) (map[string]string, error) {
 	out := map[string]string{}
+	var netErr net.Error
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		if err := json.NewDecoder(r.Body).Decode(&out); err != nil {
+		if err := json.NewDecoder(r.Body).Decode(&out); errors.As(err, &netErr) && netErr.Timeout() {
+			return nil, errBodyTimeout
+		} else if err != nil {
 			return nil, errStatus(http.StatusBadRequest, "the request is not a JSON object of strings")
 		}
 		return out, nil
 	}
-	if err := r.ParseForm(); err != nil {
+	if err := r.ParseForm(); errors.As(err, &netErr) && netErr.Timeout() {
+		return nil, errBodyTimeout
+	} else if err != nil {
 		return nil, errStatus(http.StatusBadRequest, "the form could not be read")
 	}
 	for k := range r.PostForm {

@@ -1,8 +1,11 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -253,5 +256,28 @@ func TestCeremonyIsAnsweredOnce(t *testing.T) {
 	}
 	if _, err := take("reauth"); !errors.Is(err, errCeremony) {
 		t.Errorf("the same ceremony cookie again: got %v, want %v", err, errCeremony)
+	}
+}
+
+// A body that trickles in holds a connection only so long: the server
+// answers 408 and closes it.
+func TestSlowBodyIsCut(t *testing.T) {
+	tw := mustWeb(t, webOptions{BodyTimeout: 300 * time.Millisecond})
+	for _, path := range []string{"/api/enroll/start", "/register/begin"} {
+		conn, err := net.Dial("tcp", tw.HTTP.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"name\":", path)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: no answer to a slow body within 10s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("%s: a slow body got %d, want 408", path, resp.StatusCode)
+		}
+		conn.Close()
 	}
 }

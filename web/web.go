@@ -136,6 +136,10 @@ type Config struct {
 	TrustProxy bool
 	// DownloadTTL is the lifetime of creds made for download. Default 7 days.
 	DownloadTTL time.Duration
+	// BodyTimeout is how long a request's body may take to arrive, and
+	// WriteTimeout an answer to go out (live event streams have none).
+	// Defaults 10 s and 60 s.
+	BodyTimeout, WriteTimeout time.Duration
 
 	Accounts Accounts
 	Presence Presence // may be nil: devices are then never shown online
@@ -188,6 +192,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if u.Path != "" && u.Path != "/" {
 		return nil, fmt.Errorf("public URL %q: latch must be served at the root of its host, without a path", cfg.PublicURL)
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = time.Minute
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, origin: u.Scheme + "://" + u.Host, secure: u.Scheme == "https"}
 	s.webauthn, err = webauthn.New(&webauthn.Config{

@@ -240,7 +240,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	var ready atomic.Bool
 	var gui atomic.Pointer[web.Server]
 	var ownP atomic.Pointer[ownConns]
-	hs := &http.Server{Handler: httpHandler(ns, &ready, &gui, &ownP), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: httpHandler(ns, &ready, &gui, &ownP), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go hs.Serve(hl)
 	var stopHTTP sync.Once
 	stopWeb := func() {
