@@ -307,3 +307,25 @@ func TestAddingAPasskeyNeedsAFreshCheck(t *testing.T) {
 		t.Errorf("POST /passkeys/begin with a stale check: got %d %+v, want 403 reauth_required", resp.StatusCode, e)
 	}
 }
+
+// A passkey answer the server cannot read is the client's problem: 400
+// with a clear message, never a 500.
+func TestLoginFinishMalformed(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	for _, body := range []string{
+		`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"bm90IGpzb24","authenticatorData":"AAAA","signature":"AAAA","userHandle":"AAAA"}}`,
+		`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{}}`,
+		`{}`,
+		`[]`,
+		`not json`,
+	} {
+		c := tw.client(t)
+		if r := c.do("POST", "/login/begin", "{}"); r.StatusCode != http.StatusOK {
+			t.Fatalf("login/begin: %d", r.StatusCode)
+		}
+		r := c.do("POST", "/login/finish", body, "Accept", "application/json")
+		if r.StatusCode < 400 || r.StatusCode >= 500 {
+			t.Errorf("login/finish with %.40q: got %d, want a 4xx", body, r.StatusCode)
+		}
+	}
+}

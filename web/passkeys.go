@@ -84,8 +84,22 @@ func ceremonyError(err error) error {
 		}
 		return errStatus(http.StatusBadRequest, msg+"; try again")
 	}
-	return err
+	var le lookupError
+	if errors.As(err, &le) {
+		return le.err // latch's own lookup: its error as it is
+	}
+	// Anything else the library says is about what the browser sent
+	// (clientDataJSON that is not JSON, say): the client's to fix.
+	return errStatus(http.StatusBadRequest, "the passkey's answer could not be read; try again")
 }
+
+// lookupError carries an error of latch's own lookup of a passkey's user
+// through the WebAuthn library, so that ceremonyError keeps it apart from
+// the library's complaints about the request.
+type lookupError struct{ err error }
+
+func (e lookupError) Error() string { return e.err.Error() }
+func (e lookupError) Unwrap() error { return e.err }
 
 // storedPasskey is what the account service keeps of a new credential.
 func storedPasskey(person, name string, c *webauthn.Credential) (accounts.Passkey, error) {
@@ -284,11 +298,11 @@ func (s *Server) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	find := func(rawID, userHandle []byte) (webauthn.User, error) {
 		pk, err := s.cfg.Accounts.Passkey(ctx, b64.EncodeToString(rawID))
 		if err != nil {
-			return nil, err
+			return nil, lookupError{err}
 		}
 		person, err = s.cfg.Accounts.Person(ctx, pk.Person)
 		if err != nil {
-			return nil, err
+			return nil, lookupError{err}
 		}
 		if person.Handle != b64.EncodeToString(userHandle) {
 			return nil, errors.New("the passkey's user handle does not match its person")
