@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/latch
 VERSION ?= 0.1.0-dev
 
-.PHONY: help run build test lint bench generate
+.PHONY: help run build test lint bench generate fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,14 @@ lint: ## gofmt and go vet
 
 generate: ## regenerate the templ views (views/*_templ.go are committed)
 	$(GO) tool templ generate -path views
+
+FUZZTIME ?= 10s
+fuzz: ## run each fuzz target for FUZZTIME (default 10s); seed corpora are in */testdata/fuzz
+	$(GO) test -run '^$$' -fuzz '^FuzzNames$$' -fuzztime $(FUZZTIME) ./accounts
+	$(GO) test -run '^$$' -fuzz '^FuzzAdminDecode$$' -fuzztime $(FUZZTIME) ./accounts
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCreds$$' -fuzztime $(FUZZTIME) ./keys
+	$(GO) test -run '^$$' -fuzz '^FuzzEnrollStartRequest$$' -fuzztime $(FUZZTIME) ./web
+	$(GO) test -run '^$$' -fuzz '^FuzzRenewRequest$$' -fuzztime $(FUZZTIME) ./web
 
 bench: ## run the benchmarks (figures go in docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
