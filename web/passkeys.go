@@ -206,6 +206,10 @@ func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, ceremonyError(err))
 		return
 	}
+	if err := usableKey(cred.PublicKey); err != nil {
+		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()+"; use another passkey"))
+		return
+	}
 	role := accounts.RoleMember
 	if c.Token != "" {
 		// One-time: of two sign-ups racing with one invite, one wins.
@@ -451,6 +455,10 @@ func (s *Server) handlePasskeyFinish(w http.ResponseWriter, r *http.Request, p a
 	cred, err := s.webauthn.FinishRegistration(u, c.Data, r)
 	if err != nil {
 		s.fail(w, r, ceremonyError(err))
+		return
+	}
+	if err := usableKey(cred.PublicKey); err != nil {
+		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()+"; use another passkey"))
 		return
 	}
 	name := c.PasskeyName
