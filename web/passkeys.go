@@ -176,7 +176,7 @@ func (s *Server) handleRegisterBegin(w http.ResponseWriter, r *http.Request) {
 	u := &waUser{handle: randomBytes(32), name: shown, shown: shown}
 	opts, data, err := s.webauthn.BeginRegistration(u, registrationOptions(u)...)
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, ceremonyError(err))
 		return
 	}
 	err = s.setCeremony(w, r, ceremony{Kind: "register", Data: *data, Handle: u.handle, DisplayName: shown, Token: f["token"]})
@@ -280,7 +280,7 @@ func (s *Server) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 	}
 	opts, data, err := s.webauthn.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, ceremonyError(err))
 		return
 	}
 	if err := s.setCeremony(w, r, ceremony{Kind: "login", Data: *data}); err != nil {
@@ -360,7 +360,7 @@ func (s *Server) handleReauthBegin(w http.ResponseWriter, r *http.Request, p acc
 	}
 	opts, data, err := s.webauthn.BeginLogin(u, webauthn.WithUserVerification(protocol.VerificationRequired))
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, ceremonyError(err))
 		return
 	}
 	if err := s.setCeremony(w, r, ceremony{Kind: "reauth", Data: *data}); err != nil {
@@ -430,7 +430,7 @@ func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p ac
 	}
 	opts, data, err := s.webauthn.BeginRegistration(u, registrationOptions(u)...)
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, ceremonyError(err))
 		return
 	}
 	if err := s.setCeremony(w, r, ceremony{Kind: "add", Data: *data, PasskeyName: name}); err != nil {
