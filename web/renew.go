@@ -66,7 +66,8 @@ func checkRenewProof(req renewRequest, now time.Time) (*jwt.UserClaims, error) {
 	}
 	uc, err := jwt.DecodeUserClaims(req.JWT)
 	if err != nil {
-		return nil, badEnroll("jwt is not a user JWT: %v", err)
+		// The decoder's own words name Go types; say it plainly.
+		return nil, badEnroll("jwt is not a user JWT signed by its issuer: send the JWT from the device's creds, unchanged")
 	}
 	if !nkeys.IsValidPublicAccountKey(uc.IssuerAccount) || !nkeys.IsValidPublicAccountKey(uc.Issuer) || uc.Issuer == uc.IssuerAccount {
 		return nil, badEnroll("jwt was not issued to a device by latch: a device's JWT is signed by its account's device key and names the account")
@@ -86,7 +87,7 @@ func checkRenewProof(req renewRequest, now time.Time) (*jwt.UserClaims, error) {
 	}
 	kp, err := nkeys.FromPublicKey(uc.Subject)
 	if err != nil {
-		return nil, badEnroll("jwt's subject: %v", err)
+		return nil, badEnroll("jwt's subject is not a user public key")
 	}
 	if err := kp.Verify([]byte(renewSigPrefix+req.Nonce), sig); err != nil {
 		return nil, badEnroll("signature does not verify: it must be the signature of the key the JWT is for over the bytes of \"latch-renew:\"+nonce")
