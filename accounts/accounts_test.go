@@ -785,3 +785,77 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 		t.Errorf("second refresh: got %d, %d, %v; want nothing done", r, n, err)
 	}
 }
+
+// Disable, delete and enable of one person racing each other leave the
+// person either gone everywhere or whole everywhere, and reconciliation
+// at start keeps it so.
+func TestRacingLifecycleStaysConsistent(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	const rounds = 3
+	for i := range rounds {
+		name := fmt.Sprintf("life%d", i)
+		s.MustCreatePerson(t, name)
+		var wg sync.WaitGroup
+		for j, op := range []func(context.Context, string) (accounts.Person, error){s.Service.DisablePerson, s.Service.DeletePerson, s.Service.EnablePerson} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration((i+j)%3) * time.Millisecond)
+				op(ctx, name)
+			}()
+		}
+		wg.Wait()
+	}
+	check := func(when string) {
+		for i := range rounds {
+			name := fmt.Sprintf("life%d", i)
+			p, err := s.Service.Person(ctx, name)
+			if errors.Is(err, accounts.ErrNotFound) {
+				continue // gone: checked through the resolver below
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := s.Claims.Lookup(ctx, p.Account)
+			if err != nil || tok == "" {
+				t.Errorf("%s: %s is %s but the resolver has no JWT (%v)", when, name, p.Status, err)
+				continue
+			}
+			ac, _ := jwt.DecodeAccountClaims(tok)
+			if _, all := ac.Revocations[jwt.All]; all {
+				t.Errorf("%s: %s is %s with a JWT that revokes every user", when, name, p.Status)
+			}
+			if p.Status != accounts.StatusActive && p.Status != accounts.StatusDisabled {
+				t.Errorf("%s: %s is %s", when, name, p.Status)
+			}
+		}
+	}
+	check("after the races")
+	if err := s.Service.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after reconciling")
+}
+
+// A delete that stopped half way (its tombstone written, the person still
+// there) is finished at start, not left as a person with no account.
+func TestReconcileFinishesAHalfDelete(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	ctx := testCtx(t)
+	p := s.MustCreatePerson(t, "half")
+	kv := mustKV(t, s, accounts.TombstonesBucket)
+	if _, err := kv.Put(ctx, p.Account, []byte(`{"account":"`+p.Account+`","name":"half"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Service.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Service.Person(ctx, "half")
+	wantKind(t, "the half-deleted person after reconciling", err, accounts.ErrNotFound)
+	if tok, err := s.Claims.Lookup(ctx, p.Account); err != nil || tok != "" {
+		t.Errorf("the half-deleted person's JWT after reconciling: %d bytes, %v", len(tok), err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -503,8 +504,9 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var back []string
+	var back, tombstoned []string
 	for pub := range lister.Keys() {
+		tombstoned = append(tombstoned, pub)
 		tok, err := s.cfg.Directory.Lookup(ctx, pub)
 		if err != nil {
 			lister.Stop()
@@ -512,6 +514,25 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		}
 		if tok != "" {
 			back = append(back, pub)
+		}
+	}
+	// A delete that stopped half way (a crash, a lost connection) left a
+	// tombstone and a person record still naming the account: finish the
+	// delete rather than leave a person with no account.
+	if len(tombstoned) > 0 {
+		ps, err := s.Persons(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if !slices.Contains(tombstoned, p.Account) {
+				continue
+			}
+			s.log.Warn("finishing the delete of a person that stopped half way", "person", p.Name, "account", p.Account)
+			if _, err := s.DeletePerson(ctx, p.Name); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			back = slices.DeleteFunc(back, func(a string) bool { return a == p.Account })
 		}
 	}
 	for _, pub := range back {
