@@ -450,7 +450,22 @@ func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error)
 	if err := putJSON(ctx, s.tombstones, p.Account, tombstone{Account: p.Account, Name: p.Name, Deleted: time.Now().UTC()}); err != nil {
 		return Person{}, step("writing the tombstone", err)
 	}
-	// While the account still lets the server's own users in.
+	// The records history goes first, through a service user of the
+	// account (dropHistory says why). So that one can connect, even to a
+	// disabled account or one a stopped delete closed: every user made
+	// until now is revoked and connections are allowed, then the service
+	// user is made in the next second, after the revocation.
+	err = s.update(p.Account, func(ac *jwt.AccountClaims) error {
+		ac.RevokeAt(jwt.All, time.Now())
+		ac.Limits.Conn = max(p.Limits.Conns, 1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoJWT) {
+		return Person{}, step("revoking its devices", err)
+	}
+	if err == nil {
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)))
+	}
 	if err := s.dropHistory(ctx, p); err != nil {
 		s.log.Warn("delete the records history first", "person", p.Name, "err", err)
 	}
