@@ -70,27 +70,12 @@ type Restored struct {
 // (every change stays in the bucket's and the history's revisions), so a
 // restore can itself be undone by another.
 func (s *Service) RestoreRecords(ctx context.Context, person string, at time.Time) (Restored, error) {
-	p, err := s.Person(ctx, person)
+	out := Restored{At: at.UTC()}
+	p, rs, info, err := s.openHistory(ctx, person, 5*time.Minute)
 	if err != nil {
-		return Restored{}, err
-	}
-	rs, err := s.openRecords(ctx, p, 5*time.Minute)
-	if err != nil {
-		return Restored{}, err
+		return out, err
 	}
 	defer rs.Close()
-	out := Restored{At: at.UTC()}
-	hs, err := rs.js.Stream(ctx, HistoryStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return out, errorf(ErrNotFound, "%s's records have no history yet; it is made at the next start of latch serve", p.Name)
-	}
-	if err != nil {
-		return out, err
-	}
-	info, err := hs.Info(ctx)
-	if err != nil {
-		return out, err
-	}
 	out.Oldest = info.State.FirstTime
 	if info.State.Msgs > 0 && at.Before(info.State.FirstTime) {
 		return out, errorf(ErrInvalid, "the history of %s's records reaches back to %s only; choose a later time",
@@ -193,28 +178,38 @@ type History struct {
 
 // RecordsHistory reports a person's records history.
 func (s *Service) RecordsHistory(ctx context.Context, person string) (History, error) {
-	var h History
+	_, rs, info, err := s.openHistory(ctx, person, time.Minute)
+	if err != nil {
+		return History{}, err
+	}
+	rs.Close()
+	return History{Writes: info.State.Msgs, Bytes: info.State.Bytes, Oldest: info.State.FirstTime, Newest: info.State.LastTime}, nil
+}
+
+// openHistory opens a records session of a person for ttl and reads their
+// records history's state; the caller closes the session.
+func (s *Service) openHistory(ctx context.Context, person string, ttl time.Duration) (Person, *RecordsSession, *jetstream.StreamInfo, error) {
 	p, err := s.Person(ctx, person)
 	if err != nil {
-		return h, err
+		return p, nil, nil, err
 	}
-	rs, err := s.openRecords(ctx, p, time.Minute)
+	rs, err := s.openRecords(ctx, p, ttl)
 	if err != nil {
-		return h, err
+		return p, nil, nil, err
 	}
-	defer rs.Close()
 	hs, err := rs.js.Stream(ctx, HistoryStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return h, errorf(ErrNotFound, "%s's records have no history yet; it is made at the next start of latch serve", p.Name)
+		err = errorf(ErrNotFound, "%s's records have no history yet; it is made at the next start of latch serve", p.Name)
+	}
+	var info *jetstream.StreamInfo
+	if err == nil {
+		info, err = hs.Info(ctx)
 	}
 	if err != nil {
-		return h, err
+		rs.Close()
+		return p, nil, nil, err
 	}
-	info, err := hs.Info(ctx)
-	if err != nil {
-		return h, err
-	}
-	return History{Writes: info.State.Msgs, Bytes: info.State.Bytes, Oldest: info.State.FirstTime, Newest: info.State.LastTime}, nil
+	return p, rs, info, nil
 }
 
 // dropHistory deletes a person's records history ahead of deleting the
