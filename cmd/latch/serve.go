@@ -382,15 +382,16 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 
 	hs.RegisterOnShutdown(g.CloseStreams) // live pages' streams would hold the shutdown up
 	gui.Store(g)
-	ready.Store(true)
-	log.Info("latch is ready", "nats", ns.ClientURL(), "http", "http://"+hl.Addr().String(), "web", cfg.publicURL,
-		"monitor", ns.MonitorURL(), "data", cfg.data, "pid", os.Getpid())
-	// While nobody has signed up, a one-time link makes the first admin.
+	// While nobody has signed up, a one-time link makes the first admin;
+	// it is there by the time /healthz says ok.
 	if token, ok, err := svc.SetupInvite(ctx); err != nil {
 		log.Warn("setup link", "err", err)
 	} else {
 		showSetupLink(e.stderr, log, cfg.data, cfg.publicURL, token, ok)
 	}
+	ready.Store(true)
+	log.Info("latch is ready", "nats", ns.ClientURL(), "http", "http://"+hl.Addr().String(), "web", cfg.publicURL,
+		"monitor", ns.MonitorURL(), "data", cfg.data, "pid", os.Getpid())
 
 	select {
 	case <-ctx.Done():
