@@ -183,7 +183,11 @@ func (s *Service) RecordsHistory(ctx context.Context, person string) (History, e
 		return History{}, err
 	}
 	rs.Close()
-	return History{Writes: info.State.Msgs, Bytes: info.State.Bytes, Oldest: info.State.FirstTime, Newest: info.State.LastTime}, nil
+	return historyOf(info), nil
+}
+
+func historyOf(info *jetstream.StreamInfo) History {
+	return History{Writes: info.State.Msgs, Bytes: info.State.Bytes, Oldest: info.State.FirstTime, Newest: info.State.LastTime}
 }
 
 // openHistory opens a records session of a person for ttl and reads their
@@ -197,19 +201,24 @@ func (s *Service) openHistory(ctx context.Context, person string, ttl time.Durat
 	if err != nil {
 		return p, nil, nil, err
 	}
-	hs, err := rs.js.Stream(ctx, HistoryStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		err = errorf(ErrNotFound, "%s's records have no history yet; it is made at the next start of latch serve", p.Name)
-	}
-	var info *jetstream.StreamInfo
-	if err == nil {
-		info, err = hs.Info(ctx)
-	}
+	info, err := rs.historyInfo(ctx)
 	if err != nil {
 		rs.Close()
 		return p, nil, nil, err
 	}
 	return p, rs, info, nil
+}
+
+// historyInfo reads the state of the session's person's records history.
+func (rs *RecordsSession) historyInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	hs, err := rs.js.Stream(ctx, HistoryStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, errorf(ErrNotFound, "%s's records have no history yet; it is made at the next start of latch serve", rs.person.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return hs.Info(ctx)
 }
 
 // dropHistory deletes a person's records history ahead of deleting the
@@ -219,18 +228,9 @@ func (s *Service) openHistory(ctx context.Context, person string, ttl time.Durat
 // removal of the account (the JetStream purge and the resolver's delete);
 // done first, it has finished when they come.
 func (s *Service) dropHistory(ctx context.Context, p Person) error {
-	sk, err := s.keysOf(ctx, p)
+	nc, _, err := s.serviceConn(ctx, p, time.Minute)
 	if err != nil {
 		return err
-	}
-	tok, seed, err := serviceUserJWT(p.Account, sk.service, time.Minute)
-	if err != nil {
-		return err
-	}
-	nc, err := s.cfg.Dial(tok, seed)
-	clear(seed)
-	if err != nil {
-		return fmt.Errorf("connect to the account of %s: %w", p.Name, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -519,35 +518,33 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var back, tombstoned []string
+	var back []string
+	var half []tombstone // deletes that stopped with the person still there
 	for pub := range lister.Keys() {
-		tombstoned = append(tombstoned, pub)
 		tok, err := s.cfg.Directory.Lookup(ctx, pub)
 		if err != nil {
 			lister.Stop()
 			return err
 		}
+		// A delete that stopped half way (a crash, a lost connection)
+		// left the tombstone and a person record still naming the
+		// account; the tombstone names the person, so it is one read.
+		var ts tombstone
+		if _, err := getJSON(ctx, s.tombstones, pub, &ts); err == nil && ts.Name != "" {
+			if p, err := s.Person(ctx, ts.Name); err == nil && p.Account == pub {
+				half = append(half, ts)
+				continue
+			}
+		}
 		if tok != "" {
 			back = append(back, pub)
 		}
 	}
-	// A delete that stopped half way (a crash, a lost connection) left a
-	// tombstone and a person record still naming the account: finish the
-	// delete rather than leave a person with no account.
-	if len(tombstoned) > 0 {
-		ps, err := s.Persons(ctx)
-		if err != nil {
+	// Finish those deletes rather than leave a person with no account.
+	for _, ts := range half {
+		s.log.Warn("finishing the delete of a person that stopped half way", "person", ts.Name, "account", ts.Account)
+		if _, err := s.DeletePerson(ctx, ts.Name); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
-		}
-		for _, p := range ps {
-			if !slices.Contains(tombstoned, p.Account) {
-				continue
-			}
-			s.log.Warn("finishing the delete of a person that stopped half way", "person", p.Name, "account", p.Account)
-			if _, err := s.DeletePerson(ctx, p.Name); err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
-			back = slices.DeleteFunc(back, func(a string) bool { return a == p.Account })
 		}
 	}
 	for _, pub := range back {

@@ -81,6 +81,9 @@ type RecordsPage struct {
 	// Revision is the bucket's last revision when the keys were listed: a
 	// watch from it on misses no change.
 	Revision uint64
+	// History is how far the records history reaches; zero when there is
+	// none yet.
+	History History
 }
 
 // RecordDetail is one revision of a key with the key's history.
@@ -131,25 +134,11 @@ func (s *Service) openRecords(ctx context.Context, p Person, ttl time.Duration) 
 	if p.Status != StatusActive {
 		return nil, errorf(ErrDisabled, "account %q is %s; its records cannot be read now", p.Name, p.Status)
 	}
-	sk, err := s.keysOf(ctx, p)
+	nc, expires, err := s.serviceConn(ctx, p, ttl)
 	if err != nil {
 		return nil, err
 	}
-	kp := sk.service
-	tok, seed, err := serviceUserJWT(p.Account, kp, ttl)
-	if err != nil {
-		return nil, err
-	}
-	uc, err := jwt.DecodeUserClaims(tok)
-	if err != nil {
-		return nil, err
-	}
-	nc, err := s.cfg.Dial(tok, seed)
-	clear(seed)
-	if err != nil {
-		return nil, fmt.Errorf("connect to the account of %s: %w", p.Name, err)
-	}
-	rs := &RecordsSession{person: p, nc: nc, expires: time.Unix(uc.Expires, 0)}
+	rs := &RecordsSession{person: p, nc: nc, expires: expires}
 	if rs.js, err = jetstream.New(nc); err == nil {
 		rs.kv, err = rs.js.KeyValue(ctx, RecordsBucket)
 	}
@@ -158,6 +147,29 @@ func (s *Service) openRecords(ctx context.Context, p Person, ttl time.Duration) 
 		return nil, fmt.Errorf("the records bucket of %s: %w", p.Name, err)
 	}
 	return rs, nil
+}
+
+// serviceConn connects as a short-lived service user of a person's
+// account, whatever the person's status, and says when the user expires.
+func (s *Service) serviceConn(ctx context.Context, p Person, ttl time.Duration) (*nats.Conn, time.Time, error) {
+	sk, err := s.keysOf(ctx, p)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	tok, seed, err := serviceUserJWT(p.Account, sk.service, ttl)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	nc, err := s.cfg.Dial(tok, seed)
+	clear(seed)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("connect to the account of %s: %w", p.Name, err)
+	}
+	return nc, time.Unix(uc.Expires, 0), nil
 }
 
 // Close closes the session's connection.
@@ -179,8 +191,15 @@ func (s *Service) withRecords(ctx context.Context, person string, f func(*Record
 // Records lists a page of a person's keys.
 func (s *Service) Records(ctx context.Context, person string, q RecordQuery) (page RecordsPage, err error) {
 	err = s.withRecords(ctx, person, func(rs *RecordsSession) error {
-		page, err = rs.List(ctx, q)
-		return err
+		if page, err = rs.List(ctx, q); err != nil {
+			return err
+		}
+		if info, err := rs.historyInfo(ctx); err == nil {
+			page.History = historyOf(info)
+		} else if Kind(err) != "not_found" {
+			return err
+		}
+		return nil
 	})
 	return page, err
 }

@@ -97,7 +97,7 @@ func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request, p account
 	if page.More && len(page.Records) > 0 {
 		v.Next = page.Records[len(page.Records)-1].Key
 	}
-	v.Restore = s.restoreView(r, p)
+	v.Restore = views.RecordsRestore{Oldest: page.History.Oldest, Writes: page.History.Writes}
 	w.Header().Set("Cache-Control", "no-store")
 	if isHTMX(r) {
 		s.render(w, r, http.StatusOK, v.Section())

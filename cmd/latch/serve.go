@@ -579,14 +579,14 @@ func recordLastSeen(ctx context.Context, p *resolver.Presence, svc *accounts.Ser
 // connections counts a device's connections from presence and closes them
 // on the embedded server.
 type connections struct {
-	*resolver.Presence
-	*resolver.Server
+	presence *resolver.Presence
+	server   *resolver.Server
 }
 
-func (c connections) Conns(account, user string) int { return c.Presence.Conns(account, user) }
+func (c connections) Conns(account, user string) int { return c.presence.Conns(account, user) }
 
 func (c connections) Disconnect(account, user string) (int, error) {
-	return c.Server.Disconnect(account, user)
+	return c.server.Disconnect(account, user)
 }
 
 // serverStatus is what the admin page shows of the embedded server.
