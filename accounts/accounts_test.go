@@ -269,8 +269,9 @@ func TestCreatePerson(t *testing.T) {
 	}
 	// The tier holds the bucket and its history, each up to the quota.
 	r1 := ac.Limits.JetStreamTieredLimits["R1"]
-	if r1.DiskStorage != 2*accounts.DefaultLimits.Disk || r1.MemoryStorage != accounts.DefaultLimits.Memory {
-		t.Errorf("R1 tier: got disk %d memory %d, want %d and %d", r1.DiskStorage, r1.MemoryStorage, 2*accounts.DefaultLimits.Disk, accounts.DefaultLimits.Memory)
+	wantDisk := 2*accounts.DefaultLimits.Disk + accounts.DeleteReserve(accounts.DefaultLimits.Disk)
+	if r1.DiskStorage != wantDisk || r1.MemoryStorage != accounts.DefaultLimits.Memory {
+		t.Errorf("R1 tier: got disk %d memory %d, want %d and %d", r1.DiskStorage, r1.MemoryStorage, wantDisk, accounts.DefaultLimits.Memory)
 	}
 	if ac.Limits.Conn != accounts.DefaultLimits.Conns {
 		t.Errorf("connection limit: got %d, want %d", ac.Limits.Conn, accounts.DefaultLimits.Conns)
@@ -609,8 +610,8 @@ func TestOverCommittedQuotas(t *testing.T) {
 	for i := range persons {
 		name := fmt.Sprintf("p%d", i)
 		p := s.MustCreatePerson(t, name)
-		if got := accountClaims(t, s, p.Account).Limits.JetStreamTieredLimits["R1"].DiskStorage; got != 2*quota {
-			t.Errorf("%s disk tier: got %d, want %d (the bucket and its history)", name, got, 2*quota)
+		if got, want := accountClaims(t, s, p.Account).Limits.JetStreamTieredLimits["R1"].DiskStorage, 2*quota+accounts.DeleteReserve(quota); got != want {
+			t.Errorf("%s disk tier: got %d, want %d (the bucket, its history and the delete reserve)", name, got, want)
 		}
 		d := s.MustIssueDevice(t, name, "laptop")
 		kv := mustRecords(t, s.MustConnect(t, d.CredsFile).Conn)
@@ -744,6 +745,11 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 			us.Template = old
 		}
 	}
+	// Made before the device API and the delete reserve.
+	ac.Imports = nil
+	tier := ac.Limits.JetStreamTieredLimits["R1"]
+	tier.DiskStorage = 2 * accounts.DefaultLimits.Disk
+	ac.Limits.JetStreamTieredLimits["R1"] = tier
 	oldJWT, err := ac.Encode(signer)
 	if err != nil {
 		t.Fatal(err)
@@ -754,7 +760,7 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 
 	// A service as a new start opens it, with no JWT cached.
 	svc, err := accounts.Open(ctx, accounts.Config{Signer: signer, Directory: s.Claims, App: s.App,
-		AdminAccount: s.Operator.AdminAccount.PublicKey})
+		AdminAccount: s.Operator.AdminAccount.PublicKey, AppAccount: s.Operator.AppAccount.PublicKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -776,6 +782,12 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no device key after refresh")
+	}
+	if len(ac.Imports) != 1 || ac.Imports[0].Subject != accounts.DeviceAPISubject || ac.Imports[0].Account != s.Operator.AppAccount.PublicKey || !ac.Imports[0].Share {
+		t.Errorf("imports after refresh: %+v, want the device API from LATCH with share on", ac.Imports)
+	}
+	if got, want := ac.Limits.JetStreamTieredLimits["R1"].DiskStorage, 2*accounts.DefaultLimits.Disk+accounts.DeleteReserve(accounts.DefaultLimits.Disk); got != want {
+		t.Errorf("disk tier after refresh: %d, want %d", got, want)
 	}
 	if acts, _ := auditActions(t, s, p.Account, 10); !slices.Contains(acts, accounts.ActionAccountTemplate) {
 		t.Errorf("audit: got %v, want an %s entry", acts, accounts.ActionAccountTemplate)

@@ -29,6 +29,7 @@ const (
 
 	EndpointAccountConsumers = "account.consumers"
 	EndpointAccountRestore   = "account.restore"
+	EndpointAccountQuota     = "account.quota"
 	EndpointAdminCredsIssue  = "admin.creds.issue"
 	EndpointAdminCredsList   = "admin.creds.ls"
 	EndpointAdminCredsRevoke = "admin.creds.revoke"
@@ -72,6 +73,12 @@ type ConsumersRequest struct {
 type ConsumersReply struct {
 	Consumers []RecordsConsumer `json:"consumers"`
 	Cleared   int               `json:"cleared"`
+}
+
+// QuotaRequest changes a person's quotas; a zero field keeps one as it is.
+type QuotaRequest struct {
+	Name string `json:"name"`
+	Quota
 }
 
 // RestoreRequest sets a person's records back to what they were at a time.
@@ -214,7 +221,14 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			}
 			return ps, err
 		},
-		EndpointAccountShow:    withName(s.Account),
+		EndpointAccountShow: withName(s.Account),
+		EndpointAccountQuota: func(ctx context.Context, data []byte) (any, error) {
+			var r QuotaRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			return s.SetQuota(ctx, r.Name, r.Quota)
+		},
 		EndpointAccountDisable: withName(s.DisablePerson),
 		EndpointAccountEnable:  withName(s.EnablePerson),
 		EndpointAccountDelete:  withName(s.DeletePerson),
@@ -406,7 +420,8 @@ func decode(data []byte, v any) error {
 // errorCodes maps error kinds to the codes of the micro protocol.
 var errorCodes = map[string]string{
 	"invalid": "400", "not_found": "404", "exists": "409",
-	"revoked": "410", "disabled": "403", "forbidden": "403", "internal": "500",
+	"revoked": "410", "disabled": "403", "forbidden": "403", "conflict": "409",
+	"quota": "507", "internal": "500",
 }
 
 // respond answers a request: JSON, or for an error micro's error reply,
@@ -552,6 +567,12 @@ func (c *AdminClient) Accounts(ctx context.Context) ([]Person, error) {
 func (c *AdminClient) Account(ctx context.Context, name string) (AccountDetail, error) {
 	var d AccountDetail
 	return d, c.call(ctx, EndpointAccountShow, AccountRequest{Name: name}, &d)
+}
+
+// SetQuota changes a person's quotas.
+func (c *AdminClient) SetQuota(ctx context.Context, name string, q Quota) (Person, error) {
+	var p Person
+	return p, c.call(ctx, EndpointAccountQuota, QuotaRequest{Name: name, Quota: q}, &p)
 }
 
 // DisableAccount disables a person account.

@@ -129,8 +129,48 @@ func appAccountClaims(pub, signingKey string) *jwt.AccountClaims {
 		&jwt.Export{Name: "latch admin service", Subject: AdminSubjectPrefix + ".>", Type: jwt.Service, TokenReq: true},
 		// Every instance answers discovery, so more than one reply.
 		&jwt.Export{Name: "latch admin discovery", Subject: srvSubjects, Type: jwt.Service, TokenReq: true, ResponseType: jwt.ResponseTypeStream},
+		// The device API, for every person account. Public: only latch
+		// signs account JWTs, so only its persons import it, and the
+		// service learns each caller from the server.
+		&jwt.Export{Name: "latch device api", Subject: DeviceAPISubject, Type: jwt.Service},
 	)
 	return ac
+}
+
+// DeviceAPISubject is the device API: a device asks latch for what it
+// cannot do itself on subjects under its own channel,
+// latch.device.<its user key>.api.<endpoint>, which the device template
+// lets it publish to. Person accounts import it from LATCH with share on,
+// so each request carries the caller as the server saw it.
+const DeviceAPISubject = "latch.device.*.api.>"
+
+// deviceAPIImport is a person account's import of the device API.
+func deviceAPIImport(appPub string) *jwt.Import {
+	return &jwt.Import{Name: "latch device api", Subject: DeviceAPISubject, Account: appPub, Type: jwt.Service, Share: true}
+}
+
+// hasDeviceAPI reports whether an account imports the device API from
+// appPub as deviceAPIImport says.
+func hasDeviceAPI(ac *jwt.AccountClaims, appPub string) bool {
+	want := deviceAPIImport(appPub)
+	for _, im := range ac.Imports {
+		if im.Subject == want.Subject && im.Account == appPub && im.Type == jwt.Service && im.Share {
+			return true
+		}
+	}
+	return false
+}
+
+// setDeviceAPI gives an account the device API's import, replacing any
+// import of its subject.
+func setDeviceAPI(ac *jwt.AccountClaims, appPub string) {
+	var kept jwt.Imports
+	for _, im := range ac.Imports {
+		if im.Subject != DeviceAPISubject {
+			kept = append(kept, im)
+		}
+	}
+	ac.Imports = append(kept, deviceAPIImport(appPub))
 }
 
 // adminAccountClaims are LATCH_ADMIN's: the account of the admins' creds.
@@ -184,6 +224,20 @@ type Limits struct {
 	DeviceSubs int64 `json:"device_subs,omitempty"`
 }
 
+// DeleteReserve is the room above a person's disk quota that only the
+// server uses. A delete is a write too: JetStream refuses it on a bucket
+// at its byte limit, so a person whose records are full could not delete
+// anything. When a delete is refused for room, the server lifts the
+// bucket's limit by this much for the moment of the delete (a purge,
+// which removes the key's earlier revisions and their room with them).
+func DeleteReserve(disk int64) int64 {
+	return min(max(disk/16, 16<<10), 1<<20)
+}
+
+// tierDisk is the disk a person's account may use: the records bucket
+// and its history, each up to the quota, and the delete reserve.
+func tierDisk(disk int64) int64 { return 2*disk + DeleteReserve(disk) }
+
 // DefaultLimits are the quotas of a person account unless told otherwise.
 var DefaultLimits = Limits{
 	Disk:       64 << 20,
@@ -216,8 +270,9 @@ func (l Limits) apply(ac *jwt.AccountClaims) {
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{}
 	ac.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{
 		"R1": {
-			// The records bucket and its history, each up to the quota.
-			DiskStorage:   2 * l.Disk,
+			// The records bucket and its history, each up to the quota,
+			// and the room a delete on a full bucket takes.
+			DiskStorage:   tierDisk(l.Disk),
 			MemoryStorage: l.Memory,
 			Streams:       4,
 			Consumer:      l.Consumers,
@@ -240,8 +295,9 @@ func newPersonKeys() personKeys {
 	return personKeys{account: a, device: d, service: s}
 }
 
-// personAccountClaims are the claims of a new person account.
-func personAccountClaims(name string, k personKeys, l Limits) *jwt.AccountClaims {
+// personAccountClaims are the claims of a new person account; appPub is
+// LATCH's public key, the account of the device API.
+func personAccountClaims(name string, k personKeys, l Limits, appPub string) *jwt.AccountClaims {
 	pub, _ := k.account.PublicKey()
 	devPub, _ := k.device.PublicKey()
 	svcPub, _ := k.service.PublicKey()
@@ -256,6 +312,9 @@ func personAccountClaims(name string, k personKeys, l Limits) *jwt.AccountClaims
 	ac.SigningKeys.AddScopedSigner(scope)
 	ac.SigningKeys.Add(svcPub)
 	l.apply(ac)
+	if appPub != "" {
+		setDeviceAPI(ac, appPub)
+	}
 	return ac
 }
 

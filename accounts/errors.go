@@ -17,6 +17,10 @@ var (
 	ErrInvalid  = errors.New("invalid")
 	// ErrForbidden is a caller that may not do what it asks.
 	ErrForbidden = errors.New("forbidden")
+	// ErrConflict is a change that lost a race with another.
+	ErrConflict = errors.New("conflict")
+	// ErrQuota is a write a person's quota has no room for.
+	ErrQuota = errors.New("over quota")
 )
 
 // ValidationError lists what is wrong with an input, field by field.
@@ -59,7 +63,7 @@ func errorf(kind error, format string, args ...any) error {
 }
 
 // Kind names an error's kind: "invalid", "not_found", "exists", "revoked",
-// "disabled", or "internal".
+// "disabled", "forbidden", "conflict", "quota", or "internal".
 func Kind(err error) string {
 	switch {
 	case errors.Is(err, ErrInvalid):
@@ -74,6 +78,10 @@ func Kind(err error) string {
 		return "disabled"
 	case errors.Is(err, ErrForbidden):
 		return "forbidden"
+	case errors.Is(err, ErrConflict):
+		return "conflict"
+	case errors.Is(err, ErrQuota):
+		return "quota"
 	}
 	return "internal"
 }

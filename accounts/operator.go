@@ -278,6 +278,44 @@ func (o *Operator) UpgradeAdminAccount() (bool, error) {
 	return true, nil
 }
 
+// UpgradeAppExports gives LATCH's JWT the exports of this version (the
+// device API came after the first folders were made), re-signed by the
+// operator signing key. It reports whether it changed anything; the
+// server must not be running.
+func (o *Operator) UpgradeAppExports() (bool, error) {
+	ac, err := jwt.DecodeAccountClaims(o.AppAccount.JWT)
+	if err != nil {
+		return false, fmt.Errorf("LATCH account JWT: %w", err)
+	}
+	fresh := appAccountClaims(o.AppAccount.PublicKey, o.AppAccount.SigningKey)
+	if exportsEqual(ac.Exports, fresh.Exports) {
+		return false, nil
+	}
+	signer, err := o.Signer()
+	if err != nil {
+		return false, err
+	}
+	ac.Exports = fresh.Exports
+	tok, err := ac.Encode(signer)
+	if err != nil {
+		return false, err
+	}
+	m := o.Manifest
+	m.AppAccount.JWT = tok
+	if err := writeManifest(o.Dir, m); err != nil {
+		return false, err
+	}
+	o.Manifest = m
+	return true, nil
+}
+
+// exportsEqual reports whether two lists of exports say the same.
+func exportsEqual(a, b jwt.Exports) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
 // Preload is the JWTs of latch's own accounts (public key → JWT), which
 // the resolver holds before the server starts.
 func (o *Operator) Preload() map[string]string {

@@ -183,7 +183,7 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 	if err := putJSON(ctx, s.secrets, pub, personSecrets{Device: string(devSeed), Service: string(svcSeed)}); err != nil {
 		return undo(err)
 	}
-	tok, _, err := s.sign(personAccountClaims(p.Name, k, limits), 0)
+	tok, _, err := s.sign(personAccountClaims(p.Name, k, limits, s.cfg.AppAccount), 0)
 	if err != nil {
 		return undo(err)
 	}
@@ -335,6 +335,8 @@ type AccountDetail struct {
 	Revocations    int       `json:"revocations"`
 	DevicesActive  int       `json:"devices_active"`
 	DevicesRevoked int       `json:"devices_revoked"`
+	// Usage is how full the records are; nil unless the person is active.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // Account returns a person with the state of their account.
@@ -350,6 +352,18 @@ func (s *Service) Account(ctx context.Context, name string) (AccountDetail, erro
 			d.Issuer = ac.Issuer
 			d.Revocations = len(ac.Revocations)
 		}
+	}
+	if p.Status == StatusActive {
+		rs, err := s.openRecords(ctx, p, time.Minute)
+		if err != nil {
+			return AccountDetail{}, err
+		}
+		u, err := rs.Usage(ctx)
+		rs.Close()
+		if err != nil {
+			return AccountDetail{}, fmt.Errorf("read how full %s's records are: %w", p.Name, err)
+		}
+		d.Usage = &u
 	}
 	devs, err := s.devicesOf(ctx, p)
 	if err != nil {
@@ -611,8 +625,10 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 		unlimited := t.name != "" && ac.Limits.Subs == jwt.NoLimit
 		// Accounts made before the records history get room for it.
 		tier, hasTier := ac.Limits.JetStreamTieredLimits["R1"]
-		short := t.name != "" && hasTier && tier.DiskStorage < 2*t.disk
-		oldTemplate := t.name != "" && (deviceScopeDiffers(ac, want) || unlimited || short)
+		short := t.name != "" && hasTier && tier.DiskStorage < tierDisk(t.disk)
+		// Accounts made before the device API get its import.
+		noAPI := t.name != "" && s.cfg.AppAccount != "" && !hasDeviceAPI(ac, s.cfg.AppAccount)
+		oldTemplate := t.name != "" && (deviceScopeDiffers(ac, want) || unlimited || short || noAPI)
 		if !stale && !oldTemplate {
 			continue
 		}
@@ -623,9 +639,12 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 				if ac.Limits.Subs == jwt.NoLimit {
 					ac.Limits.Subs = subs
 				}
-				if tier, ok := ac.Limits.JetStreamTieredLimits["R1"]; ok && tier.DiskStorage < 2*t.disk {
-					tier.DiskStorage = 2 * t.disk
+				if tier, ok := ac.Limits.JetStreamTieredLimits["R1"]; ok && tier.DiskStorage < tierDisk(t.disk) {
+					tier.DiskStorage = tierDisk(t.disk)
 					ac.Limits.JetStreamTieredLimits["R1"] = tier
+				}
+				if s.cfg.AppAccount != "" && !hasDeviceAPI(ac, s.cfg.AppAccount) {
+					setDeviceAPI(ac, s.cfg.AppAccount)
 				}
 			}
 			return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,6 +85,32 @@ type RecordsPage struct {
 	// History is how far the records history reaches; zero when there is
 	// none yet.
 	History History
+	// Usage is how full the records are.
+	Usage Usage
+}
+
+// Usage is how much of a person's disk quota their records use, in bytes.
+type Usage struct {
+	// Records is what the records bucket holds, of Quota.
+	Records int64 `json:"records"`
+	Quota   int64 `json:"quota"`
+	// History is what the records history holds, which has room for as
+	// much again and drops its oldest writes when full.
+	History int64 `json:"history"`
+}
+
+// Usage reads how full a person's records and their history are.
+func (rs *RecordsSession) Usage(ctx context.Context) (Usage, error) {
+	st, err := rs.js.Stream(ctx, "KV_"+RecordsBucket)
+	if err != nil {
+		return Usage{}, err
+	}
+	info := st.CachedInfo()
+	u := Usage{Records: int64(info.State.Bytes), Quota: rs.person.Limits.Disk}
+	if hs, err := rs.historyInfo(ctx); err == nil {
+		u.History = int64(hs.State.Bytes)
+	}
+	return u, nil
 }
 
 // RecordDetail is one revision of a key with the key's history.
@@ -119,6 +146,7 @@ type RecordsSession struct {
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue
 	expires time.Time
+	log     *slog.Logger
 }
 
 // OpenRecords opens a records session for a person (by name).
@@ -138,7 +166,7 @@ func (s *Service) openRecords(ctx context.Context, p Person, ttl time.Duration) 
 	if err != nil {
 		return nil, err
 	}
-	rs := &RecordsSession{person: p, nc: nc, expires: expires}
+	rs := &RecordsSession{person: p, nc: nc, expires: expires, log: s.log}
 	if rs.js, err = jetstream.New(nc); err == nil {
 		rs.kv, err = rs.js.KeyValue(ctx, RecordsBucket)
 	}
@@ -194,11 +222,18 @@ func (s *Service) Records(ctx context.Context, person string, q RecordQuery) (pa
 		if page, err = rs.List(ctx, q); err != nil {
 			return err
 		}
-		if info, err := rs.historyInfo(ctx); err == nil {
+		info, err := rs.historyInfo(ctx)
+		if err == nil {
 			page.History = historyOf(info)
+			page.Usage.History = int64(info.State.Bytes)
 		} else if Kind(err) != "not_found" {
 			return err
 		}
+		st, err := rs.js.Stream(ctx, "KV_"+RecordsBucket)
+		if err != nil {
+			return err
+		}
+		page.Usage.Records, page.Usage.Quota = int64(st.CachedInfo().State.Bytes), rs.person.Limits.Disk
 		return nil
 	})
 	return page, err
@@ -214,18 +249,33 @@ func (s *Service) Record(ctx context.Context, person, key string, revision uint6
 	return d, err
 }
 
-// DeleteRecord deletes one of a person's keys, as a device's delete
-// would: the key's history stays, and every device watching sees the
-// delete.
+// DeleteRecord deletes one of a person's keys as a device's delete
+// would, and says so in the audit trail. See RecordsSession.Delete.
 func (s *Service) DeleteRecord(ctx context.Context, person, key string) (r Record, err error) {
-	err = s.withRecords(ctx, person, func(rs *RecordsSession) error {
-		r, err = rs.Delete(ctx, key)
-		return err
-	})
+	p, err := s.Person(ctx, person)
 	if err != nil {
 		return Record{}, err
 	}
-	p, _ := s.Person(ctx, person)
+	return s.deleteRecord(ctx, p, key)
+}
+
+func (s *Service) deleteRecord(ctx context.Context, p Person, key string) (r Record, err error) {
+	rs, err := s.openRecords(ctx, p, recordsSessionTTL)
+	if err != nil {
+		return Record{}, err
+	}
+	defer rs.Close()
+	r, err = rs.Delete(ctx, key)
+	if errors.Is(err, errBucketFull) {
+		// One lift of the limit at a time per person, and none while
+		// the person is being disabled or deleted.
+		unlock := s.lockPerson(p.Name)
+		r, err = rs.deleteInReserve(ctx, key)
+		unlock()
+	}
+	if err != nil {
+		return Record{}, err
+	}
 	s.auditAfter(ctx, AuditEvent{Action: ActionRecordDelete, Account: p.Account, AccountName: p.Name,
 		Detail: "revision " + strconv.FormatUint(r.Revision, 10)})
 	return r, nil
@@ -386,7 +436,15 @@ func (rs *RecordsSession) Get(ctx context.Context, key string, revision uint64) 
 	return d, nil
 }
 
-// Delete deletes a key and returns the delete.
+// errBucketFull is a write the records bucket refused for room.
+var errBucketFull = errors.New("the records bucket is full")
+
+// Delete deletes a key and returns the delete. It is a purge, as a
+// device's delete with the latch client is: the key's earlier revisions
+// go with it, and so does the room they took, which the records history
+// keeps for a restore. Every device watching sees the delete. On a
+// bucket too full for even the delete it returns errBucketFull, and the
+// Service lifts the limit for it (deleteInReserve).
 func (rs *RecordsSession) Delete(ctx context.Context, key string) (Record, error) {
 	if err := checkRecordKey(key); err != nil {
 		return Record{}, err
@@ -395,20 +453,78 @@ func (rs *RecordsSession) Delete(ctx context.Context, key string) (Record, error
 	if err != nil {
 		return Record{}, recordsError(key, err)
 	}
-	if err := rs.kv.Delete(ctx, key); err != nil {
-		return Record{}, recordsError(key, err)
-	}
-	// The delete's revision: the key's latest entry, read back.
-	hist, err := rs.kv.History(ctx, key)
+	rev, err := rs.purge(ctx, key, e.Revision())
 	if err != nil {
-		return Record{}, recordsError(key, err)
+		return Record{}, err
 	}
-	for i := len(hist) - 1; i >= 0; i-- {
-		if hist[i].Revision() > e.Revision() && hist[i].Operation() != jetstream.KeyValuePut {
-			return recordOf(hist[i], false), nil
+	return Record{Key: key, Revision: rev, Op: RecordPurge, Time: time.Now().UTC()}, nil
+}
+
+// purge writes a purge of key, on condition that its last revision is
+// still last: a write that came in between is not purged unseen.
+func (rs *RecordsSession) purge(ctx context.Context, key string, last uint64) (uint64, error) {
+	m := nats.NewMsg(kvPrefix + key)
+	m.Header.Set("KV-Operation", "PURGE")
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	ack, err := rs.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(last))
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return ack.Sequence, nil
+	case errors.As(err, &apiErr) && isRoomRefusal(apiErr):
+		return 0, fmt.Errorf("%w: %s", errBucketFull, apiErr.Description)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		return 0, errorf(ErrConflict, "record %q changed while it was being deleted; look at it again", clip(key, 64))
+	}
+	return 0, recordsError(key, err)
+}
+
+// isRoomRefusal reports whether JetStream refused a write for room: the
+// bucket's byte limit (10077, "maximum bytes exceeded") or the account's
+// disk tier (10002).
+func isRoomRefusal(e *jetstream.APIError) bool {
+	return e.ErrorCode == 10002 || e.ErrorCode == 10077 && strings.Contains(e.Description, "maximum bytes")
+}
+
+// deleteInReserve deletes key on a full bucket: it lifts the bucket's
+// byte limit by DeleteReserve, purges, and sets the limit back to the
+// quota. The purge frees the key's room, so the bucket ends no fuller
+// than it was, give or take the purge itself. A device's write that comes
+// in during those milliseconds may use the reserve too; the limit is set
+// back regardless, and puts are refused until there is room again. Were
+// the server to stop in between, the limit stays lifted by at most the
+// reserve until the next delete on a full bucket sets it back.
+func (rs *RecordsSession) deleteInReserve(ctx context.Context, key string) (Record, error) {
+	quota := rs.person.Limits.Disk
+	u, err := rs.Usage(ctx)
+	if err != nil {
+		return Record{}, err
+	}
+	// Above what the bucket holds, which is more than the quota after the
+	// quota shrank.
+	if err := rs.setBucketLimit(ctx, max(quota, u.Records)+DeleteReserve(quota)); err != nil {
+		return Record{}, fmt.Errorf("make room to delete %q: %w", clip(key, 64), err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := rs.setBucketLimit(ctx, quota); err != nil {
+			rs.log.Warn("set a records bucket's limit back to the quota", "person", rs.person.Name, "err", err)
 		}
+	}()
+	r, err := rs.Delete(ctx, key)
+	if errors.Is(err, errBucketFull) {
+		// Not even the reserve: someone else's writes took it.
+		return Record{}, errorf(ErrQuota, "the records of %s are full, past the room kept for deletes; try again, or raise the quota", rs.person.Name)
 	}
-	return Record{Key: key, Op: RecordDelete, Time: time.Now().UTC()}, nil
+	return r, err
+}
+
+// setBucketLimit sets the records bucket's byte limit. The bucket
+// discards nothing when the limit is below what it holds: it refuses
+// writes until deletes make room.
+func (rs *RecordsSession) setBucketLimit(ctx context.Context, n int64) error {
+	return setStreamMaxBytes(ctx, rs.js, "KV_"+RecordsBucket, n)
 }
 
 // WatchRecords streams the changes to a person's records from revision

@@ -168,11 +168,15 @@ func TestRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if del.Op != accounts.RecordDelete || del.Revision != 30 {
-		t.Errorf("delete: got %+v, want a delete at revision 30", del)
+	// A purge: the key's earlier revisions go, and their room.
+	if del.Op != accounts.RecordPurge || del.Revision != 30 {
+		t.Errorf("delete: got %+v, want a purge at revision 30", del)
 	}
-	if e := nextUpdate(t, w); e.Operation() != jetstream.KeyValueDelete || e.Revision() != 30 {
-		t.Errorf("device watch: got %v at %d, want the delete at 30", e.Operation(), e.Revision())
+	if e := nextUpdate(t, w); e.Operation() != jetstream.KeyValuePurge || e.Revision() != 30 {
+		t.Errorf("device watch: got %v at %d, want the purge at 30", e.Operation(), e.Revision())
+	}
+	if h, err := kv.History(ctx, "todo"); err != nil || len(h) != 1 {
+		t.Errorf("the key's history after the delete: %d entries, %v; want the purge alone", len(h), err)
 	}
 	wantNoKey(t, kv, "todo")
 	if _, err := s.Service.DeleteRecord(ctx, "alice", "todo"); accounts.Kind(err) != "not_found" {

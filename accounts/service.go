@@ -82,6 +82,9 @@ type Config struct {
 	// only its users. AdminSigner, its signing key, signs admins' creds.
 	AdminAccount string
 	AdminSigner  nkeys.KeyPair
+	// AppAccount is LATCH's public key: person accounts import the device
+	// API (DeviceAPISubject) from it. Empty leaves the import out.
+	AppAccount string
 	// Log receives what the service reports.
 	Log *slog.Logger
 	// PublicURL is where people reach the web GUI, such as

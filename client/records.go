@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -334,13 +335,89 @@ func (r *Records) Get(ctx context.Context, key string) (Entry, error) {
 }
 
 // Delete deletes the record under key; ErrNotFound when it has no value.
-// The bucket keeps the delete as a change, so watches see it.
+// It is a purge: the key's earlier revisions go with it, and so does the
+// room they took (the server's records history keeps them for a
+// restore). Watches see the delete. On records too full for even the
+// delete, JetStream refuses it, and Delete asks latch to make it
+// (DeviceAPIRecordsDelete), which keeps room for deletes.
 func (r *Records) Delete(ctx context.Context, key string) error {
 	if _, err := r.Get(ctx, key); err != nil {
 		return err
 	}
-	_, err := r.write(ctx, key, nil, nats.Header{"KV-Operation": []string{"DEL"}}, nil)
+	_, err := r.write(ctx, key, nil, nats.Header{
+		"KV-Operation":      []string{"PURGE"},
+		jetstream.MsgRollup: []string{jetstream.MsgRollupSubject},
+	}, nil)
+	if errors.Is(err, ErrQuota) {
+		return r.deleteThroughServer(ctx, key)
+	}
 	return err
+}
+
+// DeviceAPIRecordsDelete is the device API's endpoint that deletes a
+// record on a full bucket: a request of {"key": KEY} to
+// latch.device.<the device's user key>.api.records.delete, answered with
+// {"key", "revision"}, or an error in the headers Nats-Service-Error and
+// Nats-Service-Error-Code. Any NATS client with the device's creds can
+// send it.
+const DeviceAPIRecordsDelete = "records.delete"
+
+// deleteThroughServer asks latch to delete key.
+func (r *Records) deleteThroughServer(ctx context.Context, key string) error {
+	body, _ := json.Marshal(map[string]string{"key": key})
+	subject := "latch.device." + r.dev.PublicKey + ".api." + DeviceAPIRecordsDelete
+	var m *nats.Msg
+	err := r.retry(ctx, func(ctx context.Context) error {
+		var err error
+		m, err = r.nc.RequestWithContext(ctx, subject, body)
+		return err
+	})
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("%w: %q was not deleted: the records are full, and the server does not offer deletes on full records; ask an admin", ErrQuota, key)
+	}
+	if err != nil {
+		return fmt.Errorf("delete %q through the server: %w", key, err)
+	}
+	if msg := m.Header.Get("Nats-Service-Error"); msg != "" {
+		if m.Header.Get("Nats-Service-Error-Code") == "404" {
+			return fmt.Errorf("%w: %q", ErrNotFound, key)
+		}
+		return fmt.Errorf("delete %q: the server said: %s", key, msg)
+	}
+	return nil
+}
+
+// Usage is how much of the person's records quota is in use, in bytes.
+// Quota is 0 when the records have no limit of their own.
+type Usage struct {
+	Used  int64 `json:"used"`
+	Quota int64 `json:"quota"`
+}
+
+// Usage reads how full the person's records are.
+func (r *Records) Usage(ctx context.Context) (Usage, error) {
+	var u Usage
+	err := r.retry(ctx, func(ctx context.Context) error {
+		var err error
+		u, err = StreamUsage(ctx, r.js)
+		return err
+	})
+	return u, err
+}
+
+// StreamUsage reads how full the records bucket is, for any connection a
+// device's creds opened.
+func StreamUsage(ctx context.Context, js jetstream.JetStream) (Usage, error) {
+	st, err := js.Stream(ctx, kvStream)
+	if err != nil {
+		return Usage{}, fmt.Errorf("read the records bucket's state: %w", err)
+	}
+	info := st.CachedInfo()
+	u := Usage{Used: int64(info.State.Bytes)}
+	if info.Config.MaxBytes > 0 {
+		u.Quota = info.Config.MaxBytes
+	}
+	return u, nil
 }
 
 // errWrongRevision is a compare-and-set write the stream refused.
@@ -621,7 +698,7 @@ func (r *Records) writeErr(key string, err error) error {
 	// DiscardNew stream refuses with 10077 "maximum bytes exceeded".
 	case apiErr.ErrorCode == 10002 ||
 		apiErr.ErrorCode == 10077 && strings.Contains(apiErr.Description, "maximum bytes"):
-		return fmt.Errorf("%w: %q was not written; ask an admin for a larger quota (the server said: %s)", ErrQuota, key, apiErr.Description)
+		return fmt.Errorf("%w: %q was not written: the records are full; delete records you no longer need (`latch client rm KEY`), or ask an admin for a larger quota (the server said: %s)", ErrQuota, key, apiErr.Description)
 	// The server's own storage, shared by every person (10023, 10047).
 	case apiErr.ErrorCode == 10023 || apiErr.ErrorCode == 10047:
 		return fmt.Errorf("the server is out of storage, so %q was not written; tell its admin (the server said: %s)", key, apiErr.Description)

@@ -16,6 +16,7 @@ import (
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/client"
 	"github.com/latch-dev/latch/keys"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // mustHome writes a device's home as an enrolment would, for a device the
@@ -353,8 +354,13 @@ func TestRecordsQuota(t *testing.T) {
 	for i := 0; i < 20 && err == nil; i++ {
 		_, err = tight.Put(ctx, fmt.Sprintf("k%d", i), value)
 	}
-	if !errors.Is(err, client.ErrQuota) || !strings.Contains(err.Error(), "over their storage quota") {
-		t.Fatalf("put past the quota: %v, want ErrQuota", err)
+	if !errors.Is(err, client.ErrQuota) || !strings.Contains(err.Error(), "over their storage quota") ||
+		!strings.Contains(err.Error(), "latch client rm") || !strings.Contains(err.Error(), "larger quota") {
+		t.Fatalf("put past the quota: %v, want ErrQuota saying to delete or ask for more", err)
+	}
+	u, err := tight.Usage(ctx)
+	if err != nil || u.Quota != small.Disk || u.Used < small.Disk-int64(len(value))-1024 || u.Used > small.Disk {
+		t.Errorf("usage of full records: %+v, %v; want nearly %d of %d", u, err, small.Disk, small.Disk)
 	}
 	for i := range 20 {
 		if _, err := roomy.Put(ctx, fmt.Sprintf("k%d", i), value); err != nil {
@@ -364,9 +370,89 @@ func TestRecordsQuota(t *testing.T) {
 	if _, err := tight.Get(ctx, "k0"); err != nil {
 		t.Errorf("read over quota: %v", err)
 	}
+	testDeleteWhenFull(t, s, tight, value)
 	// A value larger than the account's payload limit is refused as such.
 	_, err = roomy.Put(ctx, "huge", make([]byte, accounts.DefaultLimits.Payload+1))
 	if !errors.Is(err, client.ErrTooLarge) {
 		t.Errorf("put a value over the payload limit: %v, want ErrTooLarge", err)
 	}
+}
+
+// testDeleteWhenFull fills the records to the last byte, so that not
+// even a delete fits: the delete goes through the server, the space comes
+// back, and a put fits again. A device watching sees the delete.
+func testDeleteWhenFull(t *testing.T, s *server, r *client.Records, value []byte) {
+	ctx := context.Background()
+	ch, err := r.Watch(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Small values to the last few bytes: nothing, not a delete, fits.
+	for i := 0; ; i++ {
+		if _, err := r.Put(ctx, fmt.Sprintf("f%d", i), nil); err != nil {
+			if !errors.Is(err, client.ErrQuota) {
+				t.Fatalf("fill: %v", err)
+			}
+			break
+		}
+	}
+	raw := jetstreamKV(t, r)
+	if err := raw.Delete(ctx, "k1"); err == nil || !strings.Contains(err.Error(), "maximum bytes") {
+		t.Fatalf("a plain KV delete on full records: %v, want a refusal for room (else the test did not fill them)", err)
+	}
+	before, _ := r.Usage(ctx)
+	if err := r.Delete(ctx, "k1"); err != nil {
+		t.Fatalf("delete on full records: %v", err)
+	}
+	if _, err := r.Get(ctx, "k1"); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("get after the delete: %v, want ErrNotFound", err)
+	}
+	after, _ := r.Usage(ctx)
+	if after.Quota != before.Quota || after.Used >= before.Used {
+		t.Errorf("usage before the delete %+v, after %+v: want the space back and the quota as it was", before, after)
+	}
+	if _, err := r.Put(ctx, "again", value[:4<<10]); err != nil {
+		t.Errorf("put after the delete: %v", err)
+	}
+	// The watcher saw the delete, then the new put.
+	deadline := time.After(10 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case c := <-ch:
+			if c.Key == "k1" && c.Op == client.OpDelete {
+				seen = true
+			}
+		case <-deadline:
+			t.Fatal("the watch did not see the delete")
+		}
+	}
+	// The audit trail says who deleted it, not the key.
+	evs, err := s.Service.Audit(ctx, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, ev := range evs {
+		if ev.Action == accounts.ActionRecordDelete && strings.HasPrefix(ev.Actor, "device:") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no %s entry by a device in the audit trail", accounts.ActionRecordDelete)
+	}
+}
+
+// jetstreamKV opens the records bucket as any NATS client would, on the
+// device's connection.
+func jetstreamKV(t *testing.T, r *client.Records) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(r.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), client.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }

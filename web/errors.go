@@ -49,6 +49,10 @@ func statusOf(err error) (int, string) {
 		return http.StatusForbidden, "disabled"
 	case "forbidden":
 		return http.StatusForbidden, "forbidden"
+	case "conflict":
+		return http.StatusConflict, "conflict"
+	case "quota":
+		return http.StatusInsufficientStorage, "over_quota"
 	}
 	return http.StatusInternalServerError, "server_error"
 }

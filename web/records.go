@@ -90,6 +90,7 @@ func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request, p account
 	v := views.RecordsPage{
 		Viewer: viewerOf(p), Prefix: prefix, After: after,
 		Total: page.Total, Before: page.Before, Revision: page.Revision,
+		Used: page.Usage.Records, Quota: page.Usage.Quota,
 	}
 	for _, rec := range page.Records {
 		v.Rows = append(v.Rows, recordRow(rec))

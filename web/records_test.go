@@ -140,8 +140,8 @@ func TestRecordsPage(t *testing.T) {
 	}
 	select {
 	case e := <-w.Updates():
-		if e == nil || e.Operation() != jetstream.KeyValueDelete {
-			t.Errorf("device watch: got %v, want the delete of note1", e)
+		if e == nil || e.Operation() != jetstream.KeyValuePurge {
+			t.Errorf("device watch: got %v, want the delete (a purge) of note1", e)
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("the device did not see the delete")
@@ -150,7 +150,7 @@ func TestRecordsPage(t *testing.T) {
 		t.Errorf("device reads note1 after the delete: got %v, want ErrKeyNotFound", err)
 	}
 	body = c.mustGet("/records/note1", http.StatusOK)
-	wantHTML(t, "deleted key", body, "This key was deleted at revision 8")
+	wantHTML(t, "deleted key", body, "This key was deleted at revision 8, with its earlier revisions.")
 
 	resp = c.do("POST", "/records/html/delete", nil, "HX-Request", "true")
 	row := text(t, resp)
@@ -410,5 +410,48 @@ func TestRecordsRestore(t *testing.T) {
 	body = text(t, c.do("POST", "/records/restore", url.Values{"at": {"soon"}}, "HX-Request", "true"))
 	if !strings.Contains(body, "say when") {
 		t.Errorf("a restore with a bad time: %s", body)
+	}
+}
+
+// TestRecordsFull: the Records page says how full the records are, warns
+// when they are nearly full, and deletes even when the bucket has no room
+// left for a delete.
+func TestRecordsFull(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	ctx := context.Background()
+	small := accounts.DefaultLimits
+	small.Disk = 64 << 10
+	if _, err := tw.Service.CreatePerson(ctx, accounts.NewPerson{Name: "tight", Limits: small}); err != nil {
+		t.Fatal(err)
+	}
+	kv := tw.deviceKV(t, "tight", "laptop")
+	c := tw.loginAs(t, "tight")
+	putRecord(t, kv, "first", make([]byte, 1024))
+	wantHTML(t, "records page, nearly empty", c.mustGet("/records", http.StatusOK),
+		`<meter min="0" max="65536"`, "of 64.0 KiB (1%).")
+	wantNoHTML(t, "records page, nearly empty", c.mustGet("/records", http.StatusOK), "nearly full")
+
+	for _, size := range []int{1024, 0} {
+		for i := 0; ; i++ {
+			if _, err := kv.Put(ctx, fmt.Sprintf("f%d.%d", size, i), make([]byte, size)); err != nil {
+				break
+			}
+		}
+	}
+	if err := kv.Delete(ctx, "first"); err == nil {
+		t.Fatal("a device's delete fit; the test did not fill the records")
+	}
+	wantHTML(t, "records page, full", c.mustGet("/records", http.StatusOK),
+		"of 64.0 KiB (99%).", "Your records are nearly full.", "ask an admin for a larger quota")
+
+	resp := c.do("POST", "/records/first/delete", url.Values{})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("delete on full records: got %d %s, want 303", resp.StatusCode, text(t, resp))
+	}
+	if _, err := kv.Get(ctx, "first"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("device reads the deleted key: %v, want ErrKeyNotFound", err)
+	}
+	if _, err := kv.Put(ctx, "again", make([]byte, 512)); err != nil {
+		t.Errorf("a device's put after the delete: %v", err)
 	}
 }

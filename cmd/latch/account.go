@@ -106,12 +106,57 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 					return fields(e.stdout,
 						"name", d.Name, "display name", dash(d.DisplayName), "account", d.Account, "role", d.Role,
 						"status", d.Status, "created", when(d.Created), "disabled at", whenPtr(d.DisabledAt),
-						"disk quota", size(d.Limits.Disk), "memory quota", size(d.Limits.Memory),
+						"disk quota", size(d.Limits.Disk), "records", recordsUsage(d.Usage),
+						"records history", historyUsage(d.Usage), "memory quota", size(d.Limits.Memory),
 						"connections", strconv.FormatInt(d.Limits.Conns, 10), "payload", size(d.Limits.Payload),
 						"devices", fmt.Sprintf("%d active, %d revoked", d.DevicesActive, d.DevicesRevoked),
 						"jwt issued", when(d.IssuedAt), "jwt issuer", d.Issuer,
 						"revocations", strconv.Itoa(d.Revocations),
 					)
+				}),
+			},
+			{
+				Name:      "quota",
+				Usage:     "change a person's disk or memory quota; their records keep everything when it shrinks",
+				ArgsUsage: "NAME",
+				Description: `Sets how much a person's records may hold (--disk) and what their
+devices' watchers may use (--memory). When the disk quota is smaller than
+what the records hold, nothing is lost: devices cannot write until
+deletes bring the records under it.`,
+				Flags: withGlobals(
+					&cli.StringFlag{Name: "disk", Usage: "JetStream disk quota, such as 256MiB"},
+					&cli.StringFlag{Name: "memory", Usage: "JetStream memory quota, such as 2MiB"},
+					jsonFlag(),
+				),
+				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					var q accounts.Quota
+					for _, f := range []struct {
+						flag string
+						dst  *int64
+					}{{"disk", &q.Disk}, {"memory", &q.Memory}} {
+						if !c.IsSet(f.flag) {
+							continue
+						}
+						n, err := parseSize(c.String(f.flag))
+						if err == nil && n == 0 {
+							err = fmt.Errorf("a quota must be more than 0")
+						}
+						if err != nil {
+							return usagef("--%s: %v", f.flag, err)
+						}
+						*f.dst = n
+					}
+					if q.Disk == 0 && q.Memory == 0 {
+						return usagef("give --disk, --memory, or both")
+					}
+					p, err := ac.SetQuota(c.Context, a[0], q)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, p)
+					}
+					return fields(e.stdout, "name", p.Name, "disk quota", size(p.Limits.Disk), "memory quota", size(p.Limits.Memory))
 				}),
 			},
 			{
@@ -217,4 +262,24 @@ func (e *env) personAction(did string, call func(*accounts.AdminClient, context.
 		fmt.Fprintf(e.stdout, "%s %s (%s)\n", did, p.Name, p.Account)
 		return nil
 	})
+}
+
+// recordsUsage says how full a person's records are: "-" when the
+// person is not active, so their records cannot be read.
+func recordsUsage(u *accounts.Usage) string {
+	if u == nil {
+		return "-"
+	}
+	if u.Quota <= 0 {
+		return approxSize(u.Records)
+	}
+	return fmt.Sprintf("%s of %s (%d%%)", approxSize(u.Records), approxSize(u.Quota), u.Records*100/u.Quota)
+}
+
+// historyUsage is what the records history holds.
+func historyUsage(u *accounts.Usage) string {
+	if u == nil {
+		return "-"
+	}
+	return approxSize(u.History)
 }

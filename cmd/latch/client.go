@@ -14,8 +14,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/client"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 )
 
@@ -539,10 +541,16 @@ func clientStatusCommand(e *env) *cli.Command {
 			connected, detail := "yes", ""
 			ctx, cancel := context.WithTimeout(c.Context, 5*time.Second)
 			defer cancel()
+			var usage *client.Usage
 			nc, err := d.Connect(nats.NoReconnect(), nats.Timeout(5*time.Second))
 			if err == nil {
 				detail = nc.ConnectedUrlRedacted()
 				if err = nc.FlushWithContext(ctx); err == nil {
+					if js, jerr := jetstream.New(nc); jerr == nil {
+						if u, uerr := client.StreamUsage(ctx, js); uerr == nil {
+							usage = &u
+						}
+					}
 					nc.Close()
 				}
 			}
@@ -554,7 +562,12 @@ func clientStatusCommand(e *env) *cli.Command {
 					"url": d.URL, "servers": d.Servers, "account": d.Account, "name": d.Name,
 					"public_key": d.PublicKey, "fingerprint": client.Fingerprint(d.PublicKey),
 					"creds": d.CredsPath, "expires": d.Expires, "connected": connected == "yes", "detail": detail,
+					"usage": usage,
 				})
+			}
+			records := "-"
+			if usage != nil {
+				records = recordsUsage(&accounts.Usage{Records: usage.Used, Quota: usage.Quota})
 			}
 			return fields(e.stdout,
 				"server", d.URL,
@@ -566,6 +579,7 @@ func clientStatusCommand(e *env) *cli.Command {
 				"creds", d.CredsPath,
 				"expires", expiry(d.Expires),
 				"connected", connected+" ("+detail+")",
+				"records", records,
 			)
 		},
 	}

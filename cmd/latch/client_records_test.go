@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/client"
 	"github.com/latch-dev/latch/keys"
 	"github.com/nats-io/jwt/v2"
@@ -147,6 +148,16 @@ func statusField(out, name string) string {
 	return ""
 }
 
+// fieldOf is the value of a field `latch … show` printed, whole.
+func fieldOf(out, name string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
 // TestClientRecords runs the records commands of two devices of one person
 // against `latch serve`, as the issue's session does.
 func TestClientRecords(t *testing.T) {
@@ -193,9 +204,11 @@ func TestClientRecords(t *testing.T) {
 		t.Errorf("resumed watch printed\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 	w.stop(t)
+	// A delete takes the key's earlier revisions with it (their room comes
+	// back), so --all starts at note2.
 	w = startWatch(t, b, "--all")
-	if lines := w.waitLines(t, 5); lines[0] != fmt.Sprintf("put note1 %d hello", rev) || lines[2] != fmt.Sprintf("del note1 %d", rev2+1) {
-		t.Errorf("watch --all printed\n%s\nwant every change from the first", strings.Join(lines, "\n"))
+	if lines := w.waitLines(t, 4); lines[0] != fmt.Sprintf("put note2 %d two words", rev2) || lines[1] != fmt.Sprintf("del note1 %d", rev2+1) {
+		t.Errorf("watch --all printed\n%s\nwant every change kept, from the first", strings.Join(lines, "\n"))
 	}
 	w.stop(t)
 	w = startWatch(t, b, "--json", "--from", strconv.FormatUint(rev3, 10))
@@ -351,5 +364,80 @@ func TestClientRenew(t *testing.T) {
 	}
 	if r := clientIn(t, a, nil, "status"); r.err != nil || statusField(r.stdout, "connected") != "no" {
 		t.Errorf("status of a revoked device: %v\n%s", r.err, r.stdout)
+	}
+}
+
+// TestClientFullRecords fills a person's records to their quota: the put
+// that does not fit says to delete or ask for more, `latch client rm`
+// deletes even then, the room comes back, `latch account show` says how
+// full the records are, and `latch account quota` gives more room. The
+// public nats CLI reaches the device API with the device's creds.
+func TestClientFullRecords(t *testing.T) {
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "tight", "--disk", "64KiB")
+	a := s.mustClientHome(t, "tight", "laptop")
+
+	big := bytes.Repeat([]byte("x"), 20<<10)
+	var full result
+	for i := 0; i < 5; i++ {
+		if full = clientIn(t, a, big, "put", fmt.Sprintf("big%d", i), "-"); full.err != nil {
+			break
+		}
+	}
+	if full.err == nil || !strings.Contains(full.err.Error(), "the records are full") ||
+		!strings.Contains(full.err.Error(), "latch client rm") || !strings.Contains(full.err.Error(), "larger quota") {
+		t.Fatalf("put past the quota: %v; want it refused, saying to delete or ask for more", full.err)
+	}
+	// Small writes to the last bytes, so that not even a delete fits.
+	for i := 0; ; i++ {
+		if r := clientIn(t, a, nil, "put", fmt.Sprintf("f%d", i), "-"); r.err != nil {
+			break
+		}
+	}
+	show := s.mustAdmin(t, "account", "show", "tight").stdout
+	if u := fieldOf(show, "records"); !strings.HasSuffix(u, "of 64.0KiB (99%)") && !strings.HasSuffix(u, "of 64.0KiB (100%)") {
+		t.Errorf("account show, records: %q, want nearly all of 64.0KiB", u)
+	}
+	mustClient(t, a, "rm", "big0")
+	// The delete itself takes a few bytes of the room it gave back.
+	if r := clientIn(t, a, big[:16<<10], "put", "big0", "-"); r.err != nil {
+		t.Errorf("put after the delete: %v\n%s", r.err, r.stderr)
+	}
+	// What still does not fit fits with a larger quota.
+	if r := clientIn(t, a, big, "put", "more", "-"); r.err == nil {
+		t.Fatal("a put past the quota went through")
+	}
+	s.mustAdmin(t, "account", "quota", "tight", "--disk", "128KiB")
+	if r := clientIn(t, a, big, "put", "more", "-"); r.err != nil {
+		t.Errorf("put after the quota grew: %v\n%s", r.err, r.stderr)
+	}
+	if u := fieldOf(mustClient(t, a, "status").stdout, "records"); !strings.Contains(u, "of 128.0KiB") {
+		t.Errorf("client status, records: %q, want the use of 128.0KiB", u)
+	}
+	show = s.mustAdmin(t, "account", "show", "tight").stdout
+	if q := fieldOf(show, "disk quota"); q != "128KiB" {
+		t.Errorf("account show, disk quota: %q, want 128KiB", q)
+	}
+	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, accounts.ActionAccountQuota) || !strings.Contains(audit, accounts.ActionRecordDelete) {
+		t.Errorf("the audit trail lacks the quota change or the delete:\n%s", audit)
+	}
+	// Bad quotas: a usage error each, nothing changed.
+	for _, args := range [][]string{{"--disk", "0"}, {"--disk", "lots"}, {}} {
+		r := s.admin(t, append([]string{"account", "quota", "tight"}, args...)...)
+		if code := exitCode(r.err); code != 2 {
+			t.Errorf("account quota %v: exit %d (%s), want 2", args, code, r.stderr)
+		}
+	}
+
+	// Any NATS client can ask for the delete, with the device's creds.
+	n := natsRunner{bin: natsCLI(t), home: t.TempDir(), url: s.nats}
+	creds := filepath.Join(a[client.HomeEnv], client.CredsFile)
+	key := credsUser(t, creds)
+	out := n.mustRun(t, creds, "req", "latch.device."+key+".api.records.delete", `{"key":"more"}`, "--raw")
+	if !strings.Contains(out, `"key":"more"`) || !strings.Contains(out, `"revision":`) {
+		t.Errorf("nats req to the device API: %q, want the delete's key and revision", out)
+	}
+	if r := clientIn(t, a, nil, "get", "more"); r.err == nil || !strings.Contains(r.err.Error(), "no such record") {
+		t.Errorf("get after the nats CLI's delete: %v; want not found", r.err)
 	}
 }

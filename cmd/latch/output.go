@@ -73,6 +73,20 @@ func size(n int64) string {
 	return fmt.Sprintf("%d%s", n, units[i])
 }
 
+// approxSize writes a byte count for reading, to one decimal: 63.9KiB.
+func approxSize(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%dB", n)
+	}
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
+	f, i := float64(n)/1024, 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f%s", f, units[i])
+}
+
 // dash stands in for an empty value in tables and fields.
 func dash(s string) string {
 	if s == "" {

@@ -176,6 +176,11 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 			"a new one replaces it, and `latch admin creds issue` makes one for each admin",
 			"admin_creds", filepath.Join(cfg.data, accounts.AdminCredsFile))
 	}
+	if changed, err := op.UpgradeAppExports(); err != nil {
+		return fmt.Errorf("bring the LATCH account up to date: %w", err)
+	} else if changed {
+		log.Info("LATCH account re-signed with this version's exports")
+	}
 	// Every seed is read before NATS starts, so a damaged or exposed key
 	// file stops the server with how to fix it.
 	if err := checkKeys(op, e.getenv); err != nil {
@@ -319,6 +324,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		Connections:  connections{presence, ns},
 		AdminAccount: op.AdminAccount.PublicKey,
 		AdminSigner:  adminSigner,
+		AppAccount:   op.AppAccount.PublicKey,
 		Signer:       signer,
 		Directory:    resolver.NewClaims(sysNC, 10*time.Second),
 		App:          appNC,
@@ -354,6 +360,11 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		return fmt.Errorf("admin service: %w", err)
 	}
 	defer admin.Stop()
+	deviceAPI, err := svc.ServeDeviceAPI(appNC, version)
+	if err != nil {
+		return fmt.Errorf("device API: %w", err)
+	}
+	defer deviceAPI.Stop()
 
 	go recordLastSeen(ctx, presence, svc, log)
 

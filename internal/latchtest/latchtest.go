@@ -104,10 +104,15 @@ func Start(o Options) (*Stack, error) {
 		Signer: signer, Directory: s.Claims, App: s.App, Dial: dial,
 		Limits: o.Limits, DeviceTTL: time.Hour,
 		AdminAccount: op.AdminAccount.PublicKey, AdminSigner: adminSigner,
+		AppAccount:  op.AppAccount.PublicKey,
 		Connections: ns,
 	})
 	if err == nil {
 		err = s.Service.RegisterFirstAdmin(ctx, op.FirstAdmin)
+	}
+	if err == nil {
+		// As latch serve does; the admin service is each test's own.
+		_, err = s.Service.ServeDeviceAPI(s.App, "0.0.0")
 	}
 	if err != nil {
 		s.Stop()
