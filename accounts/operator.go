@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -309,11 +311,16 @@ func (o *Operator) UpgradeAppExports() (bool, error) {
 	return true, nil
 }
 
-// exportsEqual reports whether two lists of exports say the same.
+// exportsEqual reports whether two lists of exports say the same, in any
+// order (encoding a JWT sorts them).
 func exportsEqual(a, b jwt.Exports) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	canon := func(e jwt.Exports) string {
+		c := slices.Clone(e)
+		slices.SortFunc(c, func(x, y *jwt.Export) int { return strings.Compare(string(x.Subject), string(y.Subject)) })
+		j, _ := json.Marshal(c)
+		return string(j)
+	}
+	return canon(a) == canon(b)
 }
 
 // Preload is the JWTs of latch's own accounts (public key → JWT), which
