@@ -98,7 +98,7 @@ func runIn(ctx context.Context, args []string, getenv func(string) string, stdin
 		},
 	}
 	setUsageErrors(app.Commands)
-	err := app.RunContext(ctx, flagsFirst(app.Commands, args))
+	err := app.RunContext(ctx, flagsFirst(app.Flags, app.Commands, args))
 	if misuse != nil {
 		return misuse
 	}
@@ -140,21 +140,32 @@ func args(c *cli.Context, names ...string) ([]string, error) {
 // flagsFirst moves a command's flags before its positional arguments, so
 // `latch account add alice --json` works as `latch account add --json
 // alice` does: urfave/cli v2 stops reading flags at the first argument.
+// Flags given before a command stay where they are, with their values
+// (`latch --data ./d account ls`); appFlags are those of the top level.
 // After "--" everything is an argument.
-func flagsFirst(cmds []*cli.Command, in []string) []string {
+func flagsFirst(appFlags []cli.Flag, cmds []*cli.Command, in []string) []string {
 	out := []string{in[0]}
 	i := 1
-	var flags []cli.Flag
-	// Walk down the command path; flags given before a command stay put.
+	flags := appFlags
+	// Walk down the command path.
 	for i < len(in) {
 		a := in[i]
+		if a != "--" && strings.HasPrefix(a, "-") && len(a) > 1 {
+			out = append(out, a)
+			i++
+			if name := strings.TrimLeft(a, "-"); takesValue(flags)[name] && i < len(in) {
+				out = append(out, in[i])
+				i++
+			}
+			continue
+		}
 		var next *cli.Command
 		for _, c := range cmds {
 			if c.HasName(a) {
 				next = c
 			}
 		}
-		if strings.HasPrefix(a, "-") || next == nil {
+		if next == nil {
 			break
 		}
 		out = append(out, a)
@@ -164,13 +175,7 @@ func flagsFirst(cmds []*cli.Command, in []string) []string {
 			break
 		}
 	}
-	takesValue := map[string]bool{}
-	for _, f := range flags {
-		_, isBool := f.(*cli.BoolFlag)
-		for _, n := range f.Names() {
-			takesValue[n] = !isBool
-		}
-	}
+	takes := takesValue(flags)
 	var opts, pos []string
 	for ; i < len(in); i++ {
 		a := in[i]
@@ -181,7 +186,7 @@ func flagsFirst(cmds []*cli.Command, in []string) []string {
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			opts = append(opts, a)
 			name := strings.TrimLeft(a, "-")
-			if takesValue[name] && !strings.Contains(name, "=") && i+1 < len(in) {
+			if takes[name] && i+1 < len(in) {
 				i++
 				opts = append(opts, in[i])
 			}
@@ -194,4 +199,17 @@ func flagsFirst(cmds []*cli.Command, in []string) []string {
 		out = append(append(out, "--"), pos...)
 	}
 	return out
+}
+
+// takesValue names the flags that take a value; --name=value is none of
+// them, since it carries its value.
+func takesValue(flags []cli.Flag) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			m[n] = !isBool
+		}
+	}
+	return m
 }
