@@ -217,6 +217,13 @@ func (d *Device) Records(ctx context.Context, opts ...Option) (*Records, error) 
 		}),
 	}, o.nats...)
 	r.nc, err = nats.Connect(strings.Join(d.Servers, ","), nopts...)
+	if errors.Is(err, nats.ErrMaxAccountConnectionsExceeded) && d.URL != "" {
+		// A disabled account has a limit of no connections; the server
+		// says only that the limit is reached. A renewal says why.
+		if _, rerr := d.renewSession(ctx, sess); errors.Is(rerr, ErrDisabled) {
+			return nil, rerr
+		}
+	}
 	if errors.Is(err, nats.ErrAuthorization) && d.URL != "" {
 		// The server does not say why it refuses a user. Ask for a
 		// renewal: a revoked device learns so, and a JWT the server no
@@ -716,6 +723,8 @@ func explainConnErr(err error) error {
 		return fmt.Errorf("%w (the server said: %v)", ErrRevoked, err)
 	case strings.Contains(s, "expired"):
 		return fmt.Errorf("the device's JWT has expired; renew it with `latch client renew` (the server said: %v)", err)
+	case strings.Contains(s, "maximum account active connections"):
+		return fmt.Errorf("the person's devices hold every connection their account may have, or the account is disabled; close a connection (`latch device ls` shows them), or ask an admin (the server said: %v)", err)
 	}
 	return err
 }

@@ -26,6 +26,9 @@ var (
 	// reason it gives (the device is unknown to it, its JWT expired too
 	// long ago, its person's account is disabled).
 	ErrRenewRefused = errors.New("the server refused to renew this device's JWT")
+	// ErrDisabled: the person's account is disabled; an admin enables it.
+	// It comes with ErrRenewRefused from a renewal.
+	ErrDisabled = errors.New("this device's account is disabled; ask an admin to enable it")
 )
 
 // Renew asks the latch server for a fresh JWT for the device's key, before
@@ -85,6 +88,8 @@ func (d *Device) renewSession(ctx context.Context, s *session) (renewResult, err
 	var ae *apiError
 	switch {
 	case err == nil:
+	case status == http.StatusForbidden && errors.As(err, &ae) && ae.Code == "disabled":
+		return renewResult{}, fmt.Errorf("%w (%w: %v)", ErrDisabled, ErrRenewRefused, ae)
 	case status == http.StatusForbidden && errors.As(err, &ae) && ae.Code != "revoked":
 		// unknown_device, expired_token, disabled: the server says what to do.
 		return renewResult{}, fmt.Errorf("%w: %v", ErrRenewRefused, ae)

@@ -528,9 +528,9 @@ func expiry(t *time.Time) string {
 func clientStatusCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show this device's server, account, key fingerprint, JWT expiry, and whether it connects",
+		Usage: "show this device's server, account, key fingerprint, JWT expiry, whether it connects, and how full the records are; exits 1 when it cannot connect",
 		Flags: deviceFlags(jsonFlag()),
-		Action: func(c *cli.Context) error {
+		Action: func(c *cli.Context) (retErr error) {
 			if _, err := args(c); err != nil {
 				return err
 			}
@@ -554,9 +554,22 @@ func clientStatusCommand(e *env) *cli.Command {
 					nc.Close()
 				}
 			}
+			if errors.Is(err, nats.ErrMaxAccountConnectionsExceeded) && d.URL != "" {
+				// A disabled account allows no connection, and the server
+				// says only that the limit is reached; a renewal says why.
+				if rerr := d.Renew(ctx); errors.Is(rerr, client.ErrDisabled) {
+					err = client.ErrDisabled
+				}
+			}
 			if err != nil {
 				connected, detail = "no", err.Error()
 			}
+			// Not connected is a failure, after the status is printed.
+			defer func() {
+				if connected == "no" && retErr == nil {
+					retErr = fmt.Errorf("not connected: %s", detail)
+				}
+			}()
 			if c.Bool("json") {
 				return printJSON(e.stdout, map[string]any{
 					"url": d.URL, "servers": d.Servers, "account": d.Account, "name": d.Name,

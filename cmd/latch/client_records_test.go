@@ -441,3 +441,31 @@ func TestClientFullRecords(t *testing.T) {
 		t.Errorf("get after the nats CLI's delete: %v; want not found", r.err)
 	}
 }
+
+// A disabled person's devices are told so, not that a connection limit
+// was reached, and `client status` fails when it cannot connect (issue 8).
+func TestClientDisabledAccount(t *testing.T) {
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	a := s.mustClientHome(t, "alice", "laptop")
+	mustClient(t, a, "put", "note", "hello")
+	if r := mustClient(t, a, "status"); fieldOf(r.stdout, "connected") == "" || !strings.HasPrefix(fieldOf(r.stdout, "connected"), "yes") {
+		t.Errorf("status of an active device: %q", r.stdout)
+	}
+
+	s.mustAdmin(t, "account", "disable", "alice")
+	r := clientIn(t, a, nil, "get", "note")
+	if r.err == nil || !strings.Contains(r.err.Error(), "account is disabled") || exitCode(r.err) != 1 {
+		t.Errorf("get on a disabled account: %v (exit %d), want it to say the account is disabled", r.err, exitCode(r.err))
+	}
+	r = clientIn(t, a, nil, "status")
+	if r.err == nil || exitCode(r.err) != 1 || !strings.Contains(fieldOf(r.stdout, "connected"), "account is disabled") {
+		t.Errorf("status on a disabled account: %v (exit %d), printed\n%s\nwant exit 1 and connected: no, the account is disabled", r.err, exitCode(r.err), r.stdout)
+	}
+
+	s.mustAdmin(t, "account", "enable", "alice")
+	if got := mustClient(t, a, "get", "note").stdout; got != "hello" {
+		t.Errorf("get after enable: %q", got)
+	}
+	mustClient(t, a, "status")
+}
