@@ -108,11 +108,11 @@ func Launch(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := tryListen("client", cfg.Listen); err != nil {
+	if err := TryListen("client", cfg.Listen); err != nil {
 		return nil, err
 	}
 	if cfg.Monitor != "" {
-		if err := tryListen("monitor", cfg.Monitor); err != nil {
+		if err := TryListen("monitor", cfg.Monitor); err != nil {
 			return nil, err
 		}
 	}
@@ -293,9 +293,10 @@ func (e *ListenError) Error() string {
 
 func (e *ListenError) Unwrap() error { return e.Err }
 
-// tryListen opens and closes a listener on addr, so that a port held by
-// another process is reported at once. Port 0 always works.
-func tryListen(listener, addr string) error {
+// TryListen opens and closes a listener on addr, so that a port held by
+// another process is reported at once, as a *ListenError naming listener
+// ("client", "monitor"). Port 0 always works.
+func TryListen(listener, addr string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		var oe *net.OpError

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -177,6 +180,10 @@ func TestServePortInUse(t *testing.T) {
 			}
 			if exitCode(r.err) != 1 {
 				t.Errorf("exit code %d, want 1", exitCode(r.err))
+			}
+			// Nothing was written: no half-made data folder is left.
+			if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("after the refused start, the data folder: %v; want none", err)
 			}
 		})
 	}

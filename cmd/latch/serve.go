@@ -157,6 +157,21 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 // serve runs the server until ctx ends.
 func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	// A port in use fails before anything is written, a new data folder
+	// included.
+	for _, l := range []struct{ name, addr string }{{"client", cfg.nats}, {"monitor", cfg.monitor}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := resolver.TryListen(l.name, l.addr); err != nil {
+			return listenError(err)
+		}
+	}
+	if l, err := net.Listen("tcp", cfg.http); err != nil {
+		return fmt.Errorf("http: cannot listen on %s (--http): %w", cfg.http, unwrapOp(err))
+	} else {
+		l.Close()
+	}
 	op, err := accounts.LoadOperator(cfg.data)
 	if errors.Is(err, accounts.ErrNotInitialised) {
 		if op, err = accounts.InitOperator(cfg.data, "latch"); err != nil {
