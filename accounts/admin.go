@@ -25,6 +25,8 @@ const (
 	EndpointDeviceDisconnect = "device.disconnect"
 	EndpointDeviceApprove    = "device.approve"
 	EndpointInviteCreate     = "invite.create"
+	EndpointInviteList       = "invite.ls"
+	EndpointInviteRevoke     = "invite.revoke"
 	EndpointAuditList        = "audit.ls"
 
 	EndpointAccountConsumers = "account.consumers"
@@ -156,6 +158,15 @@ type DeviceApproveRequest struct {
 // InviteCreateRequest asks for an invite link.
 type InviteCreateRequest struct {
 	Admin bool `json:"admin,omitempty"`
+	// For makes the invite add a passkey to this existing person instead;
+	// Recover allows it when the person has a passkey already.
+	For     string `json:"for,omitempty"`
+	Recover bool   `json:"recover,omitempty"`
+}
+
+// InviteRevokeRequest names an invite by its ID.
+type InviteRevokeRequest struct {
+	ID string `json:"id"`
 }
 
 // InviteCreateReply carries the new invite's token, shown once, and its
@@ -301,11 +312,40 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			if err := decode(data, &r); err != nil {
 				return nil, err
 			}
-			token, inv, err := s.CreateInvite(ctx, r.Admin)
+			var token string
+			var inv Invite
+			var err error
+			switch {
+			case r.For != "" && r.Admin:
+				return nil, invalid("admin", "an invite for an existing person adds a passkey; it does not change their role")
+			case r.For != "":
+				token, inv, err = s.CreateInviteFor(ctx, r.For, r.Recover)
+			case r.Recover:
+				return nil, invalid("recover", "recover goes with an invite for an existing person (for)")
+			default:
+				token, inv, err = s.CreateInvite(ctx, r.Admin)
+			}
 			if err != nil {
 				return nil, err
 			}
 			return InviteCreateReply{Token: token, Link: s.InviteLink(token), Invite: inv}, nil
+		},
+		EndpointInviteList: func(ctx context.Context, data []byte) (any, error) {
+			invs, err := s.Invites(ctx)
+			if invs == nil {
+				invs = []Invite{}
+			}
+			return invs, err
+		},
+		EndpointInviteRevoke: func(ctx context.Context, data []byte) (any, error) {
+			var r InviteRevokeRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			if err := s.RevokeInvite(ctx, r.ID); err != nil {
+				return nil, err
+			}
+			return map[string]string{"revoked": r.ID}, nil
 		},
 		EndpointAccountConsumers: func(ctx context.Context, data []byte) (any, error) {
 			var r ConsumersRequest
@@ -619,9 +659,21 @@ func (c *AdminClient) ApproveDevice(ctx context.Context, account, code string) (
 }
 
 // CreateInvite makes an invite link.
-func (c *AdminClient) CreateInvite(ctx context.Context, admin bool) (InviteCreateReply, error) {
+func (c *AdminClient) CreateInvite(ctx context.Context, req InviteCreateRequest) (InviteCreateReply, error) {
 	var out InviteCreateReply
-	return out, c.call(ctx, EndpointInviteCreate, InviteCreateRequest{Admin: admin}, &out)
+	return out, c.call(ctx, EndpointInviteCreate, req, &out)
+}
+
+// Invites lists the invites that still work.
+func (c *AdminClient) Invites(ctx context.Context) ([]Invite, error) {
+	var out []Invite
+	return out, c.call(ctx, EndpointInviteList, struct{}{}, &out)
+}
+
+// RevokeInvite makes an invite stop working.
+func (c *AdminClient) RevokeInvite(ctx context.Context, id string) error {
+	var out map[string]string
+	return c.call(ctx, EndpointInviteRevoke, InviteRevokeRequest{ID: id}, &out)
 }
 
 // Audit returns the last entries of the audit trail.

@@ -95,7 +95,7 @@ func TestAdminCreds(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob := s.MustConnect(t, file, nats.CustomInboxPrefix(accounts.AdminInboxPrefix(pub)))
-	if _, err := accounts.NewAdminClient(bob.Conn).CreateInvite(ctx, false); err != nil {
+	if _, err := accounts.NewAdminClient(bob.Conn).CreateInvite(ctx, accounts.InviteCreateRequest{}); err != nil {
 		t.Fatalf("bob creates an invite: %v", err)
 	}
 	events, _ := s.Service.Audit(ctx, 1)

@@ -96,6 +96,8 @@ func ErrorOfKind(kind, msg string) error {
 		"revoked":   ErrRevoked,
 		"disabled":  ErrDisabled,
 		"forbidden": ErrForbidden,
+		"conflict":  ErrConflict,
+		"quota":     ErrQuota,
 	}[kind]
 	if k == nil {
 		return errors.New(msg)

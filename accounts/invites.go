@@ -29,8 +29,13 @@ type Invite struct {
 	ID    string `json:"id"`
 	Admin bool   `json:"admin"` // whoever signs up with it becomes an admin
 	// Setup marks the first-run invite that `latch serve` prints; it works
-	// only while no person exists.
-	Setup     bool      `json:"setup,omitempty"`
+	// only while no admin has a passkey.
+	Setup bool `json:"setup,omitempty"`
+	// For names an existing person: whoever opens the link adds a passkey
+	// to that person, and signs in as them, instead of signing up.
+	// Recover marks such a link made for a person who had a passkey.
+	For       string    `json:"for,omitempty"`
+	Recover   bool      `json:"recover,omitempty"`
 	Created   time.Time `json:"created"`
 	Expires   time.Time `json:"expires"`
 	CreatedBy string    `json:"created_by"`
@@ -61,13 +66,15 @@ func (s *Service) CreateInvite(ctx context.Context, admin bool) (string, Invite,
 }
 
 func (s *Service) createInvite(ctx context.Context, admin, setup bool) (string, Invite, error) {
+	return s.newInvite(ctx, Invite{Admin: admin, Setup: setup})
+}
+
+// newInvite stores inv, its ID and times filled in, under a new token.
+func (s *Service) newInvite(ctx context.Context, inv Invite) (string, Invite, error) {
 	token := base64.RawURLEncoding.EncodeToString(randomBytes(32))
 	key := inviteKey(token)
 	now := time.Now().UTC()
-	inv := Invite{
-		ID: key[:8], Admin: admin, Setup: setup,
-		Created: now, Expires: now.Add(InviteTTL), CreatedBy: actorOf(ctx).Name,
-	}
+	inv.ID, inv.Created, inv.Expires, inv.CreatedBy = key[:8], now, now.Add(InviteTTL), actorOf(ctx).Name
 	if err := createJSON(ctx, s.invites, key, inv); err != nil {
 		return "", Invite{}, fmt.Errorf("create invite: %w", err)
 	}
@@ -85,6 +92,10 @@ func inviteDetail(inv Invite) string {
 	switch {
 	case inv.Setup:
 		kind = "setup"
+	case inv.For != "" && inv.Recover:
+		kind = "passkey for " + inv.For + ", who had one"
+	case inv.For != "":
+		kind = "passkey for " + inv.For
 	case inv.Admin:
 		kind = "admin"
 	}
@@ -110,23 +121,80 @@ func (s *Service) inviteByToken(ctx context.Context, token string) (Invite, uint
 }
 
 // Invite returns the invite of a token, without using it up. A setup
-// invite is refused once any person exists, so a first-run link left in a
-// log stops working when it is no longer needed.
+// invite is refused once an admin has a passkey, so a first-run link left
+// in a log stops working when it is no longer needed; an invite for a
+// person, once that person is gone or disabled.
 func (s *Service) Invite(ctx context.Context, token string) (Invite, error) {
 	inv, _, err := s.inviteByToken(ctx, token)
 	if err != nil {
 		return Invite{}, err
 	}
 	if inv.Setup {
-		n, err := s.PersonCount(ctx)
+		need, err := s.NeedsSetup(ctx)
 		if err != nil {
 			return Invite{}, err
 		}
-		if n > 0 {
+		if !need {
 			return Invite{}, inviteNotFound()
 		}
 	}
+	if inv.For != "" {
+		p, err := s.Person(ctx, inv.For)
+		if Kind(err) == "not_found" || err == nil && p.Status != StatusActive {
+			return Invite{}, inviteNotFound()
+		}
+		if err != nil {
+			return Invite{}, err
+		}
+	}
 	return inv, nil
+}
+
+// NeedsSetup reports whether no admin can log in to the web GUI: no
+// person with the admin role has a passkey. While so, `latch serve`
+// prints a setup link at every start.
+func (s *Service) NeedsSetup(ctx context.Context) (bool, error) {
+	ps, err := s.Persons(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range ps {
+		if p.Role != RoleAdmin || p.Status != StatusActive {
+			continue
+		}
+		pks, err := s.passkeysOf(ctx, p.Name)
+		if err != nil {
+			return false, err
+		}
+		if len(pks) > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// CreateInviteFor makes an invite that adds a passkey to an existing
+// person, such as one made with `latch account add`, who then signs in as
+// themselves. For a person who has a passkey already it is refused unless
+// recover is set: whoever opens such a link can sign in as that person.
+// The token is shown once; the audit trail names the invite and the
+// person.
+func (s *Service) CreateInviteFor(ctx context.Context, person string, recover bool) (string, Invite, error) {
+	p, err := s.Person(ctx, person)
+	if err != nil {
+		return "", Invite{}, err
+	}
+	if p.Status != StatusActive {
+		return "", Invite{}, errorf(ErrDisabled, "account %q is %s; enable it first", p.Name, p.Status)
+	}
+	pks, err := s.passkeysOf(ctx, p.Name)
+	if err != nil {
+		return "", Invite{}, err
+	}
+	if len(pks) > 0 && !recover {
+		return "", Invite{}, errorf(ErrExists, "%s has %d passkey(s) already and can sign in; to let them add one after losing theirs, make a recovery link (--recover): whoever opens it can sign in as %s", p.Name, len(pks), p.Name)
+	}
+	return s.newInvite(ctx, Invite{For: p.Name, Recover: len(pks) > 0})
 }
 
 // ConsumeInvite uses up an invite: of any number of calls with one token,
@@ -209,13 +277,13 @@ func (s *Service) RevokeInvite(ctx context.Context, id string) error {
 	return nil
 }
 
-// SetupInvite makes the first-run invite when no person exists yet: an
-// admin invite whose link `latch serve` prints. Earlier setup invites stop
-// working, so only the link printed last does. When persons exist it
-// makes nothing and ok is false.
+// SetupInvite makes the first-run invite while no admin has a passkey
+// (NeedsSetup): an admin invite whose link `latch serve` prints. Earlier
+// setup invites stop working, so only the link printed last does. When an
+// admin can log in it makes nothing and ok is false.
 func (s *Service) SetupInvite(ctx context.Context) (token string, ok bool, err error) {
-	n, err := s.PersonCount(ctx)
-	if err != nil || n > 0 {
+	need, err := s.NeedsSetup(ctx)
+	if err != nil || !need {
 		return "", false, err
 	}
 	invs, keys, err := s.allInvites(ctx)

@@ -183,28 +183,98 @@ func TestSetupInvite(t *testing.T) {
 		t.Fatalf("the last setup invite: %v", err)
 	}
 
+	// A member and an admin made on the command line, neither with a
+	// passkey: nobody can log in yet, so each start still makes a link.
 	s.MustCreatePerson(t, "alice")
-	if n, err := s.Service.PersonCount(ctx); err != nil || n != 1 {
-		t.Fatalf("person count: got %d, %v; want 1", n, err)
+	if _, err := s.Service.CreatePerson(ctx, accounts.NewPerson{Name: "root", Role: accounts.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	third, ok, err := s.Service.SetupInvite(ctx)
+	if err != nil || !ok || third == "" {
+		t.Fatalf("setup invite while no admin has a passkey: got %q, %v, %v; want a new one", third, ok, err)
+	}
+	_, err = s.Service.Invite(ctx, second)
+	wantErrIs(t, "the earlier setup invite", err, accounts.ErrNotFound)
+
+	// A member's passkey changes nothing; an admin's ends the setup.
+	cred := json.RawMessage(`{"publicKey":"pQECAyYgASFYIA","authenticator":{"signCount":0}}`)
+	if _, err := s.Service.AddPasskey(ctx, accounts.Passkey{ID: credentialID(7), Person: "alice", Credential: cred}); err != nil {
+		t.Fatal(err)
+	}
+	if need, err := s.Service.NeedsSetup(ctx); err != nil || !need {
+		t.Errorf("needs setup with a member's passkey: %v, %v; want true", need, err)
+	}
+	if _, err := s.Service.AddPasskey(ctx, accounts.Passkey{ID: credentialID(8), Person: "root", Credential: cred}); err != nil {
+		t.Fatal(err)
+	}
+	if need, err := s.Service.NeedsSetup(ctx); err != nil || need {
+		t.Errorf("needs setup with an admin's passkey: %v, %v; want false", need, err)
 	}
 	token, ok, err := s.Service.SetupInvite(ctx)
 	if err != nil || ok || token != "" {
-		t.Errorf("setup invite once a person exists: got %q, %v, %v; want none", token, ok, err)
+		t.Errorf("setup invite once an admin has a passkey: got %q, %v, %v; want none", token, ok, err)
 	}
-	_, err = s.Service.Invite(ctx, second)
-	wantErrIs(t, "a setup invite once a person exists", err, accounts.ErrNotFound)
+	_, err = s.Service.Invite(ctx, third)
+	wantErrIs(t, "a setup invite once an admin has a passkey", err, accounts.ErrNotFound)
 
-	// Used up for good: with every person deleted again, the old link
-	// still does not work (a new start prints a new one).
-	if _, err := s.Service.DeletePerson(ctx, "alice"); err != nil {
+	// Used up for good: with the admin deleted again, the old link still
+	// does not work; the next start makes a new one.
+	if _, err := s.Service.DeletePerson(ctx, "root"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Service.Invite(ctx, second)
-	wantErrIs(t, "the setup invite after every person was deleted", err, accounts.ErrNotFound)
-	_, err = s.Service.ConsumeInvite(ctx, second)
-	wantErrIs(t, "consuming the setup invite after every person was deleted", err, accounts.ErrNotFound)
+	_, err = s.Service.Invite(ctx, third)
+	wantErrIs(t, "the setup invite after the admin was deleted", err, accounts.ErrNotFound)
+	_, err = s.Service.ConsumeInvite(ctx, third)
+	wantErrIs(t, "consuming the setup invite after the admin was deleted", err, accounts.ErrNotFound)
 	if invs, err := s.Service.Invites(ctx); err != nil || len(invs) != 0 {
 		t.Errorf("invites after the setup: got %+v, %v; want none", invs, err)
+	}
+	if fourth, ok, err := s.Service.SetupInvite(ctx); err != nil || !ok || fourth == "" {
+		t.Errorf("setup invite with no admin left: got %q, %v, %v; want a new one", fourth, ok, err)
+	}
+}
+
+// An invite for an existing person: refused for someone who has a
+// passkey unless it is a recovery, and for nobody; not valid once the
+// person is disabled.
+func TestInviteFor(t *testing.T) {
+	s := webStack(t)
+	ctx := webCtx(t)
+	s.MustCreatePerson(t, "alice")
+	tok, inv, err := s.Service.CreateInviteFor(ctx, "alice", false)
+	if err != nil || inv.For != "alice" || inv.Recover || inv.Admin {
+		t.Fatalf("invite for alice: %+v, %v", inv, err)
+	}
+	if got, err := s.Service.Invite(ctx, tok); err != nil || got.For != "alice" {
+		t.Errorf("the invite for alice: %+v, %v", got, err)
+	}
+	cred := json.RawMessage(`{"publicKey":"pQECAyYgASFYIA","authenticator":{"signCount":0}}`)
+	if _, err := s.Service.AddPasskey(ctx, accounts.Passkey{ID: credentialID(9), Person: "alice", Credential: cred}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.Service.CreateInviteFor(ctx, "alice", false)
+	if accounts.Kind(err) != "exists" || !strings.Contains(err.Error(), "--recover") {
+		t.Errorf("invite for alice, who has a passkey: %v; want refused, naming --recover", err)
+	}
+	rtok, rinv, err := s.Service.CreateInviteFor(ctx, "alice", true)
+	if err != nil || !rinv.Recover {
+		t.Fatalf("recovery invite for alice: %+v, %v", rinv, err)
+	}
+	if _, _, err := s.Service.CreateInviteFor(ctx, "nobody", false); accounts.Kind(err) != "not_found" {
+		t.Errorf("invite for nobody: %v, want not found", err)
+	}
+	if _, err := s.Service.DisablePerson(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Service.Invite(ctx, rtok)
+	wantErrIs(t, "an invite for a disabled person", err, accounts.ErrNotFound)
+	_, evs := auditActions(t, s, "", 50)
+	found := false
+	for _, e := range evs {
+		found = found || e.Action == accounts.ActionInviteCreate && strings.Contains(e.Detail, "passkey for alice, who had one")
+	}
+	if !found {
+		t.Errorf("no audit entry names the recovery invite for alice: %+v", evs)
 	}
 }
 
@@ -233,7 +303,7 @@ func TestAdminCreateInvite(t *testing.T) {
 	defer ms.Stop()
 	admin := accounts.NewAdminClient(s.MustAdminConn(t))
 
-	r, err := admin.CreateInvite(ctx, true)
+	r, err := admin.CreateInvite(ctx, accounts.InviteCreateRequest{Admin: true})
 	if err != nil {
 		t.Fatalf("create invite through the admin service: %v", err)
 	}

@@ -150,6 +150,14 @@ func (s *Service) AddPasskey(ctx context.Context, pk Passkey) (Passkey, error) {
 		return Passkey{}, fmt.Errorf("add passkey: %w", err)
 	}
 	s.auditAfter(ctx, AuditEvent{Action: ActionPasskeyAdd, Account: p.Account, AccountName: p.Name, Detail: pk.Name})
+	// Once an admin can log in, the last setup link printed is used up,
+	// however the admin came to; a start finding no admin able to log in
+	// again prints a new one.
+	if p.Role == RoleAdmin {
+		if err := s.consumeSetupInvite(ctx); err != nil {
+			s.log.Warn("use up the setup link", "err", err)
+		}
+	}
 	return pk, nil
 }
 

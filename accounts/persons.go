@@ -201,11 +201,6 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 	if err := s.audit(ctx, AuditEvent{Action: ActionAccountCreate, Account: pub, AccountName: p.Name}); err != nil {
 		return undo(fmt.Errorf("audit: %w", err))
 	}
-	// The first-run link is used up once anybody exists, however they
-	// came to: it must not work again should every person be deleted.
-	if err := s.consumeSetupInvite(ctx); err != nil {
-		s.log.Warn("use up the setup link", "err", err)
-	}
 	s.log.Info("person created", "name", p.Name, "account", pub)
 	return p, nil
 }

@@ -120,6 +120,28 @@ func (s *Server) handleAdminInviteCreate(w http.ResponseWriter, r *http.Request,
 	s.render(w, r, http.StatusOK, section)
 }
 
+// handleAdminPersonInvite is POST /admin/persons/{name}/invite: a
+// one-time link that gives a person without a passkey one. (A recovery
+// link, for a person who has one, is made on the command line.)
+func (s *Server) handleAdminPersonInvite(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	token, inv, err := s.cfg.Accounts.CreateInviteFor(accounts.WithActor(r.Context(), actor(r, p)), r.PathValue("name"), false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	section := views.AdminInvites{NewLink: s.url("/invite/" + token), NewFor: inv.For, NewExpires: inv.Expires}
+	w.Header().Set("Cache-Control", "no-store")
+	if !isHTMX(r) {
+		s.adminPage(w, r, p, section)
+		return
+	}
+	if section.Invites, err = s.adminInvites(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, section)
+}
+
 // handleAdminInviteRevoke is POST /admin/invites/{id}/revoke.
 func (s *Server) handleAdminInviteRevoke(w http.ResponseWriter, r *http.Request, p accounts.Person) {
 	if err := s.cfg.Accounts.RevokeInvite(accounts.WithActor(r.Context(), actor(r, p)), r.PathValue("id")); err != nil {
@@ -161,9 +183,16 @@ func (s *Server) adminPersons(ctx context.Context, viewer accounts.Person) (view
 				active++
 			}
 		}
+		pks, err := s.cfg.Accounts.Passkeys(ctx, p.Name)
+		if accounts.Kind(err) == "not_found" {
+			continue
+		}
+		if err != nil {
+			return views.AdminPersons{}, err
+		}
 		out.Persons = append(out.Persons, views.AdminPerson{
 			Name: p.Name, DisplayName: p.DisplayName, Role: p.Role, Status: p.Status,
-			Created: p.Created, Devices: active, Self: p.Name == viewer.Name,
+			Created: p.Created, Devices: active, Self: p.Name == viewer.Name, Passkeys: len(pks),
 		})
 	}
 	return out, nil
@@ -177,7 +206,7 @@ func (s *Server) adminInvites(ctx context.Context) ([]views.AdminInvite, error) 
 	out := make([]views.AdminInvite, 0, len(invs))
 	for _, inv := range invs {
 		out = append(out, views.AdminInvite{
-			ID: inv.ID, Admin: inv.Admin, Setup: inv.Setup,
+			ID: inv.ID, Admin: inv.Admin, Setup: inv.Setup, For: inv.For, Recover: inv.Recover,
 			Created: inv.Created, Expires: inv.Expires, CreatedBy: inv.CreatedBy,
 		})
 	}

@@ -28,6 +28,7 @@ func TestAdminOnly(t *testing.T) {
 		{"POST", "/admin/persons/root/delete"},
 		{"POST", "/admin/invites"},
 		{"POST", "/admin/invites/abcdef12/revoke"},
+		{"POST", "/admin/persons/root/invite"},
 	} {
 		for _, htmx := range []bool{false, true} {
 			var hdr []string
@@ -283,4 +284,39 @@ func personRow(t *testing.T, page, name string) string {
 	}
 	j := strings.Index(page[i:], "</tr>")
 	return page[i : i+j]
+}
+
+// A person made on the command line has no passkey: the admin page offers
+// a link that gives them one, and it leads to a page naming them.
+func TestAdminPasskeyLink(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	tw.mustPerson(t, "root", true)
+	addTestPasskey(t, tw, "root", "Laptop", false)
+	if _, err := tw.Service.CreatePerson(context.Background(), accounts.NewPerson{Name: "carol", DisplayName: "Carol Shaw"}); err != nil {
+		t.Fatal(err)
+	}
+	c := tw.loginAs(t, "root")
+	page := text(t, c.do("GET", "/admin", nil))
+	if !strings.Contains(page, `action="/admin/persons/carol/invite"`) || strings.Contains(page, `action="/admin/persons/root/invite"`) {
+		t.Errorf("the admin page offers carol no passkey link, or root one:\n%s", page)
+	}
+	resp := c.do("POST", "/admin/persons/carol/invite", nil, hxRequest, "true")
+	body := text(t, resp)
+	link := regexp.MustCompile(regexp.QuoteMeta(tw.URL) + `/invite/([A-Za-z0-9_-]+)`).FindStringSubmatch(body)
+	if resp.StatusCode != http.StatusOK || link == nil || !strings.Contains(body, "gives carol a passkey") {
+		t.Fatalf("passkey link for carol: got %d\n%s", resp.StatusCode, body)
+	}
+	inv, err := tw.Service.Invite(context.Background(), link[1])
+	if err != nil || inv.For != "carol" || inv.CreatedBy != "root" {
+		t.Errorf("the link's invite: %+v, %v; want one for carol, by root", inv, err)
+	}
+	anon := tw.client(t)
+	wantHTML(t, "the link's page", anon.mustGet("/invite/"+link[1], http.StatusOK), "Add your passkey", "<strong>Carol Shaw</strong>")
+	// Root has a passkey: no such link for root, and none by hand either.
+	if resp := c.do("POST", "/admin/persons/root/invite", nil); resp.StatusCode != http.StatusConflict {
+		t.Errorf("passkey link for root, who has one: got %d, want 409", resp.StatusCode)
+	}
+	if resp := c.do("POST", "/admin/persons/nobody/invite", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("passkey link for nobody: got %d, want 404", resp.StatusCode)
+	}
 }

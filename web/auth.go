@@ -213,13 +213,29 @@ func (s *Server) registerPage(w http.ResponseWriter, r *http.Request, token stri
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer") // keep the token out of Referer headers
 	inv, err := s.signupAllowed(r.Context(), token)
+	if setup && accounts.Kind(err) == "not_found" {
+		err = errStatus(http.StatusNotFound, "this setup link is not valid: it was used, a newer one was made, or an admin can log in already. "+
+			"While no admin has a passkey, each start of latch serve makes a new one")
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	if setup && !inv.Setup {
-		s.fail(w, r, errStatus(http.StatusNotFound, "this is not a setup link; ask an admin for an invite"))
+		s.fail(w, r, errStatus(http.StatusNotFound, "this is not a setup link; `latch serve` prints one while no admin has a passkey"))
 		return
 	}
-	s.render(w, r, http.StatusOK, views.RegisterPage{Token: token, Setup: inv.Setup, Admin: inv.Admin})
+	v := views.RegisterPage{Token: token, Setup: inv.Setup, Admin: inv.Admin, For: inv.For}
+	if inv.For != "" {
+		p, err := s.cfg.Accounts.Person(r.Context(), inv.For)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		v.Shown = p.DisplayName
+		if v.Shown == "" {
+			v.Shown = p.Name
+		}
+	}
+	s.render(w, r, http.StatusOK, v)
 }

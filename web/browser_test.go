@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,9 +29,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// screenshotDir is where the browser test leaves a picture of each page,
-// for the README.
-const screenshotDir = "../docs/screenshots"
+// screenshotsEnv names the folder the browser test leaves a picture of
+// each page in: `make screenshots` sets it to docs/screenshots, for the
+// README. Unset, the pictures go to a temporary folder, and a test run
+// leaves the working tree as it was.
+const screenshotsEnv = "LATCH_SCREENSHOTS"
 
 // TestBrowser walks a person through latch in headless Chromium, with a
 // virtual passkey authenticator: first-run setup, log out and in, enrol a
@@ -55,11 +58,14 @@ func TestBrowser(t *testing.T) {
 		{"LogOutAndIn", []string{"Setup"}, f.logOutAndIn},
 		{"EnrollAndApprove", []string{"Setup"}, f.enrollAndApprove},
 		{"DeviceOnlineThenRevoked", []string{"EnrollAndApprove"}, f.deviceOnlineThenRevoked},
-		{"DeviceNameShownAsText", []string{"Setup"}, f.deviceNameShownAsText},
 		{"SecondPasskey", []string{"Setup"}, f.secondPasskey},
 		{"DownloadCreds", []string{"Setup"}, f.downloadCreds},
 		{"AdminPage", []string{"Setup"}, f.adminPage},
+		// After the pictures of the pages that would show the name.
+		{"DeviceNameShownAsText", []string{"Setup"}, f.deviceNameShownAsText},
 		{"RecordsPage", []string{"EnrollAndApprove"}, f.recordsPage},
+		// Last: it logs the admin out.
+		{"PasskeyForAPersonMadeOnTheCLI", []string{"Setup"}, f.passkeyFor},
 	} {
 		t.Run(step.name, func(t *testing.T) {
 			for _, n := range step.needs {
@@ -99,8 +105,9 @@ func findChromium(t *testing.T) string {
 
 // browser is one headless Chromium tab with a virtual authenticator.
 type browser struct {
-	ctx  context.Context
-	auth cdpwebauthn.AuthenticatorID
+	ctx   context.Context
+	auth  cdpwebauthn.AuthenticatorID
+	shots string // where screenshots go
 
 	mu         sync.Mutex
 	dialogs    []page.EventJavascriptDialogOpening
@@ -126,7 +133,10 @@ func startBrowser(t *testing.T, chromium string) *browser {
 		cancelAlloc()
 		wg.Wait()
 	})
-	b := &browser{ctx: ctx}
+	b := &browser{ctx: ctx, shots: os.Getenv(screenshotsEnv)}
+	if b.shots == "" {
+		b.shots = t.TempDir()
+	}
 
 	// The first action starts the browser, and the browser lives as long
 	// as the context of that action: so it gets the tab's own context.
@@ -304,14 +314,14 @@ func (b *browser) credentials(t testing.TB) []*cdpwebauthn.Credential {
 	return res.Credentials
 }
 
-// screenshot saves the page shown as docs/screenshots/<name>.png.
+// screenshot saves the page shown as <name>.png in the screenshots folder.
 func (b *browser) screenshot(t testing.TB, name string) {
 	t.Helper()
 	png := browserValue(t, b, "screenshot "+name, chromedp.FullScreenshot(100))
-	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+	if err := os.MkdirAll(b.shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(screenshotDir, name+".png"), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -598,6 +608,15 @@ func (f *browserFlow) deviceNameShownAsText(t *testing.T) {
 	if got := b.dialogCount() - n; got != 0 {
 		t.Errorf("%d dialogs opened on the devices page, want none (first: %q)", got, b.dialog(n).Message)
 	}
+	// The admin page's audit trail names the device too.
+	b.do(t, "open the admin page", chromedp.Navigate(f.tw.URL+"/admin"))
+	b.waitFor(t, "the audit trail names the device as text", fmt.Sprintf(`document.querySelector("main").textContent.includes(%s)`, jsString(xssName)))
+	if n := browserValue(t, b, "count images", chromedp.Evaluate[int](`document.querySelectorAll("main img").length`)); n != 0 {
+		t.Errorf("the admin page holds %d <img> elements, want 0: a name was rendered as HTML", n)
+	}
+	if got := b.dialogCount() - n; got != 0 {
+		t.Errorf("%d dialogs opened, want none (first: %q)", got, b.dialog(n).Message)
+	}
 }
 
 // secondPasskey: "Add a passkey" registers another one; both are listed;
@@ -711,11 +730,58 @@ func (f *browserFlow) adminPage(t *testing.T) {
 	if body := b.bodyText(); !strings.Contains(body, f.person.Name) {
 		t.Errorf("admin page does not list %q: %q", f.person.Name, body)
 	}
-	// The audit trail names the device of DeviceNameShownAsText.
-	if n := browserValue(t, b, "count images", chromedp.Evaluate[int](`document.querySelectorAll("main img").length`)); n != 0 {
-		t.Errorf("the admin page holds %d <img> elements, want 0: a name was rendered as HTML", n)
-	}
 	b.screenshot(t, "admin")
+}
+
+// passkeyFor: a person made on the command line, with no passkey, opens
+// the link `latch invite create --for` makes, creates a passkey, and is
+// logged in as themselves; the passkey carries their user handle, so a
+// login with it finds them.
+func (f *browserFlow) passkeyFor(t *testing.T) {
+	ctx := context.Background()
+	carol, err := f.tw.Service.CreatePerson(ctx, accounts.NewPerson{Name: "carol", DisplayName: "Carol Shaw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := f.tw.Service.CreateInviteFor(ctx, "carol", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := f.b
+	before := len(b.credentials(t))
+	b.do(t, `log out`,
+		chromedp.Navigate(f.tw.URL+"/devices"),
+		chromedp.Click(buttonNamed("Log out"), chromedp.NodeVisible),
+	)
+	b.waitPath(t, "/login")
+	b.do(t, "open the link for carol", chromedp.Navigate(f.tw.URL+"/invite/"+token))
+	b.waitFor(t, "the page names carol", `document.body.innerText.includes("Carol Shaw")`)
+	b.do(t, `click "Create a passkey"`, chromedp.Click(buttonNamed("Create a passkey"), chromedp.NodeVisible))
+	b.waitPath(t, "/devices")
+	if body := b.bodyText(); !strings.Contains(body, "Carol Shaw") {
+		t.Errorf("after the link the page does not name Carol Shaw: %q", body)
+	}
+	if pks, err := f.tw.Service.Passkeys(ctx, "carol"); err != nil || len(pks) != 1 {
+		t.Errorf("carol's passkeys: %d, %v; want 1", len(pks), err)
+	}
+	ps, _ := f.tw.Service.Persons(ctx)
+	if len(ps) != 2 {
+		t.Errorf("persons: %d, want the admin and carol, nobody new", len(ps))
+	}
+	creds := b.credentials(t)
+	if len(creds) != before+1 {
+		t.Fatalf("authenticator holds %d credentials, want %d", len(creds), before+1)
+	}
+	found := false
+	for _, c := range creds {
+		found = found || base64.RawURLEncoding.EncodeToString(c.UserHandle) == carol.Handle
+	}
+	if !found {
+		t.Errorf("no credential carries carol's user handle %s", carol.Handle)
+	}
+	// The link works once.
+	b.do(t, "open the link again", chromedp.Navigate(f.tw.URL+"/invite/"+token))
+	b.waitFor(t, "the page says the link is used", `document.body.innerText.includes("not valid")`)
 }
 
 // recordsPage: the record the enrolled device wrote is listed, its value

@@ -164,16 +164,31 @@ func (s *Server) handleRegisterBegin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if _, err := s.signupAllowed(r.Context(), f["token"]); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	shown, err := cleanName("your name", f["display_name"])
+	inv, err := s.signupAllowed(r.Context(), f["token"])
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	u := &waUser{handle: randomBytes(32), name: shown, shown: shown}
+	var u *waUser
+	if inv.For != "" {
+		// A passkey for an existing person, under their own handle.
+		p, err := s.cfg.Accounts.Person(r.Context(), inv.For)
+		if err == nil {
+			u, err = s.userOf(r.Context(), p)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	} else {
+		shown, err := cleanName("your name", f["display_name"])
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		u = &waUser{handle: randomBytes(32), name: shown, shown: shown}
+	}
+	shown := u.shown
 	opts, data, err := s.webauthn.BeginRegistration(u, registrationOptions(u)...)
 	if err != nil {
 		s.fail(w, r, ceremonyError(err))
@@ -218,6 +233,10 @@ func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if inv.For != "" {
+			s.finishPasskeyFor(w, r, inv, cred)
+			return
+		}
 		if inv.Admin || inv.Setup {
 			role = accounts.RoleAdmin
 		}
@@ -247,6 +266,34 @@ func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"redirect": "/devices"})
 }
 
+// finishPasskeyFor gives an existing person the passkey an invite for
+// them was used for, and logs them in.
+func (s *Server) finishPasskeyFor(w http.ResponseWriter, r *http.Request, inv accounts.Invite, cred *webauthn.Credential) {
+	ctx := r.Context()
+	p, err := s.cfg.Accounts.Person(ctx, inv.For)
+	if err == nil && p.Status != accounts.StatusActive {
+		err = errStatus(http.StatusForbidden, "this account is "+p.Status+"; ask an admin")
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pk, err := storedPasskey(p.Name, passkeyName(cred), cred)
+	if err == nil {
+		actor := accounts.Actor{Name: p.Name + " (invite " + inv.ID + ")", From: clientAddr(r)}
+		_, err = s.cfg.Accounts.AddPasskey(accounts.WithActor(ctx, actor), pk)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.startSession(w, r, p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"redirect": "/devices"})
+}
+
 // signupAllowed checks a sign-up against the signup mode and its token.
 func (s *Server) signupAllowed(ctx context.Context, token string) (accounts.Invite, error) {
 	if token != "" {
@@ -254,7 +301,7 @@ func (s *Server) signupAllowed(ctx context.Context, token string) (accounts.Invi
 		if err != nil {
 			return inv, err
 		}
-		if s.cfg.Signup == SignupClosed && !inv.Setup {
+		if s.cfg.Signup == SignupClosed && !inv.Setup && inv.For == "" {
 			return inv, errStatus(http.StatusForbidden, "sign-up is closed on this server")
 		}
 		return inv, nil

@@ -77,6 +77,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /admin/persons/{name}/disable", s.admin(s.handleAdminPerson("disable")))
 	mux.HandleFunc("POST /admin/persons/{name}/enable", s.admin(s.handleAdminPerson("enable")))
 	mux.HandleFunc("POST /admin/persons/{name}/delete", s.admin(s.handleAdminPerson("delete")))
+	mux.HandleFunc("POST /admin/persons/{name}/invite", s.admin(s.handleAdminPersonInvite))
 	mux.HandleFunc("POST /admin/invites", s.admin(s.handleAdminInviteCreate))
 	mux.HandleFunc("POST /admin/invites/{id}/revoke", s.admin(s.handleAdminInviteRevoke))
 

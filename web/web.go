@@ -73,6 +73,7 @@ type Accounts interface {
 	DisconnectDevice(ctx context.Context, account, ref string) (accounts.Device, int, error)
 
 	CreateInvite(ctx context.Context, admin bool) (string, accounts.Invite, error)
+	CreateInviteFor(ctx context.Context, person string, recover bool) (string, accounts.Invite, error)
 	Invite(ctx context.Context, token string) (accounts.Invite, error)
 	ConsumeInvite(ctx context.Context, token string) (accounts.Invite, error)
 	Invites(ctx context.Context) ([]accounts.Invite, error)

@@ -68,6 +68,7 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 						return printJSON(e.stdout, p)
 					}
 					fmt.Fprintln(e.stdout, p.Account)
+					fmt.Fprintf(e.stderr, "%s has no passkey yet: `latch invite create --for %s` makes a link that gives them one, to sign in to the web GUI\n", p.Name, p.Name)
 					return nil
 				}),
 			},

@@ -136,4 +136,63 @@ func TestInviteCreate(t *testing.T) {
 	if _, err := svc.ConsumeInvite(ctx, reply.Token); err != nil {
 		t.Errorf("use the invite: %v", err)
 	}
+
+	// A person made here is told how to get a passkey, and gets a link.
+	r = s.mustAdmin(t, "account", "add", "carol")
+	if !strings.Contains(r.stderr, "latch invite create --for carol") {
+		t.Errorf("account add says nothing of a passkey: %q", r.stderr)
+	}
+	r = s.mustAdmin(t, "invite", "create", "--for", "carol")
+	_, forToken, _ := strings.Cut(strings.TrimSpace(r.stdout), "/invite/")
+	if inv, err := svc.Invite(ctx, forToken); err != nil || inv.For != "carol" || inv.Recover {
+		t.Fatalf("invite for carol: %+v, %v", inv, err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--for", "carol", "--admin"}, 2, "do not go together"},
+		{[]string{"--recover"}, 2, "--recover goes with --for"},
+		{[]string{"--for", "nobody"}, 1, "nobody"},
+		{[]string{"--for", "Bad Name"}, 2, "--for"},
+	} {
+		r := s.admin(t, append([]string{"invite", "create"}, c.args...)...)
+		if exitCode(r.err) != c.code || r.err == nil || !strings.Contains(r.err.Error(), c.want) {
+			t.Errorf("invite create %v: exit %d, %v; want exit %d saying %q", c.args, exitCode(r.err), r.err, c.code, c.want)
+		}
+	}
+	// Carol with a passkey: only a recovery link, with a warning.
+	cred := json.RawMessage(`{"publicKey":"pQECAyYgASFYIA","authenticator":{"signCount":0}}`)
+	if _, err := svc.AddPasskey(ctx, accounts.Passkey{ID: "Y2Fyb2wtcGFzc2tleS0x", Person: "carol", Credential: cred}); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.admin(t, "invite", "create", "--for", "carol"); exitCode(r.err) != 1 || !strings.Contains(r.err.Error(), "--recover") {
+		t.Errorf("invite for carol, who has a passkey: %v, want refused naming --recover", r.err)
+	}
+	r = s.mustAdmin(t, "invite", "create", "--for", "carol", "--recover")
+	if !strings.Contains(r.stderr, "whoever opens this link can sign in as carol") {
+		t.Errorf("a recovery link without a warning: %q", r.stderr)
+	}
+
+	// ls lists what still works; revoke ends one.
+	var invs []accounts.Invite
+	decodeJSON(t, s.mustAdmin(t, "invite", "ls", "--json"), &invs)
+	if len(invs) != 4 {
+		t.Fatalf("invite ls: %+v, want the setup link, the admin invite, carol's and carol's recovery", invs)
+	}
+	ls := s.mustAdmin(t, "invite", "ls").stdout
+	for _, want := range []string{"setup", "passkey for carol", "recover carol", "admin"} {
+		if !strings.Contains(ls, want) {
+			t.Errorf("invite ls lacks %q:\n%s", want, ls)
+		}
+	}
+	forInv, _ := svc.Invite(ctx, forToken)
+	s.mustAdmin(t, "invite", "revoke", forInv.ID)
+	if _, err := svc.Invite(ctx, forToken); accounts.Kind(err) != "not_found" {
+		t.Errorf("the revoked invite: %v, want not found", err)
+	}
+	if r := s.admin(t, "invite", "revoke", forInv.ID); exitCode(r.err) != 1 {
+		t.Errorf("revoke it again: %v, want exit 1", r.err)
+	}
 }

@@ -37,8 +37,9 @@ then the account service and its admin API (latch.admin.v1.*), then the
 web GUI and the device enrolment API on --http, reached by people at
 --public-url (passkeys are bound to its host name).
 On an empty or missing data folder it first does what ` + "`latch init`" + ` does.
-While nobody has signed up it prints a one-time setup link: whoever opens
-it becomes the first person and an admin.
+While no admin has a passkey (a new server, or one whose persons were
+all made with latch account add) it prints a one-time setup link at every
+start: whoever opens it becomes a person and an admin.
 /healthz on the HTTP port answers from the start: 503 with the reason
 until JetStream and the account service are ready, then 200. A start
 waits for JetStream to recover every stream however long that takes
@@ -408,8 +409,8 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 
 	hs.RegisterOnShutdown(g.CloseStreams) // live pages' streams would hold the shutdown up
 	gui.Store(g)
-	// While nobody has signed up, a one-time link makes the first admin;
-	// it is there by the time /healthz says ok.
+	// While no admin can log in, a one-time link makes an admin; it is
+	// there by the time /healthz says ok.
 	if token, ok, err := svc.SetupInvite(ctx); err != nil {
 		log.Warn("setup link", "err", err)
 	} else {
@@ -502,7 +503,7 @@ func showSetupLink(stderr io.Writer, log *slog.Logger, data, publicURL, token st
 	link := publicURL + "/setup/" + token
 	if f, isFile := stderr.(*os.File); isFile {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprintf(stderr, "\nNobody has signed up yet. Open this one-time link to set up latch and become its admin:\n\n    %s\n\n", link)
+			fmt.Fprintf(stderr, "\nNo admin can log in yet. Open this one-time link to set up latch and become its admin:\n\n    %s\n\n", link)
 			return
 		}
 	}
@@ -511,7 +512,7 @@ func showSetupLink(stderr io.Writer, log *slog.Logger, data, publicURL, token st
 		log.Warn("setup link", "err", err)
 		return
 	}
-	log.Info("nobody has signed up yet: the one-time setup link is in a file, kept out of the log; open it to become the first admin", "file", file)
+	log.Info("no admin can log in yet: the one-time setup link is in a file, kept out of the log; open it to become an admin", "file", file)
 }
 
 // listenError names the flag of a listener nats-server could not open.

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,11 +60,54 @@ func TestSetupLinkStaysOutOfTheLog(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET the setup link: got %d, want 200", resp.StatusCode)
 	}
+	// An admin made on the command line has no passkey, so nobody can log
+	// in: the next start makes a new link, and the old one is dead
+	// (issue 8: it answered 404 and no new one came).
 	s.mustAdmin(t, "account", "add", "alice", "--admin")
 	s.stop()
-	mustServe(t, data)
+	s = mustServe(t, data)
+	b, err = os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("setup link file after a restart with an admin who has no passkey: %v\n%s", err, s.logs)
+	}
+	next := strings.TrimSpace(string(b))
+	if next == link || !strings.Contains(next, "/setup/") {
+		t.Errorf("setup link after the restart: %q, want a new one (the old was %q)", next, link)
+	}
+	for _, c := range []struct {
+		link string
+		want int
+	}{{link, http.StatusNotFound}, {next, http.StatusOK}} {
+		resp, err := http.Get(s.http + c.link[strings.Index(c.link, "/setup/"):])
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET %s: got %d, want %d", c.link, resp.StatusCode, c.want)
+		}
+		if c.want == http.StatusNotFound && !strings.Contains(string(body), "setup link is not valid") {
+			t.Errorf("the old setup link's page calls itself something else:\n%s", body)
+		}
+	}
+}
+
+// Once an admin can log in, the start finds no setup to do and removes
+// the file of an earlier start.
+func TestSetupLinkFileGoes(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, setupLinkFile)
+	if err := os.WriteFile(file, []byte("http://x/setup/old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	showSetupLink(&out, slog.New(slog.NewTextHandler(&out, nil)), dir, "http://x", "", false)
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
-		t.Errorf("the setup link file is still there once somebody exists: %v", err)
+		t.Errorf("the setup link file is still there once an admin can log in: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("printed %q, want nothing", out.String())
 	}
 }
 
