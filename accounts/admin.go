@@ -148,7 +148,7 @@ type DeviceRevokeReply struct {
 	AlreadyRevoked bool   `json:"already_revoked"`
 }
 
-// DeviceApproveRequest approves a device's pending enrolment for an
+// DeviceApproveRequest approves a device's pending enrollment for an
 // account, by the user code the device shows.
 type DeviceApproveRequest struct {
 	Account string `json:"account"`
@@ -651,7 +651,7 @@ func (c *AdminClient) RevokeDevice(ctx context.Context, account, device string) 
 	return out, c.call(ctx, EndpointDeviceRevoke, DeviceRequest{Account: account, Device: device}, &out)
 }
 
-// ApproveDevice approves a device's pending enrolment for an account, by
+// ApproveDevice approves a device's pending enrollment for an account, by
 // the user code the device shows.
 func (c *AdminClient) ApproveDevice(ctx context.Context, account, code string) (Device, error) {
 	var d Device

@@ -142,7 +142,7 @@ func TestIssueDeviceRefuses(t *testing.T) {
 	wantKind(t, "Devices(nobody)", err, accounts.ErrNotFound)
 }
 
-// TestAuthorizeDevice is the enrolment path: the device makes its key,
+// TestAuthorizeDevice is the enrollment path: the device makes its key,
 // the server signs a JWT for it, and the seed never leaves the device.
 func TestAuthorizeDevice(t *testing.T) {
 	t.Parallel()

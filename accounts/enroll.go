@@ -16,26 +16,26 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Device enrolment is the device authorization grant of RFC 8628: the
-// device makes its own nkey, starts an enrolment with the public half and
+// Device enrollment is the device authorization grant of RFC 8628: the
+// device makes its own nkey, starts an enrollment with the public half and
 // gets a device code (its secret) and a user code (for the person); a
 // logged-in person approves the user code; the device polls with its
 // device code and receives its user JWT once. The seed never leaves the
 // device.
 //
-// The enrol bucket holds, with a bucket TTL that outlives every enrolment:
+// The enroll bucket holds, with a bucket TTL that outlives every enrollment:
 //
 //	d.<sha256 hex of the device code>  the Enrollment
-//	u.<user code>                      the hash, while the enrolment is pending
+//	u.<user code>                      the hash, while the enrollment is pending
 //
 // Only the hash of a device code is kept, so reading the bucket does not
 // let anyone pick up a JWT.
 const (
-	// EnrollTTL is how long an enrolment may wait for approval.
+	// EnrollTTL is how long an enrollment may wait for approval.
 	EnrollTTL = 10 * time.Minute
 	// EnrollInterval is how long a device waits between polls at first.
 	EnrollInterval = 5 * time.Second
-	// enrollBucketTTL drops every entry a while after its enrolment
+	// enrollBucketTTL drops every entry a while after its enrollment
 	// expired, so abandoned ones clean themselves up.
 	enrollBucketTTL = 15 * time.Minute
 	// slowDownStep is what a slow_down adds to the interval (RFC 8628 §3.5).
@@ -45,12 +45,12 @@ const (
 	pollGrace = 500 * time.Millisecond
 )
 
-// Statuses of an enrolment.
+// Statuses of an enrollment.
 const (
 	EnrollPending  = "pending"
 	EnrollApproved = "approved"
 	EnrollDenied   = "denied"
-	// enrollApproving marks an enrolment a person is approving: the device
+	// enrollApproving marks an enrollment a person is approving: the device
 	// is being authorized and nobody else may decide it meanwhile.
 	enrollApproving = "approving"
 )
@@ -64,10 +64,10 @@ const userCodeLen = 8
 // error: the web layer maps each to its RFC 8628 error code (see
 // PollErrorCode).
 var (
-	ErrAuthorizationPending = errors.New("the enrolment waits for a person to approve it")
+	ErrAuthorizationPending = errors.New("the enrollment waits for a person to approve it")
 	ErrSlowDown             = errors.New("polling too often; wait longer between polls")
-	ErrAccessDenied         = errors.New("the enrolment was denied")
-	ErrExpiredToken         = errors.New("no such enrolment: it expired, its JWT was picked up already, or it never existed; start again")
+	ErrAccessDenied         = errors.New("the enrollment was denied")
+	ErrExpiredToken         = errors.New("no such enrollment: it expired, its JWT was picked up already, or it never existed; start again")
 )
 
 // PollErrorCode returns the RFC 8628 error code of an error from
@@ -86,7 +86,7 @@ func PollErrorCode(err error) string {
 	return ""
 }
 
-// EnrollRequest is what a device sends to start its enrolment. Address
+// EnrollRequest is what a device sends to start its enrollment. Address
 // and UserAgent are the web layer's view of the request, shown to the
 // person who approves.
 type EnrollRequest struct {
@@ -182,8 +182,8 @@ func clip(s string, n int) string {
 	return string([]rune(s)[:n])
 }
 
-// StartEnrollment starts a device's enrolment and returns its device code,
-// a secret for the device alone, and the enrolment with the user code to
+// StartEnrollment starts a device's enrollment and returns its device code,
+// a secret for the device alone, and the enrollment with the user code to
 // show. A key that any account knows already, as a device or a revoked
 // one, is refused: a device key is never enrolled twice.
 func (s *Service) StartEnrollment(ctx context.Context, r EnrollRequest) (string, Enrollment, error) {
@@ -207,7 +207,7 @@ func (s *Service) StartEnrollment(ctx context.Context, r EnrollRequest) (string,
 	}
 	deviceCode := base64.RawURLEncoding.EncodeToString(randomBytes(32))
 	key := deviceCodeKey(deviceCode)
-	// The user code is claimed with Create, so two pending enrolments
+	// The user code is claimed with Create, so two pending enrollments
 	// never share one; on a clash another is drawn.
 	for try := 0; ; try++ {
 		e.UserCode = newUserCode()
@@ -216,12 +216,12 @@ func (s *Service) StartEnrollment(ctx context.Context, r EnrollRequest) (string,
 			break
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) || try == 10 {
-			return "", Enrollment{}, fmt.Errorf("start enrolment: %w", err)
+			return "", Enrollment{}, fmt.Errorf("start enrollment: %w", err)
 		}
 	}
 	if err := createJSON(ctx, s.enroll, key, e); err != nil {
 		s.enroll.Delete(context.WithoutCancel(ctx), userCodeKey(e.UserCode))
-		return "", Enrollment{}, fmt.Errorf("start enrolment: %w", err)
+		return "", Enrollment{}, fmt.Errorf("start enrollment: %w", err)
 	}
 	return deviceCode, e, nil
 }
@@ -248,7 +248,7 @@ func (s *Service) checkNewDeviceKey(ctx context.Context, pub string) error {
 		if d.Revoked() {
 			return errorf(ErrRevoked, "key %s belongs to a revoked device and is never enrolled again; make a new key", pub)
 		}
-		return errorf(ErrExists, "key %s is enrolled already, as device %q; make a new key to enrol another device", pub, d.Name)
+		return errorf(ErrExists, "key %s is enrolled already, as device %q; make a new key to enroll another device", pub, d.Name)
 	}
 	return nil
 }
@@ -258,10 +258,10 @@ func noPendingEnrollment(userCode string) error {
 	if len(code) != userCodeLen {
 		code = strings.TrimSpace(userCode)
 	}
-	return errorf(ErrNotFound, "no pending enrolment with code %s; check the code the device shows, or start again on the device", FormatUserCode(code))
+	return errorf(ErrNotFound, "no pending enrollment with code %s; check the code the device shows, or start again on the device", FormatUserCode(code))
 }
 
-// enrollmentKey finds the key of the pending enrolment with a user code.
+// enrollmentKey finds the key of the pending enrollment with a user code.
 func (s *Service) enrollmentKey(ctx context.Context, userCode string) (string, error) {
 	code := NormalizeUserCode(userCode)
 	if len(code) != userCodeLen {
@@ -277,7 +277,7 @@ func (s *Service) enrollmentKey(ctx context.Context, userCode string) (string, e
 	return string(e.Value()), nil
 }
 
-// checkPending returns an error unless e is a pending, unexpired enrolment
+// checkPending returns an error unless e is a pending, unexpired enrollment
 // with the user code.
 func checkPending(e Enrollment, userCode string, now time.Time) error {
 	if e.Status != EnrollPending || !now.Before(e.Expires) || e.UserCode != NormalizeUserCode(userCode) {
@@ -286,7 +286,7 @@ func checkPending(e Enrollment, userCode string, now time.Time) error {
 	return nil
 }
 
-// PendingEnrollment returns the pending enrolment with a user code, as
+// PendingEnrollment returns the pending enrollment with a user code, as
 // typed: case, dashes and spaces do not matter.
 func (s *Service) PendingEnrollment(ctx context.Context, userCode string) (Enrollment, error) {
 	key, err := s.enrollmentKey(ctx, userCode)
@@ -307,9 +307,9 @@ func (s *Service) PendingEnrollment(ctx context.Context, userCode string) (Enrol
 	return e, nil
 }
 
-// editEnrollment applies edit to an enrolment and writes it back with
+// editEnrollment applies edit to an enrollment and writes it back with
 // compare-and-set, from a fresh read when another write (a poll, say)
-// came in between. An error from edit leaves the enrolment as it is.
+// came in between. An error from edit leaves the enrollment as it is.
 func (s *Service) editEnrollment(ctx context.Context, key string, edit func(*Enrollment) error) (Enrollment, error) {
 	for {
 		var e Enrollment
@@ -332,7 +332,7 @@ func (s *Service) editEnrollment(ctx context.Context, key string, edit func(*Enr
 	}
 }
 
-// decide moves the pending enrolment with a user code to status for a
+// decide moves the pending enrollment with a user code to status for a
 // person; exactly one decision wins, however many race.
 func (s *Service) decide(ctx context.Context, userCode string, p Person, status string) (string, Enrollment, error) {
 	key, err := s.enrollmentKey(ctx, userCode)
@@ -352,15 +352,15 @@ func (s *Service) decide(ctx context.Context, userCode string, p Person, status 
 	return key, e, err
 }
 
-// ApproveEnrollment approves the pending enrolment with a user code for a
+// ApproveEnrollment approves the pending enrollment with a user code for a
 // person: the device's key becomes a device of the person's account
 // (Enrolled "enrolled") and its JWT waits for the device's next poll. The
 // audit trail gets the device's issue, from AuthorizeDevice, and an
-// enroll.approve entry with the user code and the address the enrolment
+// enroll.approve entry with the user code and the address the enrollment
 // came from. When the device cannot be authorized because its name is
-// taken or the account disabled, the enrolment stays pending, to be
+// taken or the account disabled, the enrollment stays pending, to be
 // approved once that is fixed; when its key was ever a device, the
-// enrolment is denied.
+// enrollment is denied.
 func (s *Service) ApproveEnrollment(ctx context.Context, userCode, person string) (Device, error) {
 	p, err := s.Person(ctx, person)
 	if err != nil {
@@ -370,10 +370,10 @@ func (s *Service) ApproveEnrollment(ctx context.Context, userCode, person string
 	if err != nil {
 		return Device{}, err
 	}
-	// From here on the enrolment is this call's: it must end approved or
+	// From here on the enrollment is this call's: it must end approved or
 	// pending again, whatever becomes of ctx.
 	done := context.WithoutCancel(ctx)
-	// The key was new when the enrolment started, but another enrolment
+	// The key was new when the enrollment started, but another enrollment
 	// with the same key may have been approved since, in any account.
 	err = s.checkNewDeviceKey(ctx, e.PublicKey)
 	burnt := errors.Is(err, ErrExists) || errors.Is(err, ErrRevoked)
@@ -387,9 +387,9 @@ func (s *Service) ApproveEnrollment(ctx context.Context, userCode, person string
 	}
 	if err != nil {
 		// A key that was ever a device is never authorized again: the
-		// enrolment is over and the device hears access_denied. Anything
+		// enrollment is over and the device hears access_denied. Anything
 		// else (a device name in use, a disabled account) may be fixed,
-		// so the enrolment waits again.
+		// so the enrollment waits again.
 		if _, rerr := s.editEnrollment(done, key, func(e *Enrollment) error {
 			e.Status, e.Account, e.AccountName = EnrollPending, "", ""
 			if burnt {
@@ -397,7 +397,7 @@ func (s *Service) ApproveEnrollment(ctx context.Context, userCode, person string
 			}
 			return nil
 		}); rerr != nil {
-			s.log.Warn("enrolment left half-approved; it expires by itself", "user_code", e.UserCode, "err", rerr)
+			s.log.Warn("enrollment left half-approved; it expires by itself", "user_code", e.UserCode, "err", rerr)
 		}
 		if burnt {
 			s.enroll.Delete(done, userCodeKey(e.UserCode))
@@ -408,10 +408,10 @@ func (s *Service) ApproveEnrollment(ctx context.Context, userCode, person string
 		e.Status, e.JWT, e.DeviceExpires = EnrollApproved, tok, d.Expires
 		return nil
 	}); err != nil {
-		return Device{}, fmt.Errorf("device %s is authorized, but its JWT could not be kept for it: %w; revoke it with `latch device revoke --account %s %s` and enrol again", d.PublicKey, err, p.Name, d.PublicKey)
+		return Device{}, fmt.Errorf("device %s is authorized, but its JWT could not be kept for it: %w; revoke it with `latch device revoke --account %s %s` and enroll again", d.PublicKey, err, p.Name, d.PublicKey)
 	}
 	if err := s.enroll.Delete(done, userCodeKey(e.UserCode)); err != nil {
-		s.log.Warn("approved enrolment keeps its user code", "user_code", e.UserCode, "err", err)
+		s.log.Warn("approved enrollment keeps its user code", "user_code", e.UserCode, "err", err)
 	}
 	s.auditAfter(done, AuditEvent{Action: ActionEnrollApprove, Account: p.Account, AccountName: p.Name, Device: d.PublicKey, DeviceName: d.Name,
 		Detail: enrollDetail(e)})
@@ -426,7 +426,7 @@ func enrollDetail(e Enrollment) string {
 	return detail
 }
 
-// DenyEnrollment denies the pending enrolment with a user code; the
+// DenyEnrollment denies the pending enrollment with a user code; the
 // device learns it on its next poll.
 func (s *Service) DenyEnrollment(ctx context.Context, userCode, person string) error {
 	p, err := s.Person(ctx, person)
@@ -438,7 +438,7 @@ func (s *Service) DenyEnrollment(ctx context.Context, userCode, person string) e
 		return err
 	}
 	if err := s.enroll.Delete(context.WithoutCancel(ctx), userCodeKey(e.UserCode)); err != nil {
-		s.log.Warn("denied enrolment keeps its user code", "user_code", e.UserCode, "err", err)
+		s.log.Warn("denied enrollment keeps its user code", "user_code", e.UserCode, "err", err)
 	}
 	s.auditAfter(ctx, AuditEvent{Action: ActionEnrollDeny, Account: p.Account, AccountName: p.Name, Device: e.PublicKey, DeviceName: e.Name,
 		Detail: enrollDetail(e)})
@@ -446,11 +446,11 @@ func (s *Service) DenyEnrollment(ctx context.Context, userCode, person string) e
 }
 
 // PollEnrollment is a device asking, with its device code, how its
-// enrolment stands. Once approved it returns the enrolment with the JWT
-// and forgets it, so the JWT is handed out once; an approved enrolment
+// enrollment stands. Once approved it returns the enrollment with the JWT
+// and forgets it, so the JWT is handed out once; an approved enrollment
 // hands out its JWT even after Expires. Otherwise it returns
-// ErrAuthorizationPending (with the enrolment), ErrSlowDown when the
-// device polls sooner than the interval allows (with the enrolment, whose
+// ErrAuthorizationPending (with the enrollment), ErrSlowDown when the
+// device polls sooner than the interval allows (with the enrollment, whose
 // interval has grown by 5s), ErrAccessDenied once, or ErrExpiredToken.
 func (s *Service) PollEnrollment(ctx context.Context, deviceCode string) (Enrollment, error) {
 	if deviceCode == "" {

@@ -43,7 +43,7 @@ func mustStartEnrollment(t testing.TB, s *latchtest.Stack, k deviceKey, name str
 		PublicKey: k.pub, Name: name, Platform: "linux/amd64", Address: "192.0.2.7", UserAgent: "latch-client/0.1",
 	})
 	if err != nil {
-		t.Fatalf("start enrolment of %s: %v", name, err)
+		t.Fatalf("start enrollment of %s: %v", name, err)
 	}
 	return code, e
 }
@@ -67,16 +67,16 @@ func TestEnrollApproveAndPoll(t *testing.T) {
 	}
 	if e.Status != accounts.EnrollPending || e.Interval != accounts.EnrollInterval || e.PublicKey != k.pub ||
 		e.Expires.Before(before.Add(accounts.EnrollTTL)) || e.Expires.After(time.Now().Add(accounts.EnrollTTL)) {
-		t.Errorf("new enrolment: got %+v", e)
+		t.Errorf("new enrollment: got %+v", e)
 	}
 
 	for _, typed := range []string{e.UserCode, lowerDashed(e.UserCode), " " + e.UserCode[:4] + " " + e.UserCode[4:] + " "} {
 		got, err := s.Service.PendingEnrollment(ctx, typed)
 		if err != nil {
-			t.Fatalf("pending enrolment by %q: %v", typed, err)
+			t.Fatalf("pending enrollment by %q: %v", typed, err)
 		}
 		if got.UserCode != e.UserCode || got.Name != "laptop" || got.Platform != "linux/amd64" || got.Address != "192.0.2.7" || got.UserAgent != "latch-client/0.1" {
-			t.Errorf("pending enrolment by %q: got %+v", typed, got)
+			t.Errorf("pending enrollment by %q: got %+v", typed, got)
 		}
 	}
 
@@ -104,7 +104,7 @@ func TestEnrollApproveAndPoll(t *testing.T) {
 		t.Errorf("approved device: got %+v", d)
 	}
 	_, err = s.Service.PendingEnrollment(ctx, e.UserCode)
-	wantErrIs(t, "pending enrolment after approval", err, accounts.ErrNotFound)
+	wantErrIs(t, "pending enrollment after approval", err, accounts.ErrNotFound)
 	_, err = s.Service.ApproveEnrollment(ctx, e.UserCode, "alice")
 	wantErrIs(t, "approve twice", err, accounts.ErrNotFound)
 
@@ -114,7 +114,7 @@ func TestEnrollApproveAndPoll(t *testing.T) {
 		t.Fatalf("poll after approval: %v", err)
 	}
 	if got.Status != accounts.EnrollApproved || got.AccountName != "alice" || got.Account != alice.Account || got.DeviceExpires == nil {
-		t.Errorf("approved enrolment: got %+v", got)
+		t.Errorf("approved enrollment: got %+v", got)
 	}
 	uc, err := jwt.DecodeUserClaims(got.JWT)
 	if err != nil {
@@ -233,14 +233,14 @@ func TestEnrollUnknownAndExpired(t *testing.T) {
 	}
 	for _, code := range []string{"", "BCDF-GHJK", "AEIOU", "bcdf-ghjk-lmnp"} {
 		_, err := s.Service.PendingEnrollment(ctx, code)
-		wantErrIs(t, "pending enrolment "+code, err, accounts.ErrNotFound)
+		wantErrIs(t, "pending enrollment "+code, err, accounts.ErrNotFound)
 	}
 	_, err := s.Service.PendingEnrollment(ctx, "bcdf ghjk")
-	if want := "no pending enrolment with code BCDF-GHJK; check the code the device shows, or start again on the device"; err == nil || err.Error() != want {
+	if want := "no pending enrollment with code BCDF-GHJK; check the code the device shows, or start again on the device"; err == nil || err.Error() != want {
 		t.Errorf("unknown code: got %v, want %q", err, want)
 	}
 
-	// Age an enrolment by rewriting its expiry, as time would.
+	// Age an enrollment by rewriting its expiry, as time would.
 	deviceCode, e := mustStartEnrollment(t, s, newDeviceKey(t), "tablet")
 	js, err := jetstream.New(s.App)
 	if err != nil {
@@ -254,10 +254,10 @@ func TestEnrollUnknownAndExpired(t *testing.T) {
 	key := "d." + hex.EncodeToString(h[:])
 	entry, err := kv.Get(ctx, key)
 	if err != nil {
-		t.Fatalf("the enrolment under the hash of its device code: %v", err)
+		t.Fatalf("the enrollment under the hash of its device code: %v", err)
 	}
 	if strings.Contains(string(entry.Value()), deviceCode) {
-		t.Fatal("the enrolment record holds the device code")
+		t.Fatal("the enrollment record holds the device code")
 	}
 	var stored accounts.Enrollment
 	if err := json.Unmarshal(entry.Value(), &stored); err != nil {
@@ -269,7 +269,7 @@ func TestEnrollUnknownAndExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Service.PendingEnrollment(ctx, e.UserCode)
-	wantErrIs(t, "pending enrolment when expired", err, accounts.ErrNotFound)
+	wantErrIs(t, "pending enrollment when expired", err, accounts.ErrNotFound)
 	_, err = s.Service.ApproveEnrollment(ctx, e.UserCode, "alice")
 	wantErrIs(t, "approve when expired", err, accounts.ErrNotFound)
 	err = s.Service.DenyEnrollment(ctx, e.UserCode, "alice")
@@ -280,12 +280,12 @@ func TestEnrollUnknownAndExpired(t *testing.T) {
 		t.Errorf("RFC 8628 code: got %q, want expired_token", code)
 	}
 	if _, err := kv.Get(ctx, "u."+e.UserCode); err == nil {
-		t.Error("an expired enrolment keeps its user code")
+		t.Error("an expired enrollment keeps its user code")
 	}
 }
 
 // An approval that cannot go through (the device's name is taken) leaves
-// the enrolment pending, to be approved once that is fixed.
+// the enrollment pending, to be approved once that is fixed.
 func TestApproveEnrollmentNameTaken(t *testing.T) {
 	s := webStack(t)
 	ctx := webCtx(t)
@@ -296,7 +296,7 @@ func TestApproveEnrollmentNameTaken(t *testing.T) {
 	_, err := s.Service.ApproveEnrollment(ctx, e.UserCode, "alice")
 	wantErrIs(t, "approve a device whose name is taken", err, accounts.ErrExists)
 	if _, err := s.Service.PendingEnrollment(ctx, e.UserCode); err != nil {
-		t.Fatalf("the enrolment after a failed approval: %v; want it pending", err)
+		t.Fatalf("the enrollment after a failed approval: %v; want it pending", err)
 	}
 	_, err = s.Service.PollEnrollment(ctx, deviceCode)
 	wantErrIs(t, "poll after a failed approval", err, accounts.ErrAuthorizationPending)
@@ -312,7 +312,7 @@ func TestApproveEnrollmentNameTaken(t *testing.T) {
 	}
 }
 
-// Two enrolments of one key: once one is approved, in any account, the
+// Two enrollments of one key: once one is approved, in any account, the
 // other is denied when someone tries to approve it.
 func TestEnrollSameKeyTwice(t *testing.T) {
 	s := webStack(t)
@@ -328,7 +328,7 @@ func TestEnrollSameKeyTwice(t *testing.T) {
 	_, err := s.Service.ApproveEnrollment(ctx, second.UserCode, "bob")
 	wantErrIs(t, "approve a key enrolled meanwhile", err, accounts.ErrExists)
 	_, err = s.Service.PollEnrollment(ctx, secondCode)
-	wantErrIs(t, "poll of the refused enrolment", err, accounts.ErrAccessDenied)
+	wantErrIs(t, "poll of the refused enrollment", err, accounts.ErrAccessDenied)
 	_, _, err = s.Service.StartEnrollment(ctx, accounts.EnrollRequest{PublicKey: k.pub, Name: "laptop"})
 	wantErrIs(t, "start with an enrolled key", err, accounts.ErrExists)
 }
@@ -433,7 +433,7 @@ func TestUserCodes(t *testing.T) {
 	}
 }
 
-// The admin service approves an enrolment for the CLI.
+// The admin service approves an enrollment for the CLI.
 func TestAdminApproveDevice(t *testing.T) {
 	s := webStack(t)
 	ctx := webCtx(t)

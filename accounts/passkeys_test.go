@@ -17,7 +17,7 @@ import (
 )
 
 // webStack starts a latch stack for the tests of the web GUI's domain
-// API: passkeys, enrolments and invites.
+// API: passkeys, enrollments and invites.
 func webStack(t *testing.T) *latchtest.Stack {
 	t.Helper()
 	return latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir()})

@@ -16,7 +16,7 @@ import (
 const ActionDeviceRenew = "device.renew"
 
 // RenewGrace is how long after its JWT expired a device may still renew
-// it: a laptop closed over a weekend comes back without a new enrolment,
+// it: a laptop closed over a weekend comes back without a new enrollment,
 // while creds lost long ago cannot be brought back to life.
 const RenewGrace = 24 * time.Hour
 
@@ -54,7 +54,7 @@ var errRenewalSigned = errors.New("renewal signed")
 // before the check, which then refuses, or after the signature, and then
 // carries a time no earlier than the new JWT's.
 func (s *Service) RenewDevice(ctx context.Context, account, device string) (Device, string, error) {
-	unknown := errorf(ErrNotFound, "device %s is unknown in account %s; enrol the device again", device, account)
+	unknown := errorf(ErrNotFound, "device %s is unknown in account %s; enroll the device again", device, account)
 	if !nkeys.IsValidPublicAccountKey(account) || !nkeys.IsValidPublicUserKey(device) {
 		return Device{}, "", unknown
 	}
@@ -73,7 +73,7 @@ func (s *Service) RenewDevice(ctx context.Context, account, device string) (Devi
 	if d.Enrolled == EnrolledDownload {
 		// A downloaded creds file is a stopgap for a machine without the
 		// latch client, and is promised to last as long as it says.
-		return Device{}, "", errorf(ErrForbidden, "device %q has downloaded creds, which are not renewed; download new ones or enrol the device with `latch client enroll`", d.Name)
+		return Device{}, "", errorf(ErrForbidden, "device %q has downloaded creds, which are not renewed; download new ones or enroll the device with `latch client enroll`", d.Name)
 	}
 	p, err := s.Person(ctx, d.AccountName)
 	if Kind(err) == "not_found" || err == nil && p.Account != account {
@@ -90,7 +90,7 @@ func (s *Service) RenewDevice(ctx context.Context, account, device string) (Devi
 		return Device{}, "", unknown
 	}
 	if d.Expires != nil && time.Now().After(d.Expires.Add(RenewGrace)) {
-		return Device{}, "", &expiredError{fmt.Sprintf("the JWT of device %q expired at %s, more than %s ago; enrol the device again",
+		return Device{}, "", &expiredError{fmt.Sprintf("the JWT of device %q expired at %s, more than %s ago; enroll the device again",
 			d.Name, d.Expires.UTC().Format(time.RFC3339), RenewGrace)}
 	}
 	lifetime := s.lifetime(d)
@@ -178,7 +178,7 @@ func revokedError(d Device) error {
 	if d.RevokedAt != nil {
 		when = "at " + d.RevokedAt.UTC().Format(time.RFC3339)
 	}
-	return errorf(ErrRevoked, "device %q was revoked %s; a revoked key is never renewed: enrol the device again with a new key", d.Name, when)
+	return errorf(ErrRevoked, "device %q was revoked %s; a revoked key is never renewed: enroll the device again with a new key", d.Name, when)
 }
 
 // lifetime is how long a device's JWTs last: from its creation or last

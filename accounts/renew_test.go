@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// authorize enrols a device key the test made, with a lifetime, and
+// authorize enrolls a device key the test made, with a lifetime, and
 // returns the device and its JWT.
 func authorize(t testing.TB, s *latchtest.Stack, person, name string, k deviceKey, ttl time.Duration) (accounts.Device, string) {
 	t.Helper()

@@ -150,7 +150,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		{&s.secrets, SecretsBucket, "signing seeds of person accounts", 1, 0},
 		{&s.tombstones, TombstonesBucket, "deleted accounts, kept so resolver sync cannot bring them back", 1, 0},
 		{&s.passkeys, PasskeysBucket, "passkeys: p.person.id → passkey; c.id → person; h.handle → person", 1, 0},
-		{&s.enroll, EnrollBucket, "pending device enrolments: d.hash → enrolment; u.code → hash", 1, enrollBucketTTL},
+		{&s.enroll, EnrollBucket, "pending device enrollments: d.hash → enrollment; u.code → hash", 1, enrollBucketTTL},
 		{&s.invites, InvitesBucket, "invite links: hash of the token → invite", 1, InviteTTL},
 		{&s.admins, AdminsBucket, "admins' creds: user key → name, created, revoked", 1, 0},
 		// A session outlives its TTL only in a bucket that has not yet

@@ -1,4 +1,4 @@
-// Package client is the device side of latch: it enrols a device with a
+// Package client is the device side of latch: it enrolls a device with a
 // key the device makes itself (RFC 8628's device flow against the server's
 // /api/enroll API), keeps the device's creds in a home folder, opens them
 // again to read, write and watch the person's records, and renews the
@@ -108,7 +108,7 @@ type Device struct {
 	HTTPClient *http.Client `json:"-"`
 }
 
-// ErrNotEnrolled is returned by Open for a home without an enrolment.
+// ErrNotEnrolled is returned by Open for a home without an enrollment.
 var ErrNotEnrolled = errors.New("this device is not enrolled")
 
 // Open reads the enrolled device in home: client.json and the creds,
@@ -134,7 +134,7 @@ func Open(home string) (*Device, error) {
 		return nil, fmt.Errorf("%s: %v", d.CredsPath, err)
 	}
 	if uc.Subject != d.PublicKey {
-		return nil, fmt.Errorf("%s is for key %s but %s says the device is %s; enrol again with --force",
+		return nil, fmt.Errorf("%s is for key %s but %s says the device is %s; enroll again with --force",
 			d.CredsPath, uc.Subject, ConfigFile, d.PublicKey)
 	}
 	return d, nil
@@ -182,13 +182,13 @@ func OpenCreds(home, creds string) (*Device, error) {
 // Connect connects to the device's NATS servers with its creds.
 func (d *Device) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	if len(d.Servers) == 0 {
-		return nil, fmt.Errorf("%s lists no NATS servers; enrol again with --force", filepath.Join(d.Home, ConfigFile))
+		return nil, fmt.Errorf("%s lists no NATS servers; enroll again with --force", filepath.Join(d.Home, ConfigFile))
 	}
 	opts = append([]nats.Option{nats.UserCredentials(d.CredsPath), nats.Name("latch client " + d.Name)}, opts...)
 	return nats.Connect(strings.Join(d.Servers, ","), opts...)
 }
 
-// enrolled reports whether home holds an enrolment, whole or in part.
+// enrolled reports whether home holds an enrollment, whole or in part.
 func enrolled(home string) (bool, error) {
 	for _, name := range []string{CredsFile, ConfigFile} {
 		_, err := os.Lstat(filepath.Join(home, name))
@@ -202,7 +202,7 @@ func enrolled(home string) (bool, error) {
 	return false, nil
 }
 
-// prepareHome makes home (0700) if need be and checks that an enrolment
+// prepareHome makes home (0700) if need be and checks that an enrollment
 // can be written there, so a device never learns its JWT, which the
 // server hands out once, only to find it cannot keep it.
 func prepareHome(home string, force bool) error {
@@ -215,7 +215,7 @@ func prepareHome(home string, force bool) error {
 			return err
 		}
 		if ok {
-			return fmt.Errorf("%s holds an enrolment already; use --force to replace it (the old device stays enrolled until revoked), or another --home", home)
+			return fmt.Errorf("%s holds an enrollment already; use --force to replace it (the old device stays enrolled until revoked), or another --home", home)
 		}
 	}
 	f, err := os.CreateTemp(home, ".probe-*")

@@ -23,7 +23,7 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// EnrollOptions say where and as what a device enrols.
+// EnrollOptions say where and as what a device enrolls.
 type EnrollOptions struct {
 	// URL is the latch server's web address, such as https://latch.example.com.
 	URL string
@@ -31,22 +31,22 @@ type EnrollOptions struct {
 	Name string
 	// Platform is shown to the person approving; default GOOS/GOARCH.
 	Platform string
-	// Home is the folder the enrolment is written to; default DefaultHome.
+	// Home is the folder the enrollment is written to; default DefaultHome.
 	Home string
-	// Force replaces an enrolment already in Home.
+	// Force replaces an enrollment already in Home.
 	Force bool
 	// HTTPClient makes the requests; default one with a 30s timeout.
 	HTTPClient *http.Client
 }
 
-// Pending is an enrolment waiting for a person to approve it. Show
+// Pending is an enrollment waiting for a person to approve it. Show
 // UserCode or VerificationURIComplete to the person, and Fingerprint to
 // compare with what the web page shows, then call Wait.
 //
 // The device's seed lives in memory only until Wait writes the creds: a
 // seed without a JWT is of no use, the device code that could fetch the
 // JWT dies with the process anyway, and so nothing is left on disk by an
-// enrolment that is interrupted, denied or expires. Home is checked to be
+// enrollment that is interrupted, denied or expires. Home is checked to be
 // writable before the server is asked, because the server hands the JWT
 // out once.
 type Pending struct {
@@ -64,18 +64,18 @@ type Pending struct {
 	deviceCode string
 }
 
-// Errors of Wait for the ways an enrolment ends without a JWT.
+// Errors of Wait for the ways an enrollment ends without a JWT.
 var (
-	ErrDenied  = errors.New("the enrolment was denied in the web GUI")
-	ErrExpired = errors.New("the code expired before anyone approved it; start the enrolment again")
+	ErrDenied  = errors.New("the enrollment was denied in the web GUI")
+	ErrExpired = errors.New("the code expired before anyone approved it; start the enrollment again")
 )
 
 // slowDownStep is what a slow_down adds to the interval (RFC 8628 §3.5).
 const slowDownStep = 5 * time.Second
 
-// Enroll enrols this device with the latch server at url under name, in
+// Enroll enrolls this device with the latch server at url under name, in
 // the default home folder, and returns once a person has approved it.
-// show is called first with the pending enrolment, to tell the person
+// show is called first with the pending enrollment, to tell the person
 // the code, the link and the key's fingerprint; nil shows nothing.
 // StartEnroll and Pending.Wait do the same in two steps, with options.
 func Enroll(ctx context.Context, url, name string, show func(*Pending)) (*Device, error) {
@@ -89,7 +89,7 @@ func Enroll(ctx context.Context, url, name string, show func(*Pending)) (*Device
 	return p.Wait(ctx)
 }
 
-// StartEnroll makes the device's nkey and asks the server to enrol it.
+// StartEnroll makes the device's nkey and asks the server to enroll it.
 func StartEnroll(ctx context.Context, o EnrollOptions) (*Pending, error) {
 	base, err := baseURL(o.URL)
 	if err != nil {
@@ -143,11 +143,11 @@ func StartEnroll(ctx context.Context, o EnrollOptions) (*Pending, error) {
 	}, &resp)
 	if err != nil {
 		kp.Wipe()
-		return nil, fmt.Errorf("start enrolment at %s: %w", base, err)
+		return nil, fmt.Errorf("start enrollment at %s: %w", base, err)
 	}
 	if resp.DeviceCode == "" || resp.UserCode == "" {
 		kp.Wipe()
-		return nil, fmt.Errorf("start enrolment at %s: the answer has no device code or user code; is this a latch server?", base)
+		return nil, fmt.Errorf("start enrollment at %s: the answer has no device code or user code; is this a latch server?", base)
 	}
 	p := &Pending{
 		UserCode: resp.UserCode, VerificationURI: resp.VerificationURI, VerificationURIComplete: resp.VerificationURIComplete,
@@ -165,13 +165,13 @@ func StartEnroll(ctx context.Context, o EnrollOptions) (*Pending, error) {
 	return p, nil
 }
 
-// Wait polls until the enrolment is approved, then writes the creds and
+// Wait polls until the enrollment is approved, then writes the creds and
 // client.json into the home folder and returns the device. It returns
 // ErrDenied, ErrExpired, or ctx's error when ctx ends first; after any of
 // them, and after success, the seed is wiped from memory.
 func (p *Pending) Wait(ctx context.Context) (*Device, error) {
 	if p.kp == nil {
-		return nil, errors.New("this enrolment is over; start another")
+		return nil, errors.New("this enrollment is over; start another")
 	}
 	defer func() { p.kp.Wipe(); p.kp = nil }()
 	interval := p.Interval
@@ -211,14 +211,14 @@ func (p *Pending) Wait(ctx context.Context) (*Device, error) {
 			case "expired_token":
 				return nil, ErrExpired
 			}
-			return nil, fmt.Errorf("poll enrolment: %w", err)
+			return nil, fmt.Errorf("poll enrollment: %w", err)
 		case errors.As(err, &ae) && status == http.StatusTooManyRequests:
 			if ae.retryAfter > interval {
 				interval = ae.retryAfter
 			}
 			continue
 		case errors.As(err, &ae) && status < 500:
-			return nil, fmt.Errorf("poll enrolment: %w", err)
+			return nil, fmt.Errorf("poll enrollment: %w", err)
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		}
@@ -236,7 +236,7 @@ type pollResult struct {
 	ExpiresAt *string  `json:"expires_at"`
 }
 
-// finish checks the JWT is for this device's key and writes the enrolment.
+// finish checks the JWT is for this device's key and writes the enrollment.
 func (p *Pending) finish(r pollResult) (*Device, error) {
 	uc, err := jwt.DecodeUserClaims(r.JWT)
 	if err != nil {
@@ -271,7 +271,7 @@ func (p *Pending) finish(r pollResult) (*Device, error) {
 	err = d.save(creds, p.opts.Force)
 	wipe(creds)
 	if err != nil {
-		return nil, fmt.Errorf("device %s was enrolled but its creds could not be written: %v; ask to have it revoked and enrol again", p.PublicKey, err)
+		return nil, fmt.Errorf("device %s was enrolled but its creds could not be written: %v; ask to have it revoked and enroll again", p.PublicKey, err)
 	}
 	return d, nil
 }
@@ -282,7 +282,7 @@ func wipe(b []byte) {
 	}
 }
 
-// apiError is an error answer of the enrolment API.
+// apiError is an error answer of the enrollment API.
 type apiError struct {
 	Code        string `json:"error"`
 	Description string `json:"error_description"`

@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// server is a latch stack with its web server, for a device to enrol with.
+// server is a latch stack with its web server, for a device to enroll with.
 type server struct {
 	*latchtest.Stack
 	URL string
@@ -72,13 +72,13 @@ func TestEnrollApproved(t *testing.T) {
 	if !strings.HasSuffix(p.VerificationURIComplete, "/enroll?code="+p.UserCode) || time.Until(p.Expires) < 9*time.Minute {
 		t.Errorf("pending %+v: want the link with the code, and 10 minutes", p)
 	}
-	// Nothing is on disk but the folder until the enrolment is approved.
+	// Nothing is on disk but the folder until the enrollment is approved.
 	if ents, _ := os.ReadDir(home); len(ents) != 0 {
 		t.Errorf("home holds %v before approval, want nothing", ents)
 	}
 	e, err := s.Service.PendingEnrollment(ctx, p.UserCode)
 	if err != nil || e.PublicKey != p.PublicKey || e.Platform == "" || !strings.HasPrefix(e.UserAgent, "latch-client") {
-		t.Fatalf("pending enrolment %+v (%v): want this device's key, platform and user agent", e, err)
+		t.Fatalf("pending enrollment %+v (%v): want this device's key, platform and user agent", e, err)
 	}
 
 	done := wait(ctx, p)
@@ -148,25 +148,25 @@ func TestEnrollApproved(t *testing.T) {
 		t.Errorf("alice's devices %+v (%v), want the laptop", devs, err)
 	}
 
-	// A second enrolment into the same home is refused before anything
+	// A second enrollment into the same home is refused before anything
 	// is asked of the server, unless forced.
 	_, err = client.StartEnroll(ctx, client.EnrollOptions{URL: s.URL, Name: "laptop2", Home: home})
 	if err == nil || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("enrol again into the same home: %v, want a refusal naming --force", err)
+		t.Errorf("enroll again into the same home: %v, want a refusal naming --force", err)
 	}
 	p2, err := client.StartEnroll(ctx, client.EnrollOptions{URL: s.URL, Name: "laptop2", Home: home, Force: true})
 	if err != nil {
-		t.Fatalf("enrol again with Force: %v", err)
+		t.Fatalf("enroll again with Force: %v", err)
 	}
 	done = wait(ctx, p2)
 	if _, err := s.Service.ApproveEnrollment(ctx, p2.UserCode, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if r := <-done; r.err != nil {
-		t.Fatalf("forced enrolment: %v", r.err)
+		t.Fatalf("forced enrollment: %v", r.err)
 	}
 	if opened, err := client.Open(home); err != nil || opened.PublicKey != p2.PublicKey || opened.Name != "laptop2" {
-		t.Errorf("after a forced enrolment Open gives %+v (%v), want laptop2", opened, err)
+		t.Errorf("after a forced enrollment Open gives %+v (%v), want laptop2", opened, err)
 	}
 }
 
@@ -188,10 +188,10 @@ func TestEnrollDenied(t *testing.T) {
 		t.Errorf("Wait after a deny: %v, want ErrDenied", r.err)
 	}
 	if ents, _ := os.ReadDir(home); len(ents) != 0 {
-		t.Errorf("a denied enrolment left %v in home, want nothing", ents)
+		t.Errorf("a denied enrollment left %v in home, want nothing", ents)
 	}
 	if _, err := client.Open(home); !errors.Is(err, client.ErrNotEnrolled) {
-		t.Errorf("Open a home without an enrolment: %v, want ErrNotEnrolled", err)
+		t.Errorf("Open a home without an enrollment: %v, want ErrNotEnrolled", err)
 	}
 }
 
@@ -212,7 +212,7 @@ func TestEnrollCanceled(t *testing.T) {
 		t.Errorf("Wait a second time: no error; the seed should be gone")
 	}
 	if ents, _ := os.ReadDir(home); len(ents) != 0 {
-		t.Errorf("an interrupted enrolment left %v in home, want nothing", ents)
+		t.Errorf("an interrupted enrollment left %v in home, want nothing", ents)
 	}
 }
 

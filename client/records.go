@@ -169,7 +169,7 @@ func (d *Device) Records(ctx context.Context, opts ...Option) (*Records, error) 
 		o.log = slog.New(slog.DiscardHandler)
 	}
 	if len(d.Servers) == 0 {
-		return nil, fmt.Errorf("no NATS server is known for this device; give one with --server or enrol again")
+		return nil, fmt.Errorf("no NATS server is known for this device; give one with --server or enroll again")
 	}
 	sess, err := loadSession(d.CredsPath, d.PublicKey)
 	if err != nil {

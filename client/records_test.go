@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// mustHome writes a device's home as an enrolment would, for a device the
+// mustHome writes a device's home as an enrollment would, for a device the
 // stack issues: client.json and device.creds. ttl 0 is the stack's default.
 func (s *server) mustHome(tb testing.TB, person, name string, ttl time.Duration) *client.Device {
 	tb.Helper()

@@ -21,7 +21,7 @@ import (
 // Errors of Renew.
 var (
 	// ErrRevoked: the device's key was revoked, for good.
-	ErrRevoked = errors.New("this device was revoked; enrol it again with `latch client enroll`")
+	ErrRevoked = errors.New("this device was revoked; enroll it again with `latch client enroll`")
 	// ErrRenewRefused: the server will not renew the JWT for another
 	// reason it gives (the device is unknown to it, its JWT expired too
 	// long ago, its person's account is disabled).
@@ -35,7 +35,7 @@ var (
 // the one it has expires, and writes it into the creds file (and into
 // client.json, when that describes this device). The request carries the
 // current JWT and a signature by the device's key over "latch-renew:" and
-// a fresh nonce, as enrolment does; a revoked key gets ErrRevoked.
+// a fresh nonce, as enrollment does; a revoked key gets ErrRevoked.
 func (d *Device) Renew(ctx context.Context) error {
 	s, err := loadSession(d.CredsPath, d.PublicKey)
 	if err != nil {
@@ -56,7 +56,7 @@ func (d *Device) Renew(ctx context.Context) error {
 }
 
 // renewResult is the answer to a renewal: the same as an approved
-// enrolment poll's.
+// enrollment poll's.
 type renewResult = pollResult
 
 // renewSession renews s's JWT, writes it, and puts it in s. It leaves d

@@ -107,7 +107,7 @@ func enrollPage(p EnrollPage) templ.Component {
 	})
 }
 
-// EnrollReviewPage shows a pending enrolment so the person can check it
+// EnrollReviewPage shows a pending enrollment so the person can check it
 // is their own device (RFC 8628 §5.4: someone could send them a code of
 // theirs) before approving or denying it.
 type EnrollReviewPage struct {
@@ -344,7 +344,7 @@ func enrollReviewPage(p EnrollReviewPage) templ.Component {
 	})
 }
 
-// EnrollDonePage says how an enrolment ended.
+// EnrollDonePage says how an enrollment ended.
 type EnrollDonePage struct {
 	Viewer      Viewer
 	Approved    bool
@@ -445,7 +445,7 @@ func enrollDonePage(p EnrollDonePage) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			} else {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 27, "<h1>Enrolment denied</h1><p class=\"notice\" role=\"status\" id=\"enroll-result\"><strong>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 27, "<h1>Enrollment denied</h1><p class=\"notice\" role=\"status\" id=\"enroll-result\"><strong>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}

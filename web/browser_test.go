@@ -36,7 +36,7 @@ import (
 const screenshotsEnv = "LATCH_SCREENSHOTS"
 
 // TestBrowser walks a person through latch in headless Chromium, with a
-// virtual passkey authenticator: first-run setup, log out and in, enrol a
+// virtual passkey authenticator: first-run setup, log out and in, enroll a
 // device that made its own key, approve it, use its creds on NATS, revoke
 // it from the Devices page, add a second passkey and log in with it. Each
 // step is a subtest; they share one browser and run in order.
@@ -475,7 +475,7 @@ func (f *browserFlow) enrollAndApprove(t *testing.T) {
 	// The virtual authenticator answers the fresh passkey check that the
 	// Approve form asks for; then the form posts.
 	b.do(t, `click "Approve"`, chromedp.Click(buttonNamed("Approve"), chromedp.NodeVisible))
-	b.waitFor(t, "the enrolment's result", `/is enrolled/.test(document.getElementById("enroll-result")?.innerText ?? "")`)
+	b.waitFor(t, "the enrollment's result", `/is enrolled/.test(document.getElementById("enroll-result")?.innerText ?? "")`)
 	var dev *latchclient.Device
 	select {
 	case w := <-wait:

@@ -16,15 +16,15 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// Device enrolment is RFC 8628's device authorization grant with a key the
+// Device enrollment is RFC 8628's device authorization grant with a key the
 // device made itself. The API half (/api/enroll/*) is a public protocol,
 // JSON both ways, spoken by `latch client enroll` and any other client;
 // the GUI half is where a logged-in person types the code, checks the
 // device and approves it with a fresh passkey check.
 
-// Enrolment API limits.
+// Enrollment API limits.
 const (
-	// maxEnrollBody is the largest body the enrolment API reads: a public
+	// maxEnrollBody is the largest body the enrollment API reads: a public
 	// key, a name, a platform, a nonce and a signature fit in far less.
 	maxEnrollBody = 4 << 10
 	// Nonces are chosen by the device; 16 characters at least, so a
@@ -115,7 +115,7 @@ func jsonKind(goKind string) string {
 var errBodyTimeout = &httpError{status: http.StatusRequestTimeout, code: "invalid_request",
 	msg: "the request body did not arrive in time; send it whole"}
 
-// badEnroll is an invalid_request answer of the enrolment API.
+// badEnroll is an invalid_request answer of the enrollment API.
 func badEnroll(format string, args ...any) error {
 	return &httpError{status: http.StatusBadRequest, code: "invalid_request", msg: fmt.Sprintf(format, args...)}
 }
@@ -124,7 +124,7 @@ func badEnroll(format string, args ...any) error {
 // sends: the signature is base64url (RFC 4648 §5, without padding) of the
 // ed25519 signature by that key over "latch-enroll:"+nonce. The nonce is
 // the device's, so this proves possession, not freshness; a replayed
-// proof only starts an enrolment whose JWT is useless without the seed.
+// proof only starts an enrollment whose JWT is useless without the seed.
 func checkEnrollProof(req enrollStartRequest) error {
 	if !accounts.IsUserKey(req.PublicKey) {
 		if strings.HasPrefix(req.PublicKey, "S") {
@@ -279,13 +279,13 @@ func (s *Server) handleEnrollCode(w http.ResponseWriter, r *http.Request, p acco
 }
 
 // handleEnrollReview is GET /enroll/{code}: the review page of one
-// pending enrolment.
+// pending enrollment.
 func (s *Server) handleEnrollReview(w http.ResponseWriter, r *http.Request, p accounts.Person) {
 	w.Header().Set("Cache-Control", "no-store")
 	s.enrollReview(w, r, p, r.PathValue("code"))
 }
 
-// enrollReview shows the pending enrolment with a code, or the form again
+// enrollReview shows the pending enrollment with a code, or the form again
 // saying what is wrong with the code.
 func (s *Server) enrollReview(w http.ResponseWriter, r *http.Request, p accounts.Person, typed string) {
 	typed = strings.TrimSpace(typed)

@@ -58,7 +58,7 @@ func (d testDevice) seed(tb testing.TB) string {
 	return string(s)
 }
 
-// mustStartEnroll starts an enrolment for the device through the API.
+// mustStartEnroll starts an enrollment for the device through the API.
 func (tw *testWeb) mustStartEnroll(tb testing.TB, d testDevice, name string) enrollStartResponse {
 	tb.Helper()
 	resp := tw.client(tb).do("POST", "/api/enroll/start", d.startBody(tb, name))
@@ -141,7 +141,7 @@ func TestEnrollStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if e.PublicKey != d.pub || e.Name != "laptop" || e.Platform != "linux/amd64" || e.Address != "127.0.0.1" {
-		t.Errorf("pending enrolment %+v: want the device's key, name, platform and address", e)
+		t.Errorf("pending enrollment %+v: want the device's key, name, platform and address", e)
 	}
 
 	// A padded signature is read as well.
@@ -432,7 +432,7 @@ func TestEnrollApprove(t *testing.T) {
 		t.Fatalf("approve with a stale passkey check: got %d, want 403 asking for the passkey:\n%s", resp.StatusCode, page)
 	}
 	if _, err := tw.Service.PendingEnrollment(ctx, st.UserCode); err != nil {
-		t.Fatalf("after a refused approval the enrolment should still wait: %v", err)
+		t.Fatalf("after a refused approval the enrollment should still wait: %v", err)
 	}
 	if resp := tw.client(t).do("POST", "/enroll/"+st.UserCode+"/approve", url.Values{}); resp.StatusCode == http.StatusOK {
 		t.Fatalf("approve logged out: got 200")
@@ -528,7 +528,7 @@ func TestEnrollDeny(t *testing.T) {
 }
 
 // A device's link opened while logged out asks for a login and comes back
-// to the same enrolment afterwards.
+// to the same enrollment afterwards.
 func TestEnrollLinkLoggedOutComesBack(t *testing.T) {
 	tw := mustWeb(t, webOptions{})
 	resp := tw.client(t).do("GET", "/enroll?code=wdjb-mjht", nil)

@@ -398,7 +398,7 @@ func (s *Server) usePasskey(ctx context.Context, p accounts.Person, cred *webaut
 }
 
 // handleReauthBegin is POST /reauth/begin: a fresh passkey check of the
-// person logged in, before approving an enrolment.
+// person logged in, before approving an enrollment.
 func (s *Server) handleReauthBegin(w http.ResponseWriter, r *http.Request, p accounts.Person) {
 	u, err := s.userOf(r.Context(), p)
 	if err != nil {

@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// An enrolment storm from many addresses leaves nothing behind: each
+// An enrollment storm from many addresses leaves nothing behind: each
 // address's token bucket is forgotten once it is full again, at the first
-// request ten minutes later. (The enrolments themselves live in a bucket
-// whose TTL drops them; nothing else is kept per enrolment.)
+// request ten minutes later. (The enrollments themselves live in a bucket
+// whose TTL drops them; nothing else is kept per enrollment.)
 func TestRateLimitersForgetIdleAddresses(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	l := newLimiters(func() time.Time { return now })

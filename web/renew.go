@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// Renewal is part of the device API (a public protocol, like enrolment):
+// Renewal is part of the device API (a public protocol, like enrollment):
 // a device sends its current JWT and proves it holds the key's seed, and
 // gets a fresh JWT for the same key with the same lifetime.
 //
@@ -22,7 +22,7 @@ import (
 //
 //	200 {"jwt", "account", "servers": [...], "expires_at": RFC 3339 or null}
 //	400 {"error": "invalid_request"}   malformed, not a device's user JWT, bad nonce or signature
-//	403 {"error": "revoked"}           the key was revoked: enrol again with a new key
+//	403 {"error": "revoked"}           the key was revoked: enroll again with a new key
 //	403 {"error": "unknown_device"}    latch does not know the key (or its person was deleted)
 //	403 {"error": "expired_token"}     the JWT expired more than 24 hours ago
 //	403 {"error": "disabled"}          the person's account is disabled
@@ -34,7 +34,7 @@ import (
 
 const (
 	// renewSigPrefix is what a device signs before its nonce, so that a
-	// renewal proof is never taken for an enrolment proof or the reverse.
+	// renewal proof is never taken for an enrollment proof or the reverse.
 	renewSigPrefix = "latch-renew:"
 	// maxRenewBody is the largest renewal body: a user JWT is under 1 KiB.
 	maxRenewBody = 8 << 10
@@ -48,7 +48,7 @@ type renewRequest struct {
 }
 
 // renewResponse is what a renewed device gets: the same shape as the
-// answer to an approved enrolment.
+// answer to an approved enrollment.
 type renewResponse = enrollPollResponse
 
 // renewRefused is a 403 of the renewal API.
@@ -96,7 +96,7 @@ func checkRenewProof(req renewRequest, now time.Time) (*jwt.UserClaims, error) {
 		exp := time.Unix(uc.Expires, 0)
 		if now.After(exp.Add(accounts.RenewGrace)) {
 			return nil, renewRefused("expired_token", "this device's JWT expired at "+exp.UTC().Format(time.RFC3339)+
-				", more than 24 hours ago; enrol it again")
+				", more than 24 hours ago; enroll it again")
 		}
 	}
 	return uc, nil
@@ -123,9 +123,9 @@ func (s *Server) handleDeviceRenew(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, accounts.ErrRevoked):
-		err = renewRefused("revoked", "this device was revoked; enrol it again")
+		err = renewRefused("revoked", "this device was revoked; enroll it again")
 	case errors.Is(err, accounts.ErrNotFound):
-		err = renewRefused("unknown_device", "this device is not known to latch (it was removed, or its person deleted); enrol it again")
+		err = renewRefused("unknown_device", "this device is not known to latch (it was removed, or its person deleted); enroll it again")
 	case errors.Is(err, accounts.ErrExpired):
 		err = renewRefused("expired_token", err.Error())
 	case errors.Is(err, accounts.ErrDisabled):

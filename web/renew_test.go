@@ -24,7 +24,7 @@ type renewDevice struct {
 	jwt string
 }
 
-// mustAuthorize enrols a new device key of person with a JWT lifetime.
+// mustAuthorize enrolls a new device key of person with a JWT lifetime.
 func (tw *testWeb) mustAuthorize(tb testing.TB, person, name string, ttl time.Duration) renewDevice {
 	tb.Helper()
 	kp, _ := nkeys.CreateUser()
@@ -132,7 +132,7 @@ func TestRenew(t *testing.T) {
 		t.Errorf("renew a JWT expired a second ago: got %d %s, want 200", resp.StatusCode, text(t, resp))
 	}
 
-	// Revoked, unknown: 403, and the device hears it should enrol again.
+	// Revoked, unknown: 403, and the device hears it should enroll again.
 	lost := tw.mustAuthorize(t, "alice", "lost", time.Hour)
 	if _, err := tw.Service.RevokeDevice(context.Background(), "alice", "lost"); err != nil {
 		t.Fatal(err)
@@ -156,8 +156,8 @@ func TestRenew(t *testing.T) {
 		resp := tw.client(t).do("POST", "/api/devices/renew", c.dev.request(t))
 		var e apiError
 		decode(t, resp, &e)
-		if resp.StatusCode != http.StatusForbidden || e.Error != c.code || !strings.Contains(e.Description, "enrol it again") {
-			t.Errorf("%s: got %d %+v, want 403 %q saying to enrol it again", c.name, resp.StatusCode, e, c.code)
+		if resp.StatusCode != http.StatusForbidden || e.Error != c.code || !strings.Contains(e.Description, "enroll it again") {
+			t.Errorf("%s: got %d %+v, want 403 %q saying to enroll it again", c.name, resp.StatusCode, e, c.code)
 		}
 	}
 	if es, _ := tw.Service.Audit(context.Background(), 50); !hasAction(es, accounts.ActionDeviceRenew, "laptop") {
@@ -241,7 +241,7 @@ func TestRenewBadInput(t *testing.T) {
 			sig, _ := other.Sign([]byte("latch-renew:" + r.Nonce))
 			r.Signature = b64.EncodeToString(sig)
 		}), 400, "invalid_request"},
-		{"enrolment prefix", with(func(r *renewRequest) {
+		{"enrollment prefix", with(func(r *renewRequest) {
 			sig, _ := dev.kp.Sign([]byte("latch-enroll:" + r.Nonce))
 			r.Signature = b64.EncodeToString(sig)
 		}), 400, "invalid_request"},

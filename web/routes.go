@@ -35,7 +35,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /passkeys/begin", s.authed(s.handlePasskeyBegin))
 	mux.HandleFunc("POST /passkeys/finish", s.authed(s.handlePasskeyFinish))
 
-	// Enrolment (enroll.go): the device API, public and JSON, and the
+	// Enrollment (enroll.go): the device API, public and JSON, and the
 	// pages where a person checks and approves a device's code.
 	mux.HandleFunc("POST /api/enroll/start", s.handleEnrollStart)
 	mux.HandleFunc("POST /api/enroll/poll", s.handleEnrollPoll)
@@ -46,7 +46,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /enroll/{code}/deny", s.authed(s.handleEnrollDeny))
 
 	// Renewal (renew.go): a device swaps its JWT for a fresh one; public
-	// and JSON, like the enrolment API.
+	// and JSON, like the enrollment API.
 	mux.HandleFunc("POST /api/devices/renew", s.handleDeviceRenew)
 
 	// Records of the person logged in (records.go): a page of keys kept

@@ -18,7 +18,7 @@ const (
 	sessionLifetime  = accounts.SessionLifetime
 	ceremonyLifetime = 5 * time.Minute
 	// reauthMaxAge is how fresh a passkey check must be to approve an
-	// enrolment.
+	// enrollment.
 	reauthMaxAge = 60 * time.Second
 )
 

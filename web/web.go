@@ -1,6 +1,6 @@
 // Package web is latch's HTTP side: the HTMX pages a person uses to log in
-// with a passkey, enrol and revoke devices and look after their passkeys;
-// the admin pages; and the device enrolment API (an RFC 8628 device flow,
+// with a passkey, enroll and revoke devices and look after their passkeys;
+// the admin pages; and the device enrollment API (an RFC 8628 device flow,
 // JSON both ways) that `latch client enroll` and other clients speak.
 //
 // Handlers see the account service through the narrow Accounts interface

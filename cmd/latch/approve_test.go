@@ -17,7 +17,7 @@ import (
 
 // sideService opens a second account service on a running server's data
 // folder and NATS, as another node would: it reaches what the CLI cannot,
-// such as starting an enrolment the way the web layer does.
+// such as starting an enrollment the way the web layer does.
 func sideService(t *testing.T, s *served) *accounts.Service {
 	t.Helper()
 	op, err := accounts.LoadOperator(s.data)
@@ -62,7 +62,7 @@ func TestDeviceApprove(t *testing.T) {
 	seed, _ := kp.Seed()
 	deviceCode, e, err := svc.StartEnrollment(ctx, accounts.EnrollRequest{PublicKey: pub, Name: "laptop", Platform: "linux/arm64"})
 	if err != nil {
-		t.Fatalf("start enrolment: %v", err)
+		t.Fatalf("start enrollment: %v", err)
 	}
 
 	r := s.admin(t, "device", "approve", "--account", "bob", e.UserCode)
@@ -99,7 +99,7 @@ func TestDeviceApprove(t *testing.T) {
 	nc.Close()
 
 	r = s.admin(t, "device", "approve", "--account", "alice", e.UserCode)
-	if r.err == nil || !strings.Contains(r.err.Error(), "no pending enrolment with code "+accounts.FormatUserCode(e.UserCode)) {
+	if r.err == nil || !strings.Contains(r.err.Error(), "no pending enrollment with code "+accounts.FormatUserCode(e.UserCode)) {
 		t.Errorf("approve twice: got %v", r.err)
 	}
 	r = s.mustAdmin(t, "device", "ls", "--account", "alice", "--json")

@@ -24,25 +24,25 @@ import (
 func clientCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "client",
-		Usage: "the device side: enrol this machine as a device of your account, then read, write and watch your records",
+		Usage: "the device side: enroll this machine as a device of your account, then read, write and watch your records",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "enroll",
-				Usage: "enrol this machine: make its own nkey, show a code to approve in the web GUI, then write its creds",
+				Usage: "enroll this machine: make its own nkey, show a code to approve in the web GUI, then write its creds",
 				Description: `Makes a user nkey on this machine and asks the latch server at --url to
-enrol it, proving it holds the seed; the seed never leaves the machine.
+enroll it, proving it holds the seed; the seed never leaves the machine.
 Prints a code such as WDJB-MJHT, a link, and the key's fingerprint, then
 waits (up to 10 minutes) while you open the link or type the code under
 "Enroll a device" in the web GUI and approve it with your passkey. Then it
 writes device.creds (mode 0600) and client.json into the home folder
 (--home, $LATCH_CLIENT_HOME, or latch in your configuration folder).
-Nothing is written unless the enrolment is approved. An existing
-enrolment in the home folder is never replaced without --force.`,
+Nothing is written unless the enrollment is approved. An existing
+enrollment in the home folder is never replaced without --force.`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "url", Usage: "the latch server's web address, such as https://latch.example.com [$LATCH_URL]"},
 					&cli.StringFlag{Name: "name", Usage: "this device's name (default: the host name)"},
 					&cli.StringFlag{Name: "home", Usage: "the folder for the creds and client.json [$" + client.HomeEnv + "]"},
-					&cli.BoolFlag{Name: "force", Usage: "replace an enrolment already in the home folder"},
+					&cli.BoolFlag{Name: "force", Usage: "replace an enrollment already in the home folder"},
 				},
 				Action: func(c *cli.Context) error {
 					if _, err := args(c); err != nil {
@@ -76,7 +76,7 @@ enrolment in the home folder is never replaced without --force.`,
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(e.stdout, "To enrol %s, open\n\n    %s\n\nor go to %s and enter the code\n\n    %s\n\n",
+					fmt.Fprintf(e.stdout, "To enroll %s, open\n\n    %s\n\nor go to %s and enter the code\n\n    %s\n\n",
 						oneLine(p.Name), p.VerificationURIComplete, p.VerificationURI, p.UserCode)
 					fmt.Fprintf(e.stdout, "The page must show this key fingerprint: %s\n", p.Fingerprint)
 					fmt.Fprintf(e.stdout, "Waiting for approval (the code expires in %d minutes)...\n", int(time.Until(p.Expires).Round(time.Minute)/time.Minute))
@@ -110,7 +110,7 @@ func deviceFlags(fs ...cli.Flag) []cli.Flag {
 	return append(fs,
 		&cli.StringFlag{Name: "home", Usage: "the device's home folder [$" + client.HomeEnv + "]"},
 		&cli.StringFlag{Name: "creds", Usage: "use this creds file instead of the home folder's device.creds"},
-		&cli.StringFlag{Name: "server", Usage: "connect to this NATS URL instead of those given at enrolment"},
+		&cli.StringFlag{Name: "server", Usage: "connect to this NATS URL instead of those given at enrollment"},
 	)
 }
 
@@ -491,7 +491,7 @@ func clientRenewCommand(e *env) *cli.Command {
 		Description: `Asks the latch server for a new JWT for the same key, proving it holds
 the key, and writes it into the creds. The other client commands do this
 by themselves when less than a third of the JWT's lifetime is left; a
-revoked device is refused and must enrol again.`,
+revoked device is refused and must enroll again.`,
 		Flags: deviceFlags(),
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {

@@ -297,7 +297,7 @@ func TestClientRecords(t *testing.T) {
 		t.Errorf("rm a missing key: %v, want exit 1", r.err)
 	}
 
-	// status, and --creds/--server in place of an enrolment.
+	// status, and --creds/--server in place of an enrollment.
 	st := mustClient(t, a, "status").stdout
 	for _, want := range []string{"server:", s.http, "account:", "fingerprint:", "expires:"} {
 		if !strings.Contains(st, want) {
@@ -309,7 +309,7 @@ func TestClientRecords(t *testing.T) {
 	}
 	bare := map[string]string{client.HomeEnv: t.TempDir()}
 	if r := clientIn(t, bare, nil, "get", "note2"); !errors.Is(r.err, client.ErrNotEnrolled) {
-		t.Errorf("get in a home without an enrolment: %v, want ErrNotEnrolled", r.err)
+		t.Errorf("get in a home without an enrollment: %v, want ErrNotEnrolled", r.err)
 	}
 	creds := filepath.Join(a[client.HomeEnv], client.CredsFile)
 	if got := mustClient(t, bare, "get", "note2", "--creds", creds, "--server", s.nats).stdout; got != `"quoted"` {
@@ -357,7 +357,7 @@ func TestClientRenew(t *testing.T) {
 	s.mustAdmin(t, "device", "revoke", "--account", "alice", "laptop")
 	r = clientIn(t, a, nil, "renew")
 	if exitCode(r.err) != 1 || !errors.Is(r.err, client.ErrRevoked) || !strings.Contains(r.err.Error(), "latch client enroll") {
-		t.Errorf("renew a revoked device: %v, want exit 1 saying to enrol again", r.err)
+		t.Errorf("renew a revoked device: %v, want exit 1 saying to enroll again", r.err)
 	}
 	if r := clientIn(t, a, nil, "put", "k", "v"); exitCode(r.err) != 1 || !errors.Is(r.err, client.ErrRevoked) {
 		t.Errorf("put from a revoked device: %v, want exit 1 saying it was revoked", r.err)

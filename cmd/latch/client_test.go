@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestClientEnroll enrols a device end to end through the command line:
+// TestClientEnroll enrolls a device end to end through the command line:
 // `latch client enroll` against `latch serve`, approved by an admin with
 // `latch device approve`.
 func TestClientEnroll(t *testing.T) {
@@ -99,7 +99,7 @@ func TestClientEnroll(t *testing.T) {
 	// Enrolling into the same home again is refused, with a way out.
 	r = latch(t, nil, "client", "enroll", "--url", s.http, "--name", "laptop", "--home", home)
 	if r.err == nil || !strings.Contains(r.err.Error(), "--force") {
-		t.Errorf("enrol into an enrolled home: %v, want a refusal naming --force", r.err)
+		t.Errorf("enroll into an enrolled home: %v, want a refusal naming --force", r.err)
 	}
 }
 

@@ -84,7 +84,7 @@ characters, unique among the account's active devices.`,
 			},
 			{
 				Name:      "approve",
-				Usage:     "approve a device's pending enrolment by the code it shows; prints its public key (U…)",
+				Usage:     "approve a device's pending enrollment by the code it shows; prints its public key (U…)",
 				ArgsUsage: "CODE (as the device shows it, such as WDJB-MJHT)",
 				Description: `A device enrolling with ` + "`latch client enroll`" + ` made its own nkey and shows a
 code. Approving the code makes the device's key a device of the account

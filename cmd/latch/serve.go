@@ -34,7 +34,7 @@ resolver (<data>/resolver) and JetStream (<data>/jetstream, encrypted with
 ChaCha20-Poly1305 using the key in <data>/keys or $LATCH_JETSTREAM_KEY;
 $LATCH_JETSTREAM_PREV_KEY is the previous key during a key rotation),
 then the account service and its admin API (latch.admin.v1.*), then the
-web GUI and the device enrolment API on --http, reached by people at
+web GUI and the device enrollment API on --http, reached by people at
 --public-url (passkeys are bound to its host name).
 On an empty or missing data folder it first does what ` + "`latch init`" + ` does.
 While no admin has a passkey (a new server, or one whose persons were
