@@ -177,6 +177,9 @@ type InviteCreateReply struct {
 	Invite Invite `json:"invite"`
 }
 
+// MaxAuditLast is the most audit entries one request reads.
+const MaxAuditLast = 10_000
+
 // AuditRequest asks for the last entries of the audit trail.
 type AuditRequest struct {
 	Last int `json:"last"`
@@ -407,8 +410,11 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			if err := decode(data, &r); err != nil {
 				return nil, err
 			}
-			if r.Last <= 0 {
+			switch {
+			case r.Last == 0:
 				r.Last = 50
+			case r.Last < 0 || r.Last > MaxAuditLast:
+				return nil, invalid("last", "give 1 to %d entries (0 or none: 50)", MaxAuditLast)
 			}
 			es, err := s.Audit(ctx, r.Last)
 			if es == nil {

@@ -94,7 +94,7 @@ func (s *Service) Audit(ctx context.Context, n int) ([]AuditEvent, error) {
 		return nil, err
 	}
 	last := st.CachedInfo().State.LastSeq
-	if last == 0 {
+	if last == 0 || n <= 0 {
 		return nil, nil
 	}
 	first := uint64(1)

@@ -455,7 +455,7 @@ func (o *Operator) RemoveSigningKey(pub string) error {
 		return err
 	}
 	if n > 0 {
-		return errorf(ErrInvalid, "%d account JWTs are still signed by %s; restart `latch serve` so it re-signs them with %s, then try again", n, pub, o.SigningKey)
+		return errorf(ErrInvalid, "%d accounts are still signed by %s; restart `latch serve` so it re-signs them with %s, then try again", n, pub, o.SigningKey)
 	}
 	idKP, err := o.identity()
 	if err != nil {
@@ -476,24 +476,35 @@ func (o *Operator) RemoveSigningKey(pub string) error {
 	return nil
 }
 
-// accountsSignedBy counts the account JWTs, in the manifest and in the
-// resolver folder, issued by key.
+// accountsSignedBy counts the accounts whose JWT key issued, each
+// account once: the copy in the resolver folder where there is one (it is
+// the one in force, and LATCH_ADMIN's is kept up to date only there),
+// else the one in the manifest.
 func (o *Operator) accountsSignedBy(key string) (int, error) {
-	toks := []string{o.SystemAccount.JWT, o.AppAccount.JWT}
 	files, err := filepath.Glob(filepath.Join(o.Dir, "resolver", "*.jwt"))
 	if err != nil {
 		return 0, err
 	}
+	issuer := map[string]string{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return 0, err
 		}
-		toks = append(toks, string(b))
+		if ac, err := jwt.DecodeAccountClaims(string(b)); err == nil {
+			issuer[ac.Subject] = ac.Issuer
+		}
+	}
+	for _, t := range []string{o.SystemAccount.JWT, o.AppAccount.JWT, o.AdminAccount.JWT} {
+		if ac, err := jwt.DecodeAccountClaims(t); err == nil {
+			if _, ok := issuer[ac.Subject]; !ok {
+				issuer[ac.Subject] = ac.Issuer
+			}
+		}
 	}
 	n := 0
-	for _, t := range toks {
-		if ac, err := jwt.DecodeAccountClaims(t); err == nil && ac.Issuer == key {
+	for _, is := range issuer {
+		if is == key {
 			n++
 		}
 	}

@@ -97,9 +97,10 @@ type Device struct {
 	Home      string `json:"-"`
 	CredsPath string `json:"-"`
 
-	URL       string     `json:"url"`     // the latch server's web address
-	Servers   []string   `json:"servers"` // NATS URLs to connect to
-	Account   string     `json:"account"` // the person account's public key (A…)
+	URL       string     `json:"url"`              // the latch server's web address
+	Servers   []string   `json:"servers"`          // NATS URLs to connect to
+	Account   string     `json:"account"`          // the person account's public key (A…)
+	Person    string     `json:"person,omitempty"` // the person's name, the account's name
 	Name      string     `json:"name"`
 	PublicKey string     `json:"public_key"` // the device's user key (U…)
 	Expires   *time.Time `json:"expires"`    // when the JWT expires; nil is never

@@ -230,10 +230,11 @@ func (p *Pending) Wait(ctx context.Context) (*Device, error) {
 
 // pollResult is the answer of an approved poll.
 type pollResult struct {
-	JWT       string   `json:"jwt"`
-	Account   string   `json:"account"`
-	Servers   []string `json:"servers"`
-	ExpiresAt *string  `json:"expires_at"`
+	JWT         string   `json:"jwt"`
+	Account     string   `json:"account"`
+	AccountName string   `json:"account_name"`
+	Servers     []string `json:"servers"`
+	ExpiresAt   *string  `json:"expires_at"`
 }
 
 // finish checks the JWT is for this device's key and writes the enrollment.
@@ -250,7 +251,7 @@ func (p *Pending) finish(r pollResult) (*Device, error) {
 	}
 	d := &Device{
 		Home: p.opts.Home, CredsPath: filepath.Join(p.opts.Home, CredsFile),
-		URL: p.opts.URL, Servers: r.Servers, Account: r.Account, Name: p.Name, PublicKey: p.PublicKey,
+		URL: p.opts.URL, Servers: r.Servers, Account: r.Account, Person: r.AccountName, Name: p.Name, PublicKey: p.PublicKey,
 	}
 	if r.ExpiresAt != nil {
 		at, err := time.Parse(time.RFC3339, *r.ExpiresAt)

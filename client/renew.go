@@ -49,6 +49,9 @@ func (d *Device) Renew(ctx context.Context) error {
 	if res.Account != "" {
 		d.Account = res.Account
 	}
+	if res.AccountName != "" {
+		d.Person = res.AccountName
+	}
 	if len(res.Servers) > 0 {
 		d.Servers = res.Servers
 	}
@@ -140,6 +143,9 @@ func (d *Device) saveConfig(res renewResult, expires *time.Time) error {
 	cfg.Expires = expires
 	if res.Account != "" {
 		cfg.Account = res.Account
+	}
+	if res.AccountName != "" {
+		cfg.Person = res.AccountName
 	}
 	if len(res.Servers) > 0 {
 		cfg.Servers = res.Servers

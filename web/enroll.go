@@ -63,10 +63,12 @@ type enrollPollRequest struct {
 // the person account's public key (A…); ExpiresAt is RFC 3339 or null
 // when the JWT never expires.
 type enrollPollResponse struct {
-	JWT       string   `json:"jwt"`
-	Account   string   `json:"account"`
-	Servers   []string `json:"servers"`
-	ExpiresAt *string  `json:"expires_at"`
+	JWT     string `json:"jwt"`
+	Account string `json:"account"`
+	// AccountName is the person's name, the account's name.
+	AccountName string   `json:"account_name"`
+	Servers     []string `json:"servers"`
+	ExpiresAt   *string  `json:"expires_at"`
 }
 
 // readJSONBody decodes a JSON object of at most limit bytes into v.
@@ -223,7 +225,7 @@ func (s *Server) handleEnrollPoll(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	resp := enrollPollResponse{JWT: e.JWT, Account: e.Account, Servers: s.cfg.Servers}
+	resp := enrollPollResponse{JWT: e.JWT, Account: e.Account, AccountName: e.AccountName, Servers: s.cfg.Servers}
 	if resp.Servers == nil {
 		resp.Servers = []string{}
 	}

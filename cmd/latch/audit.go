@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/latch-dev/latch/accounts"
 	"github.com/urfave/cli/v2"
 )
@@ -10,9 +12,16 @@ func auditCommand(e *env) *cli.Command {
 		Name:  "audit",
 		Usage: "show the last entries of the audit trail",
 		Flags: withGlobals(
-			&cli.IntFlag{Name: "last", Value: 50, Usage: "how many entries"},
+			&cli.IntFlag{Name: "last", Value: 50, Usage: fmt.Sprintf("how many entries, 1 to %d", accounts.MaxAuditLast)},
 			jsonFlag(),
 		),
+		// Checked before anything connects.
+		Before: func(c *cli.Context) error {
+			if n := c.Int("last"); n < 1 || n > accounts.MaxAuditLast {
+				return usagef("--last %d: give 1 to %d entries", n, accounts.MaxAuditLast)
+			}
+			return nil
+		},
 		Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
 			es, err := ac.Audit(c.Context, c.Int("last"))
 			if err != nil {

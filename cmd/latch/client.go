@@ -87,7 +87,7 @@ enrollment in the home folder is never replaced without --force.`,
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(e.stdout, "enrolled as %s (%s) in account %s; creds in %s\n", oneLine(d.Name), d.PublicKey, d.Account, d.CredsPath)
+					fmt.Fprintf(e.stdout, "enrolled as %s (%s) in %s; creds in %s\n", oneLine(d.Name), client.Fingerprint(d.PublicKey), personOf(d), d.CredsPath)
 					return nil
 				},
 			},
@@ -249,7 +249,7 @@ KEY: ` + client.KeyRule + `.
 With --if-revision N the write happens only if the record is still at
 revision N (0: only if it has no value); otherwise nothing is written, and
 latch says which revision the record is at and exits 1.`,
-		Flags: deviceFlags(&cli.Uint64Flag{Name: "if-revision", Usage: "write only if the record is at this revision (0: only if it has no value)"}),
+		Flags: deviceFlags(&cli.Uint64Flag{Name: "if-revision", Usage: "write only if the record is at this revision (0: only if it has no value)", DefaultText: "none: write whatever the revision"}),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, "KEY", "VALUE")
 			if err != nil {
@@ -572,7 +572,7 @@ func clientStatusCommand(e *env) *cli.Command {
 			}()
 			if c.Bool("json") {
 				return printJSON(e.stdout, map[string]any{
-					"url": d.URL, "servers": d.Servers, "account": d.Account, "name": d.Name,
+					"url": d.URL, "servers": d.Servers, "account": d.Account, "person": d.Person, "name": d.Name,
 					"public_key": d.PublicKey, "fingerprint": client.Fingerprint(d.PublicKey),
 					"creds": d.CredsPath, "expires": d.Expires, "connected": connected == "yes", "detail": detail,
 					"usage": usage,
@@ -585,7 +585,7 @@ func clientStatusCommand(e *env) *cli.Command {
 			return fields(e.stdout,
 				"server", d.URL,
 				"nats", strings.Join(d.Servers, ", "),
-				"account", d.Account,
+				"account", personOf(d),
 				"device", d.Name,
 				"key", d.PublicKey,
 				"fingerprint", client.Fingerprint(d.PublicKey),
@@ -596,4 +596,13 @@ func clientStatusCommand(e *env) *cli.Command {
 			)
 		},
 	}
+}
+
+// personOf names the device's person: "alice's account (A…)", or the
+// account key alone for an enrollment made before the server said whose.
+func personOf(d *client.Device) string {
+	if d.Person == "" {
+		return "account " + d.Account
+	}
+	return oneLine(d.Person) + "'s account (" + d.Account + ")"
 }

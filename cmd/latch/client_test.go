@@ -57,6 +57,9 @@ func TestClientEnroll(t *testing.T) {
 	// Typed as a person might: lower case, no dash.
 	r := s.mustAdmin(t, "device", "approve", "--account", "alice", strings.ToLower(strings.ReplaceAll(code, "-", "")))
 	pub := strings.TrimSpace(r.stdout)
+	if !strings.Contains(r.stderr, client.Fingerprint(pub)) {
+		t.Errorf("device approve does not print the fingerprint the device shows: %q", r.stderr)
+	}
 	if !strings.Contains(printed, "key fingerprint: "+client.Fingerprint(pub)) {
 		t.Errorf("the printed fingerprint is not that of the approved key %s:\n%s", pub, printed)
 	}
@@ -70,7 +73,8 @@ func TestClientEnroll(t *testing.T) {
 		t.Fatalf("latch client enroll did not finish within a minute of the approval:\n%s%s", out, errb)
 	}
 	creds := filepath.Join(home, client.CredsFile)
-	want := "enrolled as laptop (" + pub + ") in account " + acct + "; creds in " + creds + "\n"
+	// The person's name and the fingerprint the page showed, not bare keys.
+	want := "enrolled as laptop (" + client.Fingerprint(pub) + ") in alice's account (" + acct + "); creds in " + creds + "\n"
 	if !strings.HasSuffix(out.String(), want) {
 		t.Errorf("output ends:\n%s\nwant it to end %q", out, want)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/client"
 	"github.com/latch-dev/latch/keys"
 	"github.com/urfave/cli/v2"
 )
@@ -22,7 +23,7 @@ func deviceCommand(e *env) *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:  "issue",
-				Usage: "issue a device with a key made here; writes its creds and prints its public key (U…)",
+				Usage: "issue a device with a key the server makes; writes its creds and prints its public key (U…)",
 				Description: `The server makes the device's nkey, signs its user JWT with the account's
 scoped device key and returns the creds once; they are never stored.
 With --out they go to a new file of mode 0600 (an existing file is never
@@ -103,7 +104,7 @@ the key the device shows, and revoke the device if they differ.`,
 						return printJSON(e.stdout, d)
 					}
 					fmt.Fprintln(e.stdout, d.PublicKey)
-					fmt.Fprintf(e.stderr, "approved %s in account %s; the device receives its JWT on its next poll\n", d.Name, d.AccountName)
+					fmt.Fprintf(e.stderr, "approved %s (key fingerprint %s, which the device shows) in account %s; the device receives its JWT on its next poll\n", d.Name, client.Fingerprint(d.PublicKey), d.AccountName)
 					return nil
 				}),
 			},

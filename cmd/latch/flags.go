@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,9 +23,15 @@ var globals = []struct {
 	{"creds", "LATCH_CREDS", "", "admin creds for admin commands (default: <data>/admin.creds)"},
 }
 
-func globalFlags() []cli.Flag {
+func globalFlags() []cli.Flag { return globalFlagsNamed() }
+
+// globalFlagsNamed is the global flags with the given names, or all.
+func globalFlagsNamed(names ...string) []cli.Flag {
 	var fs []cli.Flag
 	for _, g := range globals {
+		if len(names) > 0 && !slices.Contains(names, g.name) {
+			continue
+		}
 		fs = append(fs, &cli.StringFlag{
 			Name:  g.name,
 			Usage: fmt.Sprintf("%s [$%s]", g.usage, g.env),
@@ -67,6 +74,12 @@ func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print JSON
 // given after the command too.
 func withGlobals(fs ...cli.Flag) []cli.Flag {
 	return append(fs, globalFlags()...)
+}
+
+// withData adds --data alone, for the commands that work on the data
+// folder and reach no server (init, serve, operator).
+func withData(fs ...cli.Flag) []cli.Flag {
+	return append(fs, globalFlagsNamed("data")...)
 }
 
 // parseSize reads a byte size: a number with an optional unit (B, KiB,

@@ -21,7 +21,7 @@ admin.creds (the first admin's creds: the admin service and nothing else)
 and a random JetStream encryption key. Seeds and creds are files of mode
 0600; seeds are in <data>/keys (mode 0700). It refuses a folder that is
 already initialised or not empty.`,
-		Flags: withGlobals(
+		Flags: withData(
 			&cli.StringFlag{Name: "name", Value: "latch", Usage: "the operator's name"},
 		),
 		Action: func(c *cli.Context) error {

@@ -98,6 +98,7 @@ func runIn(ctx context.Context, args []string, getenv func(string) string, stdin
 		},
 	}
 	setUsageErrors(app.Commands)
+	setGroupHelp(app.Commands, "latch")
 	err := app.RunContext(ctx, flagsFirst(app.Flags, app.Commands, args))
 	if misuse != nil {
 		return misuse
@@ -121,6 +122,19 @@ func setUsageErrors(cmds []*cli.Command) {
 			}
 		}
 		setUsageErrors(c.Subcommands)
+	}
+}
+
+// setGroupHelp gives each command group a usage line that names the
+// command it needs, and no help subcommand (--help is everywhere).
+func setGroupHelp(cmds []*cli.Command, path string) {
+	for _, c := range cmds {
+		if len(c.Subcommands) == 0 {
+			continue
+		}
+		c.UsageText = path + " " + c.Name + " command [command options] [arguments...]"
+		c.HideHelpCommand = true
+		setGroupHelp(c.Subcommands, path+" "+c.Name)
 	}
 }
 

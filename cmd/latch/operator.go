@@ -21,7 +21,7 @@ func operatorCommand(e *env) *cli.Command {
 			{
 				Name:  "show",
 				Usage: "show the operator, its signing keys and latch's own accounts",
-				Flags: withGlobals(jsonFlag()),
+				Flags: withData(jsonFlag()),
 				Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
 					if err := checkKeys(op, e.getenv); err != nil {
 						return err
@@ -70,7 +70,7 @@ func operatorCommand(e *env) *cli.Command {
 						Description: `Needs the operator identity key. The running server trusts the new key,
 and re-signs every account with it, when it is restarted. Then the old key
 can be removed with ` + "`latch operator signing-key rm`" + `.`,
-						Flags: withGlobals(),
+						Flags: withData(),
 						Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
 							pub, err := op.AddSigningKey()
 							if err != nil {
@@ -85,7 +85,7 @@ can be removed with ` + "`latch operator signing-key rm`" + `.`,
 						Name:      "rm",
 						Usage:     "remove an operator signing key that signs no account any more",
 						ArgsUsage: "KEY",
-						Flags:     withGlobals(),
+						Flags:     withData(),
 						Action: e.operatorAction([]string{"KEY"}, func(c *cli.Context, op *accounts.Operator, a []string) error {
 							if err := op.RemoveSigningKey(a[0]); err != nil {
 								return err
@@ -105,7 +105,7 @@ starting point and a checking tool, not a server that serves latch's
 devices: without --all-accounts it knows no person account, and with it
 a snapshot that latch's later changes (revocations, disabled or deleted
 persons, new persons) never reach. See docs/operations.md.`,
-				Flags: withGlobals(
+				Flags: withData(
 					&cli.StringFlag{Name: "resolver-dir", Value: "./resolver", Usage: "the resolver folder in the printed config"},
 					&cli.BoolFlag{Name: "all-accounts", Usage: "preload every account in <data>/resolver too, not only SYS and LATCH"},
 				),

@@ -172,7 +172,8 @@ func TestOperatorSigningKeys(t *testing.T) {
 		want      []string
 	}{
 		{"the key in use", newKey, []string{"is the signing key in use", "latch operator signing-key add"}},
-		{"a key that still signs accounts", oldKey, []string{"still signed by " + oldKey, "restart `latch serve`"}},
+		// SYS, LATCH, LATCH_ADMIN and alice, each once (it counted copies).
+		{"a key that still signs accounts", oldKey, []string{"4 accounts are still signed by " + oldKey, "restart `latch serve`"}},
 		{"a key that is not the operator's", op.SystemAccount, []string{"is not a signing key", "latch operator show"}},
 	} {
 		r := latch(t, nil, "operator", "signing-key", "rm", c.key, "--data", data)

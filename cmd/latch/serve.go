@@ -47,7 +47,7 @@ waits for JetStream to recover every stream however long that takes
 5 s; it gives up when nats-server cannot open a port, or has made no
 progress for --start-stall. SIGINT or SIGTERM: lame-duck mode, then a
 clean stop, also while starting.`,
-		Flags: withGlobals(
+		Flags: withData(
 			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
 			&cli.StringFlag{Name: "monitor", Value: "127.0.0.1:8222", Usage: "NATS monitoring address (/healthz, /varz, /connz); empty turns it off"},
@@ -393,6 +393,8 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		servers = []string{ns.ClientURL()}
 	}
 	g, err := web.New(web.Config{
+		Name:        op.Name,
+		Version:     version,
 		PublicURL:   cfg.publicURL,
 		Signup:      cfg.signup,
 		TrustProxy:  cfg.trustProxy,
