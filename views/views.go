@@ -8,8 +8,10 @@
 package views
 
 import (
+	"context"
 	"embed"
 	"io/fs"
+	"strings"
 	"time"
 )
 
@@ -77,4 +79,55 @@ func Fingerprint(pub string) string {
 	}
 	f := pub[len(pub)-8:]
 	return f[:4] + " " + f[4:]
+}
+
+// Site is what every page says of the server it is on.
+type Site struct {
+	// Name is the deployment's name, the operator's (`latch init --name`);
+	// "latch" or empty says nothing more.
+	Name    string
+	Version string
+	// Insecure is a server whose public address is plain http on another
+	// host than localhost: browsers refuse passkeys there.
+	Insecure bool
+}
+
+type siteKey struct{}
+
+// WithSite returns a context whose pages say site.
+func WithSite(ctx context.Context, site Site) context.Context {
+	return context.WithValue(ctx, siteKey{}, site)
+}
+
+func siteOf(ctx context.Context) Site {
+	s, _ := ctx.Value(siteKey{}).(Site)
+	return s
+}
+
+// deployment is the deployment's name when it says more than "latch".
+func deployment(ctx context.Context) string {
+	if n := siteOf(ctx).Name; n != "latch" {
+		return n
+	}
+	return ""
+}
+
+// pageTitle is a page's title with the product's and deployment's names.
+func pageTitle(ctx context.Context, title string) string {
+	return strings.Join(nonEmpty(title, "latch", deployment(ctx)), " · ")
+}
+
+// footerText is "latch VERSION · DEPLOYMENT", as far as they are known.
+func footerText(ctx context.Context) string {
+	return strings.Join(nonEmpty(strings.TrimSpace("latch "+siteOf(ctx).Version), deployment(ctx)), " · ")
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -328,4 +329,26 @@ func TestLoginFinishMalformed(t *testing.T) {
 			t.Errorf("login/finish with %.40q: got %d, want a 4xx", body, r.StatusCode)
 		}
 	}
+}
+
+// Every page names the deployment and latch's version; the login page
+// says what a passkey is, and warns when the server's address is plain
+// http on another machine, where browsers refuse passkeys.
+func TestPagesNameTheSite(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	named, err := New(Config{PublicURL: "http://latch.example.com", Name: "acme", Version: "1.2.3", Accounts: tw.Service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	named.ServeHTTP(rec, httptest.NewRequest("GET", "http://latch.example.com/login", nil))
+	body := rec.Body.String()
+	wantHTML(t, "login page of acme", body,
+		"<title>Log in · latch · acme</title>", `<span class="deployment">acme</span>`, "latch 1.2.3",
+		"A passkey takes the place of a password", "browsers make and use passkeys only over https")
+
+	// On localhost (the test server) no warning, and "latch" names nothing more.
+	local := tw.client(t).mustGet("/login", http.StatusOK)
+	wantHTML(t, "login page on localhost", local, "A passkey takes the place of a password")
+	wantNoHTML(t, "login page on localhost", local, "only over https", `class="deployment"`)
 }

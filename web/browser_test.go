@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
@@ -146,6 +147,10 @@ func startBrowser(t *testing.T, chromium string) *browser {
 	start, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err := chromedp.Do(start, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		// A reader far from UTC: pages show times in the reader's zone.
+		if _, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: browserZone}); err != nil {
+			return err
+		}
 		if _, err := cdp.Call(ctx, tg, cdpwebauthn.Enable, cdpwebauthn.EnableParams{}); err != nil {
 			return err
 		}
@@ -372,6 +377,9 @@ type browserFlow struct {
 	asyncErr chan error    // what the server told the device's connection
 	skew     *atomic.Int64 // how far the web server's clock runs ahead
 }
+
+// browserZone is the browser's time zone: far from UTC, and off the hour.
+const browserZone = "Asia/Kolkata"
 
 // sseOpen is true once the htmx SSE extension's stream of the page is
 // open. The extension keeps its EventSource in htmx's data of the element.
@@ -699,8 +707,17 @@ func (f *browserFlow) secondPasskey(t *testing.T) {
 	b.do(t, "open the passkeys page", chromedp.Navigate(f.tw.URL+"/passkeys"))
 	b.waitFor(t, "the second passkey's row", fmt.Sprintf(`!!document.getElementById(%s)`, jsString("passkey-"+second)))
 	got := browserValue(t, b, "read the second passkey's last use", chromedp.Evaluate[string](lastUsed))
-	if stamp := pk.LastUsed.UTC().Format("2006-01-02 15:04"); !strings.Contains(got, stamp) {
-		t.Errorf("second passkey's last use on the page: got %q, want %s", got, stamp)
+	zone, err := time.LoadLocation(browserZone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In the reader's zone, with the UTC time on hover.
+	if stamp := pk.LastUsed.In(zone).Format("2006-01-02 15:04"); !strings.Contains(got, stamp) || strings.Contains(got, "UTC") {
+		t.Errorf("second passkey's last use on the page: got %q, want %s, in %s", got, stamp, browserZone)
+	}
+	title := browserValue(t, b, "read its title", chromedp.Evaluate[string](lastUsedTitleJS(second)))
+	if stamp := pk.LastUsed.UTC().Format("2006-01-02 15:04 UTC"); !strings.Contains(title, stamp) {
+		t.Errorf("the last use's title: %q, want %s", title, stamp)
 	}
 	b.screenshot(t, "passkeys")
 }
@@ -712,6 +729,16 @@ func lastUsedJS(id string) string {
 		const row = document.getElementById(%s);
 		const i = [...row.closest("table").querySelectorAll("thead th")].findIndex(th => /last used/i.test(th.textContent));
 		return i < 0 ? "no Last used column" : row.cells[i].innerText.trim();
+	})()`, jsString("passkey-"+id))
+}
+
+// lastUsedTitleJS is the title of the time in that cell: the time in UTC.
+func lastUsedTitleJS(id string) string {
+	return fmt.Sprintf(`(() => {
+		const row = document.getElementById(%s);
+		const i = [...row.closest("table").querySelectorAll("thead th")].findIndex(th => /last used/i.test(th.textContent));
+		const t = i < 0 ? null : row.cells[i].querySelector("time");
+		return t ? t.title : "no time in the Last used cell";
 	})()`, jsString("passkey-"+id))
 }
 
@@ -812,8 +839,8 @@ func (f *browserFlow) recordsPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitFor(t, "the new record to appear without a reload", `/live-note/.test(document.getElementById("record-rows").innerText)`)
-	if got := browserValue(t, b, "read the count line", chromedp.Evaluate[string](`document.getElementById("records-count").innerText`)); !strings.Contains(got, "New keys came in") {
-		t.Errorf("count line after a live new key: got %q, want it to say new keys came in", got)
+	if got := browserValue(t, b, "read the count line", chromedp.Evaluate[string](`document.getElementById("records-count").innerText`)); got != "1 new key since the page was loaded, at the top." {
+		t.Errorf("count line after a live new key: got %q, want it to count the new key", got)
 	}
 	b.screenshot(t, "records")
 

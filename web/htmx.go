@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/a-h/templ"
+	"github.com/latch-dev/latch/views"
 )
 
 // htmx request and response headers, named once.
@@ -36,7 +37,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Add("Vary", hxRequest)
 	w.WriteHeader(status)
-	if err := c.Render(r.Context(), w); err != nil && !isCanceled(r.Context()) {
+	if err := c.Render(views.WithSite(r.Context(), s.site), w); err != nil && !isCanceled(r.Context()) {
 		s.log.Error("render", "path", r.URL.Path, "err", err)
 	}
 }

@@ -317,7 +317,7 @@ func passkeyName(c *webauthn.Credential) string {
 	if c.Flags.BackupEligible {
 		return "Synced passkey"
 	}
-	return "Device-bound passkey"
+	return "Passkey on one device"
 }
 
 // handleLoginBegin is POST /login/begin: a usernameless passkey login.

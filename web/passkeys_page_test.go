@@ -52,7 +52,7 @@ func TestPasskeysPage(t *testing.T) {
 	for _, want := range []string{
 		`id="passkeys"`,
 		`value="Laptop &lt;b&gt;key&lt;/b&gt;"`,
-		"Device-bound",
+		"On one device",
 		first.Created.UTC().Format("2006-01-02 15:04 UTC"),
 		"never", // not used yet
 		`<button data-passkey="add" type="button" class="primary">Add a passkey</button>`,
@@ -75,7 +75,7 @@ func TestPasskeysPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	body = text(t, c.do("GET", "/passkeys", nil))
-	for _, want := range []string{"Synced", "Device-bound", "possibly cloned",
+	for _, want := range []string{"Synced", "On one device", "possibly cloned",
 		`hx-post="/passkeys/` + first.ID + `/remove"`, `hx-post="/passkeys/` + second.ID + `/remove"`,
 		`hx-confirm="Remove the passkey Phone? You can no longer log in with it."`} {
 		if !strings.Contains(body, want) {

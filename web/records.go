@@ -230,6 +230,7 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 	}
 
 	shown := map[string]bool{} // keys with a row on the page
+	added := 0                 // rows of new keys sent
 	beat := time.NewTicker(sseHeartbeat)
 	defer beat.Stop()
 	for {
@@ -265,7 +266,8 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 			case has:
 				name = row.RowID()
 			case !c.Deleted():
-				name, html = views.RecordNewEvent, views.RecordNew(row)
+				added++
+				name, html = views.RecordNewEvent, views.RecordNew(row, added)
 				has = true
 			default:
 				continue // a delete of a key the page does not show

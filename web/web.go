@@ -24,6 +24,7 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/resolver"
+	"github.com/latch-dev/latch/views"
 )
 
 // Signup modes.
@@ -125,6 +126,9 @@ type Config struct {
 	PublicURL string
 	// Signup is SignupInvite, SignupOpen or SignupClosed.
 	Signup string
+	// Name is the deployment's name (the operator's), and Version latch's;
+	// every page shows them.
+	Name, Version string
 	// Servers are the NATS URLs handed to enrolled devices.
 	Servers []string
 	// SessionKeys are the cookie keys: a 32 or 64-byte authentication key
@@ -156,6 +160,7 @@ type Server struct {
 	log      *slog.Logger
 	origin   string // scheme://host[:port] of PublicURL
 	secure   bool   // PublicURL is https
+	site     views.Site
 	webauthn *webauthn.WebAuthn
 	sessions *sessionStore
 	limits   *limiters
@@ -201,9 +206,14 @@ func New(cfg Config) (*Server, error) {
 		cfg.WriteTimeout = time.Minute
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, origin: u.Scheme + "://" + u.Host, secure: u.Scheme == "https"}
+	s.site = views.Site{Name: cfg.Name, Version: cfg.Version, Insecure: !s.secure && !isLoopback(u.Hostname())}
+	rpName := "latch"
+	if cfg.Name != "" && cfg.Name != "latch" {
+		rpName = "latch · " + cfg.Name
+	}
 	s.webauthn, err = webauthn.New(&webauthn.Config{
 		RPID:          u.Hostname(),
-		RPDisplayName: "latch",
+		RPDisplayName: rpName,
 		RPOrigins:     []string{s.origin},
 		AuthenticatorSelection: protocol.AuthenticatorSelection{
 			ResidentKey:        protocol.ResidentKeyRequirementRequired,
@@ -257,4 +267,14 @@ func clientAddr(r *http.Request) string {
 		addr = addr[:i]
 	}
 	return strings.Trim(addr, "[]")
+}
+
+// isLoopback reports whether a host name is this machine, where browsers
+// allow passkeys over plain http.
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
