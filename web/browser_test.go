@@ -62,9 +62,10 @@ func TestBrowser(t *testing.T) {
 		{"SecondPasskey", []string{"Setup"}, f.secondPasskey},
 		{"DownloadCreds", []string{"Setup"}, f.downloadCreds},
 		{"AdminPage", []string{"Setup"}, f.adminPage},
+		{"RecordsPage", []string{"EnrollAndApprove"}, f.recordsPage},
+		{"PhoneWidth", []string{"RecordsPage"}, f.phoneWidth},
 		// After the pictures of the pages that would show the name.
 		{"DeviceNameShownAsText", []string{"Setup"}, f.deviceNameShownAsText},
-		{"RecordsPage", []string{"EnrollAndApprove"}, f.recordsPage},
 		// Last: it logs the admin out.
 		{"PasskeyForAPersonMadeOnTheCLI", []string{"Setup"}, f.passkeyFor},
 	} {
@@ -478,6 +479,14 @@ func (f *browserFlow) enrollAndApprove(t *testing.T) {
 			t.Errorf("review page: %d %q buttons, want 1", n, want)
 		}
 	}
+	// The page's own link as a QR code, drawn, to go on with on a phone.
+	label := browserValue(t, b, "read the QR code", chromedp.Evaluate[string](`(() => {
+		const q = document.querySelector("svg.qr");
+		return q && q.getBoundingClientRect().width > 100 && q.querySelector("path").getAttribute("d").length > 100 ? q.getAttribute("aria-label") : "";
+	})()`))
+	if want := "/enroll?code=" + p.UserCode; !strings.HasSuffix(label, want) {
+		t.Errorf("review page's QR code: %q, want one of a link ending %s", label, want)
+	}
 	b.screenshot(t, "enroll-review")
 
 	// The virtual authenticator answers the fresh passkey check that the
@@ -758,6 +767,48 @@ func (f *browserFlow) adminPage(t *testing.T) {
 		t.Errorf("admin page does not list %q: %q", f.person.Name, body)
 	}
 	b.screenshot(t, "admin")
+}
+
+// phoneWidth: every page fits a phone's screen, 390 px wide, without
+// sideways scrolling (a wide table scrolls inside its own box).
+func (f *browserFlow) phoneWidth(t *testing.T) {
+	b := f.b
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := latchclient.StartEnroll(ctx, latchclient.EnrollOptions{
+		URL: f.tw.URL, Name: "a phone with a rather long device name", Platform: "ios", Home: filepath.Join(t.TempDir(), "phone"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := strings.TrimPrefix(p.VerificationURIComplete, f.tw.URL)
+	b.do(t, "a phone's screen", chromedp.EmulateViewport(390, 844))
+	defer b.do(t, "back to the desktop's", chromedp.EmulateViewport(1200, 800))
+	for _, path := range []string{"/devices", "/enroll", review, "/records", "/records/live-note", "/passkeys", "/admin", "/admin/audit"} {
+		b.do(t, "open "+path, chromedp.Navigate(f.tw.URL+path))
+		b.waitFor(t, path+" loaded", `document.readyState === "complete"`)
+		wide := browserValue(t, b, "measure "+path, chromedp.Evaluate[string](`(() => {
+			const w = document.documentElement.clientWidth;
+			if (document.documentElement.scrollWidth <= w) return "";
+			const out = [];
+			for (const el of document.querySelectorAll("body *")) {
+				const r = el.getBoundingClientRect();
+				let p = el.parentElement, inside = false;
+				for (; p; p = p.parentElement) {
+					const s = getComputedStyle(p).overflowX;
+					if (s === "auto" || s === "scroll" || s === "hidden") { inside = true; break; }
+				}
+				if (!inside && r.right > w + 1) out.push(el.tagName.toLowerCase() + (el.className ? "." + el.className : "") + " to " + Math.round(r.right) + "px: " + el.textContent.trim().slice(0, 40));
+			}
+			return "the page is " + document.documentElement.scrollWidth + "px wide at " + w + "px: " + out.slice(0, 6).join(" | ");
+		})()`))
+		if wide != "" {
+			t.Errorf("%s on a phone: %s", path, wide)
+		}
+		if path == "/devices" {
+			b.screenshot(t, "phone-devices")
+		}
+	}
 }
 
 // passkeyFor: a person made on the command line, with no passkey, opens

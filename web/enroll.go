@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/qr"
 	"github.com/latch-dev/latch/views"
 	"github.com/nats-io/nkeys"
 )
@@ -316,7 +317,13 @@ func (s *Server) enrollReview(w http.ResponseWriter, r *http.Request, p accounts
 		s.fail(w, r, err)
 		return
 	}
+	link := s.url("/enroll?code=" + accounts.FormatUserCode(e.UserCode))
+	phone := views.QRCode{Link: link}
+	if phone.Size, phone.Path, err = qr.Path(link); err != nil {
+		s.log.Warn("draw the review page's QR code", "err", err)
+	}
 	s.render(w, r, http.StatusOK, views.EnrollReviewPage{
+		Phone:       phone,
 		Viewer:      viewerOf(p),
 		UserCode:    accounts.FormatUserCode(e.UserCode),
 		Name:        e.Name,

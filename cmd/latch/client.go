@@ -16,6 +16,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/client"
+	"github.com/latch-dev/latch/internal/qr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
@@ -43,6 +44,7 @@ enrollment in the home folder is never replaced without --force.`,
 					&cli.StringFlag{Name: "name", Usage: "this device's name (default: the host name)"},
 					&cli.StringFlag{Name: "home", Usage: "the folder for the creds and client.json [$" + client.HomeEnv + "]"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an enrollment already in the home folder"},
+					&cli.BoolFlag{Name: "no-qr", Usage: "do not draw the link as a QR code"},
 				},
 				Action: func(c *cli.Context) error {
 					if _, err := args(c); err != nil {
@@ -78,6 +80,12 @@ enrollment in the home folder is never replaced without --force.`,
 					}
 					fmt.Fprintf(e.stdout, "To enroll %s, open\n\n    %s\n\nor go to %s and enter the code\n\n    %s\n\n",
 						oneLine(p.Name), p.VerificationURIComplete, p.VerificationURI, p.UserCode)
+					if !c.Bool("no-qr") {
+						// For a phone's camera, where the passkey often is.
+						if code, err := qr.Terminal(p.VerificationURIComplete); err == nil {
+							fmt.Fprintf(e.stdout, "or scan this with your phone:\n\n%s\n", code)
+						}
+					}
 					fmt.Fprintf(e.stdout, "The page must show this key fingerprint: %s\n", p.Fingerprint)
 					fmt.Fprintf(e.stdout, "Waiting for approval (the code expires in %d minutes)...\n", int(time.Until(p.Expires).Round(time.Minute)/time.Minute))
 					d, err := p.Wait(c.Context)

@@ -48,7 +48,8 @@ func TestClientEnroll(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	printed := out.String()
-	for _, want := range []string{"/enroll?code=" + code, "/enroll and enter the code", "key fingerprint: ", "Waiting for approval"} {
+	// The link, drawn for a phone too (block characters of a QR code).
+	for _, want := range []string{"/enroll?code=" + code, "/enroll and enter the code", "scan this with your phone", "█▀", "key fingerprint: ", "Waiting for approval"} {
 		if !strings.Contains(printed, want) {
 			t.Errorf("output lacks %q:\n%s", want, printed)
 		}
