@@ -31,7 +31,7 @@ const (
 
 	EndpointAccountConsumers = "account.consumers"
 	EndpointAccountRestore   = "account.restore"
-	EndpointAccountQuota     = "account.quota"
+	EndpointAccountEdit      = "account.edit"
 	EndpointAdminCredsIssue  = "admin.creds.issue"
 	EndpointAdminCredsList   = "admin.creds.ls"
 	EndpointAdminCredsRevoke = "admin.creds.revoke"
@@ -77,10 +77,11 @@ type ConsumersReply struct {
 	Cleared   int               `json:"cleared"`
 }
 
-// QuotaRequest changes a person's quotas; a zero field keeps one as it is.
-type QuotaRequest struct {
+// AccountEditRequest changes a person's limits; a zero field keeps one as
+// it is.
+type AccountEditRequest struct {
 	Name string `json:"name"`
-	Quota
+	LimitsEdit
 }
 
 // RestoreRequest sets a person's records back to what they were at a time.
@@ -236,12 +237,12 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			return ps, err
 		},
 		EndpointAccountShow: withName(s.Account),
-		EndpointAccountQuota: func(ctx context.Context, data []byte) (any, error) {
-			var r QuotaRequest
+		EndpointAccountEdit: func(ctx context.Context, data []byte) (any, error) {
+			var r AccountEditRequest
 			if err := decode(data, &r); err != nil {
 				return nil, err
 			}
-			return s.SetQuota(ctx, r.Name, r.Quota)
+			return s.EditLimits(ctx, r.Name, r.LimitsEdit)
 		},
 		EndpointAccountDisable: withName(s.DisablePerson),
 		EndpointAccountEnable:  withName(s.EnablePerson),
@@ -615,10 +616,10 @@ func (c *AdminClient) Account(ctx context.Context, name string) (AccountDetail, 
 	return d, c.call(ctx, EndpointAccountShow, AccountRequest{Name: name}, &d)
 }
 
-// SetQuota changes a person's quotas.
-func (c *AdminClient) SetQuota(ctx context.Context, name string, q Quota) (Person, error) {
+// EditLimits changes a person's limits.
+func (c *AdminClient) EditLimits(ctx context.Context, name string, e LimitsEdit) (Person, error) {
 	var p Person
-	return p, c.call(ctx, EndpointAccountQuota, QuotaRequest{Name: name, Quota: q}, &p)
+	return p, c.call(ctx, EndpointAccountEdit, AccountEditRequest{Name: name, LimitsEdit: e}, &p)
 }
 
 // DisableAccount disables a person account.

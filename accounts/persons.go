@@ -56,7 +56,8 @@ type NewPerson struct {
 	// shown to an authenticator during sign-up.
 	Handle string
 	Role   string
-	// Limits overrides the service's default quotas when not zero.
+	// Limits overrides the service's default quotas, field by field: a
+	// zero field is the service's.
 	Limits Limits
 }
 
@@ -139,10 +140,8 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 	if np.Role != RoleAdmin && np.Role != RoleMember {
 		return Person{}, invalid("role", "%q is not a role; use %q or %q", np.Role, RoleAdmin, RoleMember)
 	}
-	limits := s.cfg.Limits
-	if np.Limits != (Limits{}) {
-		limits = np.Limits
-	}
+	// What is not given is the server's.
+	limits := s.cfg.Limits.with(np.Limits)
 	// One device limit for everybody, so Refresh can keep it current.
 	limits.DeviceSubs = s.cfg.Limits.DeviceSubs
 	if err := limits.validate(); err != nil {

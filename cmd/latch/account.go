@@ -32,33 +32,20 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 					}
 					return nil
 				},
-				Flags: withGlobals(
+				Flags: withGlobals(append([]cli.Flag{
 					&cli.StringFlag{Name: "display-name", Usage: "the person's name as shown"},
 					&cli.BoolFlag{Name: "admin", Usage: "make the person an admin"},
-					&cli.StringFlag{Name: "disk", Usage: "JetStream disk quota, such as 256MiB (default: the server's)"},
-					&cli.StringFlag{Name: "memory", Usage: "JetStream memory quota (default: the server's)"},
 					jsonFlag(),
-				),
+				}, limitFlags(" (default: the server's --account-* setting)")...)...),
 				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
 					req := accounts.AccountAddRequest{Name: a[0], DisplayName: c.String("display-name"), Role: accounts.RoleMember}
 					if c.Bool("admin") {
 						req.Role = accounts.RoleAdmin
 					}
-					if c.IsSet("disk") || c.IsSet("memory") {
-						req.Limits = accounts.DefaultLimits
-						for _, f := range []struct {
-							flag string
-							dst  *int64
-						}{{"disk", &req.Limits.Disk}, {"memory", &req.Limits.Memory}} {
-							if !c.IsSet(f.flag) {
-								continue
-							}
-							n, err := parseSize(c.String(f.flag))
-							if err != nil {
-								return usagef("--%s: %v", f.flag, err)
-							}
-							*f.dst = n
-						}
+					// What is not given is the server's (its --account-* flags).
+					var err error
+					if req.Limits, err = limitsGiven(c); err != nil {
+						return err
 					}
 					p, err := ac.AddAccount(c.Context, req)
 					if err != nil {
@@ -117,47 +104,34 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 				}),
 			},
 			{
-				Name:      "quota",
-				Usage:     "change a person's disk or memory quota; their records keep everything when it shrinks",
+				Name:      "edit",
+				Usage:     "change a person's limits: disk and memory quotas, connections, largest message, consumers",
 				ArgsUsage: "NAME",
-				Description: `Sets how much a person's records may hold (--disk) and what their
-devices' watchers may use (--memory). When the disk quota is smaller than
-what the records hold, nothing is lost: devices cannot write until
-deletes bring the records under it.`,
-				Flags: withGlobals(
-					&cli.StringFlag{Name: "disk", Usage: "JetStream disk quota, such as 256MiB"},
-					&cli.StringFlag{Name: "memory", Usage: "JetStream memory quota, such as 2MiB"},
-					jsonFlag(),
-				),
+				Description: `Changes the limits given, through the account's single writer, audited;
+the others stay. When the disk quota is smaller than what the records
+hold, nothing is lost: devices cannot write until deletes bring the
+records under it.`,
+				Flags: withGlobals(append(limitFlags(""), jsonFlag())...),
 				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					var q accounts.Quota
-					for _, f := range []struct {
-						flag string
-						dst  *int64
-					}{{"disk", &q.Disk}, {"memory", &q.Memory}} {
-						if !c.IsSet(f.flag) {
-							continue
-						}
-						n, err := parseSize(c.String(f.flag))
-						if err == nil && n == 0 {
-							err = fmt.Errorf("a quota must be more than 0")
-						}
-						if err != nil {
-							return usagef("--%s: %v", f.flag, err)
-						}
-						*f.dst = n
+					l, err := limitsGiven(c)
+					if err != nil {
+						return err
 					}
-					if q.Disk == 0 && q.Memory == 0 {
-						return usagef("give --disk, --memory, or both")
+					if l == (accounts.Limits{}) {
+						return usagef("give at least one of --disk, --memory, --conns, --payload, --consumers")
 					}
-					p, err := ac.SetQuota(c.Context, a[0], q)
+					p, err := ac.EditLimits(c.Context, a[0], accounts.LimitsEdit{
+						Disk: l.Disk, Memory: l.Memory, Conns: l.Conns, Payload: l.Payload, Consumers: l.Consumers,
+					})
 					if err != nil {
 						return err
 					}
 					if c.Bool("json") {
 						return printJSON(e.stdout, p)
 					}
-					return fields(e.stdout, "name", p.Name, "disk quota", size(p.Limits.Disk), "memory quota", size(p.Limits.Memory))
+					return fields(e.stdout, "name", p.Name, "disk quota", size(p.Limits.Disk), "memory quota", size(p.Limits.Memory),
+						"connections", strconv.FormatInt(p.Limits.Conns, 10), "payload", size(p.Limits.Payload),
+						"consumers", strconv.FormatInt(p.Limits.Consumers, 10))
 				}),
 			},
 			{
@@ -283,4 +257,50 @@ func historyUsage(u *accounts.Usage) string {
 		return "-"
 	}
 	return approxSize(u.History)
+}
+
+// limitFlags are the flags of a person's limits; note follows each usage.
+func limitFlags(note string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "disk", Usage: "JetStream disk quota for the records, such as 256MiB" + note},
+		&cli.StringFlag{Name: "memory", Usage: "JetStream memory quota for watchers, such as 2MiB" + note},
+		&cli.Int64Flag{Name: "conns", Usage: "most connections of the person's devices at once" + note},
+		&cli.StringFlag{Name: "payload", Usage: "largest message, such as 1MiB" + note},
+		&cli.Int64Flag{Name: "consumers", Usage: "most watchers (JetStream consumers) at once" + note},
+	}
+}
+
+// limitsGiven reads the limit flags given; the others are 0.
+func limitsGiven(c *cli.Context) (accounts.Limits, error) {
+	var l accounts.Limits
+	for _, f := range []struct {
+		flag string
+		dst  *int64
+	}{{"disk", &l.Disk}, {"memory", &l.Memory}, {"payload", &l.Payload}} {
+		if !c.IsSet(f.flag) {
+			continue
+		}
+		n, err := parseSize(c.String(f.flag))
+		if err == nil && n == 0 {
+			err = fmt.Errorf("a limit must be more than 0")
+		}
+		if err != nil {
+			return l, usagef("--%s: %v", f.flag, err)
+		}
+		*f.dst = n
+	}
+	for _, f := range []struct {
+		flag string
+		dst  *int64
+	}{{"conns", &l.Conns}, {"consumers", &l.Consumers}} {
+		if !c.IsSet(f.flag) {
+			continue
+		}
+		if n := c.Int64(f.flag); n <= 0 {
+			return l, usagef("--%s: a limit must be more than 0", f.flag)
+		} else {
+			*f.dst = n
+		}
+	}
+	return l, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/latch-dev/latch/client"
 	"github.com/latch-dev/latch/keys"
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
 )
 
 // mustClientHome makes a device of account with `latch device issue` and
@@ -371,7 +372,7 @@ func TestClientRenew(t *testing.T) {
 // TestClientFullRecords fills a person's records to their quota: the put
 // that does not fit says to delete or ask for more, `latch client rm`
 // deletes even then, the room comes back, `latch account show` says how
-// full the records are, and `latch account quota` gives more room. The
+// full the records are, and `latch account edit --disk` gives more room. The
 // public nats CLI reaches the device API with the device's creds.
 func TestClientFullRecords(t *testing.T) {
 	s := mustServe(t, "")
@@ -408,7 +409,7 @@ func TestClientFullRecords(t *testing.T) {
 	if r := clientIn(t, a, big, "put", "more", "-"); r.err == nil {
 		t.Fatal("a put past the quota went through")
 	}
-	s.mustAdmin(t, "account", "quota", "tight", "--disk", "128KiB")
+	s.mustAdmin(t, "account", "edit", "tight", "--disk", "128KiB")
 	if r := clientIn(t, a, big, "put", "more", "-"); r.err != nil {
 		t.Errorf("put after the quota grew: %v\n%s", r.err, r.stderr)
 	}
@@ -419,14 +420,14 @@ func TestClientFullRecords(t *testing.T) {
 	if q := fieldOf(show, "disk quota"); q != "128KiB" {
 		t.Errorf("account show, disk quota: %q, want 128KiB", q)
 	}
-	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, accounts.ActionAccountQuota) || !strings.Contains(audit, accounts.ActionRecordDelete) {
+	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, accounts.ActionAccountEdit) || !strings.Contains(audit, accounts.ActionRecordDelete) {
 		t.Errorf("the audit trail lacks the quota change or the delete:\n%s", audit)
 	}
 	// Bad quotas: a usage error each, nothing changed.
 	for _, args := range [][]string{{"--disk", "0"}, {"--disk", "lots"}, {}} {
-		r := s.admin(t, append([]string{"account", "quota", "tight"}, args...)...)
+		r := s.admin(t, append([]string{"account", "edit", "tight"}, args...)...)
 		if code := exitCode(r.err); code != 2 {
-			t.Errorf("account quota %v: exit %d (%s), want 2", args, code, r.stderr)
+			t.Errorf("account edit %v: exit %d (%s), want 2", args, code, r.stderr)
 		}
 	}
 
@@ -469,4 +470,48 @@ func TestClientDisabledAccount(t *testing.T) {
 		t.Errorf("get after enable: %q", got)
 	}
 	mustClient(t, a, "status")
+}
+
+// account add takes the limits given and the server's --account-* for the
+// others (it took the CLI's own defaults); account edit changes any of
+// them, through the account's JWT, and says so in the audit trail.
+func TestAccountLimits(t *testing.T) {
+	s := mustServe(t, "", "--account-conns", "7", "--account-payload", "64KiB")
+	s.mustAdmin(t, "account", "add", "pat", "--disk", "1MiB")
+	show := s.mustAdmin(t, "account", "show", "pat").stdout
+	for field, want := range map[string]string{"disk quota": "1MiB", "connections": "7", "payload": "64KiB"} {
+		if got := fieldOf(show, field); got != want {
+			t.Errorf("account show pat, %s: %q, want %q", field, got, want)
+		}
+	}
+	s.mustAdmin(t, "account", "edit", "pat", "--conns", "3", "--payload", "2KiB", "--consumers", "5")
+	var d accounts.AccountDetail
+	decodeJSON(t, s.mustAdmin(t, "account", "show", "pat", "--json"), &d)
+	if d.Limits.Conns != 3 || d.Limits.Payload != 2<<10 || d.Limits.Consumers != 5 || d.Limits.Disk != 1<<20 {
+		t.Errorf("limits after edit: %+v", d.Limits)
+	}
+	// The server applies them: a device's fourth connection is refused.
+	creds := filepath.Join(t.TempDir(), "pat.creds")
+	s.mustAdmin(t, "device", "issue", "--account", "pat", "--name", "laptop", "--out", creds)
+	var conns []*nats.Conn
+	defer func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}()
+	for i := range 4 {
+		nc, err := nats.Connect(s.nats, nats.UserCredentials(creds), nats.NoReconnect())
+		if i < 3 && err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		if i == 3 && !errors.Is(err, nats.ErrMaxAccountConnectionsExceeded) {
+			t.Errorf("a fourth connection with --conns 3: %v, want refused", err)
+		}
+		if err == nil {
+			conns = append(conns, nc)
+		}
+	}
+	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, "conns 7 → 3") {
+		t.Errorf("the audit trail does not say what changed:\n%s", audit)
+	}
 }

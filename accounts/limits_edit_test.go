@@ -9,10 +9,10 @@ import (
 	"github.com/latch-dev/latch/internal/latchtest"
 )
 
-// TestSetQuota: a quota grows and shrinks the bucket's and the history's
+// TestEditLimits: a disk quota grows and shrinks the bucket's and the history's
 // limits and the account's tier together; a quota below what the records
 // hold refuses writes and loses nothing.
-func TestSetQuota(t *testing.T) {
+func TestEditLimits(t *testing.T) {
 	t.Parallel()
 	s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir()})
 	ctx := testCtx(t)
@@ -42,14 +42,14 @@ func TestSetQuota(t *testing.T) {
 			t.Errorf("the bucket's limit: %d, want %d", got, disk)
 		}
 	}
-	if _, err := s.Service.SetQuota(ctx, "alice", accounts.Quota{Disk: 1 << 20, Memory: 2 << 20}); err != nil {
+	if _, err := s.Service.EditLimits(ctx, "alice", accounts.LimitsEdit{Disk: 1 << 20, Memory: 2 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	check(1<<20, 2<<20)
 	mustPut(t, kv, "more", strings.Repeat("y", 100<<10))
 
 	// Below what the records hold: nothing goes, writes are refused.
-	if _, err := s.Service.SetQuota(ctx, "alice", accounts.Quota{Disk: 32 << 10}); err != nil {
+	if _, err := s.Service.EditLimits(ctx, "alice", accounts.LimitsEdit{Disk: 32 << 10}); err != nil {
 		t.Fatal(err)
 	}
 	check(32<<10, 2<<20)
@@ -67,19 +67,19 @@ func TestSetQuota(t *testing.T) {
 		t.Errorf("delete over a shrunk quota: %v", err)
 	}
 
-	for _, q := range []accounts.Quota{{}, {Disk: -1}, {Disk: accounts.MaxDisk + 1}, {Memory: -5}} {
-		if _, err := s.Service.SetQuota(ctx, "alice", q); accounts.Kind(err) != "invalid" {
+	for _, q := range []accounts.LimitsEdit{{}, {Disk: -1}, {Disk: accounts.MaxDisk + 1}, {Memory: -5}, {Conns: -1}, {Payload: 1 << 40}, {Consumers: 1 << 40}} {
+		if _, err := s.Service.EditLimits(ctx, "alice", q); accounts.Kind(err) != "invalid" {
 			t.Errorf("quota %+v: %v, want invalid", q, err)
 		}
 	}
 	check(32<<10, 2<<20)
-	if _, err := s.Service.SetQuota(ctx, "nobody", accounts.Quota{Disk: 1 << 20}); accounts.Kind(err) != "not_found" {
+	if _, err := s.Service.EditLimits(ctx, "nobody", accounts.LimitsEdit{Disk: 1 << 20}); accounts.Kind(err) != "not_found" {
 		t.Errorf("quota of nobody: %v, want not found", err)
 	}
 	if _, err := s.Service.DisablePerson(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Service.SetQuota(ctx, "alice", accounts.Quota{Disk: 1 << 20}); accounts.Kind(err) != "disabled" || !strings.Contains(err.Error(), "enable it first") {
+	if _, err := s.Service.EditLimits(ctx, "alice", accounts.LimitsEdit{Disk: 1 << 20}); accounts.Kind(err) != "disabled" || !strings.Contains(err.Error(), "enable it first") {
 		t.Errorf("quota of a disabled person: %v, want refused, saying to enable first", err)
 	}
 }
