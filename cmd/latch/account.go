@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 func accountCommand(e *env) *cli.Command {
@@ -152,8 +156,17 @@ records under it.`,
 				Name:      "delete",
 				Usage:     "delete a person account: devices revoked, JetStream data purged, JWT removed from the resolver",
 				ArgsUsage: "NAME",
-				Flags:     withGlobals(jsonFlag()),
-				Action:    e.personAction("deleted", (*accounts.AdminClient).DeleteAccount),
+				Description: `It cannot be undone. On a terminal it asks you to type the name again;
+elsewhere (a script) it needs --yes.`,
+				Flags: withGlobals(jsonFlag(), &cli.BoolFlag{Name: "yes", Usage: "delete without asking"}),
+				// Asked before anything connects.
+				Before: func(c *cli.Context) error {
+					if c.Bool("yes") || c.NArg() != 1 {
+						return nil
+					}
+					return e.confirm(fmt.Sprintf("Delete %s for good? Their account, devices, records and passkeys are removed; this cannot be undone.\nType the name to confirm: ", c.Args().First()), c.Args().First())
+				},
+				Action: e.personAction("deleted", (*accounts.AdminClient).DeleteAccount),
 			},
 			{
 				Name:      "restore",
@@ -304,3 +317,25 @@ func limitsGiven(c *cli.Context) (accounts.Limits, error) {
 	}
 	return l, nil
 }
+
+// confirm asks on the terminal for want to be typed. Away from a terminal
+// it refuses, so that a script says --yes on purpose.
+func (e *env) confirm(question, want string) error {
+	f, ok := e.stdin.(*os.File)
+	if !ok || !isTerminal(f) {
+		return usagef("this cannot be undone, and there is no terminal to ask on: add --yes")
+	}
+	fmt.Fprint(e.stderr, question)
+	line, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil && line == "" {
+		return fmt.Errorf("nothing typed; nothing deleted")
+	}
+	if strings.TrimSpace(line) != want {
+		return fmt.Errorf("%q is not %q; nothing deleted", strings.TrimSpace(line), want)
+	}
+	return nil
+}
+
+// isTerminal reports whether f is a terminal: a character device that
+// answers terminal requests, which /dev/null does not.
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -83,7 +83,9 @@ func TestBadInputServed(t *testing.T) {
 		{"list an unknown account's devices", []string{"device", "ls", "--account", "bob"}, 1, []string{`no account named "bob"`}},
 		{"disable an unknown account", []string{"account", "disable", "bob"}, 1, []string{`no account named "bob"`}},
 		{"enable an unknown account", []string{"account", "enable", "bob"}, 1, []string{`no account named "bob"`}},
-		{"delete an unknown account", []string{"account", "delete", "bob"}, 1, []string{`no account named "bob"`}},
+		{"delete an unknown account", []string{"account", "delete", "bob", "--yes"}, 1, []string{`no account named "bob"`}},
+		// Away from a terminal a delete is not asked about: it needs --yes.
+		{"delete without --yes and no terminal", []string{"account", "delete", "alice"}, 2, []string{"cannot be undone", "--yes"}},
 		{"revoke an unknown device", []string{"device", "revoke", "--account", "alice", "nosuch"}, 1,
 			[]string{`account "alice" has no device "nosuch"`, "latch device ls --account alice"}},
 		{"revoke an unknown device key", []string{"device", "revoke", "--account", "alice", userKey()}, 1, []string{`account "alice" has no device`}},

@@ -127,9 +127,9 @@ the key the device shows, and revoke the device if they differ.`,
 						if d.Revoked() {
 							status = "revoked " + whenPtr(d.RevokedAt)
 						}
-						rows[i] = []string{d.Name, d.PublicKey, d.Enrolled, when(d.Created), whenPtr(d.Expires), status, strconv.Itoa(d.Conns)}
+						rows[i] = []string{d.Name, d.PublicKey, d.Enrolled, when(d.Created), whenPtr(d.Expires), status, seen(d)}
 					}
-					return table(e.stdout, []string{"NAME", "KEY", "ENROLLED", "CREATED", "EXPIRES", "STATUS", "CONNS"}, rows)
+					return table(e.stdout, []string{"NAME", "KEY", "ENROLLED", "CREATED", "EXPIRES", "STATUS", "SEEN"}, rows)
 				}),
 			},
 			{
@@ -189,4 +189,18 @@ func checkNewFile(path string) error {
 		return fmt.Errorf("folder %s does not exist; create it first (nothing was issued)", filepath.Dir(path))
 	}
 	return nil
+}
+
+// seen says whether a device is online now, with how many connections,
+// or when it was last seen.
+func seen(d accounts.Device) string {
+	switch {
+	case d.Conns == 1:
+		return "online"
+	case d.Conns > 1:
+		return "online, " + strconv.Itoa(d.Conns) + " connections"
+	case d.LastSeen != nil:
+		return "last seen " + when(*d.LastSeen)
+	}
+	return "never"
 }

@@ -173,7 +173,7 @@ func TestLifecycle(t *testing.T) {
 	// Delete: bob's account and data go, his devices are refused.
 	tablet := mustWatch(t, s.nats, creds("tablet"))
 	putRecord(t, tablet.Conn, "secret", "bob's")
-	r = s.mustAdmin(t, "account", "delete", "bob")
+	r = s.mustAdmin(t, "account", "delete", "bob", "--yes")
 	if want := "deleted bob (" + accts["bob"] + ")\n"; r.stdout != want {
 		t.Fatalf("account delete printed %q, want %q", r.stdout, want)
 	}

@@ -504,7 +504,7 @@ func showSetupLink(stderr io.Writer, log *slog.Logger, data, publicURL, token st
 	}
 	link := publicURL + "/setup/" + token
 	if f, isFile := stderr.(*os.File); isFile {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		if isTerminal(f) {
 			fmt.Fprintf(stderr, "\nNo admin can log in yet. Open this one-time link to set up latch and become its admin:\n\n    %s\n\n", link)
 			return
 		}

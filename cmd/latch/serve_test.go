@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -159,13 +160,24 @@ func TestDeviceDisconnectCommand(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if out := s.mustAdmin(t, "device", "ls", "--account", "alice").stdout; !strings.Contains(out, "CONNS") {
-		t.Errorf("device ls table has no CONNS column:\n%s", out)
+	if out := s.mustAdmin(t, "device", "ls", "--account", "alice").stdout; !strings.Contains(out, "SEEN") || !regexp.MustCompile(`(?m)^laptop .* online$`).MatchString(out) {
+		t.Errorf("device ls table does not say laptop is online:\n%s", out)
 	}
 	if out := s.mustAdmin(t, "device", "disconnect", "--account", "alice", "laptop").stdout; !strings.Contains(out, "closed 1 connections of laptop") {
 		t.Errorf("device disconnect: %q", out)
 	}
 	w.waitClosed(t, "device disconnect")
+	// Offline now: when it was last seen.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out := s.mustAdmin(t, "device", "ls", "--account", "alice").stdout
+		if regexp.MustCompile(`(?m)^laptop .* last seen 20\d\d-`).MatchString(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("device ls after the disconnect does not say when laptop was last seen:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if nc, err := connectCreds(s.nats, creds); err != nil {
 		t.Errorf("the laptop connecting again: %v", err)
 	} else {
