@@ -22,6 +22,7 @@ const (
 	EndpointDeviceIssue      = "device.issue"
 	EndpointDeviceList       = "device.ls"
 	EndpointDeviceRevoke     = "device.revoke"
+	EndpointDeviceRename     = "device.rename"
 	EndpointDeviceDisconnect = "device.disconnect"
 	EndpointDeviceApprove    = "device.approve"
 	EndpointInviteCreate     = "invite.create"
@@ -82,6 +83,13 @@ type ConsumersReply struct {
 type AccountEditRequest struct {
 	Name string `json:"name"`
 	LimitsEdit
+}
+
+// DeviceRenameRequest gives a device (by name or key) a new name.
+type DeviceRenameRequest struct {
+	Account string `json:"account"`
+	Device  string `json:"device"`
+	Name    string `json:"name"`
 }
 
 // RestoreRequest sets a person's records back to what they were at a time.
@@ -292,6 +300,13 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 				return nil, err
 			}
 			return DeviceRevokeReply{Device: d, AlreadyRevoked: before.Revoked()}, nil
+		},
+		EndpointDeviceRename: func(ctx context.Context, data []byte) (any, error) {
+			var r DeviceRenameRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			return s.RenameDevice(ctx, r.Account, r.Device, r.Name)
 		},
 		EndpointDeviceDisconnect: func(ctx context.Context, data []byte) (any, error) {
 			var r DeviceRequest
@@ -620,6 +635,12 @@ func (c *AdminClient) Account(ctx context.Context, name string) (AccountDetail, 
 func (c *AdminClient) EditLimits(ctx context.Context, name string, e LimitsEdit) (Person, error) {
 	var p Person
 	return p, c.call(ctx, EndpointAccountEdit, AccountEditRequest{Name: name, LimitsEdit: e}, &p)
+}
+
+// RenameDevice gives a device a new name.
+func (c *AdminClient) RenameDevice(ctx context.Context, account, device, name string) (Device, error) {
+	var d Device
+	return d, c.call(ctx, EndpointDeviceRename, DeviceRenameRequest{Account: account, Device: device, Name: name}, &d)
 }
 
 // DisableAccount disables a person account.

@@ -19,6 +19,7 @@ const (
 	ActionRecordsRestore   = "records.restore"
 	ActionDeviceIssue      = "device.issue"
 	ActionDeviceRevoke     = "device.revoke"
+	ActionDeviceRename     = "device.rename"
 	ActionDeviceDisconnect = "device.disconnect"
 
 	ActionPersonLogin         = "person.login"

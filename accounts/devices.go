@@ -318,6 +318,70 @@ func (s *Service) RevokeDevice(ctx context.Context, account, ref string) (Device
 	return d, nil
 }
 
+// RenameDevice gives an active device another name, unique among the
+// person's active devices as any device name is. The device's JWT keeps
+// the old name until it is renewed; the name is latch's, not the key's.
+func (s *Service) RenameDevice(ctx context.Context, account, ref, name string) (Device, error) {
+	if err := ValidateDeviceName(name); err != nil {
+		return Device{}, err
+	}
+	p, err := s.Person(ctx, account)
+	if err != nil {
+		return Device{}, err
+	}
+	d, err := s.deviceOf(ctx, p, ref)
+	if err != nil {
+		return Device{}, err
+	}
+	if d.Revoked() {
+		return Device{}, errorf(ErrRevoked, "device %q is revoked; a revoked device keeps its name", d.Name)
+	}
+	if d.Name == name {
+		return d, nil
+	}
+	old := d.Name
+	sameKey := nameKey(p.Account, old) == nameKey(p.Account, name) // only the case changes
+	if !sameKey {
+		if _, err := s.devices.Create(ctx, nameKey(p.Account, name), []byte(d.PublicKey)); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return Device{}, errorf(ErrExists, "account %q already has a device named %q; choose another name", p.Name, name)
+			}
+			return Device{}, err
+		}
+	}
+	// Compare-and-set: a revocation or renewal written meanwhile is never
+	// undone; the rename is then refused and may be tried again.
+	var cur Device
+	rev, err := getJSON(ctx, s.devices, deviceKey(p.Account, d.PublicKey), &cur)
+	if err == nil && cur.Revoked() {
+		err = errorf(ErrRevoked, "device %q was revoked meanwhile", old)
+	}
+	if err == nil {
+		cur.Name = name
+		var b []byte
+		if b, err = json.Marshal(cur); err == nil {
+			_, err = s.devices.Update(ctx, deviceKey(p.Account, d.PublicKey), b, rev)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				err = errorf(ErrConflict, "device %q changed while it was being renamed; try again", old)
+			}
+		}
+	}
+	if err != nil {
+		if !sameKey {
+			s.devices.Delete(context.WithoutCancel(ctx), nameKey(p.Account, name))
+		}
+		return Device{}, err
+	}
+	if !sameKey {
+		if err := s.devices.Delete(ctx, nameKey(p.Account, old)); err != nil {
+			s.log.Warn("renamed device keeps its old name too", "account", p.Account, "device", d.PublicKey, "err", err)
+		}
+	}
+	s.auditAfter(ctx, AuditEvent{Action: ActionDeviceRename, Account: p.Account, AccountName: p.Name, Device: d.PublicKey, DeviceName: name,
+		Detail: "was " + old})
+	return cur, nil
+}
+
 // SetLastSeen records when a device was last connected. account is the
 // person account's public key. An older time than the one recorded
 // changes nothing.

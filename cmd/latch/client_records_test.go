@@ -515,3 +515,57 @@ func TestAccountLimits(t *testing.T) {
 		t.Errorf("the audit trail does not say what changed:\n%s", audit)
 	}
 }
+
+// latch device rename: a new name, unique among the active devices, by
+// name or key, audited; a revoked device keeps its name.
+func TestDeviceRename(t *testing.T) {
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	dir := t.TempDir()
+	laptop := strings.TrimSpace(s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", filepath.Join(dir, "l.creds")).stdout)
+	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "phone", "--out", filepath.Join(dir, "p.creds"))
+
+	if out := s.mustAdmin(t, "device", "rename", "--account", "alice", "laptop", "work-laptop").stdout; !strings.Contains(out, "renamed laptop to work-laptop") {
+		t.Errorf("rename printed %q", out)
+	}
+	// The new name finds it, the old one does not; the old name is free.
+	s.mustAdmin(t, "device", "disconnect", "--account", "alice", "work-laptop")
+	if r := s.admin(t, "device", "revoke", "--account", "alice", "laptop"); exitCode(r.err) != 1 {
+		t.Errorf("the old name still finds the device: %v", r.err)
+	}
+	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", filepath.Join(dir, "l2.creds"))
+	// By key, and only the case changing.
+	s.mustAdmin(t, "device", "rename", "--account", "alice", laptop, "Work-Laptop")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"phone", "laptop"}, 1, "already has a device named"},
+		{[]string{"phone", "WORK-LAPTOP"}, 1, "already has a device named"},
+		{[]string{"nosuch", "x"}, 1, "has no device"},
+		{[]string{"phone", ""}, 2, "NEW-NAME"},
+		{[]string{"phone"}, 2, "DEVICE NEW-NAME"},
+	} {
+		r := s.admin(t, append([]string{"device", "rename", "--account", "alice"}, c.args...)...)
+		if exitCode(r.err) != c.code || r.err == nil || !strings.Contains(r.err.Error(), c.want) {
+			t.Errorf("rename %v: exit %d, %v; want %d saying %q", c.args, exitCode(r.err), r.err, c.code, c.want)
+		}
+	}
+	s.mustAdmin(t, "device", "revoke", "--account", "alice", "phone")
+	if r := s.admin(t, "device", "rename", "--account", "alice", "phone", "old-phone"); exitCode(r.err) != 1 || !strings.Contains(r.err.Error(), "revoked") {
+		t.Errorf("rename a revoked device: %v, want refused", r.err)
+	}
+	var ds []accounts.Device
+	decodeJSON(t, s.mustAdmin(t, "device", "ls", "--account", "alice", "--json"), &ds)
+	names := map[string]bool{}
+	for _, d := range ds {
+		names[d.Name] = true
+	}
+	if !names["Work-Laptop"] || !names["laptop"] || !names["phone"] || len(ds) != 3 {
+		t.Errorf("devices after the renames: %+v", ds)
+	}
+	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, accounts.ActionDeviceRename) || !strings.Contains(audit, "was laptop") {
+		t.Errorf("the audit trail lacks the rename:\n%s", audit)
+	}
+}

@@ -155,6 +155,29 @@ client that reconnects by itself comes back. To keep it out, revoke it.`,
 				}),
 			},
 			{
+				Name:      "rename",
+				Usage:     "give an active device another name",
+				ArgsUsage: "DEVICE NEW-NAME (DEVICE is its name or public key)",
+				Description: `Names are unique among a person's active devices. The device's JWT
+keeps its old name until it is renewed.`,
+				Before: needAccount,
+				Flags:  withGlobals(accountFlag(), jsonFlag()),
+				Action: e.adminAction([]string{"DEVICE", "NEW-NAME"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+					if err := accounts.ValidateDeviceName(a[1]); err != nil {
+						return invalidArg("NEW-NAME", err)
+					}
+					d, err := ac.RenameDevice(c.Context, c.String("account"), a[0], a[1])
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, d)
+					}
+					fmt.Fprintf(e.stdout, "renamed %s to %s (%s)\n", a[0], d.Name, client.Fingerprint(d.PublicKey))
+					return nil
+				}),
+			},
+			{
 				Name:      "revoke",
 				Usage:     "revoke a device: its live connections close at once and its creds never connect again",
 				ArgsUsage: "DEVICE (its name or public key)",
