@@ -104,6 +104,13 @@ type Device struct {
 	Name      string     `json:"name"`
 	PublicKey string     `json:"public_key"` // the device's user key (U…)
 	Expires   *time.Time `json:"expires"`    // when the JWT expires; nil is never
+	// CAFile is the CA that signed the server's certificate, when the
+	// system does not trust it; empty is the system's.
+	CAFile string `json:"ca,omitempty"`
+	// CertFile and KeyFile are a client certificate, for a server that
+	// asks NATS clients for one (latch serve --tls-ca).
+	CertFile string `json:"cert,omitempty"`
+	KeyFile  string `json:"key,omitempty"`
 
 	// HTTPClient makes Renew's requests; nil is one with a 30s timeout.
 	HTTPClient *http.Client `json:"-"`
@@ -185,7 +192,7 @@ func (d *Device) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	if len(d.Servers) == 0 {
 		return nil, fmt.Errorf("%s lists no NATS servers; enroll again with --force", filepath.Join(d.Home, ConfigFile))
 	}
-	opts = append([]nats.Option{nats.UserCredentials(d.CredsPath), nats.Name("latch client " + d.Name)}, opts...)
+	opts = append(append([]nats.Option{nats.UserCredentials(d.CredsPath), nats.Name("latch client " + d.Name)}, natsTLS(d.CAFile, d.CertFile, d.KeyFile)...), opts...)
 	return nats.Connect(strings.Join(d.Servers, ","), opts...)
 }
 

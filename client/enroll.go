@@ -37,6 +37,12 @@ type EnrollOptions struct {
 	Force bool
 	// HTTPClient makes the requests; default one with a 30s timeout.
 	HTTPClient *http.Client
+	// CAFile is the CA that signed the server's certificate, when the
+	// system does not trust it. The device keeps trusting it.
+	CAFile string
+	// CertFile and KeyFile are the device's client certificate, for a
+	// server that asks NATS clients for one; the device keeps showing it.
+	CertFile, KeyFile string
 }
 
 // Pending is an enrollment waiting for a person to approve it. Show
@@ -109,8 +115,14 @@ func StartEnroll(ctx context.Context, o EnrollOptions) (*Pending, error) {
 			return nil, err
 		}
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	if o.CAFile, err = absCA(o.CAFile); err != nil {
+		return nil, err
+	}
+	if o.CertFile, o.KeyFile, err = absPair(o.CertFile, o.KeyFile); err != nil {
+		return nil, err
+	}
+	if o.HTTPClient, err = httpClientFor(o.HTTPClient, o.CAFile); err != nil {
+		return nil, err
 	}
 	if err := prepareHome(o.Home, o.Force); err != nil {
 		return nil, err
@@ -252,6 +264,7 @@ func (p *Pending) finish(r pollResult) (*Device, error) {
 	d := &Device{
 		Home: p.opts.Home, CredsPath: filepath.Join(p.opts.Home, CredsFile),
 		URL: p.opts.URL, Servers: r.Servers, Account: r.Account, Person: r.AccountName, Name: p.Name, PublicKey: p.PublicKey,
+		CAFile: p.opts.CAFile, CertFile: p.opts.CertFile, KeyFile: p.opts.KeyFile,
 	}
 	if r.ExpiresAt != nil {
 		at, err := time.Parse(time.RFC3339, *r.ExpiresAt)

@@ -80,9 +80,9 @@ func (d *Device) renewSession(ctx context.Context, s *session) (renewResult, err
 	if err != nil {
 		return renewResult{}, err
 	}
-	hc := d.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+	hc, err := httpClientFor(d.HTTPClient, d.CAFile)
+	if err != nil {
+		return renewResult{}, err
 	}
 	var res renewResult
 	status, err := post(ctx, hc, base+"/api/devices/renew", map[string]string{

@@ -6,6 +6,7 @@ package resolver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,10 @@ type Config struct {
 	// Monitor is the monitoring address (/healthz, /varz, /connz); empty
 	// turns monitoring off.
 	Monitor string
+	// TLS, when set, is the only way in on Listen and on Monitor (https).
+	// Latch's own in-process connections need none. With ClientAuth
+	// RequireAndVerifyClientCert, every client shows a certificate.
+	TLS *tls.Config
 	// OperatorJWT is the signed operator JWT the server trusts.
 	OperatorJWT string
 	// SystemAccount is the public key of the system account.
@@ -72,6 +77,7 @@ type Server struct {
 	st     *startup
 	jwtDir string // the full resolver's folder
 	stall  time.Duration
+	tls    bool // client and monitoring ports speak TLS
 }
 
 // DefaultStall is how long a start may go without a word from nats-server
@@ -125,7 +131,7 @@ func Launch(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		ns: ns, log: log, stall: cfg.StallTimeout,
+		ns: ns, log: log, stall: cfg.StallTimeout, tls: cfg.TLS != nil,
 		jwtDir: filepath.Join(cfg.DataDir, "resolver"),
 		st:     newStartup(filepath.Join(cfg.DataDir, "jetstream"), cfg.Listen, cfg.Monitor),
 	}
@@ -199,6 +205,13 @@ func options(cfg Config) (*server.Options, error) {
 			mp = -1
 		}
 		opts.HTTPHost, opts.HTTPPort = mh, mp
+		if cfg.TLS != nil {
+			opts.HTTPPort, opts.HTTPSPort = 0, mp
+		}
+	}
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
 	return opts, nil
 }
@@ -351,14 +364,19 @@ func (s *Server) Err() error {
 	}
 }
 
-// ClientURL is the nats:// URL clients connect to.
+// ClientURL is the URL clients connect to: tls:// when the server speaks
+// TLS, else nats://.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
-// MonitorURL is the http:// URL of the monitoring port, or "" when off.
+// MonitorURL is the http:// (or, with TLS, https://) URL of the
+// monitoring port, or "" when off.
 func (s *Server) MonitorURL() string {
 	a := s.ns.MonitorAddr()
 	if a == nil {
 		return ""
+	}
+	if s.tls {
+		return "https://" + a.String()
 	}
 	return "http://" + a.String()
 }

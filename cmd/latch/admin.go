@@ -29,14 +29,24 @@ func (e *env) adminClient(c *cli.Context) (*accounts.AdminClient, func(), error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", credsPath, err)
 	}
-	nc, err := nats.Connect(url,
+	opts := []nats.Option{
 		nats.UserJWTAndSeed(creds.JWT, string(creds.Seed)),
 		// Admin creds receive replies under their own prefix only.
 		nats.CustomInboxPrefix(accounts.AdminInboxPrefix(uc.Subject)),
 		nats.Name("latch cli"),
-		nats.Timeout(5*time.Second),
+		nats.Timeout(5 * time.Second),
 		nats.NoReconnect(),
-	)
+	}
+	if ca := e.global(c, "ca"); ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	switch cert, key := e.global(c, "cert"), e.global(c, "key"); {
+	case cert != "" && key != "":
+		opts = append(opts, nats.ClientCert(cert, key))
+	case cert != "" || key != "":
+		return nil, nil, usagef("--cert and --key go together")
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach the latch server at %s: %v; is `latch serve` running? (set --server or LATCH_SERVER)", url, err)
 	}

@@ -45,6 +45,9 @@ enrollment in the home folder is never replaced without --force.`,
 					&cli.StringFlag{Name: "home", Usage: "the folder for the creds and client.json [$" + client.HomeEnv + "]"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an enrollment already in the home folder"},
 					&cli.BoolFlag{Name: "no-qr", Usage: "do not draw the link as a QR code"},
+					&cli.StringFlag{Name: "ca", Usage: "the CA (PEM) that signed the server's certificate, when the system does not trust it; the device keeps trusting it"},
+					&cli.StringFlag{Name: "cert", Usage: "a client certificate (PEM) for a server that asks for one (latch serve --tls-ca); the device keeps showing it"},
+					&cli.StringFlag{Name: "key", Usage: "the key (PEM) of --cert"},
 				},
 				Action: func(c *cli.Context) error {
 					if _, err := args(c); err != nil {
@@ -73,7 +76,7 @@ enrollment in the home folder is never replaced without --force.`,
 						name = h
 					}
 					p, err := client.StartEnroll(c.Context, client.EnrollOptions{
-						URL: url, Name: name, Home: home, Force: c.Bool("force"),
+						URL: url, Name: name, Home: home, Force: c.Bool("force"), CAFile: c.String("ca"), CertFile: c.String("cert"), KeyFile: c.String("key"),
 					})
 					if err != nil {
 						return err

@@ -21,6 +21,9 @@ var globals = []struct {
 	{"data", "LATCH_DATA", "./latch-data", "the data folder"},
 	{"server", "LATCH_SERVER", "nats://127.0.0.1:4222", "the NATS URL of the latch server, for admin commands"},
 	{"creds", "LATCH_CREDS", "", "admin creds for admin commands (default: <data>/admin.creds)"},
+	{"ca", "LATCH_CA", "", "the CA (PEM) that signed the server's certificate, for admin commands, when the system does not trust it"},
+	{"cert", "LATCH_CERT", "", "a client certificate (PEM) for admin commands, for a server started with --tls-ca"},
+	{"key", "LATCH_KEY", "", "the key (PEM) of --cert"},
 }
 
 func globalFlags() []cli.Flag { return globalFlagsNamed() }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latch-dev/latch/internal/latchtest"
 	"github.com/nats-io/nats.go"
 )
 
@@ -66,6 +68,7 @@ type served struct {
 	done    chan error // what run returned
 	exited  bool
 	exitErr error
+	web     *http.Client // for https: trusts the test's CA; nil is the default
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes.
@@ -108,6 +111,21 @@ func mustServe(t testing.TB, data string, extra ...string) *served {
 func mustServeEnv(t testing.TB, data string, environ map[string]string, extra ...string) *served {
 	t.Helper()
 	s := launchServe(t, data, environ, nil, extra...)
+	s.waitHealthy(t, 30*time.Second)
+	return s
+}
+
+// mustServeTLS is mustServe with TLS on every port, from the test CA's
+// server certificate; its URLs are tls:// and https://, and its admin
+// commands trust the CA.
+func mustServeTLS(t testing.TB, certs *latchtest.Certs, extra ...string) *served {
+	t.Helper()
+	s := launchServe(t, "", nil, nil, append([]string{"--tls-cert", certs.Cert, "--tls-key", certs.Key}, extra...)...)
+	s.http = "https://" + strings.TrimPrefix(s.http, "http://")
+	s.monitor = "https://" + strings.TrimPrefix(s.monitor, "http://")
+	s.nats = "tls://" + strings.TrimPrefix(s.nats, "nats://")
+	s.env["LATCH_SERVER"], s.env["LATCH_CA"] = s.nats, certs.CA
+	s.web = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.Pool}}}
 	s.waitHealthy(t, 30*time.Second)
 	return s
 }
@@ -192,7 +210,11 @@ func (s *served) waitHealthy(t testing.TB, d time.Duration) {
 // healthz is what GET /healthz answers: its status code and body, or 0
 // when nothing answered.
 func (s *served) healthz() (int, string) {
-	resp, err := http.Get(s.http + "/healthz")
+	hc := s.web
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Get(s.http + "/healthz")
 	if err != nil {
 		return 0, err.Error()
 	}

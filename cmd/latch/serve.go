@@ -3,20 +3,25 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/tlsfiles"
 	"github.com/latch-dev/latch/keys"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/web"
@@ -51,7 +56,10 @@ clean stop, also while starting.`,
 			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
 			&cli.StringFlag{Name: "monitor", Value: "127.0.0.1:8222", Usage: "NATS monitoring address (/healthz, /varz, /connz); empty turns it off"},
-			&cli.StringFlag{Name: "public-url", Usage: "where people reach the web GUI; passkeys are bound to its host (default: http://localhost:<--http port>)"},
+			&cli.StringFlag{Name: "public-url", Usage: "where people reach the web GUI; passkeys are bound to its host (default: http://localhost:<--http port>, https with --tls-cert)"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "serve NATS, the monitoring port and HTTPS with this certificate (PEM); reloaded on SIGHUP and when the file changes"},
+			&cli.StringFlag{Name: "tls-key", Usage: "the key of --tls-cert (PEM)"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "require NATS clients to show a certificate signed by this CA (PEM); optional"},
 			&cli.StringFlag{Name: "signup", Value: web.SignupInvite, Usage: "who may sign up: invite (with an invite link), open (anyone), closed (nobody new)"},
 			&cli.BoolFlag{Name: "trust-proxy", Usage: "take clients' addresses (rate limits, the audit trail) from X-Forwarded-For; only behind a reverse proxy that every request passes"},
 			&cli.StringFlag{Name: "device-servers", Usage: "comma-separated NATS URLs handed to enrolled devices (default: the NATS client URL)"},
@@ -92,6 +100,7 @@ type serveConfig struct {
 	maxStore, maxMemory             int64
 	lameDuck, startStall            time.Duration
 	logLevel                        slog.Level
+	tlsCert, tlsKey, tlsCA          string
 }
 
 func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
@@ -100,13 +109,24 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 		monitor: c.String("monitor"), name: c.String("server-name"), lameDuck: c.Duration("lame-duck"),
 		startStall: c.Duration("start-stall"),
 		publicURL:  c.String("public-url"), signup: c.String("signup"), trustProxy: c.Bool("trust-proxy"),
+		tlsCert: c.String("tls-cert"), tlsKey: c.String("tls-key"), tlsCA: c.String("tls-ca"),
+	}
+	switch {
+	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
+		return cfg, fmt.Errorf("--tls-cert and --tls-key go together")
+	case cfg.tlsCA != "" && cfg.tlsCert == "":
+		return cfg, fmt.Errorf("--tls-ca needs --tls-cert and --tls-key")
 	}
 	if cfg.publicURL == "" {
 		_, port, err := net.SplitHostPort(cfg.http)
 		if err != nil {
 			return cfg, fmt.Errorf("--http %q: want host:port", cfg.http)
 		}
-		cfg.publicURL = "http://localhost:" + port
+		scheme := "http"
+		if cfg.tlsCert != "" {
+			scheme = "https"
+		}
+		cfg.publicURL = scheme + "://localhost:" + port
 	}
 	cfg.publicURL = strings.TrimSuffix(cfg.publicURL, "/")
 	switch cfg.signup {
@@ -173,6 +193,16 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	} else {
 		l.Close()
 	}
+	// Bad TLS files, too, before anything is written.
+	var certs *tlsfiles.Files
+	if cfg.tlsCert != "" {
+		var err error
+		if certs, err = tlsfiles.Load(cfg.tlsCert, cfg.tlsKey, cfg.tlsCA); err != nil {
+			return fmt.Errorf("%w (--tls-cert, --tls-key, --tls-ca)", err)
+		}
+	} else {
+		warnPlain(log, cfg)
+	}
 	op, err := accounts.LoadOperator(cfg.data)
 	if errors.Is(err, accounts.ErrNotInitialised) {
 		if op, err = accounts.InitOperator(cfg.data, "latch"); err != nil {
@@ -228,8 +258,18 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		return fmt.Errorf("http: cannot listen on %s (--http): %w", cfg.http, unwrapOp(err))
 	}
 	defer hl.Close()
+	var natsTLS *tls.Config
+	if certs != nil {
+		hl = tls.NewListener(hl, certs.HTTPS())
+		natsTLS = certs.NATS()
+		go certs.Watch(ctx, 10*time.Second, log)
+		go reloadOnHangup(ctx, certs, log)
+		log.Info("TLS on NATS, the monitoring port and HTTP", "cert", cfg.tlsCert,
+			"expires", certs.NotAfter().UTC().Format(time.RFC3339), "client_certs", certs.VerifiesClients())
+	}
 
 	ns, err := resolver.Launch(resolver.Config{
+		TLS:              natsTLS,
 		Name:             cfg.name,
 		DataDir:          cfg.data,
 		Listen:           cfg.nats,
@@ -633,4 +673,46 @@ func (s serverStatus) Status(ctx context.Context) (web.ServerStatus, error) {
 	}
 	out.Accounts = n
 	return out, nil
+}
+
+// warnPlain warns of each address that takes plain text from other
+// machines: anyone on the way reads the creds' signatures, the records and
+// the web sessions.
+func warnPlain(log *slog.Logger, cfg serveConfig) {
+	for _, a := range []struct{ flag, addr string }{{"--nats", cfg.nats}, {"--http", cfg.http}, {"--monitor", cfg.monitor}} {
+		host, _, err := net.SplitHostPort(a.addr)
+		if a.addr == "" || err != nil || loopback(host) {
+			continue
+		}
+		log.Warn("serving plain text on an address other machines reach; give --tls-cert and --tls-key, or bind to 127.0.0.1 behind a TLS proxy (docs/operations.md)",
+			"flag", a.flag, "address", a.addr)
+	}
+}
+
+// loopback reports whether host is this machine only.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// reloadOnHangup reads the TLS files again on each SIGHUP.
+func reloadOnHangup(ctx context.Context, certs *tlsfiles.Files, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := certs.Reload(); err != nil {
+				log.Warn("SIGHUP: the TLS files cannot be used; the certificate in use stays", "err", err)
+				continue
+			}
+			log.Info("SIGHUP: TLS certificate reloaded", "expires", certs.NotAfter().UTC().Format(time.RFC3339))
+		}
+	}
 }
