@@ -329,7 +329,9 @@ func TestCreatePersonRefuses(t *testing.T) {
 		{name: "dot", np: accounts.NewPerson{Name: "a.b"}, kind: accounts.ErrInvalid, field: "name"},
 		{name: "role", np: accounts.NewPerson{Name: "bob", Role: "root"}, kind: accounts.ErrInvalid, field: "role"},
 		{name: "disk", np: accounts.NewPerson{Name: "bob", Limits: accounts.Limits{Disk: -1, Memory: 1, Conns: 1, Payload: 1, Consumers: 1}}, kind: accounts.ErrInvalid, field: "disk"},
-		{name: "memory", np: accounts.NewPerson{Name: "bob", Limits: accounts.Limits{Disk: 1, Conns: 1, Payload: 1, Consumers: 1}}, kind: accounts.ErrInvalid, field: "memory"},
+		{name: "memory", np: accounts.NewPerson{Name: "bob", Limits: accounts.Limits{Disk: 1, Memory: -1, Conns: 1, Payload: 4096, Consumers: 1}}, kind: accounts.ErrInvalid, field: "memory"},
+		// Too small a payload for the server's own requests to the bucket.
+		{name: "payload", np: accounts.NewPerson{Name: "bob", Limits: accounts.Limits{Payload: 1}}, kind: accounts.ErrInvalid, field: "payload"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

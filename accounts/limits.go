@@ -16,6 +16,9 @@ const ActionAccountEdit = "account.edit"
 // Bounds of the limits EditLimits takes: far above any one person's
 // needs, and far below where sizes overflow.
 const (
+	// MinPayload is the smallest message limit: the server's own
+	// requests into a person's account (creating the bucket) need it.
+	MinPayload = 4 << 10
 	MaxDisk    = 1 << 50
 	maxPayload = 64 << 20 // nats-server's own ceiling
 	maxCount   = 1 << 20  // connections, consumers
@@ -56,6 +59,9 @@ func (s *Service) EditLimits(ctx context.Context, name string, e LimitsEdit) (Pe
 		if f.v < 0 || f.v > f.upper {
 			return Person{}, invalid(f.field, "the %s limit must be more than 0 and at most %s", f.field, f.what)
 		}
+	}
+	if e.Payload != 0 && e.Payload < MinPayload {
+		return Person{}, invalid("payload", "the payload limit must be at least %d bytes", MinPayload)
 	}
 	if e == (LimitsEdit{}) {
 		return Person{}, invalid("limits", "give at least one limit to change: disk, memory, conns, payload or consumers")

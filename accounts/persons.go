@@ -264,8 +264,8 @@ func (l Limits) validate() error {
 		return invalid("memory", "the memory quota must be more than 0 (KV watchers need it)")
 	case l.Conns <= 0:
 		return invalid("conns", "the connection limit must be more than 0")
-	case l.Payload <= 0:
-		return invalid("payload", "the payload limit must be more than 0")
+	case l.Payload < MinPayload:
+		return invalid("payload", "the payload limit must be at least %d bytes: latch's own requests into the account need that much", MinPayload)
 	case l.Consumers <= 0:
 		return invalid("consumers", "the consumer limit must be more than 0")
 	}

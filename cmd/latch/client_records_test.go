@@ -484,10 +484,10 @@ func TestAccountLimits(t *testing.T) {
 			t.Errorf("account show pat, %s: %q, want %q", field, got, want)
 		}
 	}
-	s.mustAdmin(t, "account", "edit", "pat", "--conns", "3", "--payload", "2KiB", "--consumers", "5")
+	s.mustAdmin(t, "account", "edit", "pat", "--conns", "3", "--payload", "8KiB", "--consumers", "5")
 	var d accounts.AccountDetail
 	decodeJSON(t, s.mustAdmin(t, "account", "show", "pat", "--json"), &d)
-	if d.Limits.Conns != 3 || d.Limits.Payload != 2<<10 || d.Limits.Consumers != 5 || d.Limits.Disk != 1<<20 {
+	if d.Limits.Conns != 3 || d.Limits.Payload != 8<<10 || d.Limits.Consumers != 5 || d.Limits.Disk != 1<<20 {
 		t.Errorf("limits after edit: %+v", d.Limits)
 	}
 	// The server applies them: a device's fourth connection is refused.

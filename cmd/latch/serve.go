@@ -160,6 +160,9 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 		}
 		*s.dst = n
 	}
+	if cfg.limits.Payload < accounts.MinPayload {
+		return cfg, fmt.Errorf("--account-payload: at least %d bytes (4KiB): latch's own requests into each account need that much", accounts.MinPayload)
+	}
 	lvl := c.String("log-level")
 	if v := e.getenv("LATCH_LOG_LEVEL"); v != "" && !c.IsSet("log-level") {
 		lvl = v
