@@ -3,7 +3,12 @@ package accounts
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // Actions written to the audit trail.
@@ -84,8 +89,70 @@ func (s *Service) audit(ctx context.Context, e AuditEvent) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.js.Publish(ctx, auditSubject+"."+e.Action, b)
+	_, err = s.js.Publish(ctx, auditEventSubject(e.Account, e.Action), b)
 	return err
+}
+
+// auditEventSubject is where an event of an account goes: latch.audit.
+// <account public key, or "_" for none>.<action>, so that Changes can
+// follow one account.
+func auditEventSubject(account, action string) string {
+	if account == "" {
+		account = "_"
+	}
+	return auditSubject + "." + account + "." + action
+}
+
+// changesBuffer is how many changes a slow follower may fall behind
+// before it loses some; a lost change leaves a page's row stale until the
+// next reload.
+const changesBuffer = 64
+
+// Changes follows the changes of one person account (by public key) from
+// now on, wherever they are made: in this process, another, or another
+// node, since each comes as its audit event over NATS. The channel is
+// closed when ctx ends or latch's connection closes. A follower that does
+// not keep up loses changes rather than holding anyone up.
+func (s *Service) Changes(ctx context.Context, account string) (<-chan AuditEvent, error) {
+	if !nkeys.IsValidPublicAccountKey(account) {
+		return nil, invalid("account", "not an account public key")
+	}
+	ch := make(chan AuditEvent, changesBuffer)
+	var mu sync.Mutex
+	closed := false
+	sub, err := s.cfg.App.Subscribe(auditEventSubject(account, ">"), func(m *nats.Msg) {
+		var e AuditEvent
+		if json.Unmarshal(m.Data, &e) != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			return
+		}
+		select {
+		case ch <- e:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow the changes of %s: %w", account, err)
+	}
+	stop := func() {
+		sub.Unsubscribe()
+		mu.Lock()
+		defer mu.Unlock()
+		if !closed {
+			closed = true
+			close(ch)
+		}
+	}
+	sub.SetClosedHandler(func(string) { stop() })
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ch, nil
 }
 
 // Audit returns the last n entries of the audit trail, newest last.

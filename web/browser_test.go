@@ -62,6 +62,7 @@ func TestBrowser(t *testing.T) {
 		{"SecondPasskey", []string{"Setup"}, f.secondPasskey},
 		{"DownloadCreds", []string{"Setup"}, f.downloadCreds},
 		{"AdminPage", []string{"Setup"}, f.adminPage},
+		{"RevokedElsewhere", []string{"Setup"}, f.revokedElsewhere},
 		{"RecordsPage", []string{"EnrollAndApprove"}, f.recordsPage},
 		{"PhoneWidth", []string{"RecordsPage"}, f.phoneWidth},
 		// After the pictures of the pages that would show the name.
@@ -767,6 +768,21 @@ func (f *browserFlow) adminPage(t *testing.T) {
 		t.Errorf("admin page does not list %q: %q", f.person.Name, body)
 	}
 	b.screenshot(t, "admin")
+}
+
+// revokedElsewhere: a device revoked by another account service (as the
+// CLI's admin service in another process, or another node, would) shows
+// as revoked on the open devices page without a reload.
+func (f *browserFlow) revokedElsewhere(t *testing.T) {
+	b := f.b
+	d := f.tw.MustIssueDevice(t, f.person.Name, "tablet")
+	b.do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
+	b.waitFor(t, "the tablet's row and the live stream", fmt.Sprintf(`!!document.getElementById(%s) && %s`, jsString("device-"+d.PublicKey), sseOpen))
+	if _, err := f.tw.OtherService(t).RevokeDevice(context.Background(), f.person.Name, d.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor(t, "the tablet's row says revoked, without a reload",
+		fmt.Sprintf(`document.getElementById(%s).innerText.includes("revoked")`, jsString("device-"+d.PublicKey)))
 }
 
 // phoneWidth: every page fits a phone's screen, 390 px wide, without

@@ -69,7 +69,6 @@ func (s *Server) handleDeviceRevoke(w http.ResponseWriter, r *http.Request, p ac
 		s.fail(w, r, err)
 		return
 	}
-	s.deviceChanged(p.Account, d.PublicKey)
 	if isHTMX(r) {
 		s.render(w, r, http.StatusOK, views.DeviceRow(s.deviceView(d)))
 		return
@@ -118,7 +117,6 @@ func (s *Server) handleDeviceDownload(w http.ResponseWriter, r *http.Request, p 
 		s.downloadFailed(w, r, p, name, err)
 		return
 	}
-	s.deviceChanged(p.Account, d.PublicKey)
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Disposition", attachment(d.Name+".creds"))

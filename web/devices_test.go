@@ -350,7 +350,11 @@ func TestDeviceEvents(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	subsBefore := tw.App.NumSubscriptions()
 	events := openEvents(t, ctx, c, "/devices/events")
+	if tw.App.NumSubscriptions() <= subsBefore {
+		t.Error("the open event stream follows no changes")
+	}
 
 	// Bob's device is not alice's business; it comes first, so an event
 	// about it would arrive before hers.
@@ -388,14 +392,13 @@ func TestDeviceEvents(t *testing.T) {
 		}
 	}
 
-	// The stream ends with the request: its subscription goes.
+	// The stream ends with the request: its subscription to the
+	// account's changes goes.
 	cancel()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		tw.Web.events.mu.Lock()
-		n := len(tw.Web.events.subs)
-		tw.Web.events.mu.Unlock()
-		if n == 0 {
+		n := tw.App.NumSubscriptions() - subsBefore
+		if n <= 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -403,6 +406,39 @@ func TestDeviceEvents(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Changes made elsewhere reach an open devices page: here by another
+// account service on a connection of its own, as another latch process or
+// node would make them, never through this web server (issue 9: a revoke
+// through the admin API reached no open page).
+func TestDeviceEventsFromElsewhere(t *testing.T) {
+	tw := mustWeb(t, webOptions{})
+	tw.mustPerson(t, "alice", false)
+	laptop := tw.MustIssueDevice(t, "alice", "laptop")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	events := openEvents(t, ctx, tw.loginAs(t, "alice"), "/devices/events")
+
+	other := tw.OtherService(t)
+	if _, err := other.RenameDevice(ctx, "alice", "laptop", "work-laptop"); err != nil {
+		t.Fatal(err)
+	}
+	events.next(t, "the rename from elsewhere", func(e sseEvent) bool {
+		return e.name == "device-"+laptop.PublicKey && strings.Contains(e.data, "work-laptop")
+	})
+	if _, err := other.RevokeDevice(ctx, "alice", laptop.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	events.next(t, "the revocation from elsewhere", func(e sseEvent) bool {
+		return e.name == "device-"+laptop.PublicKey && strings.Contains(e.data, "badge revoked")
+	})
+	if _, _, err := other.IssueDevice(ctx, accounts.NewDevice{Account: "alice", Name: "tablet"}); err != nil {
+		t.Fatal(err)
+	}
+	events.next(t, "a device issued elsewhere", func(e sseEvent) bool {
+		return e.name == views.DeviceNewEvent && strings.Contains(e.data, "tablet")
+	})
 }
 
 // TestDeviceEventsEndOnClose: CloseStreams, as the HTTP server's shutdown

@@ -369,7 +369,6 @@ func (s *Server) handleEnrollApprove(w http.ResponseWriter, r *http.Request, p a
 		s.fail(w, r, err)
 		return
 	}
-	s.deviceChanged(p.Account, d.PublicKey) // open Devices pages show it before it connects
 	s.render(w, r, http.StatusOK, views.EnrollDonePage{
 		Viewer: viewerOf(p), Approved: true, Name: d.Name,
 		PublicKey: d.PublicKey, Fingerprint: views.Fingerprint(d.PublicKey), Expires: d.Expires,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/a-h/templ"
@@ -19,83 +18,11 @@ import (
 // checked again.
 const sseHeartbeat = 25 * time.Second
 
-// hubBuffer is how many changes a slow event stream may fall behind before
-// it loses some; a lost change leaves a row stale until the next reload.
-const hubBuffer = 64
-
-// hub fans "a device changed" out to the event streams of the device's
-// account, so that a revocation or a new device in one tab shows in every
-// other tab of the person at once. Online and offline come from Presence
-// instead; the hub carries what happens in this process.
-type hub struct {
-	mu     sync.Mutex
-	subs   map[chan string]string // stream → account public key
-	closed bool
-}
-
-func newHub() *hub { return &hub{subs: make(map[chan string]string)} }
-
-// subscribe returns the public keys of the account's devices that change
-// from now on; cancel ends it.
-// The channel is closed when the hub is.
-func (h *hub) subscribe(account string) (<-chan string, func()) {
-	ch := make(chan string, hubBuffer)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		close(ch)
-		return ch, func() {}
-	}
-	h.subs[ch] = account
-	return ch, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if _, ok := h.subs[ch]; ok {
-			delete(h.subs, ch)
-			close(ch)
-		}
-	}
-}
-
-// close ends every subscription, now and to come.
-func (h *hub) close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	for ch := range h.subs {
-		delete(h.subs, ch)
-		close(ch)
-	}
-}
-
-// publish tells the streams of an account that one of its devices
-// changed. It never waits: a stream that is behind loses the change.
-func (h *hub) publish(account, device string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch, acc := range h.subs {
-		if acc != account {
-			continue
-		}
-		select {
-		case ch <- device:
-		default:
-		}
-	}
-}
-
-// deviceChanged tells the person's open device pages that a device was
-// added, revoked or otherwise changed; they show its row anew. account is
-// the person account's public key (A…), device the device's (U…).
-func (s *Server) deviceChanged(account, device string) {
-	s.events.publish(account, device)
-}
-
-// CloseStreams ends the event streams of every open devices page, and
-// those opened later. An http.Server's Shutdown waits for open requests,
-// and these would never end: register it with RegisterOnShutdown.
-// Browsers reconnect to wherever latch runs next.
-func (s *Server) CloseStreams() { s.events.close() }
+// CloseStreams ends the event streams of every open page, and those
+// opened later. An http.Server's Shutdown waits for open requests, and
+// these would never end: register it with RegisterOnShutdown. Browsers
+// reconnect to wherever latch runs next.
+func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // openStream starts a response as a stream of server-sent events and
 // returns its controller for flushing; false when the client is gone.
@@ -122,8 +49,8 @@ func (s *Server) openStream(w http.ResponseWriter) (*http.ResponseController, bo
 // events that keeps the devices page live. Each event is named after a
 // device's row (views.Device.RowID) and carries the row anew, which the
 // row swaps in for itself; a device the page did not list comes as a
-// views.DeviceNewEvent. Presence (online, offline) and the hub (revoked,
-// added) feed it; it ends when the request does, or when the person can no
+// views.DeviceNewEvent. Presence (online, offline) and the account
+// service's changes (added, revoked, renewed, renamed) feed it; it ends when the request does, or when the person can no
 // longer log in.
 func (s *Server) handleDeviceEvents(w http.ResponseWriter, r *http.Request, p accounts.Person) {
 	ctx := r.Context()
@@ -144,8 +71,13 @@ func (s *Server) handleDeviceEvents(w http.ResponseWriter, r *http.Request, p ac
 		defer cancel()
 		presence = ch
 	}
-	changes, cancel := s.events.subscribe(p.Account)
-	defer cancel()
+	// Changes come from the account service, whoever made them: this
+	// page, another tab, the CLI, another node.
+	changes, err := s.cfg.Accounts.Changes(ctx, p.Account)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 
 	rc, ok := s.openStream(w)
 	if !ok {
@@ -173,11 +105,16 @@ func (s *Server) handleDeviceEvents(w http.ResponseWriter, r *http.Request, p ac
 				continue
 			}
 			device = ev.User
-		case d, ok := <-changes:
+		case <-s.closing:
+			return // the server is shutting down
+		case c, ok := <-changes:
 			if !ok {
-				return // the server is shutting down
+				return // latch's connection closed: the browser comes back
 			}
-			device = d
+			if c.Device == "" {
+				continue // not about a device
+			}
+			device = c.Device
 		}
 		ev, row, ok := s.deviceEvent(ctx, p, device, known)
 		if !ok {

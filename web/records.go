@@ -220,9 +220,6 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 		s.fail(w, r, err)
 		return
 	}
-	// Only to learn that the server is shutting down (CloseStreams).
-	closing, cancel := s.events.subscribe(p.Account)
-	defer cancel()
 
 	rc, ok := s.openStream(w)
 	if !ok {
@@ -244,10 +241,8 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil || rc.Flush() != nil {
 				return
 			}
-		case _, ok := <-closing:
-			if !ok {
-				return // the server is shutting down
-			}
+		case <-s.closing:
+			return // the server is shutting down
 		case c, ok := <-changes:
 			if !ok {
 				return // the browser comes back after the retry and resumes

@@ -137,8 +137,6 @@ func (s *Server) handleDeviceRenew(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// The devices page shows the new expiry.
-	s.deviceChanged(d.Account, d.PublicKey)
 	resp := renewResponse{JWT: tok, Account: d.Account, AccountName: d.AccountName, Servers: s.cfg.Servers}
 	if resp.Servers == nil {
 		resp.Servers = []string{}

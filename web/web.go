@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-webauthn/webauthn/protocol"
@@ -68,6 +69,8 @@ type Accounts interface {
 	PollEnrollment(ctx context.Context, deviceCode string) (accounts.Enrollment, error)
 
 	Devices(ctx context.Context, account string) ([]accounts.Device, error)
+	// Changes follows one account's changes, wherever they are made.
+	Changes(ctx context.Context, account string) (<-chan accounts.AuditEvent, error)
 	Device(ctx context.Context, account, ref string) (accounts.Device, error)
 	IssueDevice(ctx context.Context, nd accounts.NewDevice) (accounts.Device, []byte, error)
 	RevokeDevice(ctx context.Context, account, ref string) (accounts.Device, error)
@@ -164,8 +167,10 @@ type Server struct {
 	webauthn *webauthn.WebAuthn
 	sessions *sessionStore
 	limits   *limiters
-	events   *hub // device changes, for the devices pages' event streams
-	handler  http.Handler
+	// closing is closed by CloseStreams: the event streams end.
+	closing   chan struct{}
+	closeOnce sync.Once
+	handler   http.Handler
 }
 
 // New checks the configuration and builds the handler.
@@ -233,7 +238,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.limits = newLimiters(cfg.Now)
-	s.events = newHub()
+	s.closing = make(chan struct{})
 	s.handler = s.routes()
 	return s, nil
 }

@@ -253,3 +253,40 @@ func (c *Conn) Errors() []error {
 	defer c.mu.Unlock()
 	return append([]error(nil), c.errs...)
 }
+
+// OtherService opens a second account service on the same server, with
+// connections of its own over TCP, as another latch process or node
+// would: what it does reaches this stack only through NATS.
+func (s *Stack) OtherService(tb testing.TB) *accounts.Service {
+	tb.Helper()
+	dial := func(userJWT string, seed []byte) (*nats.Conn, error) {
+		return nats.Connect(s.Server.ClientURL(), nats.UserJWTAndSeed(userJWT, string(seed)),
+			nats.CustomInboxPrefix("_LATCH_INBOX.other"))
+	}
+	var sys, app *nats.Conn
+	for _, c := range []struct {
+		acct accounts.AccountJWT
+		dst  **nats.Conn
+	}{{s.Operator.SystemAccount, &sys}, {s.Operator.AppAccount, &app}} {
+		tok, seed, err := s.Operator.MintUser(c.acct, "other")
+		if err == nil {
+			*c.dst, err = dial(tok, seed)
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup((*c.dst).Close)
+	}
+	signer, err := s.Operator.Signer()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	svc, err := accounts.Open(context.Background(), accounts.Config{
+		Signer: signer, Directory: resolver.NewClaims(sys, 10*time.Second), App: app, Dial: dial,
+		DeviceTTL: time.Hour, AdminAccount: s.Operator.AdminAccount.PublicKey, AppAccount: s.Operator.AppAccount.PublicKey,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return svc
+}
