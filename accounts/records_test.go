@@ -2,6 +2,7 @@ package accounts_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -222,6 +223,8 @@ func TestWatchRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	alice, _ := s.Service.Person(ctx, "alice")
+	devices := connectedUsers(t, s, alice.Account)
 	wctx, cancel := context.WithCancel(ctx)
 	changes, err := s.Service.WatchRecords(wctx, "alice", page.Revision+1, page.Revision)
 	if err != nil {
@@ -241,8 +244,17 @@ func TestWatchRecords(t *testing.T) {
 		}
 	}
 
-	// Past the service user's lifetime the watch goes on.
-	time.Sleep(4 * time.Second)
+	// The watch's service user: the account's one user that is no device.
+	var first string
+	waitUntil(t, "the watch's service user to connect", func() bool {
+		first = oneNew(connectedUsers(t, s, alice.Account), devices)
+		return first != ""
+	})
+	// Past that user's lifetime the watch goes on, as a fresh user.
+	waitUntil(t, "the watch to move to a fresh service user", func() bool {
+		u := oneNew(connectedUsers(t, s, alice.Account), devices)
+		return u != "" && u != first
+	})
 	if err := kv.Delete(ctx, "a"); err != nil { // 7
 		t.Fatal(err)
 	}
@@ -277,4 +289,53 @@ func TestWatchRecords(t *testing.T) {
 		t.Fatal("the watch did not end with its context")
 	}
 	wantClients(t, s, base-1, "watch ended")
+}
+
+// connectedUsers are the user keys connected to an account now, as the
+// server's connection list says.
+func connectedUsers(t *testing.T, s *latchtest.Stack, account string) map[string]bool {
+	t.Helper()
+	m, err := s.Sys.Request("$SYS.REQ.ACCOUNT."+account+".CONNZ", []byte(`{"auth":true}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Data struct {
+			Conns []struct {
+				User string `json:"authorized_user"`
+			} `json:"connections"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		t.Fatalf("connz: %v: %s", err, m.Data)
+	}
+	out := map[string]bool{}
+	for _, c := range r.Data.Conns {
+		out[c.User] = true
+	}
+	return out
+}
+
+// oneNew is the one user of now that is not in before, or "".
+func oneNew(now, before map[string]bool) string {
+	var found []string
+	for u := range now {
+		if !before[u] {
+			found = append(found, u)
+		}
+	}
+	if len(found) != 1 {
+		return ""
+	}
+	return found[0]
+}
+
+// waitUntil polls cond for up to a minute.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for %s", what)
+		}
+	}
 }

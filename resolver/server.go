@@ -152,6 +152,10 @@ func options(cfg Config) (*server.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats address %q: %w", cfg.Listen, err)
 	}
+	// Checked before the resolver is made, which would be left open.
+	if cfg.JetStreamKey == "" {
+		return nil, errors.New("no JetStream encryption key: latch never stores data unencrypted")
+	}
 	interval := cfg.SyncInterval
 	if interval == 0 {
 		interval = 2 * time.Minute
@@ -188,9 +192,6 @@ func options(cfg Config) (*server.Options, error) {
 		// The grace period must be shorter than the lame-duck duration.
 		LameDuckGracePeriod:    cfg.LameDuck / 2,
 		DisableJetStreamBanner: true,
-	}
-	if cfg.JetStreamKey == "" {
-		return nil, errors.New("no JetStream encryption key: latch never stores data unencrypted")
 	}
 	if cfg.LameDuck <= 0 {
 		opts.LameDuckDuration = 5 * time.Second

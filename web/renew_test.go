@@ -79,8 +79,11 @@ func TestRenew(t *testing.T) {
 	}
 	defer conn.Close()
 
-	// The next second, so the new JWT is visibly later.
-	time.Sleep(time.Until(time.Unix(time.Now().Unix()+1, 10e6)))
+	// A JWT's times are whole seconds: once the clock is past the first
+	// JWT's second, the new one is visibly later.
+	for time.Now().Unix() <= old.IssuedAt {
+		time.Sleep(10 * time.Millisecond)
+	}
 	resp := tw.client(t).do("POST", "/api/devices/renew", dev.request(t))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("renew: got %d %s, want 200", resp.StatusCode, text(t, resp))
@@ -127,7 +130,13 @@ func TestRenew(t *testing.T) {
 
 	// Within a day of its expiry, an expired JWT still renews.
 	short := tw.mustAuthorize(t, "alice", "sleeper", time.Second)
-	time.Sleep(2 * time.Second)
+	if sc, err := jwt.DecodeUserClaims(short.jwt); err != nil {
+		t.Fatal(err)
+	} else {
+		for time.Now().Unix() <= sc.Expires { // until it has expired
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	if resp := tw.client(t).do("POST", "/api/devices/renew", short.request(t)); resp.StatusCode != http.StatusOK {
 		t.Errorf("renew a JWT expired a second ago: got %d %s, want 200", resp.StatusCode, text(t, resp))
 	}
