@@ -196,8 +196,8 @@ type AuditRequest struct {
 
 // errorReply is the body of an error response.
 type errorReply struct {
-	Kind    string `json:"kind"`
-	Message string `json:"message"`
+	Kind    ErrorKind `json:"kind"`
+	Message string    `json:"message"`
 }
 
 // ServeAdmin registers the admin service on nc, a LATCH account connection.
@@ -479,13 +479,6 @@ func decode(data []byte, v any) error {
 	return nil
 }
 
-// errorCodes maps error kinds to the codes of the micro protocol.
-var errorCodes = map[string]string{
-	"invalid": "400", "not_found": "404", "exists": "409",
-	"revoked": "410", "disabled": "403", "forbidden": "403", "conflict": "409",
-	"quota": "507", "internal": "500",
-}
-
 // respond answers a request: JSON, or for an error micro's error reply,
 // the service-error headers with a code and a JSON body naming its kind.
 func respond(req micro.Request, out any, err error) error {
@@ -495,7 +488,7 @@ func respond(req micro.Request, out any, err error) error {
 		// larger than the server passes, and the caller would wait in vain.
 		msg := clip(err.Error(), maxErrorText)
 		body, _ := json.Marshal(errorReply{Kind: kind, Message: msg})
-		return req.Error(errorCodes[kind], msg, body)
+		return req.Error(kind.ServiceCode(), msg, body)
 	}
 	return req.RespondJSON(out)
 }

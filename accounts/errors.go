@@ -3,7 +3,9 @@ package accounts
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -62,45 +64,78 @@ func errorf(kind error, format string, args ...any) error {
 	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
 }
 
-// Kind names an error's kind: "invalid", "not_found", "exists", "revoked",
-// "disabled", "forbidden", "conflict", "quota", or "internal".
-func Kind(err error) string {
-	switch {
-	case errors.Is(err, ErrInvalid):
-		return "invalid"
-	case errors.Is(err, ErrNotFound):
-		return "not_found"
-	case errors.Is(err, ErrExists):
-		return "exists"
-	case errors.Is(err, ErrRevoked):
-		return "revoked"
-	case errors.Is(err, ErrDisabled):
-		return "disabled"
-	case errors.Is(err, ErrForbidden):
-		return "forbidden"
-	case errors.Is(err, ErrConflict):
-		return "conflict"
-	case errors.Is(err, ErrQuota):
-		return "quota"
+// ErrorKind names a kind of error on the wire: in the admin service's
+// replies, and what web answers.
+type ErrorKind string
+
+// The kinds of error, one per sentinel error, and KindInternal for the
+// rest.
+const (
+	KindInvalid   ErrorKind = "invalid"
+	KindNotFound  ErrorKind = "not_found"
+	KindExists    ErrorKind = "exists"
+	KindRevoked   ErrorKind = "revoked"
+	KindDisabled  ErrorKind = "disabled"
+	KindForbidden ErrorKind = "forbidden"
+	KindConflict  ErrorKind = "conflict"
+	KindQuota     ErrorKind = "quota"
+	KindInternal  ErrorKind = "internal"
+)
+
+// errorKinds is the one table of the kinds: the sentinel error of each,
+// the HTTP status web answers with and the code it names there, and the
+// code of the micro protocol the admin service replies with.
+var errorKinds = []struct {
+	kind     ErrorKind
+	err      error
+	status   int
+	httpCode string
+}{
+	{KindInvalid, ErrInvalid, http.StatusBadRequest, "invalid_request"},
+	{KindNotFound, ErrNotFound, http.StatusNotFound, "not_found"},
+	{KindExists, ErrExists, http.StatusConflict, "exists"},
+	{KindRevoked, ErrRevoked, http.StatusGone, "revoked"},
+	{KindDisabled, ErrDisabled, http.StatusForbidden, "disabled"},
+	{KindForbidden, ErrForbidden, http.StatusForbidden, "forbidden"},
+	{KindConflict, ErrConflict, http.StatusConflict, "conflict"},
+	{KindQuota, ErrQuota, http.StatusInsufficientStorage, "over_quota"},
+}
+
+// Kind names an error's kind; KindInternal for an error of none.
+func Kind(err error) ErrorKind {
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			return k.kind
+		}
 	}
-	return "internal"
+	return KindInternal
+}
+
+// HTTPStatus is the status an error of this kind answers with, and the
+// code the answer names.
+func (k ErrorKind) HTTPStatus() (int, string) {
+	for _, e := range errorKinds {
+		if e.kind == k {
+			return e.status, e.httpCode
+		}
+	}
+	return http.StatusInternalServerError, "server_error"
+}
+
+// ServiceCode is the micro protocol's code of the kind: the HTTP status,
+// as a number in a string.
+func (k ErrorKind) ServiceCode() string {
+	status, _ := k.HTTPStatus()
+	return strconv.Itoa(status)
 }
 
 // ErrorOfKind rebuilds an error of a named kind, as Kind names it, with a
 // message; it is how a client turns a remote error back into a kind.
-func ErrorOfKind(kind, msg string) error {
-	k := map[string]error{
-		"invalid":   ErrInvalid,
-		"not_found": ErrNotFound,
-		"exists":    ErrExists,
-		"revoked":   ErrRevoked,
-		"disabled":  ErrDisabled,
-		"forbidden": ErrForbidden,
-		"conflict":  ErrConflict,
-		"quota":     ErrQuota,
-	}[kind]
-	if k == nil {
-		return errors.New(msg)
+func ErrorOfKind(kind ErrorKind, msg string) error {
+	for _, e := range errorKinds {
+		if e.kind == kind {
+			return &kindError{kind: e.err, msg: msg}
+		}
 	}
-	return &kindError{kind: k, msg: msg}
+	return errors.New(msg)
 }

@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -44,7 +45,7 @@ func FuzzAdminDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, v := range []any{&AccountAddRequest{}, &DeviceIssueRequest{}, &DeviceRequest{}, &RestoreRequest{}, &AdminCredsRequest{}, &ConsumersRequest{}} {
 			if err := decode(b, v); err != nil {
-				if Kind(err) != "invalid" {
+				if !errors.Is(err, ErrInvalid) {
 					t.Fatalf("decode %q into %T: %v is not an invalid-request error", b, v, err)
 				}
 				if msg := err.Error(); len(msg) > 400 || containsGo(msg) {

@@ -140,7 +140,7 @@ func (s *Service) Invite(ctx context.Context, token string) (Invite, error) {
 	}
 	if inv.For != "" {
 		p, err := s.Person(ctx, inv.For)
-		if Kind(err) == "not_found" || err == nil && p.Status != StatusActive {
+		if errors.Is(err, ErrNotFound) || err == nil && p.Status != StatusActive {
 			return Invite{}, inviteNotFound()
 		}
 		if err != nil {

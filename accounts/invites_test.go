@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -253,14 +254,14 @@ func TestInviteFor(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = s.Service.CreateInviteFor(ctx, "alice", false)
-	if accounts.Kind(err) != "exists" || !strings.Contains(err.Error(), "--recover") {
+	if !errors.Is(err, accounts.ErrExists) || !strings.Contains(err.Error(), "--recover") {
 		t.Errorf("invite for alice, who has a passkey: %v; want refused, naming --recover", err)
 	}
 	rtok, rinv, err := s.Service.CreateInviteFor(ctx, "alice", true)
 	if err != nil || !rinv.Recover {
 		t.Fatalf("recovery invite for alice: %+v, %v", rinv, err)
 	}
-	if _, _, err := s.Service.CreateInviteFor(ctx, "nobody", false); accounts.Kind(err) != "not_found" {
+	if _, _, err := s.Service.CreateInviteFor(ctx, "nobody", false); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("invite for nobody: %v, want not found", err)
 	}
 	if _, err := s.Service.DisablePerson(ctx, "alice"); err != nil {

@@ -107,7 +107,7 @@ func (s *Service) EditLimits(ctx context.Context, name string, e LimitsEdit) (Pe
 		if err := rs.setBucketLimit(ctx, next.Disk); err != nil {
 			return fmt.Errorf("set the records bucket's limit: %w", err)
 		}
-		if err := setStreamMaxBytes(ctx, rs.js, HistoryStream, next.Disk); err != nil && Kind(err) != "not_found" {
+		if err := setStreamMaxBytes(ctx, rs.js, HistoryStream, next.Disk); err != nil && !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("set the records history's limit: %w", err)
 		}
 		u, err := rs.Usage(ctx)

@@ -1,6 +1,7 @@
 package accounts_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -68,18 +69,18 @@ func TestEditLimits(t *testing.T) {
 	}
 
 	for _, q := range []accounts.LimitsEdit{{}, {Disk: -1}, {Disk: accounts.MaxDisk + 1}, {Memory: -5}, {Conns: -1}, {Payload: 1 << 40}, {Consumers: 1 << 40}} {
-		if _, err := s.Service.EditLimits(ctx, "alice", q); accounts.Kind(err) != "invalid" {
+		if _, err := s.Service.EditLimits(ctx, "alice", q); !errors.Is(err, accounts.ErrInvalid) {
 			t.Errorf("quota %+v: %v, want invalid", q, err)
 		}
 	}
 	check(32<<10, 2<<20)
-	if _, err := s.Service.EditLimits(ctx, "nobody", accounts.LimitsEdit{Disk: 1 << 20}); accounts.Kind(err) != "not_found" {
+	if _, err := s.Service.EditLimits(ctx, "nobody", accounts.LimitsEdit{Disk: 1 << 20}); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("quota of nobody: %v, want not found", err)
 	}
 	if _, err := s.Service.DisablePerson(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Service.EditLimits(ctx, "alice", accounts.LimitsEdit{Disk: 1 << 20}); accounts.Kind(err) != "disabled" || !strings.Contains(err.Error(), "enable it first") {
+	if _, err := s.Service.EditLimits(ctx, "alice", accounts.LimitsEdit{Disk: 1 << 20}); !errors.Is(err, accounts.ErrDisabled) || !strings.Contains(err.Error(), "enable it first") {
 		t.Errorf("quota of a disabled person: %v, want refused, saying to enable first", err)
 	}
 }

@@ -2,6 +2,7 @@ package accounts_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -137,16 +138,19 @@ func TestValidationErrorListsEveryProblem(t *testing.T) {
 func TestErrorKinds(t *testing.T) {
 	tests := []struct {
 		kind error
-		name string
+		name accounts.ErrorKind
 	}{
-		{accounts.ErrInvalid, "invalid"},
-		{accounts.ErrNotFound, "not_found"},
-		{accounts.ErrExists, "exists"},
-		{accounts.ErrRevoked, "revoked"},
-		{accounts.ErrDisabled, "disabled"},
+		{accounts.ErrInvalid, accounts.KindInvalid},
+		{accounts.ErrNotFound, accounts.KindNotFound},
+		{accounts.ErrExists, accounts.KindExists},
+		{accounts.ErrRevoked, accounts.KindRevoked},
+		{accounts.ErrDisabled, accounts.KindDisabled},
+		{accounts.ErrForbidden, accounts.KindForbidden},
+		{accounts.ErrConflict, accounts.KindConflict},
+		{accounts.ErrQuota, accounts.KindQuota},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(string(tt.name), func(t *testing.T) {
 			if got := accounts.Kind(tt.kind); got != tt.name {
 				t.Errorf("Kind(%v) = %q, want %q", tt.kind, got, tt.name)
 			}
@@ -162,6 +166,16 @@ func TestErrorKinds(t *testing.T) {
 				t.Errorf("ErrorOfKind(%q) message: got %q, want %q", tt.name, got, "what the server said")
 			}
 		})
+	}
+	// The one table: what web answers with, and the admin service's code.
+	for kind, want := range map[accounts.ErrorKind]int{
+		accounts.KindInvalid: 400, accounts.KindNotFound: 404, accounts.KindExists: 409, accounts.KindRevoked: 410,
+		accounts.KindDisabled: 403, accounts.KindForbidden: 403, accounts.KindConflict: 409, accounts.KindQuota: 507,
+		accounts.KindInternal: 500,
+	} {
+		if got, _ := kind.HTTPStatus(); got != want || kind.ServiceCode() != strconv.Itoa(want) {
+			t.Errorf("%s: HTTP %d, service code %s; want %d", kind, got, kind.ServiceCode(), want)
+		}
 	}
 	if got := accounts.Kind(errors.New("boom")); got != "internal" {
 		t.Errorf("Kind(other) = %q, want %q", got, "internal")

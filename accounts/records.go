@@ -226,7 +226,7 @@ func (s *Service) Records(ctx context.Context, person string, q RecordQuery) (pa
 		if err == nil {
 			page.History = historyOf(info)
 			page.Usage.History = int64(info.State.Bytes)
-		} else if Kind(err) != "not_found" {
+		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		st, err := rs.js.Stream(ctx, "KV_"+RecordsBucket)

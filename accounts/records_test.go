@@ -3,6 +3,7 @@ package accounts_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -66,12 +67,12 @@ func TestRecordsSessionIsShortLived(t *testing.T) {
 	if _, err := s.Service.Records(ctx, "alice", accounts.RecordQuery{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Service.Record(ctx, "alice", "nothing", 0); accounts.Kind(err) != "not_found" {
+	if _, err := s.Service.Record(ctx, "alice", "nothing", 0); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("record of an empty bucket: got %v, want not found", err)
 	}
 	wantClients(t, s, base, "after listing and reading records")
 
-	if _, err := s.Service.OpenRecords(ctx, "nobody"); accounts.Kind(err) != "not_found" {
+	if _, err := s.Service.OpenRecords(ctx, "nobody"); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("records of nobody: got %v, want not found", err)
 	}
 }
@@ -140,19 +141,19 @@ func TestRecords(t *testing.T) {
 	if err != nil || string(d.Value) != "milk" || d.Latest != 27 {
 		t.Errorf("todo at 26: got %q, latest %d, %v; want \"milk\", 27", d.Value, d.Latest, err)
 	}
-	if _, err := s.Service.Record(ctx, "alice", "todo", 3); accounts.Kind(err) != "not_found" {
+	if _, err := s.Service.Record(ctx, "alice", "todo", 3); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("todo at a revision of another key: got %v, want not found", err)
 	}
 	d, err = s.Service.Record(ctx, "alice", "gone", 0)
 	if err != nil || !d.Deleted() || d.Op != accounts.RecordDelete || len(d.History) != 2 {
 		t.Errorf("deleted key: got %+v, %v; want its delete and a history of 2", d.Record, err)
 	}
-	if _, err := s.Service.Record(ctx, "alice", "bad key!", 0); accounts.Kind(err) != "invalid" {
+	if _, err := s.Service.Record(ctx, "alice", "bad key!", 0); !errors.Is(err, accounts.ErrInvalid) {
 		t.Errorf("invalid key: got %v, want invalid", err)
 	}
 
 	// Each person reads their own bucket only.
-	if _, err := s.Service.Record(ctx, "bob", "todo", 0); accounts.Kind(err) != "not_found" {
+	if _, err := s.Service.Record(ctx, "bob", "todo", 0); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("bob reads todo: got %v, want not found (alice's records are not his)", err)
 	}
 	if page, err := s.Service.Records(ctx, "bob", accounts.RecordQuery{}); err != nil || page.Total != 0 {
@@ -180,7 +181,7 @@ func TestRecords(t *testing.T) {
 		t.Errorf("the key's history after the delete: %d entries, %v; want the purge alone", len(h), err)
 	}
 	wantNoKey(t, kv, "todo")
-	if _, err := s.Service.DeleteRecord(ctx, "alice", "todo"); accounts.Kind(err) != "not_found" {
+	if _, err := s.Service.DeleteRecord(ctx, "alice", "todo"); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("delete a deleted key: got %v, want not found", err)
 	}
 	alice, _ := s.Service.Person(ctx, "alice")

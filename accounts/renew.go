@@ -76,7 +76,7 @@ func (s *Service) RenewDevice(ctx context.Context, account, device string) (Devi
 		return Device{}, "", errorf(ErrForbidden, "device %q has downloaded creds, which are not renewed; download new ones or enroll the device with `latch client enroll`", d.Name)
 	}
 	p, err := s.Person(ctx, d.AccountName)
-	if Kind(err) == "not_found" || err == nil && p.Account != account {
+	if errors.Is(err, ErrNotFound) || err == nil && p.Account != account {
 		return Device{}, "", unknown
 	}
 	if err != nil {

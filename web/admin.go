@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 
@@ -171,7 +172,7 @@ func (s *Server) adminPersons(ctx context.Context, viewer accounts.Person) (view
 	out := views.AdminPersons{Persons: make([]views.AdminPerson, 0, len(ps))}
 	for _, p := range ps {
 		devs, err := s.cfg.Accounts.Devices(ctx, p.Name)
-		if accounts.Kind(err) == "not_found" {
+		if errors.Is(err, accounts.ErrNotFound) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
@@ -184,7 +185,7 @@ func (s *Server) adminPersons(ctx context.Context, viewer accounts.Person) (view
 			}
 		}
 		pks, err := s.cfg.Accounts.Passkeys(ctx, p.Name)
-		if accounts.Kind(err) == "not_found" {
+		if errors.Is(err, accounts.ErrNotFound) {
 			continue
 		}
 		if err != nil {

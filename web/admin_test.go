@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -174,7 +175,7 @@ func TestAdminPersons(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || strings.Contains(body, `id="person-bob"`) {
 		t.Errorf("delete with htmx: got %d, want 200 and bob gone: %s", resp.StatusCode, body)
 	}
-	if _, err := tw.Service.Person(ctx, "bob"); accounts.Kind(err) != "not_found" {
+	if _, err := tw.Service.Person(ctx, "bob"); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("bob after delete: got %v, want not found", err)
 	}
 	if resp := bobc.do("GET", "/devices", nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
@@ -236,7 +237,7 @@ func TestAdminInvites(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || strings.Contains(body, `id="invite-`+inv.ID+`"`) {
 		t.Errorf("revoke invite: got %d, want 200 and it gone from the list: %s", resp.StatusCode, body)
 	}
-	if _, err := tw.Service.Invite(ctx, m[1]); accounts.Kind(err) != "not_found" {
+	if _, err := tw.Service.Invite(ctx, m[1]); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("the revoked invite: got %v, want not found", err)
 	}
 	if resp := c.do("POST", "/admin/invites/"+inv.ID+"/revoke", url.Values{}); resp.StatusCode != http.StatusNotFound {

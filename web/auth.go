@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/latch-dev/latch/accounts"
@@ -44,7 +45,7 @@ func (s *Server) session(r *http.Request) (string, accounts.WebSession, accounts
 		return "", accounts.WebSession{}, accounts.Person{}, errLoginNeeded
 	}
 	ws, p, err := s.cfg.Accounts.Session(r.Context(), token, s.cfg.Now())
-	if accounts.Kind(err) == "not_found" {
+	if errors.Is(err, accounts.ErrNotFound) {
 		return "", ws, p, errLoginNeeded
 	}
 	return token, ws, p, err
@@ -58,7 +59,7 @@ func (s *Server) loggedIn(r *http.Request) (accounts.Person, error) {
 	if p.Status != accounts.StatusActive {
 		return p, errStatus(http.StatusForbidden, "your account is "+p.Status+"; ask an admin")
 	}
-	if err := s.cfg.Accounts.TouchSession(r.Context(), ws, s.cfg.Now(), clientAddr(r), false); accounts.Kind(err) == "not_found" {
+	if err := s.cfg.Accounts.TouchSession(r.Context(), ws, s.cfg.Now(), clientAddr(r), false); errors.Is(err, accounts.ErrNotFound) {
 		return p, errLoginNeeded // ended a moment ago
 	} else if err != nil {
 		s.log.Warn("record a session's use", "person", p.Name, "err", err)
@@ -213,7 +214,7 @@ func (s *Server) registerPage(w http.ResponseWriter, r *http.Request, token stri
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer") // keep the token out of Referer headers
 	inv, err := s.signupAllowed(r.Context(), token)
-	if setup && accounts.Kind(err) == "not_found" {
+	if setup && errors.Is(err, accounts.ErrNotFound) {
 		err = errStatus(http.StatusNotFound, "this setup link is not valid: it was used, a newer one was made, or an admin can log in already. "+
 			"While no admin has a passkey, each start of latch serve makes a new one")
 	}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -132,9 +133,7 @@ func (s *Server) handleDeviceDownload(w http.ResponseWriter, r *http.Request, p 
 // downloadFailed shows the devices page again with what was wrong with the
 // name, for a mistake the person can fix; other errors go the usual way.
 func (s *Server) downloadFailed(w http.ResponseWriter, r *http.Request, p accounts.Person, name string, err error) {
-	switch accounts.Kind(err) {
-	case "invalid", "exists":
-	default:
+	if !errors.Is(err, accounts.ErrInvalid) && !errors.Is(err, accounts.ErrExists) {
 		s.fail(w, r, err)
 		return
 	}

@@ -307,7 +307,7 @@ func (s *Server) enrollReview(w http.ResponseWriter, r *http.Request, p accounts
 		return
 	}
 	e, err := s.cfg.Accounts.PendingEnrollment(r.Context(), code)
-	if accounts.Kind(err) == "not_found" {
+	if errors.Is(err, accounts.ErrNotFound) {
 		s.render(w, r, http.StatusNotFound, views.EnrollPage{Viewer: viewerOf(p), Code: accounts.FormatUserCode(code),
 			Error: "wrong code: no device is waiting with code " + accounts.FormatUserCode(code) +
 				". Check the code the device shows; codes expire after 10 minutes, so you may have to start again on the device."})

@@ -36,25 +36,8 @@ func statusOf(err error) (int, string) {
 		}
 		return he.status, code
 	}
-	switch accounts.Kind(err) {
-	case "invalid":
-		return http.StatusBadRequest, "invalid_request"
-	case "not_found":
-		return http.StatusNotFound, "not_found"
-	case "exists":
-		return http.StatusConflict, "exists"
-	case "revoked":
-		return http.StatusGone, "revoked"
-	case "disabled":
-		return http.StatusForbidden, "disabled"
-	case "forbidden":
-		return http.StatusForbidden, "forbidden"
-	case "conflict":
-		return http.StatusConflict, "conflict"
-	case "quota":
-		return http.StatusInsufficientStorage, "over_quota"
-	}
-	return http.StatusInternalServerError, "server_error"
+	// One table of kinds, in accounts.
+	return accounts.Kind(err).HTTPStatus()
 }
 
 func codeOf(status int) string {

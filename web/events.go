@@ -132,7 +132,7 @@ func (s *Server) handleDeviceEvents(w http.ResponseWriter, r *http.Request, p ac
 func (s *Server) deviceEvent(ctx context.Context, p accounts.Person, device string, known map[string]bool) (string, templ.Component, bool) {
 	d, err := s.cfg.Accounts.Device(ctx, p.Name, device)
 	if err != nil || d.PublicKey != device {
-		if err != nil && accounts.Kind(err) != "not_found" && ctx.Err() == nil {
+		if err != nil && !errors.Is(err, accounts.ErrNotFound) && ctx.Err() == nil {
 			s.log.Warn("device event", "account", p.Account, "device", device, "err", err)
 		}
 		return "", nil, false

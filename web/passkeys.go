@@ -362,7 +362,7 @@ func (s *Server) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	_, cred, err := s.webauthn.FinishPasskeyLogin(find, c.Data, r)
 	if err != nil {
-		if accounts.Kind(err) == "not_found" {
+		if errors.Is(err, accounts.ErrNotFound) {
 			s.fail(w, r, errStatus(http.StatusUnauthorized, "this passkey is not known here (it may have been removed); use another one"))
 			return
 		}

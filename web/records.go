@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -58,10 +59,10 @@ func (s *Server) handleRecordsRestore(w http.ResponseWriter, r *http.Request, p 
 	} else {
 		ctx := accounts.WithActor(r.Context(), actor(r, p))
 		res, err := s.cfg.Accounts.RestoreRecords(ctx, p.Name, at)
-		switch k := accounts.Kind(err); {
+		switch {
 		case err == nil:
 			done = &views.RestoreDone{At: res.At, Put: res.Put, Deleted: res.Deleted}
-		case k == "invalid" || k == "not_found": // before the history, or none yet
+		case errors.Is(err, accounts.ErrInvalid), errors.Is(err, accounts.ErrNotFound): // before the history, or none yet
 			problem = err.Error()
 		default:
 			s.fail(w, r, err)

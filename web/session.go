@@ -125,7 +125,7 @@ func (s *Server) takeCeremony(w http.ResponseWriter, r *http.Request, kind strin
 		return ceremony{}, err
 	}
 	b, err := s.cfg.Accounts.TakeCeremony(r.Context(), token, s.cfg.Now())
-	if accounts.Kind(err) == "not_found" {
+	if errors.Is(err, accounts.ErrNotFound) {
 		return ceremony{}, errCeremony
 	}
 	if err != nil {

@@ -189,7 +189,7 @@ func TestInviteCreate(t *testing.T) {
 	}
 	forInv, _ := svc.Invite(ctx, forToken)
 	s.mustAdmin(t, "invite", "revoke", forInv.ID)
-	if _, err := svc.Invite(ctx, forToken); accounts.Kind(err) != "not_found" {
+	if _, err := svc.Invite(ctx, forToken); !errors.Is(err, accounts.ErrNotFound) {
 		t.Errorf("the revoked invite: %v, want not found", err)
 	}
 	if r := s.admin(t, "invite", "revoke", forInv.ID); exitCode(r.err) != 1 {

@@ -641,7 +641,7 @@ func recordLastSeen(ctx context.Context, p *resolver.Presence, svc *accounts.Ser
 			if ev.Online {
 				continue
 			}
-			if err := svc.SetLastSeen(ctx, ev.Account, ev.User, ev.Time); err != nil && accounts.Kind(err) != "not_found" {
+			if err := svc.SetLastSeen(ctx, ev.Account, ev.User, ev.Time); err != nil && !errors.Is(err, accounts.ErrNotFound) {
 				log.Warn("record last seen", "account", ev.Account, "device", ev.User, "err", err)
 			}
 		}
