@@ -589,3 +589,32 @@ func mintUserCreds(signer nkeys.KeyPair, account, name string, perms *jwt.Permis
 	}
 	return keys.FormatCreds(tok, seed)
 }
+
+// CheckKeys loads every seed in the key store and each secret `latch
+// serve` needs, so that `latch operator show` reports a corrupt, misplaced
+// or world-readable seed file, with how to fix it, before the server
+// trips over it.
+func (op *Operator) CheckKeys(getenv func(string) string) error {
+	pubs, err := op.Keys.List()
+	if err != nil {
+		return fmt.Errorf("key store %s: %w", op.Keys.Dir(), err)
+	}
+	for _, pub := range pubs {
+		if _, err := op.Keys.Get(pub); err != nil {
+			return err
+		}
+	}
+	if _, err := op.Signer(); err != nil {
+		return err
+	}
+	for _, a := range []AccountJWT{op.SystemAccount, op.AppAccount, op.AdminAccount} {
+		if a.SigningKey == "" {
+			continue // LATCH_ADMIN before `latch serve` upgrades the folder
+		}
+		if _, err := op.Keys.Get(a.SigningKey); err != nil {
+			return fmt.Errorf("%s account signing key: %w", a.Name, err)
+		}
+	}
+	_, err = op.JetStreamKey(getenv)
+	return err
+}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,14 @@ const (
 type sessionStore struct {
 	store            *sessions.CookieStore
 	name, ceremonies string
+}
+
+// sessionKeysOf derives the session cookie's keys, an authentication key
+// and an encryption key, with distinct labels from a shared secret.
+func sessionKeysOf(secret []byte) [][]byte {
+	auth := sha256.Sum256(append([]byte("latch web session auth\x00"), secret...))
+	enc := sha256.Sum256(append([]byte("latch web session enc\x00"), secret...))
+	return [][]byte{auth[:], enc[:]}
 }
 
 func newSessionStore(keyPairs [][]byte, secure bool) (*sessionStore, error) {

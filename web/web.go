@@ -134,8 +134,13 @@ type Config struct {
 	Name, Version string
 	// Servers are the NATS URLs handed to enrolled devices.
 	Servers []string
-	// SessionKeys are the cookie keys: a 32 or 64-byte authentication key
-	// and a 32-byte encryption key, newest pair first.
+	// SessionSecret is the secret the session cookie's keys are derived
+	// from; every node that shares it accepts the others' sessions. Empty
+	// makes keys of this process only.
+	SessionSecret []byte
+	// SessionKeys, when set, are the cookie keys themselves: a 32 or
+	// 64-byte authentication key and a 32-byte encryption key, newest pair
+	// first. Tests set them.
 	SessionKeys [][]byte
 	// TrustProxy takes the client's address from the last entry of
 	// X-Forwarded-For, which a reverse proxy in front of latch appends.
@@ -233,7 +238,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("passkeys for %s: %w", cfg.PublicURL, err)
 	}
-	s.sessions, err = newSessionStore(cfg.SessionKeys, s.secure)
+	keys := cfg.SessionKeys
+	if len(keys) == 0 && len(cfg.SessionSecret) > 0 {
+		keys = sessionKeysOf(cfg.SessionSecret)
+	}
+	s.sessions, err = newSessionStore(keys, s.secure)
 	if err != nil {
 		return nil, err
 	}

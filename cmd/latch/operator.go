@@ -23,7 +23,7 @@ func operatorCommand(e *env) *cli.Command {
 				Usage: "show the operator, its signing keys and latch's own accounts",
 				Flags: withData(jsonFlag()),
 				Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
-					if err := checkKeys(op, e.getenv); err != nil {
+					if err := op.CheckKeys(e.getenv); err != nil {
 						return err
 					}
 					oc, err := op.OperatorClaims()
@@ -131,35 +131,6 @@ func (e *env) operatorAction(argNames []string, f func(c *cli.Context, op *accou
 		}
 		return f(c, op, a)
 	}
-}
-
-// checkKeys loads every seed in the key store and each secret `latch
-// serve` needs, so that `latch operator show` reports a corrupt, misplaced
-// or world-readable seed file, with how to fix it, before the server
-// trips over it.
-func checkKeys(op *accounts.Operator, getenv func(string) string) error {
-	pubs, err := op.Keys.List()
-	if err != nil {
-		return fmt.Errorf("key store %s: %w", op.Keys.Dir(), err)
-	}
-	for _, pub := range pubs {
-		if _, err := op.Keys.Get(pub); err != nil {
-			return err
-		}
-	}
-	if _, err := op.Signer(); err != nil {
-		return err
-	}
-	for _, a := range []accounts.AccountJWT{op.SystemAccount, op.AppAccount, op.AdminAccount} {
-		if a.SigningKey == "" {
-			continue // LATCH_ADMIN before `latch serve` upgrades the folder
-		}
-		if _, err := op.Keys.Get(a.SigningKey); err != nil {
-			return fmt.Errorf("%s account signing key: %w", a.Name, err)
-		}
-	}
-	_, err = op.JetStreamKey(getenv)
-	return err
 }
 
 func writeServerConfig(e *env, op *accounts.Operator, resolverDir string, all bool) error {

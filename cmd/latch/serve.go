@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -232,7 +231,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	}
 	// Every seed is read before NATS starts, so a damaged or exposed key
 	// file stops the server with how to fix it.
-	if err := checkKeys(op, e.getenv); err != nil {
+	if err := op.CheckKeys(e.getenv); err != nil {
 		return err
 	}
 	jsKey, err := op.JetStreamKey(e.getenv)
@@ -427,26 +426,26 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 
 	go recordLastSeen(ctx, presence, svc, log)
 
-	sessionKeys, err := webSessionKeys(ctx, svc)
+	sessionSecret, err := svc.SharedSecret(ctx, "web-session")
 	if err != nil {
-		return err
+		return fmt.Errorf("web session keys: %w", err)
 	}
 	servers := cfg.deviceServers
 	if len(servers) == 0 {
 		servers = []string{ns.ClientURL()}
 	}
 	g, err := web.New(web.Config{
-		Name:        op.Name,
-		Version:     version,
-		PublicURL:   cfg.publicURL,
-		Signup:      cfg.signup,
-		TrustProxy:  cfg.trustProxy,
-		Servers:     servers,
-		SessionKeys: sessionKeys,
-		Accounts:    svc,
-		Presence:    presence,
-		Status:      serverStatus{ns: ns},
-		Log:         log,
+		Name:          op.Name,
+		Version:       version,
+		PublicURL:     cfg.publicURL,
+		Signup:        cfg.signup,
+		TrustProxy:    cfg.trustProxy,
+		Servers:       servers,
+		SessionSecret: sessionSecret,
+		Accounts:      svc,
+		Presence:      presence,
+		Status:        serverStatus{ns: ns},
+		Log:           log,
 	})
 	if err != nil {
 		return usageError{msg: err.Error()}
@@ -610,20 +609,6 @@ func httpHandler(ns *resolver.Server, ready *atomic.Bool, gui *atomic.Pointer[we
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
-}
-
-// webSessionKeys are the web session cookie's keys, an authentication
-// key and an encryption key, derived with distinct labels from a shared
-// secret in latch's encrypted secrets bucket, so that sessions survive
-// restarts and every node of a cluster accepts them.
-func webSessionKeys(ctx context.Context, svc *accounts.Service) ([][]byte, error) {
-	secret, err := svc.SharedSecret(ctx, "web-session")
-	if err != nil {
-		return nil, fmt.Errorf("web session keys: %w", err)
-	}
-	auth := sha256.Sum256(append([]byte("latch web session auth\x00"), secret...))
-	enc := sha256.Sum256(append([]byte("latch web session enc\x00"), secret...))
-	return [][]byte{auth[:], enc[:]}, nil
 }
 
 // recordLastSeen writes, when a device goes offline, when it was last seen.
