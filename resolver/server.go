@@ -80,6 +80,10 @@ type Server struct {
 	tls    bool // client and monitoring ports speak TLS
 }
 
+// DefaultSyncInterval is how often the full resolver compares its JWTs
+// with its peers, in latch and in the configuration WriteConfig writes.
+const DefaultSyncInterval = 2 * time.Minute
+
 // DefaultStall is how long a start may go without a word from nats-server
 // before latch gives up on it.
 const DefaultStall = 10 * time.Minute
@@ -158,7 +162,7 @@ func options(cfg Config) (*server.Options, error) {
 	}
 	interval := cfg.SyncInterval
 	if interval == 0 {
-		interval = 2 * time.Minute
+		interval = DefaultSyncInterval
 	}
 	// Deleted accounts are removed outright: a file renamed to .deleted
 	// would still be served to a peer that asks for it.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/resolver"
 	"github.com/nats-io/jwt/v2"
 	"github.com/urfave/cli/v2"
 )
@@ -154,22 +155,8 @@ func writeServerConfig(e *env, op *accounts.Operator, resolverDir string, all bo
 			}
 		}
 	}
-	pubs := make([]string, 0, len(preload))
-	for p := range preload {
-		pubs = append(pubs, p)
-	}
-	sort.Strings(pubs)
-	w := e.stdout
-	fmt.Fprintf(w, "# nats-server configuration for operator %q, written by `latch operator config`.\n", op.Name)
-	fmt.Fprintf(w, "# Trusts account JWTs signed by the operator's signing keys; the full resolver\n")
-	fmt.Fprintf(w, "# keeps them in %s and syncs them with its peers.\n\n", resolverDir)
-	fmt.Fprintf(w, "operator: %s\n\n", op.OperatorJWT)
-	fmt.Fprintf(w, "system_account: %s\n\n", op.SystemAccount.PublicKey)
-	fmt.Fprintf(w, "resolver {\n  type: full\n  dir: %q\n  allow_delete: true\n  interval: \"2m\"\n  timeout: \"1.9s\"\n}\n\n", resolverDir)
-	fmt.Fprintf(w, "resolver_preload {\n")
-	for _, p := range pubs {
-		fmt.Fprintf(w, "  %s: %s\n", p, preload[p])
-	}
-	fmt.Fprintf(w, "}\n")
-	return nil
+	return resolver.WriteConfig(e.stdout, resolver.ConfigFile{
+		OperatorName: op.Name, OperatorJWT: op.OperatorJWT, SystemAccount: op.SystemAccount.PublicKey,
+		ResolverDir: resolverDir, Preload: preload,
+	})
 }
