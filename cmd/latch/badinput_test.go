@@ -304,7 +304,7 @@ func TestBadDataFolder(t *testing.T) {
 			data := initData(t)
 			path := c.damage(t, data, mustOperatorInfo(t, data))
 			checkFailure(t, nil, failure{args: []string{"operator", "show", "--data", data}, code: 1, want: c.want(path)})
-			args := []string{"serve", "--data", data, "--nats", freeAddr(t), "--http", freeAddr(t), "--monitor", ""}
+			args := []string{"serve", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--monitor", ""}
 			r := latchWithin(t, time.Minute, nil, args...)
 			if r.err == nil {
 				t.Fatalf("latch serve started with a %s", c.name)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/internal/latchtest"
+	"github.com/latch-dev/latch/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -69,6 +70,32 @@ type served struct {
 	exited  bool
 	exitErr error
 	web     *http.Client // for https: trusts the test's CA; nil is the default
+	started chan *server.Server
+	srv     *server.Server // once `latch serve` opened it
+}
+
+// attach learns where the server listens once `latch serve` has opened it
+// (the NATS address once it is ready); false when it has not within d or
+// stopped first.
+func (s *served) attach(d time.Duration) bool {
+	if s.srv == nil {
+		select {
+		case srv := <-s.started:
+			s.srv = srv
+		case err := <-s.done:
+			s.exited, s.exitErr = true, err
+			return false
+		case <-time.After(d):
+			return false
+		}
+	}
+	a := s.srv.Addrs()
+	s.http, s.monitor = a.HTTP, a.Monitor
+	if a.NATS != "" {
+		s.nats = a.NATS
+		s.env["LATCH_SERVER"] = a.NATS
+	}
+	return true
 }
 
 // syncBuffer is a bytes.Buffer safe for the server's log writes.
@@ -121,10 +148,7 @@ func mustServeEnv(t testing.TB, data string, environ map[string]string, extra ..
 func mustServeTLS(t testing.TB, certs *latchtest.Certs, extra ...string) *served {
 	t.Helper()
 	s := launchServe(t, "", nil, nil, append([]string{"--tls-cert", certs.Cert, "--tls-key", certs.Key}, extra...)...)
-	s.http = "https://" + strings.TrimPrefix(s.http, "http://")
-	s.monitor = "https://" + strings.TrimPrefix(s.monitor, "http://")
-	s.nats = "tls://" + strings.TrimPrefix(s.nats, "nats://")
-	s.env["LATCH_SERVER"], s.env["LATCH_CA"] = s.nats, certs.CA
+	s.env["LATCH_CA"] = certs.CA
 	s.web = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.Pool}}}
 	s.waitHealthy(t, 30*time.Second)
 	return s
@@ -138,25 +162,22 @@ func launchServe(t testing.TB, data string, environ map[string]string, log io.Wr
 	if data == "" {
 		data = filepath.Join(t.TempDir(), "data")
 	}
-	s := &served{data: data, logs: &syncBuffer{}, done: make(chan error, 1)}
-	natsAddr, httpAddr, monAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	// A --nats among extra wins (the last of a flag given twice counts).
-	for i, a := range extra {
-		if a == "--nats" && i+1 < len(extra) {
-			natsAddr = extra[i+1]
-		}
-	}
-	s.nats, s.http, s.monitor = "nats://"+natsAddr, "http://"+httpAddr, "http://"+monAddr
-	s.env = map[string]string{"LATCH_DATA": data, "LATCH_SERVER": s.nats}
+	s := &served{data: data, logs: &syncBuffer{}, done: make(chan error, 1), started: make(chan *server.Server, 1)}
+	s.env = map[string]string{"LATCH_DATA": data}
 	ctx, cancel := context.WithCancel(context.Background())
-	args := append([]string{"latch", "serve", "--data", data, "--nats", natsAddr, "--http", httpAddr,
-		"--monitor", monAddr, "--lame-duck", "1s"}, extra...)
+	// Every port is 0: the server picks free ones, which the test reads
+	// back (a --nats, --http or --monitor in extra wins: the last of a
+	// flag given twice counts).
+	args := append([]string{"latch", "serve", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--monitor", "127.0.0.1:0", "--lame-duck", "1s"}, extra...)
 	var w io.Writer = s.logs
 	if log != nil {
 		w = io.MultiWriter(s.logs, log)
 	}
+	e := &env{getenv: func(k string) string { return environ[k] }, stdin: strings.NewReader(""), stdout: w, stderr: w,
+		started: func(srv *server.Server) { s.started <- srv }}
 	go func() {
-		s.done <- run(ctx, args, func(k string) string { return environ[k] }, w, w)
+		s.done <- runEnv(ctx, args, e)
 	}()
 	var stopOnce sync.Once
 	s.stop = func() {
@@ -198,6 +219,7 @@ func (s *served) waitHealthy(t testing.TB, d time.Duration) {
 		default:
 		}
 		if code, _ := s.healthz(); code == http.StatusOK {
+			s.attach(0) // the NATS address, now that it is ready
 			return
 		}
 		if time.Now().After(deadline) {
@@ -210,6 +232,9 @@ func (s *served) waitHealthy(t testing.TB, d time.Duration) {
 // healthz is what GET /healthz answers: its status code and body, or 0
 // when nothing answered.
 func (s *served) healthz() (int, string) {
+	if !s.attach(100 * time.Millisecond) {
+		return 0, "latch serve has not opened its ports"
+	}
 	hc := s.web
 	if hc == nil {
 		hc = http.DefaultClient

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/latch-dev/latch/server"
 	"io"
 	"os"
 	"os/signal"
@@ -52,9 +53,12 @@ func usagef(format string, args ...any) error {
 // env carries what run was given to the commands.
 type env struct {
 	getenv func(string) string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	// started, when set, is told of the server `latch serve` runs: tests
+	// read its addresses back.
+	started func(*server.Server)
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
 // run runs the latch command line with args (args[0] is the program name).
@@ -66,14 +70,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // runIn is run with its own standard input.
 func runIn(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	return runEnv(ctx, args, &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+// runEnv runs the command line in e.
+func runEnv(ctx context.Context, args []string, e *env) error {
 	var misuse error
 	app := &cli.App{
 		Name:      "latch",
 		Usage:     "an account server for NATS decentralized auth: people sign in with passkeys, their devices get their own NATS users",
 		Version:   version,
-		Writer:    stdout,
-		ErrWriter: stderr,
+		Writer:    e.stdout,
+		ErrWriter: e.stderr,
 		Flags:     globalFlags(),
 		Commands: []*cli.Command{
 			initCommand(e),

@@ -162,7 +162,7 @@ func TestServePortInUse(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	for _, flag := range []string{"--nats", "--monitor", "--http"} {
 		t.Run(flag, func(t *testing.T) {
-			ports := map[string]string{"--nats": freeAddr(t), "--monitor": freeAddr(t), "--http": freeAddr(t)}
+			ports := map[string]string{"--nats": "127.0.0.1:0", "--monitor": "127.0.0.1:0", "--http": "127.0.0.1:0"}
 			ports[flag] = addr
 			args := []string{"serve", "--data", data}
 			for f, a := range ports {

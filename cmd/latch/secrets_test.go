@@ -96,8 +96,8 @@ func (e *eavesdropper) check(t *testing.T) {
 // operator's system user and sees everything by design.
 func TestNoSecretsReachOutside(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	natsAddr := freeAddr(t)
-	s := mustServe(t, data, "--nats", natsAddr)
+	s := mustServe(t, data)
+	natsAddr := strings.TrimPrefix(s.nats, "nats://") // the restart below keeps it
 	s.mustAdmin(t, "account", "add", "alice")
 	device := filepath.Join(t.TempDir(), "laptop.creds")
 	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", device)

@@ -103,7 +103,7 @@ func TestSetupLinkFileGoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	showSetupLink(&out, slog.New(slog.NewTextHandler(&out, nil)), dir, "http://x", "", false)
+	showSetupLink(&out, slog.New(slog.NewTextHandler(&out, nil)), dir, "", false)
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
 		t.Errorf("the setup link file is still there once an admin can log in: %v", err)
 	}

@@ -128,12 +128,7 @@ func peerNotAfter(t *testing.T, s *served, certs *latchtest.Certs) time.Time {
 // and devices alike; the web asks browsers for none.
 func TestServeTLSClientCerts(t *testing.T) {
 	certs := latchtest.MustCerts(t, 24*time.Hour)
-	s := launchServe(t, "", nil, nil, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--tls-ca", certs.CA)
-	s.http = "https://" + strings.TrimPrefix(s.http, "http://")
-	s.nats = "tls://" + strings.TrimPrefix(s.nats, "nats://")
-	s.env["LATCH_SERVER"], s.env["LATCH_CA"] = s.nats, certs.CA
-	s.web = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.Pool}}}
-	s.waitHealthy(t, 30*time.Second) // the web, with no client certificate
+	s := mustServeTLS(t, certs, "--tls-ca", certs.CA) // the web asks for no client certificate
 
 	if r := s.admin(t, "account", "add", "alice"); r.err == nil {
 		t.Fatal("an admin command without a client certificate was answered")
@@ -175,8 +170,7 @@ func TestServeTLSClientCerts(t *testing.T) {
 // Without TLS, an address other machines reach gets a warning; bad TLS
 // flags and files stop the start before anything is written.
 func TestServeTLSMisuse(t *testing.T) {
-	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-	s := mustServe(t, "", "--nats", "0.0.0.0:"+port)
+	s := mustServe(t, "", "--nats", "0.0.0.0:0")
 	if logs := s.logs.String(); !strings.Contains(logs, "serving plain text on an address other machines reach") || !strings.Contains(logs, "--nats") {
 		t.Errorf("no warning for a plain NATS port on 0.0.0.0:\n%s", logs)
 	}
@@ -195,7 +189,7 @@ func TestServeTLSMisuse(t *testing.T) {
 		{[]string{"--tls-cert", expired, "--tls-key", expiredKey}, 1, "expired"},
 		{[]string{"--tls-cert", certs.Cert, "--tls-key", certs.ClientKey}, 1, "--tls-key"},
 	} {
-		args := append([]string{"serve", "--data", data, "--nats", freeAddr(t), "--http", freeAddr(t), "--monitor", freeAddr(t)}, c.args...)
+		args := append([]string{"serve", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--monitor", "127.0.0.1:0"}, c.args...)
 		r := latchWithin(t, 30*time.Second, nil, args...)
 		if exitCode(r.err) != c.code || r.err == nil || !strings.Contains(r.err.Error(), c.want) {
 			t.Errorf("serve %v: exit %d, %v; want %d saying %q", c.args, exitCode(r.err), r.err, c.code, c.want)

@@ -1,0 +1,573 @@
+// Package server runs latch: the embedded nats-server with its full
+// resolver, the account service with its admin and device services, and
+// the web server, wired together. `latch serve` is Open, then Done; tests
+// open one on port 0 and read its addresses back, as the cluster's tests
+// will open three.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/tlsfiles"
+	"github.com/latch-dev/latch/resolver"
+	"github.com/latch-dev/latch/web"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+)
+
+// Config is what a latch server runs with; `latch serve`'s flags fill it.
+type Config struct {
+	// Data is the data folder; an empty or missing one is initialised.
+	Data string
+	// NATS, HTTP and Monitor are host:port addresses; port 0 picks a free
+	// one (Addrs says which). An empty Monitor turns monitoring off.
+	NATS, HTTP, Monitor string
+	// Name is the NATS server's name.
+	Name string
+	// PublicURL is where people reach the web GUI; default
+	// http(s)://localhost:<the HTTP port>.
+	PublicURL     string
+	Signup        string
+	TrustProxy    bool
+	DeviceServers []string // default the NATS client URL
+	Limits        accounts.Limits
+	DeviceTTL     time.Duration
+	// MaxStore and MaxMemory are what JetStream hands out in quotas.
+	MaxStore, MaxMemory  int64
+	LameDuck, StartStall time.Duration
+	// TLSCert and TLSKey turn TLS on for NATS, monitoring and HTTP;
+	// TLSCA requires NATS client certificates of that CA.
+	TLSCert, TLSKey, TLSCA string
+	Version                string
+	// Getenv reads LATCH_JETSTREAM_KEY and LATCH_JETSTREAM_PREV_KEY; nil
+	// is os.Getenv.
+	Getenv func(string) string
+	Log    *slog.Logger
+	// SetupLink is told the one-time setup link when one is made (ok
+	// true), or that none is needed (ok false), once the server is ready.
+	SetupLink func(link string, ok bool)
+	// HangupReloads reads the TLS files again on SIGHUP.
+	HangupReloads bool
+}
+
+// ConfigError is a configuration the server cannot run with; nothing was
+// written.
+type ConfigError struct{ Msg string }
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+// Addrs are where a running server listens.
+type Addrs struct {
+	NATS    string // the client URL, nats:// or tls://
+	HTTP    string // the web server's URL, http:// or https://
+	Monitor string // "" when off
+	Web     string // the public URL
+}
+
+// Server is a running latch.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	op    *accounts.Operator
+	ns    *resolver.Server
+	hl    net.Listener
+	hs    *http.Server
+	certs *tlsfiles.Files
+
+	ready atomic.Bool
+	gui   atomic.Pointer[web.Server]
+	own   atomic.Pointer[ownConns]
+
+	readyc    chan struct{}
+	stop      chan struct{}
+	stopOnce  sync.Once
+	done      chan struct{}
+	err       error
+	wg        sync.WaitGroup // every goroutine the server starts
+	httpURL   string
+	stopHTTP  sync.Once
+	bgCtx     context.Context
+	bgCancel  context.CancelFunc
+	serveErrs chan error
+}
+
+// Open checks the configuration and the data folder (initialising an
+// empty one), opens the ports and starts nats-server, and returns: the web
+// port answers /healthz at once, 503 with how far the start is until
+// everything is ready (Ready), then 200. A start with thousands of persons
+// spends minutes recovering JetStream. The server stops when ctx ends or
+// on Close; Done says when, Err why.
+func Open(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
+		return nil, &ConfigError{"--tls-cert and --tls-key go together"}
+	case cfg.TLSCA != "" && cfg.TLSCert == "":
+		return nil, &ConfigError{"--tls-ca needs --tls-cert and --tls-key"}
+	}
+	// A port in use fails before anything is written, a new data folder
+	// included.
+	for _, l := range []struct{ name, addr string }{{"client", cfg.NATS}, {"monitor", cfg.Monitor}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := resolver.TryListen(l.name, l.addr); err != nil {
+			return nil, ListenError(err)
+		}
+	}
+	hl, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("http: cannot listen on %s (--http): %w", cfg.HTTP, unwrapOp(err))
+	}
+	s := &Server{cfg: cfg, log: log, hl: hl, readyc: make(chan struct{}), stop: make(chan struct{}),
+		done: make(chan struct{}), serveErrs: make(chan error, 1)}
+	if err := s.open(); err != nil {
+		hl.Close()
+		return nil, err
+	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	s.hs = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.wg.Go(func() {
+		if err := s.hs.Serve(s.hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.serveErrs <- fmt.Errorf("http: %w", err)
+		}
+	})
+	if s.certs != nil {
+		s.wg.Go(func() { s.certs.Watch(s.bgCtx, 10*time.Second, log) })
+		if cfg.HangupReloads {
+			s.wg.Go(func() { reloadOnHangup(s.bgCtx, s.certs, log) })
+		}
+	}
+	go func() {
+		s.err = s.run(ctx)
+		s.bgCancel()
+		s.stopWeb()
+		s.wg.Wait()
+		close(s.done)
+	}()
+	return s, nil
+}
+
+// open reads the data folder, upgrading it, and starts nats-server.
+func (s *Server) open() error {
+	cfg, log := s.cfg, s.log
+	var natsTLS *tls.Config
+	if cfg.TLSCert != "" {
+		var err error
+		if s.certs, err = tlsfiles.Load(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
+			return fmt.Errorf("%w (--tls-cert, --tls-key, --tls-ca)", err)
+		}
+		s.hl = tls.NewListener(s.hl, s.certs.HTTPS())
+		natsTLS = s.certs.NATS()
+	} else {
+		warnPlain(log, cfg)
+	}
+	scheme := "http"
+	if s.certs != nil {
+		scheme = "https"
+	}
+	port := s.hl.Addr().(*net.TCPAddr).Port
+	s.httpURL = fmt.Sprintf("%s://%s", scheme, s.hl.Addr())
+	if s.cfg.PublicURL == "" {
+		s.cfg.PublicURL = fmt.Sprintf("%s://localhost:%d", scheme, port)
+	}
+	s.cfg.PublicURL = strings.TrimSuffix(s.cfg.PublicURL, "/")
+	if u, err := url.Parse(s.cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return &ConfigError{fmt.Sprintf("--public-url %q: want http(s)://host[:port]", s.cfg.PublicURL)}
+	}
+
+	op, err := accounts.LoadOperator(cfg.Data)
+	if errors.Is(err, accounts.ErrNotInitialised) {
+		if op, err = accounts.InitOperator(cfg.Data, "latch"); err != nil {
+			return err
+		}
+		log.Info("initialised a new data folder", "data", cfg.Data, "operator", op.Operator)
+	}
+	if err != nil {
+		return err
+	}
+	// A folder made before LATCH_ADMIN existed had admin.creds in LATCH
+	// itself, where it could read the server's own traffic.
+	if changed, err := op.UpgradeAdminAccount(); err != nil {
+		return fmt.Errorf("move admin creds to LATCH_ADMIN: %w", err)
+	} else if changed {
+		log.Warn("admin creds moved to their own account, LATCH_ADMIN: the old admin.creds no longer works; "+
+			"a new one replaces it, and `latch admin creds issue` makes one for each admin",
+			"admin_creds", filepath.Join(cfg.Data, accounts.AdminCredsFile))
+	}
+	if changed, err := op.UpgradeAppExports(); err != nil {
+		return fmt.Errorf("bring the LATCH account up to date: %w", err)
+	} else if changed {
+		log.Info("LATCH account re-signed with this version's exports")
+	}
+	// Every seed is read before NATS starts, so a damaged or exposed key
+	// file stops the server with how to fix it.
+	if err := op.CheckKeys(cfg.Getenv); err != nil {
+		return err
+	}
+	jsKey, err := op.JetStreamKey(cfg.Getenv)
+	if err != nil {
+		return err
+	}
+	// During a key rotation the previous key reads what is still encrypted
+	// with it; the server writes it again under the new key as it loads
+	// (docs/security.md).
+	jsPrevKey := strings.TrimSpace(cfg.Getenv("LATCH_JETSTREAM_PREV_KEY"))
+	// After `latch operator signing-key add`, SYS and LATCH move to the
+	// new key before the server starts.
+	if changed, err := op.ResignOwnAccounts(); err != nil {
+		return err
+	} else if changed {
+		log.Info("re-signed SYS and LATCH with the operator signing key in use", "key", op.SigningKey)
+	}
+	s.op = op
+	if s.certs != nil {
+		log.Info("TLS on NATS, the monitoring port and HTTP", "cert", cfg.TLSCert,
+			"expires", s.certs.NotAfter().UTC().Format(time.RFC3339), "client_certs", s.certs.VerifiesClients())
+	}
+	s.ns, err = resolver.Launch(resolver.Config{
+		TLS:              natsTLS,
+		Name:             cfg.Name,
+		DataDir:          cfg.Data,
+		Listen:           cfg.NATS,
+		Monitor:          cfg.Monitor,
+		OperatorJWT:      op.OperatorJWT,
+		SystemAccount:    op.SystemAccount.PublicKey,
+		Preload:          op.Preload(),
+		JetStreamKey:     jsKey,
+		JetStreamPrevKey: jsPrevKey,
+		MaxStore:         cfg.MaxStore,
+		MaxMemory:        cfg.MaxMemory,
+		LameDuck:         cfg.LameDuck,
+		StallTimeout:     cfg.StartStall,
+		Log:              log,
+	})
+	if err != nil {
+		return ListenError(err)
+	}
+	return nil
+}
+
+// Ready is closed once the server serves everything.
+func (s *Server) Ready() <-chan struct{} { return s.readyc }
+
+// Done is closed once the server has stopped.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err is why the server stopped, after Done: nil for a stop asked for.
+func (s *Server) Err() error {
+	<-s.done
+	return s.err
+}
+
+// Close stops the server, lame duck first, and waits for it.
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	return s.Err()
+}
+
+// Addrs are where the server listens; NATS's address is known once the
+// server is ready.
+func (s *Server) Addrs() Addrs {
+	a := Addrs{HTTP: s.httpURL, Monitor: s.ns.MonitorURL(), Web: s.cfg.PublicURL}
+	select {
+	case <-s.readyc:
+		a.NATS = s.ns.ClientURL()
+	default:
+	}
+	return a
+}
+
+func (s *Server) stopWeb() {
+	s.stopHTTP.Do(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.hs.Shutdown(sctx)
+	})
+}
+
+// run waits for nats-server, starts the account service and the web, and
+// serves until ctx ends, Close, or a failure.
+func (s *Server) run(ctx context.Context) error {
+	cfg, log, op, ns := s.cfg, s.log, s.op, s.ns
+	defer func() {
+		s.ready.Store(false)
+		s.stopWeb() // the web stops first, while what its requests use still runs
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.LameDuck+10*time.Second)
+		defer cancel()
+		ns.Shutdown(sctx)
+		log.Info("stopped")
+	}()
+	wctx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	go func() {
+		select {
+		case <-s.stop:
+			cancelWait()
+		case <-wctx.Done():
+		}
+	}()
+	if err := ns.WaitReady(wctx); err != nil {
+		if wctx.Err() != nil {
+			return nil // stopped while starting: a clean stop
+		}
+		return ListenError(err)
+	}
+
+	// Every connection of the server's own answers its requests on an
+	// inbox of its own, outside _INBOX.>, which devices may subscribe to
+	// in their person account.
+	inbox := "_LATCH_INBOX." + nuid.Next()
+	dial := func(userJWT string, seed []byte) (*nats.Conn, error) {
+		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)),
+			nats.Name("latch"), nats.CustomInboxPrefix(inbox))
+	}
+	// The server's two long-lived connections (SYS and LATCH) reconnect
+	// for ever; while one is away /healthz says so. nats-server may also
+	// close one for good (a protocol error): latch then stops with the
+	// reason, to be started afresh, rather than serve without it.
+	own := &ownConns{lost: make(chan error, 1)}
+	s.own.Store(own)
+	connect := func(a accounts.AccountJWT) (*nats.Conn, error) {
+		tok, seed, err := op.MintUser(a, "latch-server")
+		if err != nil {
+			return nil, err
+		}
+		nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(tok, string(seed)),
+			nats.Name("latch"), nats.CustomInboxPrefix(inbox),
+			nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				log.Warn("latch's own NATS connection is away; reconnecting", "account", a.Name, "err", err)
+			}),
+			nats.ReconnectHandler(func(*nats.Conn) {
+				log.Info("latch's own NATS connection is back", "account", a.Name)
+			}),
+			nats.ClosedHandler(func(nc *nats.Conn) { own.closed(a.Name, nc.LastError()) }))
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", a.Name, err)
+		}
+		own.add(a.Name, nc)
+		return nc, nil
+	}
+	defer own.stopping.Store(true)
+	sysNC, err := connect(op.SystemAccount)
+	if err != nil {
+		return err
+	}
+	defer sysNC.Close()
+	appNC, err := connect(op.AppAccount)
+	if err != nil {
+		return err
+	}
+	defer appNC.Close()
+
+	presence, err := resolver.WatchPresence(sysNC, ns, log)
+	if err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	defer presence.Close()
+
+	signer, err := op.Signer()
+	if err != nil {
+		return err
+	}
+	adminSigner, err := op.AdminSigner()
+	if err != nil {
+		return err
+	}
+	svc, err := accounts.Open(ctx, accounts.Config{
+		Connections:  connections{presence, ns},
+		AdminAccount: op.AdminAccount.PublicKey,
+		AdminSigner:  adminSigner,
+		AppAccount:   op.AppAccount.PublicKey,
+		Signer:       signer,
+		Directory:    resolver.NewClaims(sysNC, 10*time.Second),
+		App:          appNC,
+		Dial:         dial,
+		Limits:       cfg.Limits,
+		DeviceTTL:    cfg.DeviceTTL,
+		PublicURL:    cfg.PublicURL,
+		Log:          log,
+	})
+	if err != nil {
+		return fmt.Errorf("account service: %w", err)
+	}
+	if err := svc.RegisterFirstAdmin(ctx, op.FirstAdmin); err != nil {
+		return err
+	}
+	s.wg.Go(func() {
+		if err := svc.Reconcile(s.bgCtx); err != nil {
+			log.Warn("reconcile deleted accounts", "err", err)
+		}
+		resigned, templated, err := svc.Refresh(s.bgCtx)
+		if err != nil {
+			log.Warn("bring accounts up to date", "err", err)
+		}
+		if resigned > 0 {
+			log.Info("re-signed accounts with the operator signing key in use", "accounts", resigned, "key", op.SigningKey)
+		}
+		if templated > 0 {
+			log.Info("gave person accounts today's device permissions", "accounts", templated)
+		}
+	})
+	admin, err := svc.ServeAdmin(appNC, cfg.Version)
+	if err != nil {
+		return fmt.Errorf("admin service: %w", err)
+	}
+	defer admin.Stop()
+	deviceAPI, err := svc.ServeDeviceAPI(appNC, cfg.Version)
+	if err != nil {
+		return fmt.Errorf("device API: %w", err)
+	}
+	defer deviceAPI.Stop()
+
+	s.wg.Go(func() { recordLastSeen(s.bgCtx, presence, svc, log) })
+
+	sessionSecret, err := svc.SharedSecret(ctx, "web-session")
+	if err != nil {
+		return fmt.Errorf("web session keys: %w", err)
+	}
+	servers := cfg.DeviceServers
+	if len(servers) == 0 {
+		servers = []string{ns.ClientURL()}
+	}
+	g, err := web.New(web.Config{
+		Name:          op.Name,
+		Version:       cfg.Version,
+		PublicURL:     cfg.PublicURL,
+		Signup:        cfg.Signup,
+		TrustProxy:    cfg.TrustProxy,
+		Servers:       servers,
+		SessionSecret: sessionSecret,
+		Accounts:      svc,
+		Presence:      presence,
+		Status:        serverStatus{ns: ns},
+		Log:           log,
+	})
+	if err != nil {
+		return &ConfigError{err.Error()}
+	}
+	s.hs.RegisterOnShutdown(g.CloseStreams) // live pages' streams would hold the shutdown up
+	s.gui.Store(g)
+	// While no admin can log in, a one-time link makes an admin; it is
+	// there by the time /healthz says ok.
+	if token, ok, err := svc.SetupInvite(ctx); err != nil {
+		log.Warn("setup link", "err", err)
+	} else if cfg.SetupLink != nil {
+		cfg.SetupLink(cfg.PublicURL+"/setup/"+token, ok)
+	}
+	s.ready.Store(true)
+	close(s.readyc)
+	log.Info("latch is ready", "nats", ns.ClientURL(), "http", s.httpURL, "web", cfg.PublicURL,
+		"monitor", ns.MonitorURL(), "data", cfg.Data, "pid", os.Getpid())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case <-s.stop:
+		log.Info("shutting down")
+		return nil
+	case <-ns.Failed():
+		return ListenError(ns.Err())
+	case err := <-own.lost:
+		log.Error("stopping: " + err.Error())
+		return err
+	case err := <-s.serveErrs:
+		log.Error("stopping: " + err.Error())
+		return err
+	}
+}
+
+// handler answers /healthz from the first moment and hands everything
+// else to the web once it exists.
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if g := s.gui.Load(); g != nil {
+			g.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "latch is starting; try again in a moment", http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := s.ns.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.own.Load().healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if !s.ready.Load() {
+			http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+// ListenError names the flag of a listener nats-server could not open;
+// other errors pass as they are.
+func ListenError(err error) error {
+	var le *resolver.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	flag := map[string]string{"client": "--nats", "monitor": "--monitor"}[le.Listener]
+	return fmt.Errorf("nats: cannot listen for %s connections on %s (%s): %v; is another server using the port? Stop it or choose another address with %s",
+		le.Listener, le.Addr, flag, le.Err, flag)
+}
+
+// unwrapOp is the cause inside a *net.OpError, which repeats the address.
+func unwrapOp(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
+	return err
+}
+
+// reloadOnHangup reads the TLS files again on each SIGHUP.
+func reloadOnHangup(ctx context.Context, certs *tlsfiles.Files, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := certs.Reload(); err != nil {
+				log.Warn("SIGHUP: the TLS files cannot be used; the certificate in use stays", "err", err)
+				continue
+			}
+			log.Info("SIGHUP: TLS certificate reloaded", "expires", certs.NotAfter().UTC().Format(time.RFC3339))
+		}
+	}
+}
