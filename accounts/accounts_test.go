@@ -253,8 +253,8 @@ func TestCreatePerson(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", c.field, c.got, c.want)
 		}
 	}
-	if p.Limits != accounts.DefaultLimits {
-		t.Errorf("limits: got %+v, want %+v", p.Limits, accounts.DefaultLimits)
+	if p.Limits != accounts.DefaultLimits() {
+		t.Errorf("limits: got %+v, want %+v", p.Limits, accounts.DefaultLimits())
 	}
 	if got, err := s.Service.Person(ctx, "alice"); err != nil || got.Account != p.Account {
 		t.Errorf("Person(alice): got %q, %v, want account %q", got.Account, err, p.Account)
@@ -269,12 +269,12 @@ func TestCreatePerson(t *testing.T) {
 	}
 	// The tier holds the bucket and its history, each up to the quota.
 	r1 := ac.Limits.JetStreamTieredLimits["R1"]
-	wantDisk := 2*accounts.DefaultLimits.Disk + accounts.DeleteReserve(accounts.DefaultLimits.Disk)
-	if r1.DiskStorage != wantDisk || r1.MemoryStorage != accounts.DefaultLimits.Memory {
-		t.Errorf("R1 tier: got disk %d memory %d, want %d and %d", r1.DiskStorage, r1.MemoryStorage, wantDisk, accounts.DefaultLimits.Memory)
+	wantDisk := 2*accounts.DefaultLimits().Disk + accounts.DeleteReserve(accounts.DefaultLimits().Disk)
+	if r1.DiskStorage != wantDisk || r1.MemoryStorage != accounts.DefaultLimits().Memory {
+		t.Errorf("R1 tier: got disk %d memory %d, want %d and %d", r1.DiskStorage, r1.MemoryStorage, wantDisk, accounts.DefaultLimits().Memory)
 	}
-	if ac.Limits.Conn != accounts.DefaultLimits.Conns {
-		t.Errorf("connection limit: got %d, want %d", ac.Limits.Conn, accounts.DefaultLimits.Conns)
+	if ac.Limits.Conn != accounts.DefaultLimits().Conns {
+		t.Errorf("connection limit: got %d, want %d", ac.Limits.Conn, accounts.DefaultLimits().Conns)
 	}
 	var scopes []string
 	for key := range ac.SigningKeys {
@@ -452,8 +452,8 @@ func TestDisableEnablePerson(t *testing.T) {
 	if p.Status != accounts.StatusActive || p.DisabledAt != nil {
 		t.Errorf("enabled person: got status %q disabled at %v, want %q and none", p.Status, p.DisabledAt, accounts.StatusActive)
 	}
-	if got := accountClaims(t, s, alice.Account).Limits.Conn; got != accounts.DefaultLimits.Conns {
-		t.Errorf("connection limit after enable: got %d, want %d", got, accounts.DefaultLimits.Conns)
+	if got := accountClaims(t, s, alice.Account).Limits.Conn; got != accounts.DefaultLimits().Conns {
+		t.Errorf("connection limit after enable: got %d, want %d", got, accounts.DefaultLimits().Conns)
 	}
 	c1 = s.MustConnect(t, laptop.CredsFile)
 	wantValue(t, mustRecords(t, c1.Conn), "note", "kept")
@@ -606,7 +606,7 @@ func TestOverCommittedQuotas(t *testing.T) {
 	if persons*quota <= free {
 		t.Fatalf("test setup: %d persons × %d bytes do not exceed the %d bytes free", persons, quota, free)
 	}
-	limits := accounts.DefaultLimits
+	limits := accounts.DefaultLimits()
 	limits.Disk = quota
 	s := latchtest.MustStart(t, latchtest.Options{Dir: dir, Limits: limits})
 	for i := range persons {
@@ -628,7 +628,7 @@ func TestOverCommittedQuotas(t *testing.T) {
 // person gets no JetStream, and CreatePerson undoes everything.
 func TestWithoutOverCommitJetStreamRunsOut(t *testing.T) {
 	t.Parallel()
-	limits := accounts.DefaultLimits
+	limits := accounts.DefaultLimits()
 	s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir(), Limits: limits, MaxStore: 4*limits.Disk + limits.Disk})
 	ctx := testCtx(t)
 	s.MustCreatePerson(t, "p0")
@@ -750,7 +750,7 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 	// Made before the device API and the delete reserve.
 	ac.Imports = nil
 	tier := ac.Limits.JetStreamTieredLimits["R1"]
-	tier.DiskStorage = 2 * accounts.DefaultLimits.Disk
+	tier.DiskStorage = 2 * accounts.DefaultLimits().Disk
 	ac.Limits.JetStreamTieredLimits["R1"] = tier
 	oldJWT, err := ac.Encode(signer)
 	if err != nil {
@@ -788,7 +788,7 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 	if len(ac.Imports) != 1 || ac.Imports[0].Subject != accounts.DeviceAPISubject || ac.Imports[0].Account != s.Operator.AppAccount.PublicKey || !ac.Imports[0].Share {
 		t.Errorf("imports after refresh: %+v, want the device API from LATCH with share on", ac.Imports)
 	}
-	if got, want := ac.Limits.JetStreamTieredLimits["R1"].DiskStorage, 2*accounts.DefaultLimits.Disk+accounts.DeleteReserve(accounts.DefaultLimits.Disk); got != want {
+	if got, want := ac.Limits.JetStreamTieredLimits["R1"].DiskStorage, 2*accounts.DefaultLimits().Disk+accounts.DeleteReserve(accounts.DefaultLimits().Disk); got != want {
 		t.Errorf("disk tier after refresh: %d, want %d", got, want)
 	}
 	if acts, _ := auditActions(t, s, p.Account, 10); !slices.Contains(acts, accounts.ActionAccountTemplate) {

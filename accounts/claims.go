@@ -28,12 +28,12 @@ const DeviceRole = "device"
 // natscli and nats.js v2 and v3 with a device's creds.
 //
 // deviceSubs caps the subscriptions of each device connection (0 is
-// DefaultLimits.DeviceSubs): without a cap one connection could hold
+// DefaultLimits().DeviceSubs): without a cap one connection could hold
 // hundreds of thousands and with them the server's memory.
 func DeviceTemplate(deviceSubs int64) jwt.UserPermissionLimits {
 	const stream = "KV_" + RecordsBucket
 	if deviceSubs <= 0 {
-		deviceSubs = DefaultLimits.DeviceSubs
+		deviceSubs = DefaultLimits().DeviceSubs
 	}
 	var t jwt.UserPermissionLimits
 	t.NatsLimits = jwt.NatsLimits{Subs: deviceSubs, Data: jwt.NoLimit, Payload: jwt.NoLimit}
@@ -238,8 +238,11 @@ func DeleteReserve(disk int64) int64 {
 // and its history, each up to the quota, and the delete reserve.
 func tierDisk(disk int64) int64 { return 2*disk + DeleteReserve(disk) }
 
-// DefaultLimits are the quotas of a person account unless told otherwise.
-var DefaultLimits = Limits{
+// DefaultLimits are the quotas of a person account unless told otherwise;
+// each call gives a copy of its own.
+func DefaultLimits() Limits { return defaultLimits }
+
+var defaultLimits = Limits{
 	Disk:       64 << 20,
 	Memory:     1 << 20,
 	Conns:      64,
@@ -264,7 +267,7 @@ func (l Limits) apply(ac *jwt.AccountClaims) {
 	ac.Limits.Payload = l.Payload
 	ac.Limits.Subs = l.Subs
 	if l.Subs <= 0 {
-		ac.Limits.Subs = DefaultLimits.Subs
+		ac.Limits.Subs = DefaultLimits().Subs
 	}
 	ac.Limits.Data = jwt.NoLimit
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{}

@@ -55,7 +55,7 @@ func TestDeleteOnFullRecords(t *testing.T) {
 	t.Parallel()
 	s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir()})
 	ctx := testCtx(t)
-	small := accounts.DefaultLimits
+	small := accounts.DefaultLimits()
 	small.Disk = 64 << 10
 	if _, err := s.Service.CreatePerson(ctx, accounts.NewPerson{Name: "tight", Limits: small}); err != nil {
 		t.Fatal(err)

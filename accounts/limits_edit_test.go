@@ -17,7 +17,7 @@ func TestEditLimits(t *testing.T) {
 	t.Parallel()
 	s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir()})
 	ctx := testCtx(t)
-	small := accounts.DefaultLimits
+	small := accounts.DefaultLimits()
 	small.Disk = 64 << 10
 	p, err := s.Service.CreatePerson(ctx, accounts.NewPerson{Name: "alice", Limits: small})
 	if err != nil {

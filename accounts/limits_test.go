@@ -28,7 +28,7 @@ func TestSubscriptionLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			l := accounts.DefaultLimits
+			l := accounts.DefaultLimits()
 			l.Subs, l.DeviceSubs = tc.subs, tc.deviceSubs
 			s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir(), Limits: l})
 			s.MustCreatePerson(t, "alice")

@@ -600,7 +600,7 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 	want := DeviceTemplate(s.cfg.Limits.DeviceSubs)
 	subs := s.cfg.Limits.Subs
 	if subs <= 0 {
-		subs = DefaultLimits.Subs
+		subs = DefaultLimits().Subs
 	}
 	for _, t := range targets {
 		if t.account == "" {

@@ -252,8 +252,8 @@ func TestSingleWriter(t *testing.T) {
 	if len(ac.Revocations) != revoked {
 		t.Errorf("revocations: got %d, want %d", len(ac.Revocations), revoked)
 	}
-	if ac.Limits.Conn != accounts.DefaultLimits.Conns {
-		t.Errorf("connection limit after the last enable: got %d, want %d", ac.Limits.Conn, accounts.DefaultLimits.Conns)
+	if ac.Limits.Conn != accounts.DefaultLimits().Conns {
+		t.Errorf("connection limit after the last enable: got %d, want %d", ac.Limits.Conn, accounts.DefaultLimits().Conns)
 	}
 	p, err := s.Service.Person(ctx, "alice")
 	if err != nil || p.Status != accounts.StatusActive {

@@ -225,8 +225,8 @@ func TestDeviceCannotPublishOutsideItsTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes; got != accounts.DefaultLimits.Disk {
-		t.Errorf("bucket max bytes: got %d, want %d", got, accounts.DefaultLimits.Disk)
+	if got := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes; got != accounts.DefaultLimits().Disk {
+		t.Errorf("bucket max bytes: got %d, want %d", got, accounts.DefaultLimits().Disk)
 	}
 }
 

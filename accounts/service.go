@@ -127,7 +127,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Replicas = 1
 	}
 	if cfg.Limits == (Limits{}) {
-		cfg.Limits = DefaultLimits
+		cfg.Limits = DefaultLimits()
 	}
 	log := cfg.Log
 	if log == nil {

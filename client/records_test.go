@@ -340,7 +340,7 @@ func TestRecordsQuota(t *testing.T) {
 	t.Parallel()
 	s := mustServer(t)
 	ctx := context.Background()
-	small := accounts.DefaultLimits
+	small := accounts.DefaultLimits()
 	small.Disk = 64 << 10
 	if _, err := s.Service.CreatePerson(ctx, accounts.NewPerson{Name: "tight", Limits: small}); err != nil {
 		t.Fatal(err)
@@ -372,7 +372,7 @@ func TestRecordsQuota(t *testing.T) {
 	}
 	testDeleteWhenFull(t, s, tight, value)
 	// A value larger than the account's payload limit is refused as such.
-	_, err = roomy.Put(ctx, "huge", make([]byte, accounts.DefaultLimits.Payload+1))
+	_, err = roomy.Put(ctx, "huge", make([]byte, accounts.DefaultLimits().Payload+1))
 	if !errors.Is(err, client.ErrTooLarge) {
 		t.Errorf("put a value over the payload limit: %v, want ErrTooLarge", err)
 	}

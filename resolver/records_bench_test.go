@@ -63,7 +63,7 @@ func plainKV(b *testing.B) jetstream.KeyValue {
 	}
 	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{
 		Bucket: accounts.RecordsBucket, History: 10, Storage: jetstream.FileStorage, Replicas: 1,
-		MaxBytes: accounts.DefaultLimits.Disk,
+		MaxBytes: accounts.DefaultLimits().Disk,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -419,7 +419,7 @@ func TestRecordsRestore(t *testing.T) {
 func TestRecordsFull(t *testing.T) {
 	tw := mustWeb(t, webOptions{})
 	ctx := context.Background()
-	small := accounts.DefaultLimits
+	small := accounts.DefaultLimits()
 	small.Disk = 64 << 10
 	if _, err := tw.Service.CreatePerson(ctx, accounts.NewPerson{Name: "tight", Limits: small}); err != nil {
 		t.Fatal(err)

@@ -56,10 +56,10 @@ clean stop, also while starting.`,
 			&cli.StringFlag{Name: "server-name", Value: "latch", Usage: "the NATS server's name"},
 			&cli.StringFlag{Name: "account-disk", Value: "64MiB", Usage: "JetStream disk quota of each new person account"},
 			&cli.StringFlag{Name: "account-memory", Value: "1MiB", Usage: "JetStream memory quota of each new person account (KV watchers)"},
-			&cli.Int64Flag{Name: "account-conns", Value: accounts.DefaultLimits.Conns, Usage: "most connections of each new person account"},
+			&cli.Int64Flag{Name: "account-conns", Value: accounts.DefaultLimits().Conns, Usage: "most connections of each new person account"},
 			&cli.StringFlag{Name: "account-payload", Value: "1MiB", Usage: "largest message of each new person account"},
-			&cli.Int64Flag{Name: "account-subs", Value: accounts.DefaultLimits.Subs, Usage: "most subscriptions of any one connection of each new person account, the server's own included"},
-			&cli.Int64Flag{Name: "device-subs", Value: accounts.DefaultLimits.DeviceSubs, Usage: "most subscriptions of one device connection (every person's devices; existing accounts get it at the next start)"},
+			&cli.Int64Flag{Name: "account-subs", Value: accounts.DefaultLimits().Subs, Usage: "most subscriptions of any one connection of each new person account, the server's own included"},
+			&cli.Int64Flag{Name: "device-subs", Value: accounts.DefaultLimits().DeviceSubs, Usage: "most subscriptions of one device connection (every person's devices; existing accounts get it at the next start)"},
 			&cli.StringFlag{Name: "device-ttl", Value: "90d", Usage: "default lifetime of issued device JWTs (90d, 12h, never)"},
 			&cli.StringFlag{Name: "js-max-store", Value: "1PiB", Usage: "JetStream disk the server hands out in quotas; over-committed on purpose (see docs/operations.md)"},
 			&cli.StringFlag{Name: "js-max-memory", Value: "1TiB", Usage: "JetStream memory the server hands out in quotas; over-committed on purpose"},
@@ -121,7 +121,7 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 			cfg.deviceServers = append(cfg.deviceServers, u)
 		}
 	}
-	cfg.limits = accounts.DefaultLimits
+	cfg.limits = accounts.DefaultLimits()
 	cfg.limits.Conns = c.Int64("account-conns")
 	cfg.limits.Subs, cfg.limits.DeviceSubs = c.Int64("account-subs"), c.Int64("device-subs")
 	if cfg.limits.Subs <= 0 || cfg.limits.DeviceSubs <= 0 {
