@@ -138,3 +138,24 @@ func loopback(host string) bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
 }
+
+// webPresence gives web the presence watcher's events in web's own type,
+// so that web does not link nats-server.
+type webPresence struct{ *resolver.Presence }
+
+func (p webPresence) Subscribe(account string) (<-chan web.PresenceEvent, func()) {
+	in, cancel := p.Presence.Subscribe(account)
+	out := make(chan web.PresenceEvent, cap(in))
+	go func() {
+		defer close(out)
+		for ev := range in {
+			// A subscriber that is behind loses events, as the watcher's
+			// own do; nothing waits on one that has gone.
+			select {
+			case out <- web.PresenceEvent{Account: ev.Account, User: ev.User, Online: ev.Online}:
+			default:
+			}
+		}
+	}()
+	return out, cancel
+}

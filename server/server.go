@@ -462,7 +462,7 @@ func (s *Server) run(ctx context.Context) error {
 		Servers:       servers,
 		SessionSecret: sessionSecret,
 		Accounts:      svc,
-		Presence:      presence,
+		Presence:      webPresence{presence},
 		Status:        serverStatus{ns: ns},
 		Log:           log,
 	})

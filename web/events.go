@@ -9,7 +9,6 @@ import (
 
 	"github.com/a-h/templ"
 	"github.com/latch-dev/latch/accounts"
-	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/views"
 )
 
@@ -65,7 +64,7 @@ func (s *Server) handleDeviceEvents(w http.ResponseWriter, r *http.Request, p ac
 	}
 	// Subscribe before the first byte goes out: whatever happens once the
 	// browser holds the stream reaches it.
-	var presence <-chan resolver.PresenceEvent
+	var presence <-chan PresenceEvent
 	if s.cfg.Presence != nil {
 		ch, cancel := s.cfg.Presence.Subscribe(p.Account)
 		defer cancel()

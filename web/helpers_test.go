@@ -57,7 +57,7 @@ func mustWeb(tb testing.TB, o webOptions) *testWeb {
 	}
 	tw.Web, err = New(Config{
 		PublicURL: tw.URL, Signup: o.Signup, Servers: []string{st.Server.ClientURL()},
-		Accounts: st.Service, Presence: pr, Log: log, Now: o.Now, BodyTimeout: o.BodyTimeout,
+		Accounts: st.Service, Presence: testPresence{pr}, Log: log, Now: o.Now, BodyTimeout: o.BodyTimeout,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -187,4 +187,23 @@ func (tw *testWeb) sessionCookiesAt(tb testing.TB, person string, t time.Time) [
 		tb.Fatal(err)
 	}
 	return rec.Result().Cookies()
+}
+
+// testPresence gives web the watcher's events in web's type, as the
+// server's wiring does.
+type testPresence struct{ *resolver.Presence }
+
+func (p testPresence) Subscribe(account string) (<-chan PresenceEvent, func()) {
+	in, cancel := p.Presence.Subscribe(account)
+	out := make(chan PresenceEvent, cap(in))
+	go func() {
+		defer close(out)
+		for ev := range in {
+			select {
+			case out <- PresenceEvent{Account: ev.Account, User: ev.User, Online: ev.Online}:
+			default:
+			}
+		}
+	}()
+	return out, cancel
 }

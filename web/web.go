@@ -24,7 +24,6 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/latch-dev/latch/accounts"
-	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/views"
 )
 
@@ -100,7 +99,16 @@ type Presence interface {
 	Online(account, user string) bool
 	Conns(account, user string) int
 	LastSeen(account, user string) (time.Time, bool)
-	Subscribe(account string) (<-chan resolver.PresenceEvent, func())
+	// Subscribe tells of the account's users coming online or going
+	// offline until cancel; the channel is closed then.
+	Subscribe(account string) (events <-chan PresenceEvent, cancel func())
+}
+
+// PresenceEvent is a user of an account coming online or going offline.
+type PresenceEvent struct {
+	Account string // account public key (A…)
+	User    string // user public key (U…)
+	Online  bool
 }
 
 // Status is what the admin page shows of the server.
