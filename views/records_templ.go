@@ -108,7 +108,7 @@ func (p RecordsPage) EventsURL() string {
 		q.Set("until", p.Rows[len(p.Rows)-1].Key)
 	}
 	q.Set("since", strconv.FormatUint(p.Revision, 10))
-	return "/records/events?" + q.Encode()
+	return EventsRecordsPath + "?" + q.Encode()
 }
 
 func (p RecordsPage) pageURL(after string) string {

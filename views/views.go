@@ -131,3 +131,10 @@ func nonEmpty(ss ...string) []string {
 	}
 	return out
 }
+
+// The event streams of live pages, apart from the pages' own paths (a
+// record may be named "events").
+const (
+	EventsDevicesPath = "/events/devices"
+	EventsRecordsPath = "/events/records"
+)

@@ -27,7 +27,7 @@ func TestPagesNeedLogin(t *testing.T) {
 	c := tw.client(t)
 	for _, rt := range []struct{ method, path string }{
 		{"GET", "/devices"},
-		{"GET", "/devices/events"},
+		{"GET", "/events/devices"},
 		{"POST", "/devices/UABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUV/revoke"},
 		{"POST", "/devices/UABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUV/disconnect"},
 		{"POST", "/sessions/end"},
@@ -86,7 +86,7 @@ func TestDevicesPage(t *testing.T) {
 	for _, want := range []string{
 		`id="device-` + laptop.PublicKey + `"`,
 		`sse-swap="device-` + laptop.PublicKey + `"`,
-		`sse-connect="/devices/events"`,
+		`sse-connect="/events/devices"`,
 		views.Fingerprint(laptop.PublicKey),
 		views.Fingerprint(phone.PublicKey),
 		"issued (CLI)",
@@ -351,7 +351,7 @@ func TestDeviceEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	subsBefore := tw.App.NumSubscriptions()
-	events := openEvents(t, ctx, c, "/devices/events")
+	events := openEvents(t, ctx, c, "/events/devices")
 	if tw.App.NumSubscriptions() <= subsBefore {
 		t.Error("the open event stream follows no changes")
 	}
@@ -418,7 +418,7 @@ func TestDeviceEventsFromElsewhere(t *testing.T) {
 	laptop := tw.MustIssueDevice(t, "alice", "laptop")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	events := openEvents(t, ctx, tw.loginAs(t, "alice"), "/devices/events")
+	events := openEvents(t, ctx, tw.loginAs(t, "alice"), "/events/devices")
 
 	other := tw.OtherService(t)
 	if _, err := other.RenameDevice(ctx, "alice", "laptop", "work-laptop"); err != nil {
@@ -447,7 +447,7 @@ func TestDeviceEventsFromElsewhere(t *testing.T) {
 func TestDeviceEventsEndOnClose(t *testing.T) {
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
-	events := openEvents(t, context.Background(), tw.loginAs(t, "alice"), "/devices/events")
+	events := openEvents(t, context.Background(), tw.loginAs(t, "alice"), "/events/devices")
 	tw.Web.CloseStreams()
 	select {
 	case _, ok := <-events.ch:

@@ -44,7 +44,7 @@ func (s *Server) openStream(w http.ResponseWriter) (*http.ResponseController, bo
 	return rc, true
 }
 
-// handleDeviceEvents is GET /devices/events: a stream of server-sent
+// handleDeviceEvents is GET /events/devices: a stream of server-sent
 // events that keeps the devices page live. Each event is named after a
 // device's row (views.Device.RowID) and carries the row anew, which the
 // row swaps in for itself; a device the page did not list comes as a

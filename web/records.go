@@ -183,7 +183,7 @@ func (s *Server) handleRecordDelete(w http.ResponseWriter, r *http.Request, p ac
 	}
 }
 
-// handleRecordEvents is GET /records/events: a stream of server-sent
+// handleRecordEvents is GET /events/records: a stream of server-sent
 // events that keeps a page of keys live. The query is the page's
 // (views.RecordsPage.EventsURL): its filter, its range of keys and the
 // revision it was listed at. A change to a key the page shows comes as an
@@ -192,14 +192,7 @@ func (s *Server) handleRecordDelete(w http.ResponseWriter, r *http.Request, p ac
 // views.RecordNewEvent. Each event's id is its revision, so a browser that
 // reconnects (Last-Event-ID) resumes after the last change it saw; the
 // account service then tells which keys the page gained meanwhile.
-//
-// A record may be named "events": a request that does not ask for an event
-// stream gets that record's page.
 func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
-		s.showRecord(w, r, p, "events")
-		return
-	}
 	q := r.URL.Query()
 	prefix, after, until := q.Get("prefix"), q.Get("after"), q.Get("until")
 	since, err := strconv.ParseUint(q.Get("since"), 10, 64)

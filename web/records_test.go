@@ -86,7 +86,7 @@ func TestRecordsPage(t *testing.T) {
 	wantHTML(t, "records page", list,
 		`<a href="/records" aria-current="page">Records</a>`,
 		`href="/records/note1"`, `href="/records/dir%2Ffile"`, `id="rec-cfg.json"`, `sse-swap="rec-cfg.json"`,
-		`sse-connect="/records/events?since=6"`, ">Delete</button>", `hx-confirm="Delete note1?`, "1–6 of 6 keys.")
+		`sse-connect="/events/records?since=6"`, ">Delete</button>", `hx-confirm="Delete note1?`, "1–6 of 6 keys.")
 	wantNoHTML(t, "records page", list, "<script>alert", "<img src=x")
 	frag := c.mustGet("/records", http.StatusOK, "HX-Request", "true")
 	if strings.Contains(frag, "<html") || !strings.Contains(frag, `id="rec-note1"`) {
@@ -287,9 +287,9 @@ func TestRecordEvents(t *testing.T) {
 	kv.Delete(context.Background(), "gone") // 3
 	c := tw.loginAs(t, "alice")
 	page := c.mustGet("/records", http.StatusOK)
-	wantHTML(t, "page", page, `sse-connect="/records/events?since=3"`)
+	wantHTML(t, "page", page, `sse-connect="/events/records?since=3"`)
 
-	resp := c.do("GET", "/records/events?since=3", nil, "Accept", "text/event-stream")
+	resp := c.do("GET", "/events/records?since=3", nil, "Accept", "text/event-stream")
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("event stream: got %d %s, want 200 text/event-stream", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -318,7 +318,7 @@ func TestRecordEvents(t *testing.T) {
 
 	// A filtered page hears of its keys only; a browser that comes back
 	// resumes after the last event it saw.
-	resp = c.do("GET", "/records/events?prefix=p.&since=7", nil, "Accept", "text/event-stream")
+	resp = c.do("GET", "/events/records?prefix=p.&since=7", nil, "Accept", "text/event-stream")
 	ch = readRecordEvents(resp)
 	putRecord(t, kv, "q.1", []byte("x")) // 8
 	putRecord(t, kv, "p.1", []byte("x")) // 9
@@ -327,7 +327,7 @@ func TestRecordEvents(t *testing.T) {
 	}
 	resp.Body.Close()
 	putRecord(t, kv, "p.2", []byte("x")) // 10
-	resp = c.do("GET", "/records/events?prefix=p.&since=7", nil, "Accept", "text/event-stream", "Last-Event-ID", "9")
+	resp = c.do("GET", "/events/records?prefix=p.&since=7", nil, "Accept", "text/event-stream", "Last-Event-ID", "9")
 	ch = readRecordEvents(resp)
 	if ev := nextRecordEvent(t, ch); ev.id != "10" || ev.name != "new-record" || !strings.Contains(ev.data, `id="rec-p.2"`) {
 		t.Errorf("resumed stream: got %+v, want p.2 at 10, new", ev)
@@ -342,8 +342,8 @@ func TestRecordEvents(t *testing.T) {
 	// A page with no keys gains rows at the top of its table; its "no
 	// records" row hides itself beside them (in CSS).
 	empty := c.mustGet("/records?prefix=e.", http.StatusOK)
-	wantHTML(t, "empty page", empty, `id="records-empty" class="empty"`, `sse-connect="/records/events?prefix=e.&amp;since=11"`)
-	resp = c.do("GET", "/records/events?prefix=e.&since=11", nil, "Accept", "text/event-stream")
+	wantHTML(t, "empty page", empty, `id="records-empty" class="empty"`, `sse-connect="/events/records?prefix=e.&amp;since=11"`)
+	resp = c.do("GET", "/events/records?prefix=e.&since=11", nil, "Accept", "text/event-stream")
 	ch = readRecordEvents(resp)
 	putRecord(t, kv, "e.1", []byte("x")) // 12
 	putRecord(t, kv, "e.2", []byte("x")) // 13
@@ -356,7 +356,7 @@ func TestRecordEvents(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	if resp := c.do("GET", "/records/events?since=x", nil, "Accept", "text/event-stream"); resp.StatusCode != http.StatusBadRequest {
+	if resp := c.do("GET", "/events/records?since=x", nil, "Accept", "text/event-stream"); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("stream with a bad since: got %d, want 400", resp.StatusCode)
 	}
 }

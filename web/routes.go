@@ -53,7 +53,7 @@ func (s *Server) routes() http.Handler {
 	// live by a stream of server-sent events, a key's value and history,
 	// and a delete.
 	mux.HandleFunc("GET /records", s.authed(s.handleRecords))
-	mux.HandleFunc("GET /records/events", s.authed(s.handleRecordEvents))
+	mux.HandleFunc("GET /events/records", s.authed(s.handleRecordEvents))
 	mux.HandleFunc("POST /records/restore", s.authed(s.handleRecordsRestore))
 	mux.HandleFunc("GET /records/{key}", s.authed(s.handleRecord))
 	mux.HandleFunc("POST /records/{key}/delete", s.authed(s.handleRecordDelete))
@@ -61,7 +61,7 @@ func (s *Server) routes() http.Handler {
 	// Devices of the person logged in (devices.go), kept live by a stream
 	// of server-sent events (events.go).
 	mux.HandleFunc("GET /devices", s.authed(s.handleDevices))
-	mux.HandleFunc("GET /devices/events", s.authed(s.handleDeviceEvents))
+	mux.HandleFunc("GET /events/devices", s.authed(s.handleDeviceEvents))
 	mux.HandleFunc("POST /devices/{pub}/revoke", s.authed(s.handleDeviceRevoke))
 	mux.HandleFunc("POST /devices/{pub}/disconnect", s.authed(s.handleDeviceDisconnect))
 	mux.HandleFunc("POST /devices/download", s.authed(s.handleDeviceDownload))
