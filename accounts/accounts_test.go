@@ -219,7 +219,7 @@ func auditOf(t testing.TB, s *latchtest.Stack, account string) []accounts.AuditE
 func actions(es []accounts.AuditEvent) []string {
 	out := make([]string, len(es))
 	for i, e := range es {
-		out[i] = e.Action
+		out[i] = string(e.Action)
 		if e.DeviceName != "" {
 			out[i] += " " + e.DeviceName
 		}
@@ -300,8 +300,8 @@ func TestCreatePerson(t *testing.T) {
 		t.Errorf("values in a new bucket: got %d, want 0", got)
 	}
 
-	if got := actions(auditOf(t, s, p.Account)); !slices.Equal(got, []string{accounts.ActionAccountCreate, accounts.ActionDeviceIssue + " laptop"}) {
-		t.Errorf("audit: got %q, want %q", got, []string{accounts.ActionAccountCreate, accounts.ActionDeviceIssue + " laptop"})
+	if got := actions(auditOf(t, s, p.Account)); !slices.Equal(got, []string{string(accounts.ActionAccountCreate), string(accounts.ActionDeviceIssue) + " laptop"}) {
+		t.Errorf("audit: got %q, want %q", got, []string{string(accounts.ActionAccountCreate), string(accounts.ActionDeviceIssue) + " laptop"})
 	}
 }
 
@@ -460,8 +460,8 @@ func TestDisableEnablePerson(t *testing.T) {
 	wantValue(t, mustRecords(t, s.MustConnect(t, phone.CredsFile).Conn), "note", "kept")
 
 	want := []string{
-		accounts.ActionAccountCreate, accounts.ActionDeviceIssue + " laptop", accounts.ActionDeviceIssue + " phone",
-		accounts.ActionAccountDisable, accounts.ActionAccountEnable,
+		string(accounts.ActionAccountCreate), string(accounts.ActionDeviceIssue) + " laptop", string(accounts.ActionDeviceIssue) + " phone",
+		string(accounts.ActionAccountDisable), string(accounts.ActionAccountEnable),
 	}
 	if got := actions(auditOf(t, s, alice.Account)); !slices.Equal(got, want) {
 		t.Errorf("audit: got %q, want %q", got, want)
@@ -503,7 +503,7 @@ func TestDeletePerson(t *testing.T) {
 	wantKind(t, "delete again", err, accounts.ErrNotFound)
 
 	events := auditOf(t, s, old.Account)
-	want := []string{accounts.ActionAccountCreate, accounts.ActionDeviceIssue + " laptop", accounts.ActionAccountDelete}
+	want := []string{string(accounts.ActionAccountCreate), string(accounts.ActionDeviceIssue) + " laptop", string(accounts.ActionAccountDelete)}
 	if got := actions(events); !slices.Equal(got, want) {
 		t.Errorf("audit: got %q, want %q", got, want)
 	}

@@ -11,35 +11,38 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
+// Action is what an audit event says was done.
+type Action string
+
 // Actions written to the audit trail.
 const (
-	ActionAccountCreate  = "account.create"
-	ActionAccountDisable = "account.disable"
-	ActionAccountEnable  = "account.enable"
-	ActionAccountDelete  = "account.delete"
+	ActionAccountCreate  Action = "account.create"
+	ActionAccountDisable Action = "account.disable"
+	ActionAccountEnable  Action = "account.enable"
+	ActionAccountDelete  Action = "account.delete"
 	// ActionAccountTemplate is a person account's device permissions
 	// brought up to date with a newer latch.
-	ActionAccountTemplate  = "account.template"
-	ActionConsumersClear   = "account.consumers_clear"
-	ActionRecordsRestore   = "records.restore"
-	ActionDeviceIssue      = "device.issue"
-	ActionDeviceRevoke     = "device.revoke"
-	ActionDeviceRename     = "device.rename"
-	ActionDeviceDisconnect = "device.disconnect"
+	ActionAccountTemplate  Action = "account.template"
+	ActionConsumersClear   Action = "account.consumers_clear"
+	ActionRecordsRestore   Action = "records.restore"
+	ActionDeviceIssue      Action = "device.issue"
+	ActionDeviceRevoke     Action = "device.revoke"
+	ActionDeviceRename     Action = "device.rename"
+	ActionDeviceDisconnect Action = "device.disconnect"
 
-	ActionPersonLogin         = "person.login"
-	ActionSessionsEnd         = "person.sessions_end"
-	ActionPasskeyAdd          = "passkey.add"
-	ActionPasskeyRename       = "passkey.rename"
-	ActionPasskeyRemove       = "passkey.remove"
-	ActionPasskeyCloneWarning = "passkey.clone_warning"
-	ActionEnrollApprove       = "enroll.approve"
-	ActionEnrollDeny          = "enroll.deny"
-	ActionInviteCreate        = "invite.create"
-	ActionInviteConsume       = "invite.consume"
-	ActionInviteRevoke        = "invite.revoke"
-	ActionAdminCredsIssue     = "admin_creds.issue"
-	ActionAdminCredsRevoke    = "admin_creds.revoke"
+	ActionPersonLogin         Action = "person.login"
+	ActionSessionsEnd         Action = "person.sessions_end"
+	ActionPasskeyAdd          Action = "passkey.add"
+	ActionPasskeyRename       Action = "passkey.rename"
+	ActionPasskeyRemove       Action = "passkey.remove"
+	ActionPasskeyCloneWarning Action = "passkey.clone_warning"
+	ActionEnrollApprove       Action = "enroll.approve"
+	ActionEnrollDeny          Action = "enroll.deny"
+	ActionInviteCreate        Action = "invite.create"
+	ActionInviteConsume       Action = "invite.consume"
+	ActionInviteRevoke        Action = "invite.revoke"
+	ActionAdminCredsIssue     Action = "admin_creds.issue"
+	ActionAdminCredsRevoke    Action = "admin_creds.revoke"
 )
 
 // AuditEvent is one entry of the audit trail.
@@ -50,7 +53,7 @@ type AuditEvent struct {
 	// service, as the server reported it.
 	ActorKey    string `json:"actor_key,omitempty"`
 	From        string `json:"from,omitempty"`
-	Action      string `json:"action"`
+	Action      Action `json:"action"`
 	Account     string `json:"account,omitempty"`
 	AccountName string `json:"account_name,omitempty"`
 	Device      string `json:"device,omitempty"`
@@ -96,11 +99,11 @@ func (s *Service) audit(ctx context.Context, e AuditEvent) error {
 // auditEventSubject is where an event of an account goes: latch.audit.
 // <account public key, or "_" for none>.<action>, so that Changes can
 // follow one account.
-func auditEventSubject(account, action string) string {
+func auditEventSubject(account string, action Action) string {
 	if account == "" {
 		account = "_"
 	}
-	return auditSubject + "." + account + "." + action
+	return auditSubject + "." + account + "." + string(action)
 }
 
 // changesBuffer is how many changes a slow follower may fall behind

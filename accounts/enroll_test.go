@@ -145,7 +145,7 @@ func TestEnrollApproveAndPoll(t *testing.T) {
 	}
 
 	acts, events := auditActions(t, s, alice.Account, 100)
-	if !slices.Equal(acts, []string{"account.create", "device.issue", "enroll.approve"}) {
+	if !slices.Equal(acts, []accounts.Action{"account.create", "device.issue", "enroll.approve"}) {
 		t.Errorf("alice's audit trail: got %v", acts)
 	}
 	if last := events[len(events)-1]; last.Device != k.pub || !strings.Contains(last.Detail, "192.0.2.7") || last.Actor != "tester" {
@@ -177,7 +177,7 @@ func TestEnrollDeny(t *testing.T) {
 	if ds, _ := s.Service.Devices(ctx, "alice"); len(ds) != 0 {
 		t.Errorf("devices after a denial: got %v, want none", ds)
 	}
-	if acts, _ := auditActions(t, s, alice.Account, 100); !slices.Equal(acts, []string{"account.create", "enroll.deny"}) {
+	if acts, _ := auditActions(t, s, alice.Account, 100); !slices.Equal(acts, []accounts.Action{"account.create", "enroll.deny"}) {
 		t.Errorf("alice's audit trail: got %v", acts)
 	}
 }

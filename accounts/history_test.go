@@ -1,6 +1,7 @@
 package accounts_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,7 +96,7 @@ func TestWipeThenRestore(t *testing.T) {
 	if !strings.Contains(errString(err), "reaches back to") {
 		t.Errorf("restore to before the history: got %v", err)
 	}
-	if acts, _ := auditActions(t, s, alice.Account, 20); !strings.Contains(strings.Join(acts, " "), accounts.ActionRecordsRestore) {
+	if acts, _ := auditActions(t, s, alice.Account, 20); !slices.Contains(acts, accounts.ActionRecordsRestore) {
 		t.Errorf("audit: %v, want %s", acts, accounts.ActionRecordsRestore)
 	}
 }

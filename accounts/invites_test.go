@@ -61,7 +61,7 @@ func TestInviteIsUsedOnce(t *testing.T) {
 	}
 	var acts []string
 	for _, e := range es {
-		acts = append(acts, e.Action)
+		acts = append(acts, string(e.Action))
 		b, _ := json.Marshal(e)
 		if strings.Contains(string(b), token) {
 			t.Errorf("audit entry %s holds the invite token", e.Action)

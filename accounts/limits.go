@@ -11,7 +11,7 @@ import (
 )
 
 // ActionAccountEdit is the audit action of a person's limits changed.
-const ActionAccountEdit = "account.edit"
+const ActionAccountEdit Action = "account.edit"
 
 // Bounds of the limits EditLimits takes: far above any one person's
 // needs, and far below where sizes overflow.

@@ -40,13 +40,13 @@ func wantErrIs(t testing.TB, what string, err, target error) {
 
 // auditActions returns the actions of the last n audit entries about an
 // account ("" for entries about none), oldest first.
-func auditActions(t testing.TB, s *latchtest.Stack, account string, n int) ([]string, []accounts.AuditEvent) {
+func auditActions(t testing.TB, s *latchtest.Stack, account string, n int) ([]accounts.Action, []accounts.AuditEvent) {
 	t.Helper()
 	es, err := s.Service.Audit(context.Background(), n)
 	if err != nil {
 		t.Fatalf("audit: %v", err)
 	}
-	var acts []string
+	var acts []accounts.Action
 	var out []accounts.AuditEvent
 	for _, e := range es {
 		if e.Account == account {
@@ -185,7 +185,7 @@ func TestPasskeys(t *testing.T) {
 	wantErrIs(t, "login with an unknown passkey", err, accounts.ErrNotFound)
 
 	acts, events := auditActions(t, s, alice.Account, 100)
-	want := []string{"account.create", "passkey.add", "passkey.add", "passkey.rename", "person.login", "passkey.clone_warning", "passkey.clone_warning", "person.login"}
+	want := []accounts.Action{"account.create", "passkey.add", "passkey.add", "passkey.rename", "person.login", "passkey.clone_warning", "passkey.clone_warning", "person.login"}
 	if !slices.Equal(acts, want) {
 		t.Errorf("alice's audit trail: got %v, want %v", acts, want)
 	}

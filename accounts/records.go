@@ -30,7 +30,7 @@ const (
 // ActionRecordDelete is the audit action of a record deleted in the web
 // GUI. The entry names the revision of the delete, not the key: record
 // keys are the person's data, and the audit trail is for admins.
-const ActionRecordDelete = "record.delete"
+const ActionRecordDelete Action = "record.delete"
 
 // Record operations, as a device's `latch client watch` prints them.
 const (

@@ -13,7 +13,7 @@ import (
 )
 
 // ActionDeviceRenew is the audit action of a device renewing its JWT.
-const ActionDeviceRenew = "device.renew"
+const ActionDeviceRenew Action = "device.renew"
 
 // RenewGrace is how long after its JWT expired a device may still renew
 // it: a laptop closed over a weekend comes back without a new enrollment,

@@ -129,11 +129,11 @@ func TestRevokeDevice(t *testing.T) {
 	wantKind(t, "revoke in an unknown account", err, accounts.ErrNotFound)
 
 	want := []string{
-		accounts.ActionAccountCreate,
-		accounts.ActionDeviceIssue + " laptop", accounts.ActionDeviceIssue + " phone",
-		accounts.ActionDeviceRevoke + " laptop",
-		accounts.ActionDeviceIssue + " laptop",
-		accounts.ActionDeviceRevoke + " phone",
+		string(accounts.ActionAccountCreate),
+		string(accounts.ActionDeviceIssue) + " laptop", string(accounts.ActionDeviceIssue) + " phone",
+		string(accounts.ActionDeviceRevoke) + " laptop",
+		string(accounts.ActionDeviceIssue) + " laptop",
+		string(accounts.ActionDeviceRevoke) + " phone",
 	}
 	if got := actions(auditOf(t, s, alice.Account)); !slices.Equal(got, want) {
 		t.Errorf("audit: got %q, want %q", got, want)

@@ -225,7 +225,7 @@ func (s *Server) adminAudit(ctx context.Context, n int) views.AdminAudit {
 	out := views.AdminAudit{Events: make([]views.AuditEvent, 0, len(evs))}
 	for _, e := range slices.Backward(evs) {
 		out.Events = append(out.Events, views.AuditEvent{
-			Time: e.Time, Actor: e.Actor, From: e.From, Action: e.Action,
+			Time: e.Time, Actor: e.Actor, From: e.From, Action: string(e.Action),
 			AccountName: e.AccountName, DeviceName: e.DeviceName, Device: e.Device, Detail: e.Detail,
 		})
 	}

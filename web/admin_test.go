@@ -89,7 +89,7 @@ func TestAdminPage(t *testing.T) {
 		t.Error("without a Status the page does not say the status is not available")
 	}
 	// Newest first: the revoke came after the issues.
-	revoke, issue := strings.Index(body, accounts.ActionDeviceRevoke), strings.Index(body, accounts.ActionDeviceIssue)
+	revoke, issue := strings.Index(body, string(accounts.ActionDeviceRevoke)), strings.Index(body, string(accounts.ActionDeviceIssue))
 	if revoke < 0 || issue < 0 || revoke > issue {
 		t.Errorf("audit trail: %s at %d, %s at %d; want both, newest first", accounts.ActionDeviceRevoke, revoke, accounts.ActionDeviceIssue, issue)
 	}
@@ -110,7 +110,7 @@ func TestAdminPage(t *testing.T) {
 
 	// The audit trail alone: a fragment for htmx, a page otherwise.
 	frag := text(t, c.do("GET", "/admin/audit", nil, hxRequest, "true"))
-	if !strings.HasPrefix(strings.TrimSpace(frag), `<section id="audit">`) || !strings.Contains(frag, accounts.ActionDeviceRevoke) {
+	if !strings.HasPrefix(strings.TrimSpace(frag), `<section id="audit">`) || !strings.Contains(frag, string(accounts.ActionDeviceRevoke)) {
 		t.Errorf("GET /admin/audit with htmx: got %q, want the audit section", frag)
 	}
 	if page := text(t, c.do("GET", "/admin/audit", nil)); !strings.HasPrefix(page, "<!doctype html>") || !strings.Contains(page, `<section id="audit">`) {
@@ -250,7 +250,7 @@ func TestAdminInvites(t *testing.T) {
 	var actions []string
 	for _, e := range evs {
 		if e.Actor == "root" {
-			actions = append(actions, e.Action)
+			actions = append(actions, string(e.Action))
 		}
 	}
 	if got := strings.Join(actions, " "); !strings.Contains(got, "invite.create invite.create invite.revoke") {

@@ -168,7 +168,7 @@ func clipForMessage(s string) string {
 // handleEnrollStart is POST /api/enroll/start: a device asks to join the
 // account of whoever approves its user code.
 func (s *Server) handleEnrollStart(w http.ResponseWriter, r *http.Request) {
-	if !s.limit(w, r, "enroll-start", clientAddr(r)) {
+	if !s.limit(w, r, limitEnrollStart, clientAddr(r)) {
 		return
 	}
 	var req enrollStartRequest
@@ -243,7 +243,7 @@ func (s *Server) handleEnrollPoll(w http.ResponseWriter, r *http.Request) {
 // names a code counts, whether it finds one or not: counting misses alone
 // would still tell a guesser over the limit which codes exist.
 func (s *Server) lookupCode(w http.ResponseWriter, r *http.Request, p accounts.Person) bool {
-	return s.limit(w, r, "code", "addr:"+clientAddr(r)) && s.limit(w, r, "code", "person:"+p.Name)
+	return s.limit(w, r, limitCode, "addr:"+clientAddr(r)) && s.limit(w, r, limitCode, "person:"+p.Name)
 }
 
 // handleEnroll is GET /enroll: the form to type a device's code. With

@@ -156,7 +156,7 @@ func cleanName(field, s string) (string, error) {
 // handleRegisterBegin is POST /register/begin: a new person's first
 // passkey, through the setup link, an invite link or open sign-up.
 func (s *Server) handleRegisterBegin(w http.ResponseWriter, r *http.Request) {
-	if !s.limit(w, r, "register", clientAddr(r)) {
+	if !s.limit(w, r, limitRegister, clientAddr(r)) {
 		return
 	}
 	f, err := readForm(r)
@@ -194,7 +194,7 @@ func (s *Server) handleRegisterBegin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, ceremonyError(err))
 		return
 	}
-	err = s.setCeremony(w, r, ceremony{Kind: "register", Data: *data, Handle: u.handle, DisplayName: shown, Token: f["token"]})
+	err = s.setCeremony(w, r, ceremony{Kind: ceremonyRegister, Data: *data, Handle: u.handle, DisplayName: shown, Token: f["token"]})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -206,7 +206,7 @@ func (s *Server) handleRegisterBegin(w http.ResponseWriter, r *http.Request) {
 // uses up the invite, creates the person and their account, logs them in.
 func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c, err := s.takeCeremony(w, r, "register")
+	c, err := s.takeCeremony(w, r, ceremonyRegister)
 	if err != nil {
 		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
 		return
@@ -322,7 +322,7 @@ func passkeyName(c *webauthn.Credential) string {
 
 // handleLoginBegin is POST /login/begin: a usernameless passkey login.
 func (s *Server) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
-	if !s.limit(w, r, "login", clientAddr(r)) {
+	if !s.limit(w, r, limitLogin, clientAddr(r)) {
 		return
 	}
 	opts, data, err := s.webauthn.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
@@ -330,7 +330,7 @@ func (s *Server) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, ceremonyError(err))
 		return
 	}
-	if err := s.setCeremony(w, r, ceremony{Kind: "login", Data: *data}); err != nil {
+	if err := s.setCeremony(w, r, ceremony{Kind: ceremonyLogin, Data: *data}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -340,7 +340,7 @@ func (s *Server) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 // handleLoginFinish is POST /login/finish.
 func (s *Server) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c, err := s.takeCeremony(w, r, "login")
+	c, err := s.takeCeremony(w, r, ceremonyLogin)
 	if err != nil {
 		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
 		return
@@ -410,7 +410,7 @@ func (s *Server) handleReauthBegin(w http.ResponseWriter, r *http.Request, p acc
 		s.fail(w, r, ceremonyError(err))
 		return
 	}
-	if err := s.setCeremony(w, r, ceremony{Kind: "reauth", Data: *data}); err != nil {
+	if err := s.setCeremony(w, r, ceremony{Kind: ceremonyReauth, Data: *data}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -419,7 +419,7 @@ func (s *Server) handleReauthBegin(w http.ResponseWriter, r *http.Request, p acc
 
 // handleReauthFinish is POST /reauth/finish.
 func (s *Server) handleReauthFinish(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	c, err := s.takeCeremony(w, r, "reauth")
+	c, err := s.takeCeremony(w, r, ceremonyReauth)
 	if err != nil {
 		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
 		return
@@ -480,7 +480,7 @@ func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p ac
 		s.fail(w, r, ceremonyError(err))
 		return
 	}
-	if err := s.setCeremony(w, r, ceremony{Kind: "add", Data: *data, PasskeyName: name}); err != nil {
+	if err := s.setCeremony(w, r, ceremony{Kind: ceremonyAdd, Data: *data, PasskeyName: name}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -489,7 +489,7 @@ func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p ac
 
 // handlePasskeyFinish is POST /passkeys/finish.
 func (s *Server) handlePasskeyFinish(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	c, err := s.takeCeremony(w, r, "add")
+	c, err := s.takeCeremony(w, r, ceremonyAdd)
 	if err != nil {
 		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
 		return

@@ -12,15 +12,26 @@ import (
 
 // Rate limits. RFC 8628 §5.1: user codes are short, so code entry must be
 // slow enough that guessing one is hopeless (20^8 codes, 5 a minute).
-var limits = map[string]struct {
+// limitKind names a rate limit.
+type limitKind string
+
+const (
+	limitEnrollStart limitKind = "enroll-start" // per address
+	limitCode        limitKind = "code"         // per address and per person
+	limitLogin       limitKind = "login"        // per address
+	limitRegister    limitKind = "register"     // per address
+	limitRenew       limitKind = "renew"        // per address
+)
+
+var limits = map[limitKind]struct {
 	every time.Duration
 	burst int
 }{
-	"enroll-start": {6 * time.Second, 10}, // per address
-	"code":         {12 * time.Second, 5}, // per address and per person
-	"login":        {time.Second, 20},     // per address
-	"register":     {6 * time.Second, 10}, // per address
-	"renew":        {6 * time.Second, 10}, // per address
+	limitEnrollStart: {6 * time.Second, 10},
+	limitCode:        {12 * time.Second, 5},
+	limitLogin:       {time.Second, 20},
+	limitRegister:    {6 * time.Second, 10},
+	limitRenew:       {6 * time.Second, 10},
 }
 
 // limiters holds one token bucket per (kind, key), forgetting idle ones.
@@ -36,10 +47,10 @@ func newLimiters(now func() time.Time) *limiters {
 }
 
 // allow takes a token for kind and key, or says how long to wait.
-func (l *limiters) allow(kind, key string) (bool, time.Duration) {
+func (l *limiters) allow(kind limitKind, key string) (bool, time.Duration) {
 	cfg, ok := limits[kind]
 	if !ok {
-		panic("web: no rate limit named " + kind)
+		panic("web: no rate limit named " + string(kind))
 	}
 	now := l.now()
 	l.mu.Lock()
@@ -52,7 +63,7 @@ func (l *limiters) allow(kind, key string) (bool, time.Duration) {
 		}
 		l.swept = now
 	}
-	id := kind + "\x00" + key
+	id := string(kind) + "\x00" + key
 	lim, ok := l.seen[id]
 	if !ok {
 		lim = rate.NewLimiter(rate.Every(cfg.every), cfg.burst)
@@ -66,7 +77,7 @@ func (l *limiters) allow(kind, key string) (bool, time.Duration) {
 }
 
 // limit answers 429 with Retry-After when kind's limit for key is spent.
-func (s *Server) limit(w http.ResponseWriter, r *http.Request, kind, key string) bool {
+func (s *Server) limit(w http.ResponseWriter, r *http.Request, kind limitKind, key string) bool {
 	ok, wait := s.limits.allow(kind, key)
 	if ok {
 		return true

@@ -105,7 +105,7 @@ func checkRenewProof(req renewRequest, now time.Time) (*jwt.UserClaims, error) {
 // handleDeviceRenew is POST /api/devices/renew: a device asks for a fresh
 // JWT before (or shortly after) its own expires.
 func (s *Server) handleDeviceRenew(w http.ResponseWriter, r *http.Request) {
-	if !s.limit(w, r, "renew", clientAddr(r)) {
+	if !s.limit(w, r, limitRenew, clientAddr(r)) {
 		return
 	}
 	var req renewRequest

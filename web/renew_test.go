@@ -183,7 +183,7 @@ func seedOf(tb testing.TB, kp nkeys.KeyPair) string {
 	return string(seed)
 }
 
-func hasAction(es []accounts.AuditEvent, action, device string) bool {
+func hasAction(es []accounts.AuditEvent, action accounts.Action, device string) bool {
 	for _, e := range es {
 		if e.Action == action && e.DeviceName == device {
 			return true

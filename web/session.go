@@ -93,8 +93,18 @@ func (s *sessionStore) clear(w http.ResponseWriter, r *http.Request) error {
 
 // ceremony is one passkey ceremony in flight: the library's session data,
 // passed back to it verbatim, and what the ceremony is for.
+// ceremonyKind is which passkey ceremony a ceremony is.
+type ceremonyKind string
+
+const (
+	ceremonyRegister ceremonyKind = "register" // a new person's first passkey
+	ceremonyAdd      ceremonyKind = "add"      // another passkey of a person
+	ceremonyLogin    ceremonyKind = "login"
+	ceremonyReauth   ceremonyKind = "reauth" // a fresh passkey check
+)
+
 type ceremony struct {
-	Kind string // "register", "add", "login", "reauth"
+	Kind ceremonyKind
 	Data webauthn.SessionData
 	// For registration of a new person.
 	Handle      []byte
@@ -125,7 +135,7 @@ func (s *Server) setCeremony(w http.ResponseWriter, r *http.Request, c ceremony)
 // takeCeremony returns the ceremony in flight of the given kind and ends it
 // on the server: each challenge is answered at most once, whatever the
 // outcome, and a browser sending the same cookie again gets nothing.
-func (s *Server) takeCeremony(w http.ResponseWriter, r *http.Request, kind string) (ceremony, error) {
+func (s *Server) takeCeremony(w http.ResponseWriter, r *http.Request, kind ceremonyKind) (ceremony, error) {
 	sess, _ := s.sessions.store.Get(r, s.sessions.ceremonies)
 	token, _ := sess.Values["t"].(string)
 	sess.Values = map[any]any{}

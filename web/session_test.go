@@ -235,7 +235,7 @@ func findOther(t testing.TB, page string) string {
 func TestCeremonyIsAnsweredOnce(t *testing.T) {
 	tw := mustWeb(t, webOptions{})
 	rec := httptest.NewRecorder()
-	c := ceremony{Kind: "reauth", Data: webauthn.SessionData{Challenge: "a-challenge"}}
+	c := ceremony{Kind: ceremonyReauth, Data: webauthn.SessionData{Challenge: "a-challenge"}}
 	if err := tw.Web.setCeremony(rec, httptest.NewRequest("POST", "/reauth/begin", nil), c); err != nil {
 		t.Fatal(err)
 	}
@@ -243,18 +243,18 @@ func TestCeremonyIsAnsweredOnce(t *testing.T) {
 	if len(cookies) != 1 || strings.Contains(cookies[0].Value, "a-challenge") {
 		t.Fatalf("ceremony cookies: %+v", cookies)
 	}
-	take := func(kind string) (ceremony, error) {
+	take := func(kind ceremonyKind) (ceremony, error) {
 		req := httptest.NewRequest("POST", "/reauth/finish", nil)
 		for _, c := range cookies {
 			req.AddCookie(c)
 		}
 		return tw.Web.takeCeremony(httptest.NewRecorder(), req, kind)
 	}
-	got, err := take("reauth")
+	got, err := take(ceremonyReauth)
 	if err != nil || got.Data.Challenge != "a-challenge" {
 		t.Fatalf("take the ceremony: got %+v, %v", got, err)
 	}
-	if _, err := take("reauth"); !errors.Is(err, errCeremony) {
+	if _, err := take(ceremonyReauth); !errors.Is(err, errCeremony) {
 		t.Errorf("the same ceremony cookie again: got %v, want %v", err, errCeremony)
 	}
 }

@@ -32,7 +32,7 @@ func auditCommand(e *env) *cli.Command {
 			}
 			rows := make([][]string, len(es))
 			for i, ev := range es {
-				rows[i] = []string{when(ev.Time), ev.Actor, ev.Action, dash(ev.AccountName), dash(ev.DeviceName), dash(ev.Device), dash(ev.Detail)}
+				rows[i] = []string{when(ev.Time), ev.Actor, string(ev.Action), dash(ev.AccountName), dash(ev.DeviceName), dash(ev.Device), dash(ev.Detail)}
 			}
 			return table(e.stdout, []string{"TIME", "ACTOR", "ACTION", "ACCOUNT", "DEVICE", "KEY", "DETAIL"}, rows)
 		}),

@@ -420,7 +420,7 @@ func TestClientFullRecords(t *testing.T) {
 	if q := fieldOf(show, "disk quota"); q != "128KiB" {
 		t.Errorf("account show, disk quota: %q, want 128KiB", q)
 	}
-	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, accounts.ActionAccountEdit) || !strings.Contains(audit, accounts.ActionRecordDelete) {
+	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, string(accounts.ActionAccountEdit)) || !strings.Contains(audit, string(accounts.ActionRecordDelete)) {
 		t.Errorf("the audit trail lacks the quota change or the delete:\n%s", audit)
 	}
 	// Bad quotas: a usage error each, nothing changed.
@@ -565,7 +565,7 @@ func TestDeviceRename(t *testing.T) {
 	if !names["Work-Laptop"] || !names["laptop"] || !names["phone"] || len(ds) != 3 {
 		t.Errorf("devices after the renames: %+v", ds)
 	}
-	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, accounts.ActionDeviceRename) || !strings.Contains(audit, "was laptop") {
+	if audit := s.mustAdmin(t, "audit").stdout; !strings.Contains(audit, string(accounts.ActionDeviceRename)) || !strings.Contains(audit, "was laptop") {
 		t.Errorf("the audit trail lacks the rename:\n%s", audit)
 	}
 }

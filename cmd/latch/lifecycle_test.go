@@ -411,8 +411,8 @@ func auditEvents(t testing.TB, s *served, last int) []accounts.AuditEvent {
 func auditActions(es []accounts.AuditEvent) []string {
 	var out []string
 	for _, e := range es {
-		if strings.HasPrefix(e.Action, "account.") || strings.HasPrefix(e.Action, "device.") {
-			out = append(out, e.Action)
+		if strings.HasPrefix(string(e.Action), "account.") || strings.HasPrefix(string(e.Action), "device.") {
+			out = append(out, string(e.Action))
 		}
 	}
 	return out
