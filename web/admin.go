@@ -107,13 +107,20 @@ func (s *Server) handleAdminInviteCreate(w http.ResponseWriter, r *http.Request,
 		s.fail(w, r, err)
 		return
 	}
-	section := views.AdminInvites{NewLink: s.url("/invite/" + token), NewAdmin: inv.Admin, NewExpires: inv.Expires}
+	s.showNewInvite(w, r, p, token, inv)
+}
+
+// showNewInvite answers with the invites section and a new invite's link,
+// shown this once: the admin page, or the section alone for htmx.
+func (s *Server) showNewInvite(w http.ResponseWriter, r *http.Request, p accounts.Person, token string, inv accounts.Invite) {
+	section := views.AdminInvites{NewLink: s.url("/invite/" + token), NewAdmin: inv.Admin, NewFor: inv.For, NewExpires: inv.Expires}
 	// The link is a secret: no cache keeps the answer.
 	w.Header().Set("Cache-Control", "no-store")
 	if !isHTMX(r) {
 		s.adminPage(w, r, p, section)
 		return
 	}
+	var err error
 	if section.Invites, err = s.adminInvites(r.Context()); err != nil {
 		s.fail(w, r, err)
 		return
@@ -130,17 +137,7 @@ func (s *Server) handleAdminPersonInvite(w http.ResponseWriter, r *http.Request,
 		s.fail(w, r, err)
 		return
 	}
-	section := views.AdminInvites{NewLink: s.url("/invite/" + token), NewFor: inv.For, NewExpires: inv.Expires}
-	w.Header().Set("Cache-Control", "no-store")
-	if !isHTMX(r) {
-		s.adminPage(w, r, p, section)
-		return
-	}
-	if section.Invites, err = s.adminInvites(r.Context()); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.render(w, r, http.StatusOK, section)
+	s.showNewInvite(w, r, p, token, inv)
 }
 
 // handleAdminInviteRevoke is POST /admin/invites/{id}/revoke.
