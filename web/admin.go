@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"github.com/a-h/templ"
 	"net/http"
 	"slices"
 
@@ -80,16 +81,9 @@ func (s *Server) handleAdminPerson(action string) personHandler {
 			s.fail(w, r, err)
 			return
 		}
-		if !isHTMX(r) {
-			http.Redirect(w, r, "/admin", http.StatusSeeOther)
-			return
-		}
-		persons, err := s.adminPersons(r.Context(), p)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		s.render(w, r, http.StatusOK, persons)
+		s.changed(w, r, "/admin", func() (templ.Component, error) {
+			return s.adminPersons(r.Context(), p)
+		})
 	}
 }
 

@@ -20,11 +20,7 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request, p account
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if isHTMX(r) {
-		s.render(w, r, http.StatusOK, page.Section())
-		return
-	}
-	s.render(w, r, http.StatusOK, page)
+	s.page(w, r, page, page.Section())
 }
 
 func (s *Server) devicesPage(ctx context.Context, p accounts.Person) (views.DevicesPage, error) {
@@ -70,11 +66,7 @@ func (s *Server) handleDeviceRevoke(w http.ResponseWriter, r *http.Request, p ac
 		s.fail(w, r, err)
 		return
 	}
-	if isHTMX(r) {
-		s.render(w, r, http.StatusOK, views.DeviceRow(s.deviceView(d)))
-		return
-	}
-	http.Redirect(w, r, "/devices", http.StatusSeeOther)
+	s.changed(w, r, "/devices", fragment(views.DeviceRow(s.deviceView(d))))
 }
 
 // handleDeviceDisconnect is POST /devices/{pub}/disconnect: the device's
@@ -87,11 +79,7 @@ func (s *Server) handleDeviceDisconnect(w http.ResponseWriter, r *http.Request, 
 		s.fail(w, r, err)
 		return
 	}
-	if isHTMX(r) {
-		s.render(w, r, http.StatusOK, views.DeviceRow(s.deviceView(d)))
-		return
-	}
-	http.Redirect(w, r, "/devices", http.StatusSeeOther)
+	s.changed(w, r, "/devices", fragment(views.DeviceRow(s.deviceView(d))))
 }
 
 // handleDeviceDownload is POST /devices/download: a new device whose key

@@ -43,3 +43,33 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c te
 }
 
 func isCanceled(ctx context.Context) bool { return ctx.Err() != nil }
+
+// page answers a GET with the whole page, or htmx with its section: the
+// one place that decides page or fragment.
+func (s *Server) page(w http.ResponseWriter, r *http.Request, whole, section templ.Component) {
+	if isHTMX(r) {
+		s.render(w, r, http.StatusOK, section)
+		return
+	}
+	s.render(w, r, http.StatusOK, whole)
+}
+
+// changed answers a change: htmx gets the fragment that shows it, made
+// only then; a form post goes back to the page at back.
+func (s *Server) changed(w http.ResponseWriter, r *http.Request, back string, fragment func() (templ.Component, error)) {
+	if !isHTMX(r) {
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return
+	}
+	c, err := fragment()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, c)
+}
+
+// fragment wraps a component that is ready.
+func fragment(c templ.Component) func() (templ.Component, error) {
+	return func() (templ.Component, error) { return c, nil }
+}

@@ -58,11 +58,7 @@ func (s *Server) passkeysAnswer(w http.ResponseWriter, r *http.Request, p accoun
 		s.fail(w, r, err)
 		return
 	}
-	if isHTMX(r) {
-		s.render(w, r, http.StatusOK, page.Section())
-		return
-	}
-	s.render(w, r, http.StatusOK, page)
+	s.page(w, r, page, page.Section())
 }
 
 func (s *Server) passkeysPage(r *http.Request, p accounts.Person) (views.PasskeysPage, error) {

@@ -71,11 +71,7 @@ func (s *Server) handleRecordsRestore(w http.ResponseWriter, r *http.Request, p 
 	}
 	v := s.restoreView(r, p)
 	v.Done, v.Error = done, problem
-	if !isHTMX(r) {
-		http.Redirect(w, r, "/records", http.StatusSeeOther)
-		return
-	}
-	s.render(w, r, http.StatusOK, views.RecordsRestoreSection(v))
+	s.changed(w, r, "/records", fragment(views.RecordsRestoreSection(v)))
 }
 
 // handleRecords is GET /records: a page of keys (?prefix= filters them,
@@ -101,11 +97,7 @@ func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request, p account
 	}
 	v.Restore = views.RecordsRestore{Oldest: page.History.Oldest, Writes: page.History.Writes}
 	w.Header().Set("Cache-Control", "no-store")
-	if isHTMX(r) {
-		s.render(w, r, http.StatusOK, v.Section())
-		return
-	}
-	s.render(w, r, http.StatusOK, v)
+	s.page(w, r, v, v.Section())
 }
 
 // handleRecord is GET /records/{key}: the latest revision of a key, or
