@@ -435,7 +435,7 @@ func TestDisableEnablePerson(t *testing.T) {
 	wantOpen(t, cb, "disabling another person")
 
 	// A disabled person gets no new device, and disabling twice is a no-op.
-	_, _, err = s.Service.IssueDevice(ctx, accounts.NewDevice{Account: "alice", Name: "tablet"})
+	_, _, err = s.Service.IssueDevice(ctx, accounts.NewDevice{Person: "alice", Name: "tablet"})
 	wantKind(t, "issue a device to a disabled person", err, accounts.ErrDisabled)
 	iat := accountClaims(t, s, alice.Account).IssuedAt
 	if p, err := s.Service.DisablePerson(ctx, "alice"); err != nil || p.Status != accounts.StatusDisabled {

@@ -269,7 +269,7 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			if r.TTLSeconds < 0 {
 				ttl = -1
 			}
-			d, creds, err := s.IssueDevice(ctx, NewDevice{Account: r.Account, Name: r.Name, TTL: ttl})
+			d, creds, err := s.IssueDevice(ctx, NewDevice{Person: r.Account, Name: r.Name, TTL: ttl})
 			if err != nil {
 				return nil, err
 			}

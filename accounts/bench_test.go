@@ -33,7 +33,7 @@ func BenchmarkIssueDevice(b *testing.B) {
 	var n atomic.Int64
 	issue := func(account string) error {
 		name := fmt.Sprintf("dev-%d", n.Add(1))
-		_, _, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Account: account, Name: name})
+		_, _, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Person: account, Name: name})
 		if err != nil {
 			return fmt.Errorf("issue device %s/%s: %w", account, name, err)
 		}
@@ -187,7 +187,7 @@ type revokeProbe struct {
 // newProbe issues a device and connects it; the connection is closed
 // when the benchmark ends.
 func newProbe(b *testing.B, s *latchtest.Stack, account, name string) (*revokeProbe, error) {
-	d, creds, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Account: account, Name: name})
+	d, creds, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Person: account, Name: name})
 	if err != nil {
 		return nil, fmt.Errorf("issue device %s/%s: %w", account, name, err)
 	}

@@ -67,9 +67,9 @@ func (d Device) Revoked() bool { return d.RevokedAt != nil }
 
 // NewDevice is what AuthorizeDevice and IssueDevice need.
 type NewDevice struct {
-	// Account is the person's name.
-	Account string
-	Name    string
+	// Person is the person's name.
+	Person string
+	Name   string
 	// PublicKey is the device's user key (U…). IssueDevice makes one.
 	PublicKey string
 	Enrolled  string
@@ -122,7 +122,7 @@ func (s *Service) AuthorizeDevice(ctx context.Context, nd NewDevice) (Device, st
 	if nd.TTL > MaxDeviceTTL {
 		return Device{}, "", invalid("ttl", "a device's lifetime is at most %d days (or never)", int(MaxDeviceTTL/(24*time.Hour)))
 	}
-	p, err := s.Person(ctx, nd.Account)
+	p, err := s.Person(ctx, nd.Person)
 	if err != nil {
 		return Device{}, "", err
 	}
@@ -193,8 +193,8 @@ func (s *Service) AuthorizeDevice(ctx context.Context, nd NewDevice) (Device, st
 }
 
 // Devices returns the devices of a person, newest first.
-func (s *Service) Devices(ctx context.Context, account string) ([]Device, error) {
-	p, err := s.Person(ctx, account)
+func (s *Service) Devices(ctx context.Context, person string) ([]Device, error) {
+	p, err := s.Person(ctx, person)
 	if err != nil {
 		return nil, err
 	}
@@ -219,8 +219,8 @@ func (s *Service) devicesOf(ctx context.Context, p Person) ([]Device, error) {
 // revoking it: its creds still work, and its client reconnects, as after
 // a network failure. It returns the device and how many connections it
 // closed.
-func (s *Service) DisconnectDevice(ctx context.Context, account, ref string) (Device, int, error) {
-	p, err := s.Person(ctx, account)
+func (s *Service) DisconnectDevice(ctx context.Context, person, ref string) (Device, int, error) {
+	p, err := s.Person(ctx, person)
 	if err != nil {
 		return Device{}, 0, err
 	}
@@ -242,8 +242,8 @@ func (s *Service) DisconnectDevice(ctx context.Context, account, ref string) (De
 
 // Device finds a device of a person by public key or by name. A name
 // matches the active device first, then the newest revoked one.
-func (s *Service) Device(ctx context.Context, account, ref string) (Device, error) {
-	p, err := s.Person(ctx, account)
+func (s *Service) Device(ctx context.Context, person, ref string) (Device, error) {
+	p, err := s.Person(ctx, person)
 	if err != nil {
 		return Device{}, err
 	}
@@ -287,8 +287,8 @@ func (s *Service) deviceOf(ctx context.Context, p Person, ref string) (Device, e
 // revocation list, the JWT is pushed, and the server closes the device's
 // connections at once. Its creds never connect again. Revoking a revoked
 // device changes nothing and returns it.
-func (s *Service) RevokeDevice(ctx context.Context, account, ref string) (Device, error) {
-	p, err := s.Person(ctx, account)
+func (s *Service) RevokeDevice(ctx context.Context, person, ref string) (Device, error) {
+	p, err := s.Person(ctx, person)
 	if err != nil {
 		return Device{}, err
 	}
@@ -321,11 +321,11 @@ func (s *Service) RevokeDevice(ctx context.Context, account, ref string) (Device
 // RenameDevice gives an active device another name, unique among the
 // person's active devices as any device name is. The device's JWT keeps
 // the old name until it is renewed; the name is latch's, not the key's.
-func (s *Service) RenameDevice(ctx context.Context, account, ref, name string) (Device, error) {
+func (s *Service) RenameDevice(ctx context.Context, person, ref, name string) (Device, error) {
 	if err := ValidateDeviceName(name); err != nil {
 		return Device{}, err
 	}
-	p, err := s.Person(ctx, account)
+	p, err := s.Person(ctx, person)
 	if err != nil {
 		return Device{}, err
 	}

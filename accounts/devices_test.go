@@ -103,12 +103,12 @@ func TestIssueDeviceRefuses(t *testing.T) {
 		kind  error
 		field string
 	}{
-		{name: "same name", nd: accounts.NewDevice{Account: "alice", Name: "laptop", PublicKey: key}, kind: accounts.ErrExists},
-		{name: "same name in other case", nd: accounts.NewDevice{Account: "alice", Name: "Laptop", PublicKey: key}, kind: accounts.ErrExists},
-		{name: "bad name", nd: accounts.NewDevice{Account: "alice", Name: " laptop", PublicKey: key}, kind: accounts.ErrInvalid, field: "name"},
-		{name: "no key", nd: accounts.NewDevice{Account: "alice", Name: "phone"}, kind: accounts.ErrInvalid, field: "public_key"},
-		{name: "account key", nd: accounts.NewDevice{Account: "alice", Name: "phone", PublicKey: acctKey}, kind: accounts.ErrInvalid, field: "public_key"},
-		{name: "no such person", nd: accounts.NewDevice{Account: "nobody", Name: "phone", PublicKey: key}, kind: accounts.ErrNotFound},
+		{name: "same name", nd: accounts.NewDevice{Person: "alice", Name: "laptop", PublicKey: key}, kind: accounts.ErrExists},
+		{name: "same name in other case", nd: accounts.NewDevice{Person: "alice", Name: "Laptop", PublicKey: key}, kind: accounts.ErrExists},
+		{name: "bad name", nd: accounts.NewDevice{Person: "alice", Name: " laptop", PublicKey: key}, kind: accounts.ErrInvalid, field: "name"},
+		{name: "no key", nd: accounts.NewDevice{Person: "alice", Name: "phone"}, kind: accounts.ErrInvalid, field: "public_key"},
+		{name: "account key", nd: accounts.NewDevice{Person: "alice", Name: "phone", PublicKey: acctKey}, kind: accounts.ErrInvalid, field: "public_key"},
+		{name: "no such person", nd: accounts.NewDevice{Person: "nobody", Name: "phone", PublicKey: key}, kind: accounts.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,7 +153,7 @@ func TestAuthorizeDevice(t *testing.T) {
 	pub, _ := kp.PublicKey()
 	seed, _ := kp.Seed()
 
-	d, tok, err := s.Service.AuthorizeDevice(ctx, accounts.NewDevice{Account: "alice", Name: "phone", PublicKey: pub, Enrolled: "enrolled", Platform: "linux/arm64", TTL: -1})
+	d, tok, err := s.Service.AuthorizeDevice(ctx, accounts.NewDevice{Person: "alice", Name: "phone", PublicKey: pub, Enrolled: "enrolled", Platform: "linux/arm64", TTL: -1})
 	if err != nil {
 		t.Fatalf("authorize: %v", err)
 	}
@@ -184,14 +184,14 @@ func TestAuthorizeDevice(t *testing.T) {
 	wantValue(t, kv, "from-phone", "hi")
 
 	// A key is enrolled once: asking again, even under another name, fails.
-	_, _, err = s.Service.AuthorizeDevice(ctx, accounts.NewDevice{Account: "alice", Name: "phone-2", PublicKey: pub})
+	_, _, err = s.Service.AuthorizeDevice(ctx, accounts.NewDevice{Person: "alice", Name: "phone-2", PublicKey: pub})
 	wantKind(t, "authorize the same key again", err, accounts.ErrRevoked)
 
 	// A TTL of its own wins over the service's default.
 	kp2, _ := nkeys.CreateUser()
 	pub2, _ := kp2.PublicKey()
 	before := time.Now()
-	d, _, err = s.Service.AuthorizeDevice(ctx, accounts.NewDevice{Account: "alice", Name: "tablet", PublicKey: pub2, TTL: 3 * time.Hour})
+	d, _, err = s.Service.AuthorizeDevice(ctx, accounts.NewDevice{Person: "alice", Name: "tablet", PublicKey: pub2, TTL: 3 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

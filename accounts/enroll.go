@@ -381,7 +381,7 @@ func (s *Service) ApproveEnrollment(ctx context.Context, userCode, person string
 	var tok string
 	if err == nil {
 		d, tok, err = s.AuthorizeDevice(ctx, NewDevice{
-			Account: p.Name, Name: e.Name, PublicKey: e.PublicKey, Enrolled: EnrolledEnrolled, Platform: e.Platform,
+			Person: p.Name, Name: e.Name, PublicKey: e.PublicKey, Enrolled: EnrolledEnrolled, Platform: e.Platform,
 		})
 		burnt = errors.Is(err, ErrRevoked)
 	}

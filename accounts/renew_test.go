@@ -16,7 +16,7 @@ import (
 // returns the device and its JWT.
 func authorize(t testing.TB, s *latchtest.Stack, person, name string, k deviceKey, ttl time.Duration) (accounts.Device, string) {
 	t.Helper()
-	d, tok, err := s.Service.AuthorizeDevice(testCtx(t), accounts.NewDevice{Account: person, Name: name, PublicKey: k.pub, TTL: ttl})
+	d, tok, err := s.Service.AuthorizeDevice(testCtx(t), accounts.NewDevice{Person: person, Name: name, PublicKey: k.pub, TTL: ttl})
 	if err != nil {
 		t.Fatalf("authorize %s: %v", name, err)
 	}

@@ -91,7 +91,7 @@ func TestRevokeDevice(t *testing.T) {
 	}
 
 	// A revoked key is never authorized again, under any name.
-	_, tok, err := s.Service.AuthorizeDevice(ctx, accounts.NewDevice{Account: "alice", Name: "laptop-again", PublicKey: laptop.PublicKey})
+	_, tok, err := s.Service.AuthorizeDevice(ctx, accounts.NewDevice{Person: "alice", Name: "laptop-again", PublicKey: laptop.PublicKey})
 	wantKind(t, "authorize a revoked key", err, accounts.ErrRevoked)
 	if tok != "" {
 		t.Error("got a JWT for a revoked key, want none")
@@ -207,7 +207,7 @@ func TestSingleWriter(t *testing.T) {
 	}
 	for i := range newcomers {
 		wg.Go(func() {
-			d, creds, err := s.Service.IssueDevice(ctx, accounts.NewDevice{Account: "alice", Name: fmt.Sprintf("new-%02d", i)})
+			d, creds, err := s.Service.IssueDevice(ctx, accounts.NewDevice{Person: "alice", Name: fmt.Sprintf("new-%02d", i)})
 			switch {
 			case errors.Is(err, accounts.ErrDisabled):
 				return // issued while the account was disabled: refused, rightly

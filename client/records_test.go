@@ -23,7 +23,7 @@ import (
 // stack issues: client.json and device.creds. ttl 0 is the stack's default.
 func (s *server) mustHome(tb testing.TB, person, name string, ttl time.Duration) *client.Device {
 	tb.Helper()
-	d, creds, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Account: person, Name: name, TTL: ttl})
+	d, creds, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Person: person, Name: name, TTL: ttl})
 	if err != nil {
 		tb.Fatalf("issue device %s/%s: %v", person, name, err)
 	}

@@ -612,7 +612,7 @@ const xssName = `<img src=x onerror=alert(1)>`
 // text, and no element or dialog comes of it.
 func (f *browserFlow) deviceNameShownAsText(t *testing.T) {
 	b := f.b
-	if _, _, err := f.tw.Service.IssueDevice(context.Background(), accounts.NewDevice{Account: f.person.Name, Name: xssName}); err != nil {
+	if _, _, err := f.tw.Service.IssueDevice(context.Background(), accounts.NewDevice{Person: f.person.Name, Name: xssName}); err != nil {
 		t.Fatalf("IssueDevice %q: %v", xssName, err)
 	}
 	n := b.dialogCount()

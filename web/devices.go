@@ -100,7 +100,7 @@ func (s *Server) handleDeviceDownload(w http.ResponseWriter, r *http.Request, p 
 	name := strings.TrimSpace(f["name"])
 	ctx := accounts.WithActor(r.Context(), actor(r, p))
 	d, creds, err := s.cfg.Accounts.IssueDevice(ctx, accounts.NewDevice{
-		Account: p.Name, Name: name, Enrolled: accounts.EnrolledDownload, TTL: s.cfg.DownloadTTL,
+		Person: p.Name, Name: name, Enrolled: accounts.EnrolledDownload, TTL: s.cfg.DownloadTTL,
 	})
 	if err != nil {
 		s.downloadFailed(w, r, p, name, err)

@@ -322,7 +322,7 @@ func TestDeviceNameEscaped(t *testing.T) {
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	const name = `<img src=x onerror=alert(1)>`
-	if _, _, err := tw.Service.IssueDevice(context.Background(), accounts.NewDevice{Account: "alice", Name: name}); err != nil {
+	if _, _, err := tw.Service.IssueDevice(context.Background(), accounts.NewDevice{Person: "alice", Name: name}); err != nil {
 		t.Fatal(err)
 	}
 	body := text(t, tw.loginAs(t, "alice").do("GET", "/devices", nil))
@@ -433,7 +433,7 @@ func TestDeviceEventsFromElsewhere(t *testing.T) {
 	events.next(t, "the revocation from elsewhere", func(e sseEvent) bool {
 		return e.name == "device-"+laptop.PublicKey && strings.Contains(e.data, "badge revoked")
 	})
-	if _, _, err := other.IssueDevice(ctx, accounts.NewDevice{Account: "alice", Name: "tablet"}); err != nil {
+	if _, _, err := other.IssueDevice(ctx, accounts.NewDevice{Person: "alice", Name: "tablet"}); err != nil {
 		t.Fatal(err)
 	}
 	events.next(t, "a device issued elsewhere", func(e sseEvent) bool {

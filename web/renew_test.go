@@ -29,7 +29,7 @@ func (tw *testWeb) mustAuthorize(tb testing.TB, person, name string, ttl time.Du
 	tb.Helper()
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	_, tok, err := tw.Service.AuthorizeDevice(context.Background(), accounts.NewDevice{Account: person, Name: name, PublicKey: pub, TTL: ttl})
+	_, tok, err := tw.Service.AuthorizeDevice(context.Background(), accounts.NewDevice{Person: person, Name: name, PublicKey: pub, TTL: ttl})
 	if err != nil {
 		tb.Fatalf("authorize %s: %v", name, err)
 	}
@@ -304,7 +304,7 @@ func TestDownloadedCredsAreNotRenewed(t *testing.T) {
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
 	_, tok, err := tw.Service.AuthorizeDevice(context.Background(), accounts.NewDevice{
-		Account: "fay", Name: "kiosk", PublicKey: pub, TTL: 7 * 24 * time.Hour, Enrolled: accounts.EnrolledDownload,
+		Person: "fay", Name: "kiosk", PublicKey: pub, TTL: 7 * 24 * time.Hour, Enrolled: accounts.EnrolledDownload,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -189,7 +189,7 @@ type Device struct {
 // MustIssueDevice issues a device and writes its creds to a 0600 file.
 func (s *Stack) MustIssueDevice(tb testing.TB, account, name string) Device {
 	tb.Helper()
-	d, creds, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Account: account, Name: name})
+	d, creds, err := s.Service.IssueDevice(context.Background(), accounts.NewDevice{Person: account, Name: name})
 	if err != nil {
 		tb.Fatalf("issue device %s/%s: %v", account, name, err)
 	}
