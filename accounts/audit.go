@@ -185,3 +185,11 @@ func (s *Service) Audit(ctx context.Context, n int) ([]AuditEvent, error) {
 	}
 	return out, nil
 }
+
+// auditAfter records an action that has already taken effect; a failure
+// to record it is logged, not returned, since the action stands.
+func (s *Service) auditAfter(ctx context.Context, e AuditEvent) {
+	if err := s.audit(ctx, e); err != nil {
+		s.log.Error("audit entry lost", "action", e.Action, "account", e.Account, "device", e.Device, "err", err)
+	}
+}
