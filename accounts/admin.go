@@ -230,13 +230,9 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 		}), micro.WithEndpointSubject(subject))
 	}
 	handlers := map[string]func(ctx context.Context, data []byte) (any, error){
-		EndpointAccountAdd: func(ctx context.Context, data []byte) (any, error) {
-			var r AccountAddRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		EndpointAccountAdd: decoded(func(ctx context.Context, r AccountAddRequest) (any, error) {
 			return s.CreatePerson(ctx, NewPerson{Name: r.Name, DisplayName: r.DisplayName, Role: r.Role, Limits: r.Limits})
-		},
+		}),
 		EndpointAccountList: func(ctx context.Context, data []byte) (any, error) {
 			ps, err := s.Persons(ctx)
 			if ps == nil {
@@ -245,21 +241,13 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			return ps, err
 		},
 		EndpointAccountShow: withName(s.Account),
-		EndpointAccountEdit: func(ctx context.Context, data []byte) (any, error) {
-			var r AccountEditRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		EndpointAccountEdit: decoded(func(ctx context.Context, r AccountEditRequest) (any, error) {
 			return s.EditLimits(ctx, r.Name, r.LimitsEdit)
-		},
+		}),
 		EndpointAccountDisable: withName(s.DisablePerson),
 		EndpointAccountEnable:  withName(s.EnablePerson),
 		EndpointAccountDelete:  withName(s.DeletePerson),
-		EndpointDeviceIssue: func(ctx context.Context, data []byte) (any, error) {
-			var r DeviceIssueRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		EndpointDeviceIssue: decoded(func(ctx context.Context, r DeviceIssueRequest) (any, error) {
 			// Bounded before it is multiplied: a huge number would
 			// overflow into a lifetime of never, or of nothing.
 			if r.TTLSeconds > int64(MaxDeviceTTL/time.Second) {
@@ -274,23 +262,15 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 				return nil, err
 			}
 			return DeviceIssueReply{Device: d, Creds: string(creds)}, nil
-		},
-		EndpointDeviceList: func(ctx context.Context, data []byte) (any, error) {
-			var r DeviceRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointDeviceList: decoded(func(ctx context.Context, r DeviceRequest) (any, error) {
 			ds, err := s.Devices(ctx, r.Account)
 			if ds == nil {
 				ds = []Device{}
 			}
 			return ds, err
-		},
-		EndpointDeviceRevoke: func(ctx context.Context, data []byte) (any, error) {
-			var r DeviceRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointDeviceRevoke: decoded(func(ctx context.Context, r DeviceRequest) (any, error) {
 			before, err := s.Device(ctx, r.Account, r.Device)
 			if err != nil {
 				return nil, err
@@ -300,37 +280,21 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 				return nil, err
 			}
 			return DeviceRevokeReply{Device: d, AlreadyRevoked: before.Revoked()}, nil
-		},
-		EndpointDeviceRename: func(ctx context.Context, data []byte) (any, error) {
-			var r DeviceRenameRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointDeviceRename: decoded(func(ctx context.Context, r DeviceRenameRequest) (any, error) {
 			return s.RenameDevice(ctx, r.Account, r.Device, r.Name)
-		},
-		EndpointDeviceDisconnect: func(ctx context.Context, data []byte) (any, error) {
-			var r DeviceRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointDeviceDisconnect: decoded(func(ctx context.Context, r DeviceRequest) (any, error) {
 			d, n, err := s.DisconnectDevice(ctx, r.Account, r.Device)
 			if err != nil {
 				return nil, err
 			}
 			return DeviceDisconnectReply{Device: d, Closed: n}, nil
-		},
-		EndpointDeviceApprove: func(ctx context.Context, data []byte) (any, error) {
-			var r DeviceApproveRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointDeviceApprove: decoded(func(ctx context.Context, r DeviceApproveRequest) (any, error) {
 			return s.ApproveEnrollment(ctx, r.Code, r.Account)
-		},
-		EndpointInviteCreate: func(ctx context.Context, data []byte) (any, error) {
-			var r InviteCreateRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointInviteCreate: decoded(func(ctx context.Context, r InviteCreateRequest) (any, error) {
 			var token string
 			var inv Invite
 			var err error
@@ -348,7 +312,7 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 				return nil, err
 			}
 			return InviteCreateReply{Token: token, Link: s.InviteLink(token), Invite: inv}, nil
-		},
+		}),
 		EndpointInviteList: func(ctx context.Context, data []byte) (any, error) {
 			invs, err := s.Invites(ctx)
 			if invs == nil {
@@ -356,21 +320,13 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			}
 			return invs, err
 		},
-		EndpointInviteRevoke: func(ctx context.Context, data []byte) (any, error) {
-			var r InviteRevokeRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		EndpointInviteRevoke: decoded(func(ctx context.Context, r InviteRevokeRequest) (any, error) {
 			if err := s.RevokeInvite(ctx, r.ID); err != nil {
 				return nil, err
 			}
 			return map[string]string{"revoked": r.ID}, nil
-		},
-		EndpointAccountConsumers: func(ctx context.Context, data []byte) (any, error) {
-			var r ConsumersRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointAccountConsumers: decoded(func(ctx context.Context, r ConsumersRequest) (any, error) {
 			var out ConsumersReply
 			if r.Clear {
 				n, err := s.ClearRecordsConsumers(ctx, r.Name)
@@ -385,28 +341,20 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 				out.Consumers = []RecordsConsumer{}
 			}
 			return out, err
-		},
-		EndpointAccountRestore: func(ctx context.Context, data []byte) (any, error) {
-			var r RestoreRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointAccountRestore: decoded(func(ctx context.Context, r RestoreRequest) (any, error) {
 			if r.At.IsZero() {
 				return nil, invalid("at", "say when to restore to")
 			}
 			return s.RestoreRecords(ctx, r.Name, r.At)
-		},
-		EndpointAdminCredsIssue: func(ctx context.Context, data []byte) (any, error) {
-			var r AdminCredsRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointAdminCredsIssue: decoded(func(ctx context.Context, r AdminCredsRequest) (any, error) {
 			tok, a, err := s.IssueAdminCreds(ctx, r.Name, r.PublicKey)
 			if err != nil {
 				return nil, err
 			}
 			return AdminCredsReply{AdminCreds: a, JWT: tok}, nil
-		},
+		}),
 		EndpointAdminCredsList: func(ctx context.Context, data []byte) (any, error) {
 			as, err := s.AdminCreds(ctx)
 			if as == nil {
@@ -414,18 +362,10 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 			}
 			return as, err
 		},
-		EndpointAdminCredsRevoke: func(ctx context.Context, data []byte) (any, error) {
-			var r AdminCredsRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		EndpointAdminCredsRevoke: decoded(func(ctx context.Context, r AdminCredsRequest) (any, error) {
 			return s.RevokeAdminCreds(ctx, r.Name)
-		},
-		EndpointAuditList: func(ctx context.Context, data []byte) (any, error) {
-			var r AuditRequest
-			if err := decode(data, &r); err != nil {
-				return nil, err
-			}
+		}),
+		EndpointAuditList: decoded(func(ctx context.Context, r AuditRequest) (any, error) {
 			switch {
 			case r.Last == 0:
 				r.Last = 50
@@ -437,7 +377,7 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 				es = []AuditEvent{}
 			}
 			return es, err
-		},
+		}),
 	}
 	for subject, h := range handlers {
 		if err := add(subject, h); err != nil {
@@ -448,14 +388,21 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 	return svc, nil
 }
 
-func withName[T any](f func(ctx context.Context, name string) (T, error)) func(context.Context, []byte) (any, error) {
+// decoded turns a handler of a request type into one of the request's
+// bytes: the request is decoded, and refused in the API's words, once.
+func decoded[Req any](h func(ctx context.Context, r Req) (any, error)) func(context.Context, []byte) (any, error) {
 	return func(ctx context.Context, data []byte) (any, error) {
-		var r AccountRequest
+		var r Req
 		if err := decode(data, &r); err != nil {
 			return nil, err
 		}
-		return f(ctx, r.Name)
+		return h(ctx, r)
 	}
+}
+
+// withName is a handler of a request that names a person.
+func withName[T any](f func(ctx context.Context, name string) (T, error)) func(context.Context, []byte) (any, error) {
+	return decoded(func(ctx context.Context, r AccountRequest) (any, error) { return f(ctx, r.Name) })
 }
 
 // subjectName turns "account.add" into "account_add", a valid endpoint name.
