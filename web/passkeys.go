@@ -188,27 +188,16 @@ func (s *Server) handleRegisterBegin(w http.ResponseWriter, r *http.Request) {
 		}
 		u = &waUser{handle: randomBytes(32), name: shown, shown: shown}
 	}
-	shown := u.shown
 	opts, data, err := s.webauthn.BeginRegistration(u, registrationOptions(u)...)
-	if err != nil {
-		s.fail(w, r, ceremonyError(err))
-		return
-	}
-	err = s.setCeremony(w, r, ceremony{Kind: ceremonyRegister, Data: *data, Handle: u.handle, DisplayName: shown, Token: f["token"]})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, opts)
+	s.beginCeremony(w, r, opts, data, err, ceremony{Kind: ceremonyRegister, Handle: u.handle, DisplayName: u.shown, Token: f["token"]})
 }
 
 // handleRegisterFinish is POST /register/finish: checks the new passkey,
 // uses up the invite, creates the person and their account, logs them in.
 func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c, err := s.takeCeremony(w, r, ceremonyRegister)
-	if err != nil {
-		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
+	c, ok := s.ceremonyAnswered(w, r, ceremonyRegister)
+	if !ok {
 		return
 	}
 	if _, err := s.signupAllowed(ctx, c.Token); err != nil {
@@ -326,23 +315,14 @@ func (s *Server) handleLoginBegin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts, data, err := s.webauthn.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
-	if err != nil {
-		s.fail(w, r, ceremonyError(err))
-		return
-	}
-	if err := s.setCeremony(w, r, ceremony{Kind: ceremonyLogin, Data: *data}); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, opts)
+	s.beginCeremony(w, r, opts, data, err, ceremony{Kind: ceremonyLogin})
 }
 
 // handleLoginFinish is POST /login/finish.
 func (s *Server) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c, err := s.takeCeremony(w, r, ceremonyLogin)
-	if err != nil {
-		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
+	c, ok := s.ceremonyAnswered(w, r, ceremonyLogin)
+	if !ok {
 		return
 	}
 	var person accounts.Person
@@ -406,22 +386,13 @@ func (s *Server) handleReauthBegin(w http.ResponseWriter, r *http.Request, p acc
 		return
 	}
 	opts, data, err := s.webauthn.BeginLogin(u, webauthn.WithUserVerification(protocol.VerificationRequired))
-	if err != nil {
-		s.fail(w, r, ceremonyError(err))
-		return
-	}
-	if err := s.setCeremony(w, r, ceremony{Kind: ceremonyReauth, Data: *data}); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, opts)
+	s.beginCeremony(w, r, opts, data, err, ceremony{Kind: ceremonyReauth})
 }
 
 // handleReauthFinish is POST /reauth/finish.
 func (s *Server) handleReauthFinish(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	c, err := s.takeCeremony(w, r, ceremonyReauth)
-	if err != nil {
-		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
+	c, ok := s.ceremonyAnswered(w, r, ceremonyReauth)
+	if !ok {
 		return
 	}
 	u, err := s.userOf(r.Context(), p)
@@ -476,22 +447,13 @@ func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p ac
 		return
 	}
 	opts, data, err := s.webauthn.BeginRegistration(u, registrationOptions(u)...)
-	if err != nil {
-		s.fail(w, r, ceremonyError(err))
-		return
-	}
-	if err := s.setCeremony(w, r, ceremony{Kind: ceremonyAdd, Data: *data, PasskeyName: name}); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, opts)
+	s.beginCeremony(w, r, opts, data, err, ceremony{Kind: ceremonyAdd, PasskeyName: name})
 }
 
 // handlePasskeyFinish is POST /passkeys/finish.
 func (s *Server) handlePasskeyFinish(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	c, err := s.takeCeremony(w, r, ceremonyAdd)
-	if err != nil {
-		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
+	c, ok := s.ceremonyAnswered(w, r, ceremonyAdd)
+	if !ok {
 		return
 	}
 	u, err := s.userOf(r.Context(), p)

@@ -165,3 +165,30 @@ func randomBytes(n int) []byte {
 	rand.Read(b) // never fails (crypto/rand panics on a broken source)
 	return b
 }
+
+// beginCeremony answers a ceremony's first step with what the passkey
+// library made of it: the session data kept on the server as c, the
+// options sent to the browser.
+func (s *Server) beginCeremony(w http.ResponseWriter, r *http.Request, opts any, data *webauthn.SessionData, err error, c ceremony) {
+	if err != nil {
+		s.fail(w, r, ceremonyError(err))
+		return
+	}
+	c.Data = *data
+	if err := s.setCeremony(w, r, c); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, opts)
+}
+
+// ceremonyAnswered takes the ceremony a finish step answers; false when
+// there is none (it has answered the request then).
+func (s *Server) ceremonyAnswered(w http.ResponseWriter, r *http.Request, kind ceremonyKind) (ceremony, bool) {
+	c, err := s.takeCeremony(w, r, kind)
+	if err != nil {
+		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()))
+		return ceremony{}, false
+	}
+	return c, true
+}
