@@ -51,6 +51,7 @@ func sideService(t *testing.T, s *served) *accounts.Service {
 }
 
 func TestDeviceApprove(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	ctx := context.Background()
 	account := strings.TrimSpace(s.mustAdmin(t, "account", "add", "alice").stdout)
@@ -110,6 +111,7 @@ func TestDeviceApprove(t *testing.T) {
 }
 
 func TestInviteCreate(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	ctx := context.Background()
 	svc := sideService(t, s)

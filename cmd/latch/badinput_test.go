@@ -57,6 +57,7 @@ func checkFailed(t *testing.T, r result, c failure) {
 // TestBadInputServed feeds the admin commands what they must refuse, on
 // one running server, and checks that nothing was made along the way.
 func TestBadInputServed(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	outDir := t.TempDir()
@@ -174,6 +175,7 @@ func TestBadInputServed(t *testing.T) {
 // initialised, or whose secrets are damaged or exposed, and admin
 // commands with no server to talk to.
 func TestBadDataFolder(t *testing.T) {
+	t.Parallel()
 	initData := func(t *testing.T) string {
 		t.Helper()
 		data := filepath.Join(t.TempDir(), "data")

@@ -162,6 +162,7 @@ func fieldOf(out, name string) string {
 // TestClientRecords runs the records commands of two devices of one person
 // against `latch serve`, as the issue's session does.
 func TestClientRecords(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	a := s.mustClientHome(t, "alice", "laptop")
@@ -321,6 +322,7 @@ func TestClientRecords(t *testing.T) {
 // TestClientRenew renews a device's JWT with `latch client renew`, and is
 // refused once the device is revoked.
 func TestClientRenew(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	a := s.mustClientHome(t, "alice", "laptop")
@@ -375,6 +377,7 @@ func TestClientRenew(t *testing.T) {
 // full the records are, and `latch account edit --disk` gives more room. The
 // public nats CLI reaches the device API with the device's creds.
 func TestClientFullRecords(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "tight", "--disk", "64KiB")
 	a := s.mustClientHome(t, "tight", "laptop")
@@ -447,6 +450,7 @@ func TestClientFullRecords(t *testing.T) {
 // A disabled person's devices are told so, not that a connection limit
 // was reached, and `client status` fails when it cannot connect (issue 8).
 func TestClientDisabledAccount(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	a := s.mustClientHome(t, "alice", "laptop")
@@ -476,6 +480,7 @@ func TestClientDisabledAccount(t *testing.T) {
 // others (it took the CLI's own defaults); account edit changes any of
 // them, through the account's JWT, and says so in the audit trail.
 func TestAccountLimits(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "", "--account-conns", "7", "--account-payload", "64KiB")
 	s.mustAdmin(t, "account", "add", "pat", "--disk", "1MiB")
 	show := s.mustAdmin(t, "account", "show", "pat").stdout
@@ -519,6 +524,7 @@ func TestAccountLimits(t *testing.T) {
 // latch device rename: a new name, unique among the active devices, by
 // name or key, audited; a revoked device keeps its name.
 func TestDeviceRename(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	dir := t.TempDir()

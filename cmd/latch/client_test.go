@@ -18,6 +18,7 @@ import (
 // `latch client enroll` against `latch serve`, approved by an admin with
 // `latch device approve`.
 func TestClientEnroll(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	acct := strings.TrimSpace(s.mustAdmin(t, "account", "add", "alice").stdout)
 	home := filepath.Join(t.TempDir(), "home")
@@ -109,6 +110,7 @@ func TestClientEnroll(t *testing.T) {
 }
 
 func TestClientEnrollMisuse(t *testing.T) {
+	t.Parallel()
 	var u usageError
 	r := latch(t, nil, "client", "enroll", "--home", t.TempDir())
 	if !errors.As(r.err, &u) || !strings.Contains(r.err.Error(), "--url") {

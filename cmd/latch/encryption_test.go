@@ -80,6 +80,7 @@ func issueDevice(t testing.TB, s *served, person, device string) string {
 }
 
 func TestEncryptionAtRest(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
 	creds := issueDevice(t, s, "alice", "laptop")
@@ -124,6 +125,7 @@ func TestEncryptionAtRest(t *testing.T) {
 // TestEncryptionControl is the same scan on a stock nats-server with
 // JetStream unencrypted: the marker is found, so the scan above can fail.
 func TestEncryptionControl(t *testing.T) {
+	t.Parallel()
 	store := t.TempDir()
 	ns, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
@@ -167,6 +169,7 @@ func TestEncryptionControl(t *testing.T) {
 // LATCH_JETSTREAM_PREV_KEY (the server writes everything again under the
 // new key as it loads), then run with the new key alone.
 func TestJetStreamKeyRotation(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
 	creds := issueDevice(t, s, "alice", "laptop")

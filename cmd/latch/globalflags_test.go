@@ -10,6 +10,7 @@ import (
 // space, as the help's `latch [global options] command` promises (issue
 // 8: `latch --server URL account ls` answered `no command "URL"`).
 func TestGlobalFlagsAnywhere(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	creds := filepath.Join(s.data, "admin.creds")
 	for _, args := range [][]string{

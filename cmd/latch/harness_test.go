@@ -34,11 +34,9 @@ type result struct {
 // latch runs the command line with args and an environment of its own
 // (nothing is read from the process's environment).
 //
-// Tests that call run must not use t.Parallel: urfave/cli v2 writes to its
-// package-level HelpFlag, VersionFlag and help command (and to the flags a
-// command shares, such as jsonFlag) while it parses, so two runs parsing at
-// once race. A `latch serve` from mustServe has parsed by the time it is
-// healthy, so admin commands against it are fine.
+// run is safe to call from tests in parallel: each run builds its app,
+// commands and flags afresh, help and version flags included (urfave/cli's
+// shared ones are never used).
 func latch(t testing.TB, environ map[string]string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer

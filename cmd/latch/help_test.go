@@ -8,6 +8,7 @@ import (
 // The help says what each command takes, and nothing that does nothing
 // there (issue 8).
 func TestHelpSaysWhatWorks(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args          []string
 		want, notWant []string

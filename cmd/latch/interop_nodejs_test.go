@@ -55,6 +55,7 @@ type jsResult struct {
 // (@nats-io/kv) and v2 (nats), with their default options: put, get,
 // update with a revision, delete, keys, history and watch.
 func TestNatsJSWithDeviceCreds(t *testing.T) {
+	t.Parallel()
 	node := nodeModules(t)
 	s := mustServe(t, "")
 	for person, script := range map[string]string{"alice": "kv3.mjs", "bob": "kv2.mjs"} {

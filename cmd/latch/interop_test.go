@@ -117,6 +117,7 @@ func (n natsRunner) mustFail(t *testing.T, creds string, args ...string) {
 // allows works unchanged, what it does not is refused. The admin and
 // system creds work with it too.
 func TestNatsCLIInterop(t *testing.T) {
+	t.Parallel()
 	n := natsRunner{bin: natsCLI(t), home: t.TempDir()}
 	s := mustServe(t, "")
 	n.url = s.nats

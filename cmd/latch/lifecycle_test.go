@@ -24,6 +24,7 @@ import (
 // revoked, accounts disabled, enabled and deleted, the audit trail read,
 // and a restart that must keep all of it.
 func TestLifecycle(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	credsDir := t.TempDir()
 	creds := func(name string) string { return filepath.Join(credsDir, name+".creds") }

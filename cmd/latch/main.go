@@ -82,7 +82,22 @@ func runEnv(ctx context.Context, args []string, e *env) error {
 		Version:   version,
 		Writer:    e.stdout,
 		ErrWriter: e.stderr,
-		Flags:     globalFlags(),
+		// A help and a version flag of this run's own: urfave/cli's shared
+		// ones are written to as they are parsed, so two runs at once
+		// would race on them.
+		Flags:       append(globalFlags(), helpFlag(), &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version", DisableDefaultText: true}),
+		HideHelp:    true,
+		HideVersion: true,
+		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				fmt.Fprintf(e.stdout, "latch version %s\n", version)
+				return nil
+			}
+			if c.Args().Present() {
+				return usagef("no command %q; see `latch --help`", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
 		Commands: []*cli.Command{
 			initCommand(e),
 			serveCommand(e),
@@ -107,6 +122,7 @@ func runEnv(ctx context.Context, args []string, e *env) error {
 	}
 	setUsageErrors(app.Commands)
 	setGroupHelp(app.Commands, "latch")
+	ownHelp(app.Commands)
 	err := app.RunContext(ctx, flagsFirst(app.Flags, app.Commands, args))
 	if misuse != nil {
 		return misuse
@@ -130,6 +146,21 @@ func setUsageErrors(cmds []*cli.Command) {
 			}
 		}
 		setUsageErrors(c.Subcommands)
+	}
+}
+
+// helpFlag is --help, one of each command's own.
+func helpFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}
+}
+
+// ownHelp gives every command a help flag of its own instead of
+// urfave/cli's shared one (see runEnv).
+func ownHelp(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.HideHelp = true
+		c.Flags = append(c.Flags, helpFlag())
+		ownHelp(c.Subcommands)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 // server, given latch's JetStream store, lets latch's devices in with
 // their records, and keeps latch's revocations.
 func TestOperatorConfigStockServer(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	alice := strings.TrimSpace(s.mustAdmin(t, "account", "add", "alice").stdout)
 	dir := t.TempDir()
@@ -121,6 +122,7 @@ func TestOperatorConfigStockServer(t *testing.T) {
 // re-signed with it, then remove the old one. Devices keep working
 // throughout, and the steps out of order are refused with what to do.
 func TestOperatorSigningKeys(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	opPub := strings.TrimSpace(mustLatch(t, nil, "init", "--data", data).stdout)
 

@@ -47,6 +47,7 @@ func streamsOnDisk(t testing.TB, data string) int {
 // /healthz says how far it is meanwhile, and a stop in the middle of it is
 // a clean stop that loses nothing.
 func TestRestartWhileRecovering(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
 	const persons = 16
@@ -153,6 +154,7 @@ func TestRestartWhileRecovering(t *testing.T) {
 // A port that another process holds stops `latch serve` at once, with the
 // address and the flag that sets it.
 func TestServePortInUse(t *testing.T) {
+	t.Parallel()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

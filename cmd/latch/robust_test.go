@@ -17,6 +17,7 @@ import (
 // would overflow nats-server's control line and cost latch its own
 // connection), and the admin service and /healthz go on.
 func TestLongNameDoesNotTakeLatchDown(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	long := strings.Repeat("x", 5000)
@@ -52,6 +53,7 @@ func TestLongNameDoesNotTakeLatchDown(t *testing.T) {
 // latch's own connection, closed from the server's side, comes back, and
 // the admin service with it.
 func TestOwnConnectionComesBack(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	sys, err := nats.Connect(s.nats, nats.UserCredentials(filepath.Join(s.data, "sys.creds")))
 	if err != nil {

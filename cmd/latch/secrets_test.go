@@ -95,6 +95,7 @@ func (e *eavesdropper) check(t *testing.T) {
 // a reply of latch's buckets. sys.creds is the
 // operator's system user and sees everything by design.
 func TestNoSecretsReachOutside(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
 	natsAddr := strings.TrimPrefix(s.nats, "nats://") // the restart below keeps it
@@ -147,6 +148,7 @@ func TestNoSecretsReachOutside(t *testing.T) {
 // user of LATCH itself, is moved over at its next start: that admin.creds
 // stops working and a new one in LATCH_ADMIN takes its place.
 func TestUpgradeMovesAdminCredsOutOfLatch(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	mustLatch(t, nil, "init", "--data", data)
 

@@ -20,6 +20,7 @@ import (
 )
 
 func TestServeSmoke(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	r := s.mustAdmin(t, "account", "add", "alice")
 	pub := strings.TrimSpace(r.stdout)
@@ -37,6 +38,7 @@ func TestServeSmoke(t *testing.T) {
 // in the data folder, never into the log, and the file goes once somebody
 // has signed up.
 func TestSetupLinkStaysOutOfTheLog(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
 	file := filepath.Join(data, "setup-link")
@@ -97,6 +99,7 @@ func TestSetupLinkStaysOutOfTheLog(t *testing.T) {
 // Once an admin can log in, the start finds no setup to do and removes
 // the file of an earlier start.
 func TestSetupLinkFileGoes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, setupLinkFile)
 	if err := os.WriteFile(file, []byte("http://x/setup/old\n"), 0o600); err != nil {
@@ -114,6 +117,7 @@ func TestSetupLinkFileGoes(t *testing.T) {
 
 // latch account consumers lists and clears a records bucket's consumers.
 func TestAccountConsumers(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	creds := filepath.Join(t.TempDir(), "laptop.creds")
@@ -144,6 +148,7 @@ func TestAccountConsumers(t *testing.T) {
 // latch device ls counts a device's connections; latch device disconnect
 // closes them without revoking it.
 func TestDeviceDisconnectCommand(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	creds := filepath.Join(t.TempDir(), "laptop.creds")
@@ -188,6 +193,7 @@ func TestDeviceDisconnectCommand(t *testing.T) {
 // latch account restore brings a person's records back after a device
 // wiped them.
 func TestAccountRestore(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "")
 	s.mustAdmin(t, "account", "add", "alice")
 	creds := filepath.Join(t.TempDir(), "laptop.creds")

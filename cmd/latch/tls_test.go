@@ -23,6 +23,7 @@ import (
 // trusting the CA they enrolled with; the public nats CLI works with the
 // creds and the CA; a new certificate is taken on SIGHUP.
 func TestServeTLS(t *testing.T) {
+	t.Parallel()
 	certs := latchtest.MustCerts(t, 24*time.Hour)
 	s := mustServeTLS(t, certs)
 	if logs := s.logs.String(); !strings.Contains(logs, "TLS on NATS, the monitoring port and HTTP") || strings.Contains(logs, "plain text") {
@@ -127,6 +128,7 @@ func peerNotAfter(t *testing.T, s *served, certs *latchtest.Certs) time.Time {
 // With --tls-ca, NATS clients must show a certificate of that CA, admins
 // and devices alike; the web asks browsers for none.
 func TestServeTLSClientCerts(t *testing.T) {
+	t.Parallel()
 	certs := latchtest.MustCerts(t, 24*time.Hour)
 	s := mustServeTLS(t, certs, "--tls-ca", certs.CA) // the web asks for no client certificate
 
@@ -170,6 +172,7 @@ func TestServeTLSClientCerts(t *testing.T) {
 // Without TLS, an address other machines reach gets a warning; bad TLS
 // flags and files stop the start before anything is written.
 func TestServeTLSMisuse(t *testing.T) {
+	t.Parallel()
 	s := mustServe(t, "", "--nats", "0.0.0.0:0")
 	if logs := s.logs.String(); !strings.Contains(logs, "serving plain text on an address other machines reach") || !strings.Contains(logs, "--nats") {
 		t.Errorf("no warning for a plain NATS port on 0.0.0.0:\n%s", logs)
