@@ -335,8 +335,9 @@ func clientRmCommand(e *env) *cli.Command {
 		Usage:     "delete a record",
 		ArgsUsage: "KEY",
 		Description: `Deletes the record under KEY; your other devices see the delete at once.
-The bucket keeps the delete and the last revisions before it. A key
-without a value exits 1.`,
+Its earlier revisions go with it, and so does the room they took (the
+server's records history keeps them for a restore). It works on records
+too full for anything else. A key without a value exits 1.`,
 		Flags: deviceFlags(),
 		Action: func(c *cli.Context) error {
 			key, r, err := e.keyRecords(c)
