@@ -148,7 +148,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
-	s.hs = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.hs = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		// Its complaints (a TLS handshake that failed, say) go to latch's
+		// log, at debug: they are the clients' doing.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	s.wg.Go(func() {
 		if err := s.hs.Serve(s.hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.serveErrs <- fmt.Errorf("http: %w", err)

@@ -33,8 +33,9 @@ func TestClientEnroll(t *testing.T) {
 	codeRE := regexp.MustCompile(`(?m)^    ([BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4})$`)
 	var code string
 	deadline := time.Now().Add(30 * time.Second)
+	// Until it has printed all it prints before waiting.
 	for code == "" {
-		if m := codeRE.FindStringSubmatch(out.String()); m != nil {
+		if m := codeRE.FindStringSubmatch(out.String()); m != nil && strings.Contains(out.String(), "Waiting for approval") {
 			code = m[1]
 			break
 		}
