@@ -239,3 +239,30 @@ func (s *Server) serverStatus(ctx context.Context) views.ServerStatus {
 		Accounts: st.Accounts, ClientURL: st.ClientURL, ResolverError: st.ResolverError,
 	}
 }
+
+// personService is what the account service does for persons: sign-up,
+// login, the admin page.
+type personService interface {
+	PersonCount(ctx context.Context) (int, error)
+	CreatePerson(ctx context.Context, np accounts.NewPerson) (accounts.Person, error)
+	Person(ctx context.Context, name string) (accounts.Person, error)
+	Persons(ctx context.Context) ([]accounts.Person, error)
+	DisablePerson(ctx context.Context, name string) (accounts.Person, error)
+	EnablePerson(ctx context.Context, name string) (accounts.Person, error)
+	DeletePerson(ctx context.Context, name string) (accounts.Person, error)
+}
+
+// inviteService is what the account service does for invites.
+type inviteService interface {
+	CreateInvite(ctx context.Context, admin bool) (string, accounts.Invite, error)
+	CreateInviteFor(ctx context.Context, person string, recover bool) (string, accounts.Invite, error)
+	Invite(ctx context.Context, token string) (accounts.Invite, error)
+	ConsumeInvite(ctx context.Context, token string) (accounts.Invite, error)
+	Invites(ctx context.Context) ([]accounts.Invite, error)
+	RevokeInvite(ctx context.Context, id string) error
+}
+
+// auditService is what the account service does for the audit trail.
+type auditService interface {
+	Audit(ctx context.Context, n int) ([]accounts.AuditEvent, error)
+}

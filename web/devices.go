@@ -174,3 +174,16 @@ func rfc5987(s string) string {
 	}
 	return b.String()
 }
+
+// deviceService is what the account service does for devices and the
+// changes to them. person is a person's name, account an account's
+// public key.
+type deviceService interface {
+	Devices(ctx context.Context, person string) ([]accounts.Device, error)
+	// Changes follows one account's changes, wherever they are made.
+	Changes(ctx context.Context, account string) (<-chan accounts.AuditEvent, error)
+	Device(ctx context.Context, person, ref string) (accounts.Device, error)
+	IssueDevice(ctx context.Context, nd accounts.NewDevice) (accounts.Device, []byte, error)
+	RevokeDevice(ctx context.Context, person, ref string) (accounts.Device, error)
+	DisconnectDevice(ctx context.Context, person, ref string) (accounts.Device, int, error)
+}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -396,4 +397,13 @@ func (s *Server) handleEnrollDeny(w http.ResponseWriter, r *http.Request, p acco
 	s.render(w, r, http.StatusOK, views.EnrollDonePage{
 		Viewer: viewerOf(p), Name: e.Name, PublicKey: e.PublicKey, Fingerprint: views.Fingerprint(e.PublicKey),
 	})
+}
+
+// enrollService is what the account service does for device enrollment.
+type enrollService interface {
+	StartEnrollment(ctx context.Context, r accounts.EnrollRequest) (string, accounts.Enrollment, error)
+	PendingEnrollment(ctx context.Context, userCode string) (accounts.Enrollment, error)
+	ApproveEnrollment(ctx context.Context, userCode, person string) (accounts.Device, error)
+	DenyEnrollment(ctx context.Context, userCode, person string) error
+	PollEnrollment(ctx context.Context, deviceCode string) (accounts.Enrollment, error)
 }

@@ -484,3 +484,14 @@ func (s *Server) handlePasskeyFinish(w http.ResponseWriter, r *http.Request, p a
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"redirect": "/passkeys"})
 }
+
+// passkeyService is what the account service does for passkeys:
+// registered, used, renamed, removed.
+type passkeyService interface {
+	AddPasskey(ctx context.Context, p accounts.Passkey) (accounts.Passkey, error)
+	Passkeys(ctx context.Context, person string) ([]accounts.Passkey, error)
+	Passkey(ctx context.Context, id string) (accounts.Passkey, error)
+	UsePasskey(ctx context.Context, id string, cred json.RawMessage, signCount uint32, cloneWarning, backupState bool) (accounts.Passkey, error)
+	RenamePasskey(ctx context.Context, person, id, name string) (accounts.Passkey, error)
+	RemovePasskey(ctx context.Context, person, id string) error
+}

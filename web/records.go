@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -262,4 +263,16 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 			}
 		}
 	}
+}
+
+// recordService is what the account service does for device renewal and
+// records.
+type recordService interface {
+	RenewDevice(ctx context.Context, account, device string) (accounts.Device, string, error)
+	Records(ctx context.Context, person string, q accounts.RecordQuery) (accounts.RecordsPage, error)
+	Record(ctx context.Context, person, key string, revision uint64) (accounts.RecordDetail, error)
+	DeleteRecord(ctx context.Context, person, key string) (accounts.Record, error)
+	WatchRecords(ctx context.Context, person string, from, listed uint64) (<-chan accounts.RecordChange, error)
+	RecordsHistory(ctx context.Context, person string) (accounts.History, error)
+	RestoreRecords(ctx context.Context, person string, at time.Time) (accounts.Restored, error)
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
@@ -191,4 +192,18 @@ func (s *Server) ceremonyAnswered(w http.ResponseWriter, r *http.Request, kind c
 		return ceremony{}, false
 	}
 	return c, true
+}
+
+// sessionService is what the account service does for web sessions and
+// passkey ceremonies kept on the server.
+type sessionService interface {
+	StartSession(ctx context.Context, ns accounts.NewWebSession) (string, accounts.WebSession, error)
+	Session(ctx context.Context, token string, now time.Time) (accounts.WebSession, accounts.Person, error)
+	TouchSession(ctx context.Context, ws accounts.WebSession, now time.Time, addr string, reauth bool) error
+	EndSession(ctx context.Context, token string) error
+	Sessions(ctx context.Context, person string, now time.Time) ([]accounts.WebSession, error)
+	EndSessionID(ctx context.Context, person, id string) error
+	EndSessions(ctx context.Context, person, keep string) (int, error)
+	SaveCeremony(ctx context.Context, state []byte, now time.Time) (string, error)
+	TakeCeremony(ctx context.Context, token string, now time.Time) ([]byte, error)
 }

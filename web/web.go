@@ -10,7 +10,6 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
-	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/views"
 )
 
@@ -36,62 +34,14 @@ const (
 
 // Accounts is what the handlers need of the account service.
 type Accounts interface {
-	PersonCount(ctx context.Context) (int, error)
-	CreatePerson(ctx context.Context, np accounts.NewPerson) (accounts.Person, error)
-	Person(ctx context.Context, name string) (accounts.Person, error)
-	Persons(ctx context.Context) ([]accounts.Person, error)
-	DisablePerson(ctx context.Context, name string) (accounts.Person, error)
-	EnablePerson(ctx context.Context, name string) (accounts.Person, error)
-	DeletePerson(ctx context.Context, name string) (accounts.Person, error)
-
-	AddPasskey(ctx context.Context, p accounts.Passkey) (accounts.Passkey, error)
-	Passkeys(ctx context.Context, person string) ([]accounts.Passkey, error)
-	Passkey(ctx context.Context, id string) (accounts.Passkey, error)
-	UsePasskey(ctx context.Context, id string, cred json.RawMessage, signCount uint32, cloneWarning, backupState bool) (accounts.Passkey, error)
-	RenamePasskey(ctx context.Context, person, id, name string) (accounts.Passkey, error)
-	RemovePasskey(ctx context.Context, person, id string) error
-
-	StartSession(ctx context.Context, ns accounts.NewWebSession) (string, accounts.WebSession, error)
-	Session(ctx context.Context, token string, now time.Time) (accounts.WebSession, accounts.Person, error)
-	TouchSession(ctx context.Context, ws accounts.WebSession, now time.Time, addr string, reauth bool) error
-	EndSession(ctx context.Context, token string) error
-	Sessions(ctx context.Context, person string, now time.Time) ([]accounts.WebSession, error)
-	EndSessionID(ctx context.Context, person, id string) error
-	EndSessions(ctx context.Context, person, keep string) (int, error)
-	SaveCeremony(ctx context.Context, state []byte, now time.Time) (string, error)
-	TakeCeremony(ctx context.Context, token string, now time.Time) ([]byte, error)
-
-	StartEnrollment(ctx context.Context, r accounts.EnrollRequest) (string, accounts.Enrollment, error)
-	PendingEnrollment(ctx context.Context, userCode string) (accounts.Enrollment, error)
-	ApproveEnrollment(ctx context.Context, userCode, person string) (accounts.Device, error)
-	DenyEnrollment(ctx context.Context, userCode, person string) error
-	PollEnrollment(ctx context.Context, deviceCode string) (accounts.Enrollment, error)
-
-	Devices(ctx context.Context, account string) ([]accounts.Device, error)
-	// Changes follows one account's changes, wherever they are made.
-	Changes(ctx context.Context, account string) (<-chan accounts.AuditEvent, error)
-	Device(ctx context.Context, account, ref string) (accounts.Device, error)
-	IssueDevice(ctx context.Context, nd accounts.NewDevice) (accounts.Device, []byte, error)
-	RevokeDevice(ctx context.Context, account, ref string) (accounts.Device, error)
-	DisconnectDevice(ctx context.Context, account, ref string) (accounts.Device, int, error)
-
-	CreateInvite(ctx context.Context, admin bool) (string, accounts.Invite, error)
-	CreateInviteFor(ctx context.Context, person string, recover bool) (string, accounts.Invite, error)
-	Invite(ctx context.Context, token string) (accounts.Invite, error)
-	ConsumeInvite(ctx context.Context, token string) (accounts.Invite, error)
-	Invites(ctx context.Context) ([]accounts.Invite, error)
-	RevokeInvite(ctx context.Context, id string) error
-
-	Audit(ctx context.Context, n int) ([]accounts.AuditEvent, error)
-
-	// Renewal (renew.go) and records (records.go).
-	RenewDevice(ctx context.Context, account, device string) (accounts.Device, string, error)
-	Records(ctx context.Context, person string, q accounts.RecordQuery) (accounts.RecordsPage, error)
-	Record(ctx context.Context, person, key string, revision uint64) (accounts.RecordDetail, error)
-	DeleteRecord(ctx context.Context, person, key string) (accounts.Record, error)
-	WatchRecords(ctx context.Context, person string, from, listed uint64) (<-chan accounts.RecordChange, error)
-	RecordsHistory(ctx context.Context, person string) (accounts.History, error)
-	RestoreRecords(ctx context.Context, person string, at time.Time) (accounts.Restored, error)
+	personService
+	passkeyService
+	sessionService
+	enrollService
+	deviceService
+	inviteService
+	auditService
+	recordService
 }
 
 // Presence tells whether devices are online, and when they were last seen.
