@@ -17,6 +17,7 @@ import (
 // TestAdminOnly: a person who is not an admin gets 403 from every admin
 // page and action, and nothing changes.
 func TestAdminOnly(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "root", true)
 	tw.mustPerson(t, "bob", false)
@@ -58,6 +59,7 @@ func TestAdminOnly(t *testing.T) {
 // server's status (or that there is none), and the audit trail newest
 // first.
 func TestAdminPage(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "root", true)
 	tw.mustPerson(t, "bob", false)
@@ -121,6 +123,7 @@ func TestAdminPage(t *testing.T) {
 // TestAdminPersons: disable ends the person's sessions and devices until
 // enabled; delete removes them; an admin can do neither to themselves.
 func TestAdminPersons(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "root", true)
 	tw.mustPerson(t, "bob", false)
@@ -189,6 +192,7 @@ func TestAdminPersons(t *testing.T) {
 // TestAdminInvites: a new invite's link is shown once and works; the
 // pending invites are listed by ID only; a revoked invite stops working.
 func TestAdminInvites(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "root", true)
 	c := tw.loginAs(t, "root")
@@ -290,6 +294,7 @@ func personRow(t *testing.T, page, name string) string {
 // A person made on the command line has no passkey: the admin page offers
 // a link that gives them one, and it leads to a page naming them.
 func TestAdminPasskeyLink(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "root", true)
 	addTestPasskey(t, tw, "root", "Laptop", false)

@@ -14,6 +14,7 @@ import (
 )
 
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	resp := tw.client(t).do("GET", "/login", nil)
 	if resp.StatusCode != http.StatusOK {
@@ -35,6 +36,7 @@ func TestSecurityHeaders(t *testing.T) {
 }
 
 func TestLoggedOutIsSentToLogin(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	c := tw.client(t)
 	for _, path := range []string{"/", "/devices", "/passkeys", "/admin"} {
@@ -54,6 +56,7 @@ func TestLoggedOutIsSentToLogin(t *testing.T) {
 }
 
 func TestCrossSiteRequestsAreRefused(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	c := tw.loginAs(t, tw.mustPerson(t, "alice", false).Name)
 	resp := c.do("POST", "/logout", nil, "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
@@ -67,6 +70,7 @@ func TestCrossSiteRequestsAreRefused(t *testing.T) {
 }
 
 func TestSetupLink(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	ctx := context.Background()
 	token, ok, err := tw.Service.SetupInvite(ctx)
@@ -129,6 +133,7 @@ func TestSetupLink(t *testing.T) {
 }
 
 func TestSignupModes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, tc := range []struct {
 		mode           string
@@ -165,6 +170,7 @@ func TestSignupModes(t *testing.T) {
 }
 
 func TestRegisterBeginRefusesBadNames(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{Signup: SignupOpen})
 	c := tw.client(t)
 	for _, name := range []string{"", "   ", strings.Repeat("x", 65), "tab\tname"} {
@@ -182,6 +188,7 @@ func TestRegisterBeginRefusesBadNames(t *testing.T) {
 }
 
 func TestLoginBeginIsDiscoverableAndRateLimited(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	c := tw.client(t)
 	resp := c.do("POST", "/login/begin", nil, "Accept", "application/json")
@@ -210,6 +217,7 @@ func TestLoginBeginIsDiscoverableAndRateLimited(t *testing.T) {
 }
 
 func TestDisabledPersonIsLoggedOut(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	p := tw.mustPerson(t, "carol", false)
 	c := tw.loginAs(t, p.Name)
@@ -239,6 +247,7 @@ func TestDisabledPersonIsLoggedOut(t *testing.T) {
 // excludes those already registered (no second passkey on the same
 // authenticator), and the fresh check before an approval allows only them.
 func TestCeremoniesOfALoggedInPerson(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	p := tw.mustPerson(t, "dora", false)
 	pk := addTestPasskey(t, tw, p.Name, "Laptop", false)
@@ -298,6 +307,7 @@ func TestCeremoniesOfALoggedInPerson(t *testing.T) {
 // Adding a passkey needs a passkey check from the last minute, so a
 // stolen session cannot add a way in of its own.
 func TestAddingAPasskeyNeedsAFreshCheck(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	p := tw.mustPerson(t, "gil", false)
 	addTestPasskey(t, tw, p.Name, "Laptop", false)
@@ -312,6 +322,7 @@ func TestAddingAPasskeyNeedsAFreshCheck(t *testing.T) {
 // A passkey answer the server cannot read is the client's problem: 400
 // with a clear message, never a 500.
 func TestLoginFinishMalformed(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	for _, body := range []string{
 		`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"bm90IGpzb24","authenticatorData":"AAAA","signature":"AAAA","userHandle":"AAAA"}}`,
@@ -335,6 +346,7 @@ func TestLoginFinishMalformed(t *testing.T) {
 // says what a passkey is, and warns when the server's address is plain
 // http on another machine, where browsers refuse passkeys.
 func TestPagesNameTheSite(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	named, err := New(Config{PublicURL: "http://latch.example.com", Name: "acme", Version: "1.2.3", Accounts: tw.Service})
 	if err != nil {

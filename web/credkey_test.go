@@ -25,6 +25,7 @@ func coseOf(t *testing.T, v any) []byte {
 // A passkey whose public key nobody could sign for is refused at
 // registration, before it makes a person who can never log in.
 func TestUsableKey(t *testing.T) {
+	t.Parallel()
 	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ecX, ecY := ec.PublicKey.X.FillBytes(make([]byte, 32)), ec.PublicKey.Y.FillBytes(make([]byte, 32))

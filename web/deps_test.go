@@ -9,6 +9,7 @@ import (
 // web sees NATS only through the interfaces it defines; it does not link
 // nats-server (the server package wires the presence watcher to it).
 func TestWebDoesNotLinkNatsServer(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Skipf("go list: %v", err)

@@ -23,6 +23,7 @@ import (
 // admin pages sends a visitor who is not logged in to the login page: a
 // redirect for a page, HX-Redirect for htmx, 401 for a form post.
 func TestPagesNeedLogin(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	c := tw.client(t)
 	for _, rt := range []struct{ method, path string }{
@@ -69,6 +70,7 @@ func TestPagesNeedLogin(t *testing.T) {
 // fingerprint, how and when it came, its expiry, whether it is online, and
 // a Revoke button that asks first; nobody else's devices.
 func TestDevicesPage(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	alice := tw.mustPerson(t, "alice", false)
 	tw.mustPerson(t, "bob", false)
@@ -125,6 +127,7 @@ func TestDevicesPage(t *testing.T) {
 // the answer is its row, revoked; a form post goes back to the page; a
 // person cannot revoke another's device.
 func TestDeviceRevoke(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	tw.mustPerson(t, "bob", false)
@@ -204,6 +207,7 @@ func TestDeviceRevoke(t *testing.T) {
 // listed as a download that expires after DownloadTTL; latch keeps no copy
 // of its seed in any of its buckets or streams.
 func TestDeviceDownload(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	c := tw.loginAs(t, "alice")
@@ -267,6 +271,7 @@ func TestDeviceDownload(t *testing.T) {
 }
 
 func TestAttachmentHeader(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, want string }{
 		{"laptop.creds", `attachment; filename="laptop.creds"`},
 		{`a"b;c.creds`, `attachment; filename="a_b_c.creds"; filename*=UTF-8''a%22b%3Bc.creds`},
@@ -319,6 +324,7 @@ func assertNotStored(t *testing.T, tw *testWeb, secret string) {
 // TestDeviceNameEscaped: a device named like an HTML tag is shown as text,
 // in the row and in the confirm question.
 func TestDeviceNameEscaped(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	const name = `<img src=x onerror=alert(1)>`
@@ -341,6 +347,7 @@ func TestDeviceNameEscaped(t *testing.T) {
 // device comes online, is revoked (from another tab), or is added, and it
 // ends when the browser goes.
 func TestDeviceEvents(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	tw.mustPerson(t, "bob", false)
@@ -413,6 +420,7 @@ func TestDeviceEvents(t *testing.T) {
 // node would make them, never through this web server (issue 9: a revoke
 // through the admin API reached no open page).
 func TestDeviceEventsFromElsewhere(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	laptop := tw.MustIssueDevice(t, "alice", "laptop")
@@ -445,6 +453,7 @@ func TestDeviceEventsFromElsewhere(t *testing.T) {
 // calls it, ends the open event streams, so that the shutdown need not
 // wait for browsers to go.
 func TestDeviceEventsEndOnClose(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	events := openEvents(t, context.Background(), tw.loginAs(t, "alice"), "/events/devices")
@@ -573,6 +582,7 @@ func waitPresence(t *testing.T, tw *testWeb, account, user string, online bool) 
 // Download creds hands out a seed, so it needs a passkey check from the
 // last minute; without one nothing is issued.
 func TestDownloadCredsNeedsAFreshPasskeyCheck(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	p := tw.mustPerson(t, "erin", false)
 	c := tw.loginStale(t, p.Name)
@@ -591,6 +601,7 @@ func TestDownloadCredsNeedsAFreshPasskeyCheck(t *testing.T) {
 // shows how many it had, offers Disconnect while it is online, and the
 // device may connect again.
 func TestDeviceDisconnect(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	alice := tw.mustPerson(t, "alice", false)
 	laptop := tw.MustIssueDevice(t, "alice", "laptop")

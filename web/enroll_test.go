@@ -115,6 +115,7 @@ func poll(tb testing.TB, c *client, deviceCode string) (int, map[string]any) {
 var userCodeRE = regexp.MustCompile(`^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$`)
 
 func TestEnrollStart(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	d := newTestDevice(t)
 	got := tw.mustStartEnroll(t, d, "laptop")
@@ -162,6 +163,7 @@ func mustDecodeSig(tb testing.TB, s string) []byte {
 }
 
 func TestEnrollStartRefusesBadInput(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	d := newTestDevice(t)
 	good := func() map[string]string { return d.startBody(t, "laptop") }
@@ -241,6 +243,7 @@ func TestEnrollStartRefusesBadInput(t *testing.T) {
 }
 
 func TestEnrollStartRateLimit(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	c := tw.client(t)
 	var last *http.Response
@@ -273,6 +276,7 @@ func TestEnrollStartRateLimit(t *testing.T) {
 }
 
 func TestEnrollPoll(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	c := tw.client(t)
 	st := tw.mustStartEnroll(t, newTestDevice(t), "laptop")
@@ -305,6 +309,7 @@ func TestEnrollPoll(t *testing.T) {
 }
 
 func TestEnrollPages(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	alice := tw.loginAs(t, "alice")
@@ -371,6 +376,7 @@ func TestEnrollPages(t *testing.T) {
 }
 
 func TestEnrollCodeRateLimit(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	tw.mustPerson(t, "bob", false)
@@ -416,6 +422,7 @@ func TestEnrollCodeRateLimit(t *testing.T) {
 }
 
 func TestEnrollApprove(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	ctx := context.Background()
 	alice := tw.mustPerson(t, "alice", false)
@@ -507,6 +514,7 @@ func TestEnrollApprove(t *testing.T) {
 }
 
 func TestEnrollDeny(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	st := tw.mustStartEnroll(t, newTestDevice(t), "laptop")
@@ -530,6 +538,7 @@ func TestEnrollDeny(t *testing.T) {
 // A device's link opened while logged out asks for a login and comes back
 // to the same enrollment afterwards.
 func TestEnrollLinkLoggedOutComesBack(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	resp := tw.client(t).do("GET", "/enroll?code=wdjb-mjht", nil)
 	body := text(t, resp)
@@ -544,6 +553,7 @@ func TestEnrollLinkLoggedOutComesBack(t *testing.T) {
 // Malformed input gets a 4xx that says what is wrong in the API's words:
 // never a 500, never a Go type.
 func TestEnrollStartMalformed(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	d := newTestDevice(t)
 	withNewline := d.startBody(t, "laptop")

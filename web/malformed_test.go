@@ -10,6 +10,7 @@ import (
 // Every public endpoint, and every endpoint of a logged-in person, answers
 // whatever a client sends with a 4xx and a message: never a 500.
 func TestMalformedInputTable(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{Signup: SignupOpen})
 	tw.mustPerson(t, "alice", false)
 	long := strings.Repeat("x", 5000)

@@ -181,6 +181,7 @@ func jsonType(v any) string {
 // The server answers the device API as docs/openapi.yaml says, for every
 // status it documents.
 func TestOpenAPIDescribesTheDeviceAPI(t *testing.T) {
+	t.Parallel()
 	api := loadOpenAPI(t)
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)

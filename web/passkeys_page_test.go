@@ -39,6 +39,7 @@ func addTestPasskey(t *testing.T, tw *testWeb, person, name string, synced bool)
 // while there is only one and offers no Remove for it, and has the button
 // the passkey script drives to add another.
 func TestPasskeysPage(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	first := addTestPasskey(t, tw, "alice", "Laptop <b>key</b>", false)
@@ -91,6 +92,7 @@ func TestPasskeysPage(t *testing.T) {
 // and a form post with a redirect; the last passkey is never removed;
 // another person's passkey is not found.
 func TestPasskeyRenameRemove(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	tw.mustPerson(t, "bob", false)
@@ -160,6 +162,7 @@ func TestPasskeyRenameRemove(t *testing.T) {
 // Removing a passkey ends every other session of the person, and so does
 // "Log out everywhere else"; the session that did it goes on.
 func TestEndingOtherSessions(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	p := tw.mustPerson(t, "fay", false)
 	addTestPasskey(t, tw, p.Name, "Laptop", false)

@@ -11,6 +11,7 @@ import (
 // request ten minutes later. (The enrollments themselves live in a bucket
 // whose TTL drops them; nothing else is kept per enrollment.)
 func TestRateLimitersForgetIdleAddresses(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	l := newLimiters(func() time.Time { return now })
 	for i := range 1000 {

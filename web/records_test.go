@@ -71,6 +71,7 @@ func wantNoHTML(tb testing.TB, what, body string, subs ...string) {
 }
 
 func TestRecordsPage(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	kv := tw.deviceKV(t, "alice", "laptop")
@@ -169,6 +170,7 @@ func TestRecordsPage(t *testing.T) {
 }
 
 func TestRecordsPaging(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	kv := tw.deviceKV(t, "alice", "laptop")
@@ -204,6 +206,7 @@ func TestRecordsPaging(t *testing.T) {
 }
 
 func TestRecordsAccess(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	tw.mustPerson(t, "bob", false)
@@ -279,6 +282,7 @@ func nextRecordEvent(tb testing.TB, ch <-chan recEvent) recEvent {
 }
 
 func TestRecordEvents(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	kv := tw.deviceKV(t, "alice", "laptop")
@@ -364,6 +368,7 @@ func TestRecordEvents(t *testing.T) {
 // The Records page brings the records back as they were at a time, after
 // a device wiped them.
 func TestRecordsRestore(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "alice", false)
 	dev := tw.MustConnect(t, tw.MustIssueDevice(t, "alice", "laptop").CredsFile)
@@ -417,6 +422,7 @@ func TestRecordsRestore(t *testing.T) {
 // when they are nearly full, and deletes even when the bucket has no room
 // left for a delete.
 func TestRecordsFull(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	ctx := context.Background()
 	small := accounts.DefaultLimits()

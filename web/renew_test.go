@@ -69,6 +69,7 @@ func mustJSON(tb testing.TB, v any) string {
 }
 
 func TestRenew(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	alice := tw.mustPerson(t, "alice", false)
 	dev := tw.mustAuthorize(t, "alice", "laptop", 2*time.Hour)
@@ -210,6 +211,7 @@ func forgedJWT(tb testing.TB, kp nkeys.KeyPair, account string, expiresIn time.D
 }
 
 func TestRenewBadInput(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	alice := tw.mustPerson(t, "alice", false)
 	dev := tw.mustAuthorize(t, "alice", "laptop", time.Hour)
@@ -279,6 +281,7 @@ func TestRenewBadInput(t *testing.T) {
 }
 
 func TestRenewRateLimit(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	n := limits["renew"].burst
 	for i := range n {
@@ -299,6 +302,7 @@ func TestRenewRateLimit(t *testing.T) {
 
 // Downloaded creds last as long as the page said: their key cannot renew.
 func TestDownloadedCredsAreNotRenewed(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	tw.mustPerson(t, "fay", false)
 	kp, _ := nkeys.CreateUser()

@@ -20,6 +20,7 @@ import (
 // Behind https the session cookies are Secure and carry the __Host- prefix
 // (bound to this host, path /); on plain http (localhost) they cannot.
 func TestSessionCookies(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		url          string
 		name         string
@@ -57,6 +58,7 @@ func TestSessionCookies(t *testing.T) {
 type nopAccounts struct{ Accounts }
 
 func TestNewRefusesBadConfig(t *testing.T) {
+	t.Parallel()
 	for _, cfg := range []Config{
 		{PublicURL: "latch.example.com", Accounts: nopAccounts{}},
 		{PublicURL: "ftp://latch.example.com", Accounts: nopAccounts{}},
@@ -76,6 +78,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 // it; otherwise X-Forwarded-For is ignored and the connection's address
 // counts.
 func TestTrustProxy(t *testing.T) {
+	t.Parallel()
 	for _, trust := range []bool{true, false} {
 		s, err := New(Config{Accounts: nopAccounts{}, TrustProxy: trust})
 		if err != nil {
@@ -122,6 +125,7 @@ func loggedOut(tb testing.TB, c *client, path string) bool {
 // deleted, their old cookie opens nothing of a new person who signs up
 // under the same name, admin pages included.
 func TestSessionBelongsToOnePerson(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	ctx := context.Background()
 	old, err := tw.Service.CreatePerson(ctx, accounts.NewPerson{DisplayName: "Victim Vic"})
@@ -162,6 +166,7 @@ func TestSessionBelongsToOnePerson(t *testing.T) {
 // Log out ends the session on the server: a copy of the cookie taken
 // before is refused after.
 func TestLogoutEndsTheSessionOnTheServer(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	p := tw.mustPerson(t, "dora", false)
 	c := tw.loginAs(t, p.Name)
@@ -183,6 +188,7 @@ func TestLogoutEndsTheSessionOnTheServer(t *testing.T) {
 // The Passkeys page lists the person's sessions (when, from where, which
 // browser), and ends one on request; deleting the person ends the rest.
 func TestSessionsOnThePasskeysPage(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	p := tw.mustPerson(t, "erin", false)
 	here, there := tw.loginAs(t, p.Name), tw.loginAs(t, p.Name)
@@ -233,6 +239,7 @@ func findOther(t testing.TB, page string) string {
 // on the server, so a browser (or anyone who copied the cookie) sending
 // the same ceremony cookie again gets nothing.
 func TestCeremonyIsAnsweredOnce(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{})
 	rec := httptest.NewRecorder()
 	c := ceremony{Kind: ceremonyReauth, Data: webauthn.SessionData{Challenge: "a-challenge"}}
@@ -262,6 +269,7 @@ func TestCeremonyIsAnsweredOnce(t *testing.T) {
 // A body that trickles in holds a connection only so long: the server
 // answers 408 and closes it.
 func TestSlowBodyIsCut(t *testing.T) {
+	t.Parallel()
 	tw := mustWeb(t, webOptions{BodyTimeout: 300 * time.Millisecond})
 	for _, path := range []string{"/api/enroll/start", "/register/begin"} {
 		conn, err := net.Dial("tcp", tw.HTTP.Listener.Addr().String())
