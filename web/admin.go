@@ -107,7 +107,7 @@ func (s *Server) handleAdminInviteCreate(w http.ResponseWriter, r *http.Request,
 // showNewInvite answers with the invites section and a new invite's link,
 // shown this once: the admin page, or the section alone for htmx.
 func (s *Server) showNewInvite(w http.ResponseWriter, r *http.Request, p accounts.Person, token string, inv accounts.Invite) {
-	section := views.AdminInvites{NewLink: s.url("/invite/" + token), NewAdmin: inv.Admin, NewFor: inv.For, NewExpires: inv.Expires}
+	section := views.AdminInvites{NewLink: s.url(views.InvitePath(token)), NewAdmin: inv.Admin, NewFor: inv.For, NewExpires: inv.Expires}
 	// The link is a secret: no cache keeps the answer.
 	w.Header().Set("Cache-Control", "no-store")
 	if !isHTMX(r) {
