@@ -110,12 +110,8 @@ func (s *Service) EditLimits(ctx context.Context, name string, e LimitsEdit) (Pe
 		if err := setStreamMaxBytes(ctx, rs.js, HistoryStream, next.Disk); err != nil && !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("set the records history's limit: %w", err)
 		}
-		u, err := rs.Usage(ctx)
-		if err != nil {
-			return err
-		}
-		held = u.Records
-		return nil
+		held, err = rs.bucketBytes(ctx)
+		return err
 	}
 	steps := []func() error{tier, streams}
 	if tierDisk(next.Disk) < tierDisk(old.Disk) {

@@ -101,16 +101,24 @@ type Usage struct {
 
 // Usage reads how full a person's records and their history are.
 func (rs *RecordsSession) Usage(ctx context.Context) (Usage, error) {
-	st, err := rs.js.Stream(ctx, "KV_"+RecordsBucket)
+	held, err := rs.bucketBytes(ctx)
 	if err != nil {
 		return Usage{}, err
 	}
-	info := st.CachedInfo()
-	u := Usage{Records: int64(info.State.Bytes), Quota: rs.person.Limits.Disk}
+	u := Usage{Records: held, Quota: rs.person.Limits.Disk}
 	if hs, err := rs.historyInfo(ctx); err == nil {
 		u.History = int64(hs.State.Bytes)
 	}
 	return u, nil
+}
+
+// bucketBytes is what the records bucket holds, in bytes.
+func (rs *RecordsSession) bucketBytes(ctx context.Context) (int64, error) {
+	st, err := rs.js.Stream(ctx, "KV_"+RecordsBucket)
+	if err != nil {
+		return 0, err
+	}
+	return int64(st.CachedInfo().State.Bytes), nil
 }
 
 // RecordDetail is one revision of a key with the key's history.
@@ -229,12 +237,9 @@ func (s *Service) Records(ctx context.Context, person string, q RecordQuery) (pa
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		st, err := rs.js.Stream(ctx, "KV_"+RecordsBucket)
-		if err != nil {
-			return err
-		}
-		page.Usage.Records, page.Usage.Quota = int64(st.CachedInfo().State.Bytes), rs.person.Limits.Disk
-		return nil
+		page.Usage.Quota = rs.person.Limits.Disk
+		page.Usage.Records, err = rs.bucketBytes(ctx)
+		return err
 	})
 	return page, err
 }
@@ -496,13 +501,13 @@ func isRoomRefusal(e *jetstream.APIError) bool {
 // reserve until the next delete on a full bucket sets it back.
 func (rs *RecordsSession) deleteInReserve(ctx context.Context, key string) (Record, error) {
 	quota := rs.person.Limits.Disk
-	u, err := rs.Usage(ctx)
+	held, err := rs.bucketBytes(ctx)
 	if err != nil {
 		return Record{}, err
 	}
 	// Above what the bucket holds, which is more than the quota after the
 	// quota shrank.
-	if err := rs.setBucketLimit(ctx, max(quota, u.Records)+DeleteReserve(quota)); err != nil {
+	if err := rs.setBucketLimit(ctx, max(quota, held)+DeleteReserve(quota)); err != nil {
 		return Record{}, fmt.Errorf("make room to delete %q: %w", clip(key, 64), err)
 	}
 	defer func() {

@@ -374,7 +374,6 @@ func (s *Server) run(ctx context.Context) error {
 		own.add(a.Name, nc)
 		return nc, nil
 	}
-	defer own.stopping.Store(true)
 	sysNC, err := connect(op.SystemAccount)
 	if err != nil {
 		return err
@@ -385,6 +384,9 @@ func (s *Server) run(ctx context.Context) error {
 		return err
 	}
 	defer appNC.Close()
+	// Registered after the closes, so it runs before them: the server
+	// closing its own connections is no loss.
+	defer own.stopping.Store(true)
 
 	presence, err := resolver.WatchPresence(sysNC, ns, log)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,7 +162,7 @@ func TestReadmeTour(t *testing.T) {
 		case w[0] == "nats":
 			r = readmeNats(t, n, s, w[1:])
 		case w[0] == "echo":
-			i := slicesIndex(w, "|")
+			i := slices.Index(w, "|")
 			if i < 0 || w[1] != "-n" || w[i+1] != "latch" || w[i+2] != "client" {
 				t.Fatalf("README.md:%d: a pipe the test does not know: %s", l.n, text)
 			}
@@ -173,7 +174,7 @@ func TestReadmeTour(t *testing.T) {
 		default:
 			args := w[1:]
 			var redirect string
-			if i := slicesIndex(args, ">"); i >= 0 {
+			if i := slices.Index(args, ">"); i >= 0 {
 				redirect, args = args[i+1], args[:i]
 			}
 			r = latch(t, env(), args...)
@@ -201,15 +202,6 @@ func TestReadmeTour(t *testing.T) {
 	}
 }
 
-func slicesIndex(ss []string, s string) int {
-	for i, x := range ss {
-		if x == s {
-			return i
-		}
-	}
-	return -1
-}
-
 // waitFor polls cond until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -225,10 +217,10 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func readmeNats(t *testing.T, n natsRunner, s *served, args []string) result {
 	t.Helper()
 	creds := ""
-	if i := slicesIndex(args, "--creds"); i >= 0 {
+	if i := slices.Index(args, "--creds"); i >= 0 {
 		creds, args = args[i+1], append(append([]string{}, args[:i]...), args[i+2:]...)
 	}
-	if slicesIndex(args, "watch") >= 0 {
+	if slices.Index(args, "watch") >= 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, n.bin, append([]string{"--server", s.nats, "--creds", creds}, args...)...)

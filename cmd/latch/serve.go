@@ -101,12 +101,7 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 		publicURL:  c.String("public-url"), signup: c.String("signup"), trustProxy: c.Bool("trust-proxy"),
 		tlsCert: c.String("tls-cert"), tlsKey: c.String("tls-key"), tlsCA: c.String("tls-ca"),
 	}
-	switch {
-	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
-		return cfg, fmt.Errorf("--tls-cert and --tls-key go together")
-	case cfg.tlsCA != "" && cfg.tlsCert == "":
-		return cfg, fmt.Errorf("--tls-ca needs --tls-cert and --tls-key")
-	}
+	// The TLS flags' combinations are server.Open's to check.
 	// The public URL's default comes from the port the server gets.
 	if _, _, err := net.SplitHostPort(cfg.http); err != nil {
 		return cfg, fmt.Errorf("--http %q: want host:port", cfg.http)
