@@ -29,13 +29,13 @@ func TestAdminServiceKnowsItsCaller(t *testing.T) {
 	defer ms.Stop()
 
 	// A user of LATCH itself (as admin.creds used to be) is refused.
-	_, err = accounts.NewAdminClient(s.App).Accounts(ctx)
+	_, err = accounts.EndpointAccountList.Call(ctx, accounts.NewAdminClient(s.App), accounts.NoRequest{})
 	wantKind(t, "a LATCH user calling the admin service", err, accounts.ErrForbidden)
 
 	// admin.creds, with a Nats-Request-Info of its own making and the old
 	// actor header: the audit trail has the real key and name.
 	admin := s.MustAdminConn(t)
-	msg := nats.NewMsg(accounts.AdminSubjectPrefix + "." + accounts.EndpointAccountAdd)
+	msg := nats.NewMsg(accounts.EndpointAccountAdd.Subject())
 	msg.Data = []byte(`{"name":"alice"}`)
 	msg.Header.Set("Nats-Request-Info", `{"acc":"`+s.Operator.AdminAccount.PublicKey+`","user":"UFORGED","name_tag":"root"}`)
 	msg.Header.Set("Latch-Actor", "root-admin (via web)")
@@ -70,20 +70,20 @@ func TestAdminCreds(t *testing.T) {
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
 	seed, _ := kp.Seed()
-	r, err := root.IssueAdminCreds(ctx, "bob", pub)
+	r, err := accounts.EndpointAdminCredsIssue.Call(ctx, root, accounts.AdminCredsRequest{Name: "bob", PublicKey: pub})
 	if err != nil {
 		t.Fatalf("issue admin creds: %v", err)
 	}
 	if r.Name != "bob" || r.PublicKey != pub || r.Revoked() {
 		t.Errorf("issued: got %+v", r.AdminCreds)
 	}
-	_, err = root.IssueAdminCreds(ctx, "bob", mustUserKey(t))
+	_, err = accounts.EndpointAdminCredsIssue.Call(ctx, root, accounts.AdminCredsRequest{Name: "bob", PublicKey: mustUserKey(t)})
 	wantKind(t, "a second live bob", err, accounts.ErrExists)
-	_, err = root.IssueAdminCreds(ctx, "carol", pub)
+	_, err = accounts.EndpointAdminCredsIssue.Call(ctx, root, accounts.AdminCredsRequest{Name: "carol", PublicKey: pub})
 	wantKind(t, "bob's key again", err, accounts.ErrExists)
-	_, err = root.IssueAdminCreds(ctx, "Bad Name", mustUserKey(t))
+	_, err = accounts.EndpointAdminCredsIssue.Call(ctx, root, accounts.AdminCredsRequest{Name: "Bad Name", PublicKey: mustUserKey(t)})
 	wantKind(t, "a bad name", err, accounts.ErrInvalid)
-	_, err = root.IssueAdminCreds(ctx, "dave", "not-a-key")
+	_, err = accounts.EndpointAdminCredsIssue.Call(ctx, root, accounts.AdminCredsRequest{Name: "dave", PublicKey: "not-a-key"})
 	wantKind(t, "a bad key", err, accounts.ErrInvalid)
 
 	creds, err := keys.FormatCreds(r.JWT, seed)
@@ -95,7 +95,7 @@ func TestAdminCreds(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob := s.MustConnect(t, file, nats.CustomInboxPrefix(accounts.AdminInboxPrefix(pub)))
-	if _, err := accounts.NewAdminClient(bob.Conn).CreateInvite(ctx, accounts.InviteCreateRequest{}); err != nil {
+	if _, err := accounts.EndpointInviteCreate.Call(ctx, accounts.NewAdminClient(bob.Conn), accounts.InviteCreateRequest{}); err != nil {
 		t.Fatalf("bob creates an invite: %v", err)
 	}
 	events, _ := s.Service.Audit(ctx, 1)
@@ -103,24 +103,24 @@ func TestAdminCreds(t *testing.T) {
 		t.Errorf("bob's audit entry: got %q %q, want admin:bob %s", e.Actor, e.ActorKey, pub)
 	}
 
-	list, err := root.AdminCreds(ctx)
+	list, err := accounts.EndpointAdminCredsList.Call(ctx, root, accounts.NoRequest{})
 	if err != nil || len(list) != 2 || list[0].Name != accounts.FirstAdminName || list[1].Name != "bob" {
 		t.Fatalf("admin creds ls: got %+v, %v", list, err)
 	}
 
-	revoked, err := root.RevokeAdminCreds(ctx, "bob")
+	revoked, err := accounts.EndpointAdminCredsRevoke.Call(ctx, root, accounts.AdminCredsRequest{Name: "bob"})
 	if err != nil || !revoked.Revoked() {
 		t.Fatalf("revoke bob: got %+v, %v", revoked, err)
 	}
 	wantClosed(t, bob, "revoking bob's admin creds")
 	wantConnectRefused(t, s, file, nats.ErrAuthorization)
-	if _, err := root.Accounts(ctx); err != nil {
+	if _, err := accounts.EndpointAccountList.Call(ctx, root, accounts.NoRequest{}); err != nil {
 		t.Errorf("the first admin after bob's revocation: %v", err)
 	}
-	_, err = root.RevokeAdminCreds(ctx, "bob")
+	_, err = accounts.EndpointAdminCredsRevoke.Call(ctx, root, accounts.AdminCredsRequest{Name: "bob"})
 	wantKind(t, "revoke bob again", err, accounts.ErrNotFound)
 	// A new bob may be issued once the old one is revoked.
-	if _, err := root.IssueAdminCreds(ctx, "bob", mustUserKey(t)); err != nil {
+	if _, err := accounts.EndpointAdminCredsIssue.Call(ctx, root, accounts.AdminCredsRequest{Name: "bob", PublicKey: mustUserKey(t)}); err != nil {
 		t.Errorf("a new bob: %v", err)
 	}
 }
@@ -196,9 +196,9 @@ func TestAdminErrorsAreCounted(t *testing.T) {
 	}
 	defer ms.Stop()
 	admin := accounts.NewAdminClient(s.MustAdminConn(t))
-	_, err = admin.Account(ctx, "nobody")
+	_, err = accounts.EndpointAccountShow.Call(ctx, admin, accounts.AccountRequest{Name: "nobody"})
 	wantKind(t, "show an unknown account", err, accounts.ErrNotFound)
-	if _, err := admin.Accounts(ctx); err != nil {
+	if _, err := accounts.EndpointAccountList.Call(ctx, admin, accounts.NoRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := s.App.Request("$SRV.STATS.latch-admin", nil, 10*time.Second)
@@ -231,16 +231,16 @@ func TestAdminBadRequests(t *testing.T) {
 	defer ms.Stop()
 	s.MustCreatePerson(t, "alice")
 	nc := s.MustAdminConn(t)
-	call := func(endpoint, body string) (*nats.Msg, error) {
-		return nc.Request(accounts.AdminSubjectPrefix+"."+endpoint, []byte(body), 10*time.Second)
+	call := func(subject, body string) (*nats.Msg, error) {
+		return nc.Request(subject, []byte(body), 10*time.Second)
 	}
 	huge := strings.Repeat("y", 700<<10)
 	for _, tc := range []struct{ endpoint, body, code string }{
-		{accounts.EndpointAccountAdd, `{"name":"` + huge + `"}`, "400"},
-		{accounts.EndpointAccountShow, `{"name":"` + huge + `"}`, "404"},
-		{accounts.EndpointDeviceIssue, `{"account":"alice","name":"x","ttl_seconds":9223372037}`, "400"},
-		{accounts.EndpointDeviceIssue, `{"account":"alice","name":"x","ttl_seconds":18446744074}`, "400"},
-		{accounts.EndpointAccountAdd, `[1,2]`, "400"},
+		{accounts.EndpointAccountAdd.Subject(), `{"name":"` + huge + `"}`, "400"},
+		{accounts.EndpointAccountShow.Subject(), `{"name":"` + huge + `"}`, "404"},
+		{accounts.EndpointDeviceIssue.Subject(), `{"account":"alice","name":"x","ttl_seconds":9223372037}`, "400"},
+		{accounts.EndpointDeviceIssue.Subject(), `{"account":"alice","name":"x","ttl_seconds":18446744074}`, "400"},
+		{accounts.EndpointAccountAdd.Subject(), `[1,2]`, "400"},
 	} {
 		m, err := call(tc.endpoint, tc.body)
 		if err != nil {

@@ -447,11 +447,11 @@ func TestAdminApproveDevice(t *testing.T) {
 
 	k := newDeviceKey(t)
 	deviceCode, e := mustStartEnrollment(t, s, k, "laptop")
-	_, err = admin.ApproveDevice(ctx, "bob", e.UserCode)
+	_, err = accounts.EndpointDeviceApprove.Call(ctx, admin, accounts.DeviceApproveRequest{Account: "bob", Code: e.UserCode})
 	wantErrIs(t, "approve for nobody", err, accounts.ErrNotFound)
-	_, err = admin.ApproveDevice(ctx, "alice", "BCDF-GHJK")
+	_, err = accounts.EndpointDeviceApprove.Call(ctx, admin, accounts.DeviceApproveRequest{Account: "alice", Code: "BCDF-GHJK"})
 	wantErrIs(t, "approve an unknown code", err, accounts.ErrNotFound)
-	d, err := admin.ApproveDevice(ctx, "alice", lowerDashed(e.UserCode))
+	d, err := accounts.EndpointDeviceApprove.Call(ctx, admin, accounts.DeviceApproveRequest{Account: "alice", Code: lowerDashed(e.UserCode)})
 	if err != nil {
 		t.Fatalf("approve through the admin service: %v", err)
 	}

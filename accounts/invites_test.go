@@ -304,7 +304,7 @@ func TestAdminCreateInvite(t *testing.T) {
 	defer ms.Stop()
 	admin := accounts.NewAdminClient(s.MustAdminConn(t))
 
-	r, err := admin.CreateInvite(ctx, accounts.InviteCreateRequest{Admin: true})
+	r, err := accounts.EndpointInviteCreate.Call(ctx, admin, accounts.InviteCreateRequest{Admin: true})
 	if err != nil {
 		t.Fatalf("create invite through the admin service: %v", err)
 	}

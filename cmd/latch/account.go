@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -51,7 +50,7 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 					if req.Limits, err = limitsGiven(c); err != nil {
 						return err
 					}
-					p, err := ac.AddAccount(c.Context, req)
+					p, err := accounts.EndpointAccountAdd.Call(c.Context, ac, req)
 					if err != nil {
 						return err
 					}
@@ -68,7 +67,7 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 				Usage: "list person accounts",
 				Flags: withGlobals(jsonFlag()),
 				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-					ps, err := ac.Accounts(c.Context)
+					ps, err := accounts.EndpointAccountList.Call(c.Context, ac, accounts.NoRequest{})
 					if err != nil {
 						return err
 					}
@@ -88,7 +87,7 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 				ArgsUsage: "NAME",
 				Flags:     withGlobals(jsonFlag()),
 				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					d, err := ac.Account(c.Context, a[0])
+					d, err := accounts.EndpointAccountShow.Call(c.Context, ac, accounts.AccountRequest{Name: a[0]})
 					if err != nil {
 						return err
 					}
@@ -124,9 +123,9 @@ records under it.`,
 					if l == (accounts.Limits{}) {
 						return usagef("give at least one of --disk, --memory, --conns, --payload, --consumers")
 					}
-					p, err := ac.EditLimits(c.Context, a[0], accounts.LimitsEdit{
+					p, err := accounts.EndpointAccountEdit.Call(c.Context, ac, accounts.AccountEditRequest{Name: a[0], LimitsEdit: accounts.LimitsEdit{
 						Disk: l.Disk, Memory: l.Memory, Conns: l.Conns, Payload: l.Payload, Consumers: l.Consumers,
-					})
+					}})
 					if err != nil {
 						return err
 					}
@@ -143,14 +142,14 @@ records under it.`,
 				Usage:     "refuse the account's connections and close the open ones; its data and devices are kept",
 				ArgsUsage: "NAME",
 				Flags:     withGlobals(jsonFlag()),
-				Action:    e.personAction("disabled", (*accounts.AdminClient).DisableAccount),
+				Action:    e.personAction("disabled", accounts.EndpointAccountDisable),
 			},
 			{
 				Name:      "enable",
 				Usage:     "let a disabled account's devices connect again",
 				ArgsUsage: "NAME",
 				Flags:     withGlobals(jsonFlag()),
-				Action:    e.personAction("enabled", (*accounts.AdminClient).EnableAccount),
+				Action:    e.personAction("enabled", accounts.EndpointAccountEnable),
 			},
 			{
 				Name:      "delete",
@@ -166,7 +165,7 @@ elsewhere (a script) it needs --yes.`,
 					}
 					return e.confirm(fmt.Sprintf("Delete %s for good? Their account, devices, records and passkeys are removed; this cannot be undone.\nType the name to confirm: ", c.Args().First()), c.Args().First())
 				},
-				Action: e.personAction("deleted", (*accounts.AdminClient).DeleteAccount),
+				Action: e.personAction("deleted", accounts.EndpointAccountDelete),
 			},
 			{
 				Name:      "restore",
@@ -185,7 +184,7 @@ like a device, so it can itself be undone by another restore.
 					if err != nil {
 						return usagef("--at: %v", err)
 					}
-					r, err := ac.RestoreRecords(c.Context, a[0], at)
+					r, err := accounts.EndpointAccountRestore.Call(c.Context, ac, accounts.RestoreRequest{Name: a[0], At: at})
 					if err != nil {
 						return err
 					}
@@ -208,7 +207,7 @@ reached"), --clear deletes them all: the watches of connected devices make
 themselves again, durable consumers are gone. Revoke the device first.`,
 				Flags: withGlobals(&cli.BoolFlag{Name: "clear", Usage: "delete every consumer of the bucket first"}, jsonFlag()),
 				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					r, err := ac.Consumers(c.Context, a[0], c.Bool("clear"))
+					r, err := accounts.EndpointAccountConsumers.Call(c.Context, ac, accounts.ConsumersRequest{Name: a[0], Clear: c.Bool("clear")})
 					if err != nil {
 						return err
 					}
@@ -238,9 +237,9 @@ themselves again, durable consumers are gone. Revoke the device first.`,
 
 // personAction runs an admin call on the account named by the one
 // argument and reports what it did.
-func (e *env) personAction(did string, call func(*accounts.AdminClient, context.Context, string) (accounts.Person, error)) cli.ActionFunc {
+func (e *env) personAction(did string, endpoint accounts.Endpoint[accounts.AccountRequest, accounts.Person]) cli.ActionFunc {
 	return e.adminAction([]string{"NAME"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-		p, err := call(ac, c.Context, a[0])
+		p, err := endpoint.Call(c.Context, ac, accounts.AccountRequest{Name: a[0]})
 		if err != nil {
 			return err
 		}

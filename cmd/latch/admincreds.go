@@ -54,7 +54,7 @@ NAME: 1 to 32 of a-z, 0-9, '-' and '_'. The file is never overwritten.`,
 						}
 						pub, _ := kp.PublicKey()
 						seed, _ := kp.Seed()
-						r, err := ac.IssueAdminCreds(c.Context, c.String("name"), pub)
+						r, err := accounts.EndpointAdminCredsIssue.Call(c.Context, ac, accounts.AdminCredsRequest{Name: c.String("name"), PublicKey: pub})
 						if err != nil {
 							return err
 						}
@@ -78,7 +78,7 @@ NAME: 1 to 32 of a-z, 0-9, '-' and '_'. The file is never overwritten.`,
 					Usage: "list the admin creds, revoked ones too",
 					Flags: withGlobals(jsonFlag()),
 					Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-						as, err := ac.AdminCreds(c.Context)
+						as, err := accounts.EndpointAdminCredsList.Call(c.Context, ac, accounts.NoRequest{})
 						if err != nil {
 							return err
 						}
@@ -102,7 +102,7 @@ NAME: 1 to 32 of a-z, 0-9, '-' and '_'. The file is never overwritten.`,
 					ArgsUsage: "NAME",
 					Flags:     withGlobals(jsonFlag()),
 					Action: e.adminAction([]string{"NAME"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-						r, err := ac.RevokeAdminCreds(c.Context, a[0])
+						r, err := accounts.EndpointAdminCredsRevoke.Call(c.Context, ac, accounts.AdminCredsRequest{Name: a[0]})
 						if err != nil {
 							return err
 						}

@@ -23,7 +23,7 @@ func auditCommand(e *env) *cli.Command {
 			return nil
 		},
 		Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-			es, err := ac.Audit(c.Context, c.Int("last"))
+			es, err := accounts.EndpointAuditList.Call(c.Context, ac, accounts.AuditRequest{Last: c.Int("last")})
 			if err != nil {
 				return err
 			}

@@ -64,7 +64,7 @@ characters, unique among the account's active devices.`,
 							return err
 						}
 					}
-					r, err := ac.IssueDevice(c.Context, req)
+					r, err := accounts.EndpointDeviceIssue.Call(c.Context, ac, req)
 					if err != nil {
 						return err
 					}
@@ -96,7 +96,7 @@ the key the device shows, and revoke the device if they differ.`,
 				Before: needAccount,
 				Flags:  withGlobals(accountFlag(), jsonFlag()),
 				Action: e.adminAction([]string{"CODE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					d, err := ac.ApproveDevice(c.Context, c.String("account"), a[0])
+					d, err := accounts.EndpointDeviceApprove.Call(c.Context, ac, accounts.DeviceApproveRequest{Account: c.String("account"), Code: a[0]})
 					if err != nil {
 						return err
 					}
@@ -114,7 +114,7 @@ the key the device shows, and revoke the device if they differ.`,
 				Before: needAccount,
 				Flags:  withGlobals(accountFlag(), jsonFlag()),
 				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-					ds, err := ac.Devices(c.Context, c.String("account"))
+					ds, err := accounts.EndpointDeviceList.Call(c.Context, ac, accounts.DeviceRequest{Account: c.String("account")})
 					if err != nil {
 						return err
 					}
@@ -143,7 +143,7 @@ client that reconnects by itself comes back. To keep it out, revoke it.`,
 				Before: needAccount,
 				Flags:  withGlobals(accountFlag(), jsonFlag()),
 				Action: e.adminAction([]string{"DEVICE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					r, err := ac.DisconnectDevice(c.Context, c.String("account"), a[0])
+					r, err := accounts.EndpointDeviceDisconnect.Call(c.Context, ac, accounts.DeviceRequest{Account: c.String("account"), Device: a[0]})
 					if err != nil {
 						return err
 					}
@@ -166,7 +166,7 @@ keeps its old name until it is renewed.`,
 					if err := accounts.ValidateDeviceName(a[1]); err != nil {
 						return invalidArg("NEW-NAME", err)
 					}
-					d, err := ac.RenameDevice(c.Context, c.String("account"), a[0], a[1])
+					d, err := accounts.EndpointDeviceRename.Call(c.Context, ac, accounts.DeviceRenameRequest{Account: c.String("account"), Device: a[0], Name: a[1]})
 					if err != nil {
 						return err
 					}
@@ -184,7 +184,7 @@ keeps its old name until it is renewed.`,
 				Before:    needAccount,
 				Flags:     withGlobals(accountFlag(), jsonFlag()),
 				Action: e.adminAction([]string{"DEVICE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					r, err := ac.RevokeDevice(c.Context, c.String("account"), a[0])
+					r, err := accounts.EndpointDeviceRevoke.Call(c.Context, ac, accounts.DeviceRequest{Account: c.String("account"), Device: a[0]})
 					if err != nil {
 						return err
 					}

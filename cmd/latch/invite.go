@@ -45,7 +45,7 @@ is printed: put the address people reach latch at in front of it.`,
 							return invalidArg("--for", err)
 						}
 					}
-					r, err := ac.CreateInvite(c.Context, req)
+					r, err := accounts.EndpointInviteCreate.Call(c.Context, ac, req)
 					if err != nil {
 						return err
 					}
@@ -70,7 +70,7 @@ is printed: put the address people reach latch at in front of it.`,
 				Usage: "list the invites that still work (not their links, which are shown once)",
 				Flags: withGlobals(jsonFlag()),
 				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-					invs, err := ac.Invites(c.Context)
+					invs, err := accounts.EndpointInviteList.Call(c.Context, ac, accounts.NoRequest{})
 					if err != nil {
 						return err
 					}
@@ -91,7 +91,7 @@ is printed: put the address people reach latch at in front of it.`,
 				ArgsUsage: "ID",
 				Flags:     withGlobals(),
 				Action: e.adminAction([]string{"ID"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					if err := ac.RevokeInvite(c.Context, a[0]); err != nil {
+					if _, err := accounts.EndpointInviteRevoke.Call(c.Context, ac, accounts.InviteRevokeRequest{ID: a[0]}); err != nil {
 						return err
 					}
 					fmt.Fprintf(e.stdout, "invite %s revoked\n", a[0])

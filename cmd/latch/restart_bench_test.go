@@ -84,7 +84,7 @@ func mustAddPersons(b *testing.B, s *served, n int) {
 				if i > int64(n) {
 					return
 				}
-				if _, err := ac.AddAccount(context.Background(), accounts.AccountAddRequest{Name: fmt.Sprintf("p%d", i)}); err != nil {
+				if _, err := accounts.EndpointAccountAdd.Call(context.Background(), ac, accounts.AccountAddRequest{Name: fmt.Sprintf("p%d", i)}); err != nil {
 					errs <- fmt.Errorf("add person %d: %w", i, err)
 					return
 				}
