@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/internal/latchtest"
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -657,35 +657,6 @@ func TestWithoutOverCommitJetStreamRunsOut(t *testing.T) {
 	}
 }
 
-// TestInitOperatorIntoEmptyFolder checks that a data folder may exist
-// beforehand when it is empty (a fresh volume, `mkdir data`).
-func TestInitOperatorIntoEmptyFolder(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	op, err := accounts.InitOperator(dir, "test")
-	if err != nil {
-		t.Fatalf("init an empty folder: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, accounts.ManifestFile)); err != nil {
-		t.Errorf("manifest: %v", err)
-	}
-	if !op.HasIdentityKey() {
-		t.Error("HasIdentityKey() = false, want true after init")
-	}
-	_, err = accounts.InitOperator(dir, "test")
-	if err == nil || !strings.Contains(err.Error(), "already initialised") {
-		t.Errorf("init again: got %v, want an error containing %q", err, "already initialised")
-	}
-	full := t.TempDir()
-	if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = accounts.InitOperator(full, "test")
-	if err == nil || !strings.Contains(err.Error(), "not empty") {
-		t.Errorf("init a folder with a file in it: got %v, want an error containing %q", err, "not empty")
-	}
-}
-
 // A disable racing a delete never writes the deleted person back: changes
 // to one person are taken one at a time. (The window is narrow, a disable
 // that reads the person before the delete marks it and writes it after
@@ -785,7 +756,7 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 	if !found {
 		t.Fatal("no device key after refresh")
 	}
-	if len(ac.Imports) != 1 || ac.Imports[0].Subject != accounts.DeviceAPISubject || ac.Imports[0].Account != s.Operator.AppAccount.PublicKey || !ac.Imports[0].Share {
+	if len(ac.Imports) != 1 || ac.Imports[0].Subject != operator.DeviceAPISubject || ac.Imports[0].Account != s.Operator.AppAccount.PublicKey || !ac.Imports[0].Share {
 		t.Errorf("imports after refresh: %+v, want the device API from LATCH with share on", ac.Imports)
 	}
 	if got, want := ac.Limits.JetStreamTieredLimits["R1"].DiskStorage, 2*accounts.DefaultLimits().Disk+accounts.DeleteReserve(accounts.DefaultLimits().Disk); got != want {

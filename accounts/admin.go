@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -48,7 +49,7 @@ func (s *Service) ServeAdmin(nc *nats.Conn, version string) (micro.Service, erro
 	if err != nil {
 		return nil, err
 	}
-	g := svc.AddGroup(AdminSubjectPrefix)
+	g := svc.AddGroup(operator.AdminSubjectPrefix)
 	for subject, h := range s.adminHandlers() {
 		// The answer is micro's own, from the handler, so that micro
 		// counts errors in its statistics. An endpoint takes one request

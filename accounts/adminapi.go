@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
 
 // Endpoint describes one endpoint of the admin service: its subject under
-// AdminSubjectPrefix, the request it takes and the reply it gives. The
+// operator.AdminSubjectPrefix, the request it takes and the reply it gives. The
 // service serves it with a handler of exactly those types (ServeAdmin) and
 // a client calls it with Call, so the two cannot disagree on either: a new
 // admin command is one descriptor here, one handler and one CLI command.
@@ -48,7 +49,7 @@ const (
 )
 
 // Subject is where the endpoint listens.
-func (e Endpoint[Req, Rep]) Subject() string { return AdminSubjectPrefix + "." + string(e) }
+func (e Endpoint[Req, Rep]) Subject() string { return operator.AdminSubjectPrefix + "." + string(e) }
 
 // Call sends req to the endpoint through c and decodes its reply; an
 // error the service answered comes back with its kind (Kind, errors.Is).
@@ -215,7 +216,7 @@ func (c *AdminClient) call(ctx context.Context, endpoint string, in, out any) er
 	if err != nil {
 		return err
 	}
-	msg := nats.NewMsg(AdminSubjectPrefix + "." + endpoint)
+	msg := nats.NewMsg(operator.AdminSubjectPrefix + "." + endpoint)
 	msg.Data = body
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

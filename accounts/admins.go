@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -25,15 +26,12 @@ type AdminCreds struct {
 // Revoked reports whether the creds were revoked.
 func (a AdminCreds) Revoked() bool { return !a.RevokedAt.IsZero() }
 
-// FirstAdminName is the name of the admin creds that `latch init` makes.
-const FirstAdminName = "admin"
-
 // RegisterFirstAdmin records the admin creds that init made, once.
 func (s *Service) RegisterFirstAdmin(ctx context.Context, userPub string) error {
 	if userPub == "" {
 		return nil
 	}
-	err := createJSON(ctx, s.admins, userPub, AdminCreds{Name: FirstAdminName, PublicKey: userPub, Created: time.Now().UTC()})
+	err := createJSON(ctx, s.admins, userPub, AdminCreds{Name: operator.FirstAdminName, PublicKey: userPub, Created: time.Now().UTC()})
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("register the first admin: %w", err)
 	}
@@ -65,7 +63,7 @@ func (s *Service) IssueAdminCreds(ctx context.Context, name, userPub string) (st
 			return "", AdminCreds{}, errorf(ErrExists, "the key %s was issued before; make a new key", userPub)
 		}
 	}
-	tok, err := adminUserJWT(s.cfg.AdminSigner, s.cfg.AdminAccount, userPub, name)
+	tok, err := operator.AdminUserJWT(s.cfg.AdminSigner, s.cfg.AdminAccount, userPub, name)
 	if err != nil {
 		return "", AdminCreds{}, err
 	}

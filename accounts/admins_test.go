@@ -11,6 +11,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
@@ -94,7 +95,7 @@ func TestAdminCreds(t *testing.T) {
 	if err := os.WriteFile(file, creds, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bob := s.MustConnect(t, file, nats.CustomInboxPrefix(accounts.AdminInboxPrefix(pub)))
+	bob := s.MustConnect(t, file, nats.CustomInboxPrefix(operator.AdminInboxPrefix(pub)))
 	if _, err := accounts.EndpointInviteCreate.Call(ctx, accounts.NewAdminClient(bob.Conn), accounts.InviteCreateRequest{}); err != nil {
 		t.Fatalf("bob creates an invite: %v", err)
 	}
@@ -104,7 +105,7 @@ func TestAdminCreds(t *testing.T) {
 	}
 
 	list, err := accounts.EndpointAdminCredsList.Call(ctx, root, accounts.NoRequest{})
-	if err != nil || len(list) != 2 || list[0].Name != accounts.FirstAdminName || list[1].Name != "bob" {
+	if err != nil || len(list) != 2 || list[0].Name != operator.FirstAdminName || list[1].Name != "bob" {
 		t.Fatalf("admin creds ls: got %+v, %v", list, err)
 	}
 
@@ -133,7 +134,7 @@ func TestAdminCredsSeeNothingOfLatch(t *testing.T) {
 	ctx := testCtx(t)
 	admin := s.MustAdminConn(t)
 	errs := make(chan error, 4)
-	nc, err := nats.Connect(s.Server.ClientURL(), nats.UserCredentials(filepath.Join(s.Dir, accounts.AdminCredsFile)),
+	nc, err := nats.Connect(s.Server.ClientURL(), nats.UserCredentials(filepath.Join(s.Dir, operator.AdminCredsFile)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +156,7 @@ func TestAdminCredsSeeNothingOfLatch(t *testing.T) {
 			t.Errorf("subscribe to %s with admin creds: no permissions violation", subj)
 		}
 	}
-	inbox, err := admin.SubscribeSync(accounts.AdminInboxPrefix(s.Operator.FirstAdmin) + ".>")
+	inbox, err := admin.SubscribeSync(operator.AdminInboxPrefix(s.Operator.FirstAdmin) + ".>")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package accounts
 import (
 	"time"
 
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 )
@@ -82,71 +83,9 @@ func DeviceTemplate(deviceSubs int64) jwt.UserPermissionLimits {
 	return t
 }
 
-// srvSubjects are micro's discovery subjects ($SRV.PING, $SRV.INFO,
-// $SRV.STATS and their per-service forms), so `nats micro ls` finds the
-// admin service with admin creds.
-const srvSubjects = "$SRV.>"
-
-// AdminInboxPrefix is the inbox prefix of an admin user: each admin may
-// receive replies only under _INBOX.<their user key>, so that one admin
-// cannot read the replies another admin is sent (device creds among
-// them). Clients set it with nats.CustomInboxPrefix, or natscli's
-// --inbox-prefix.
-func AdminInboxPrefix(userPub string) string { return "_INBOX." + userPub }
-
-// adminUserJWT signs the user JWT of an admin: call the admin service (and
-// let `nats micro` discover it), receive replies on its own inbox, nothing
-// else.
-func adminUserJWT(signer nkeys.KeyPair, account, userPub, name string) (string, error) {
-	uc := jwt.NewUserClaims(userPub)
-	uc.Name = name
-	uc.IssuerAccount = account
-	uc.Pub.Allow.Add(AdminSubjectPrefix+".>", srvSubjects)
-	uc.Sub.Allow.Add(AdminInboxPrefix(userPub) + ".>")
-	return uc.Encode(signer)
-}
-
-func systemAccountClaims(pub, signingKey string) *jwt.AccountClaims {
-	ac := jwt.NewAccountClaims(pub)
-	ac.Name = "SYS"
-	ac.SigningKeys.Add(signingKey)
-	return ac
-}
-
-// appAccountClaims are LATCH's: latch's state buckets, audit stream and
-// admin service live there, with JetStream limited only by the server.
-func appAccountClaims(pub, signingKey string) *jwt.AccountClaims {
-	ac := jwt.NewAccountClaims(pub)
-	ac.Name = "LATCH"
-	ac.SigningKeys.Add(signingKey)
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{
-		MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit,
-		Streams: jwt.NoLimit, Consumer: jwt.NoLimit, MaxAckPending: jwt.NoLimit,
-	}
-	// The admin service and its discovery, for LATCH_ADMIN alone: a
-	// private export, imported with an activation token.
-	ac.Exports.Add(
-		&jwt.Export{Name: "latch admin service", Subject: AdminSubjectPrefix + ".>", Type: jwt.Service, TokenReq: true},
-		// Every instance answers discovery, so more than one reply.
-		&jwt.Export{Name: "latch admin discovery", Subject: srvSubjects, Type: jwt.Service, TokenReq: true, ResponseType: jwt.ResponseTypeStream},
-		// The device API, for every person account. Public: only latch
-		// signs account JWTs, so only its persons import it, and the
-		// service learns each caller from the server.
-		&jwt.Export{Name: "latch device api", Subject: DeviceAPISubject, Type: jwt.Service},
-	)
-	return ac
-}
-
-// DeviceAPISubject is the device API: a device asks latch for what it
-// cannot do itself on subjects under its own channel,
-// latch.device.<its user key>.api.<endpoint>, which the device template
-// lets it publish to. Person accounts import it from LATCH with share on,
-// so each request carries the caller as the server saw it.
-const DeviceAPISubject = "latch.device.*.api.>"
-
 // deviceAPIImport is a person account's import of the device API.
 func deviceAPIImport(appPub string) *jwt.Import {
-	return &jwt.Import{Name: "latch device api", Subject: DeviceAPISubject, Account: appPub, Type: jwt.Service, Share: true}
+	return &jwt.Import{Name: "latch device api", Subject: operator.DeviceAPISubject, Account: appPub, Type: jwt.Service, Share: true}
 }
 
 // hasDeviceAPI reports whether an account imports the device API from
@@ -166,40 +105,11 @@ func hasDeviceAPI(ac *jwt.AccountClaims, appPub string) bool {
 func setDeviceAPI(ac *jwt.AccountClaims, appPub string) {
 	var kept jwt.Imports
 	for _, im := range ac.Imports {
-		if im.Subject != DeviceAPISubject {
+		if im.Subject != operator.DeviceAPISubject {
 			kept = append(kept, im)
 		}
 	}
 	ac.Imports = append(kept, deviceAPIImport(appPub))
-}
-
-// adminAccountClaims are LATCH_ADMIN's: the account of the admins' creds.
-// It imports the admin service from LATCH with share on, so the service
-// learns each caller's user key from the server (Nats-Request-Info), and
-// sees nothing else of LATCH: latch's buckets, secrets and the replies to
-// its own requests stay in an account no credential outside the server
-// belongs to. appSigner, a signing key of LATCH, signs the activations.
-func adminAccountClaims(pub, signingKey, appPub string, appSigner nkeys.KeyPair) (*jwt.AccountClaims, error) {
-	ac := jwt.NewAccountClaims(pub)
-	ac.Name = "LATCH_ADMIN"
-	ac.SigningKeys.Add(signingKey)
-	ac.Limits.Conn = 64
-	ac.Limits.LeafNodeConn = 0
-	for _, subj := range []string{AdminSubjectPrefix + ".>", srvSubjects} {
-		act := jwt.NewActivationClaims(pub)
-		act.ImportSubject = jwt.Subject(subj)
-		act.ImportType = jwt.Service
-		act.IssuerAccount = appPub
-		tok, err := act.Encode(appSigner)
-		if err != nil {
-			return nil, err
-		}
-		ac.Imports.Add(&jwt.Import{
-			Name: "latch " + subj, Subject: jwt.Subject(subj), Account: appPub,
-			Type: jwt.Service, Token: tok, Share: true,
-		})
-	}
-	return ac, nil
 }
 
 // Limits are the quotas of a person account.
@@ -338,5 +248,5 @@ func deviceUserClaims(account, devicePub, name string, expires time.Time) *jwt.U
 // serviceUserJWT mints a short-lived user of a person account signed by
 // its service key, for the server's own work in that account.
 func serviceUserJWT(account string, service nkeys.KeyPair, ttl time.Duration) (string, []byte, error) {
-	return mintUser(service, account, "latch-service", nil, time.Now().Add(ttl))
+	return operator.NewUser(service, account, "latch-service", nil, time.Now().Add(ttl))
 }

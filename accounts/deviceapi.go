@@ -13,7 +13,7 @@ import (
 
 // The device API's endpoints. A device sends a request to
 // latch.device.<its user key>.api.<endpoint> from its own account; the
-// account imports the subjects from LATCH (DeviceAPISubject).
+// account imports the subjects from LATCH (operator.DeviceAPISubject).
 const (
 	// DeviceEndpointRecordsDelete deletes a record, also when the
 	// records bucket is too full for the device to write even a delete.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/internal/latchtest"
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -182,62 +181,4 @@ func streamMaxBytes(t *testing.T, kv jetstream.KeyValue) int64 {
 		t.Fatal(err)
 	}
 	return st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes
-}
-
-// A data folder made before the device service gets LATCH's export at its
-// next start, once: a folder already up to date is left as it is.
-func TestUpgradeAppExports(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	op, err := accounts.InitOperator(dir, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if changed, err := op.UpgradeAppExports(); err != nil || changed {
-		t.Fatalf("upgrade of a new folder: changed %v, %v; want nothing to do", changed, err)
-	}
-	// As an older latch made it: the admin exports alone.
-	ac, err := jwt.DecodeAccountClaims(op.AppAccount.JWT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kept jwt.Exports
-	for _, e := range ac.Exports {
-		if string(e.Subject) != accounts.DeviceAPISubject {
-			kept = append(kept, e)
-		}
-	}
-	ac.Exports = kept
-	signer, err := op.Signer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if op.AppAccount.JWT, err = ac.Encode(signer); err != nil {
-		t.Fatal(err)
-	}
-	if err := op.Save(); err != nil {
-		t.Fatal(err)
-	}
-	op, err = accounts.LoadOperator(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if changed, err := op.UpgradeAppExports(); err != nil || !changed {
-		t.Fatalf("upgrade of an old folder: changed %v, %v; want the export added", changed, err)
-	}
-	op, err = accounts.LoadOperator(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac, _ = jwt.DecodeAccountClaims(op.AppAccount.JWT)
-	found := false
-	for _, e := range ac.Exports {
-		found = found || string(e.Subject) == accounts.DeviceAPISubject && e.Type == jwt.Service && !e.TokenReq
-	}
-	if !found || len(ac.Exports) != 3 {
-		t.Errorf("LATCH's exports after the upgrade: %+v, want the admin's and the device service's", ac.Exports)
-	}
-	if changed, err := op.UpgradeAppExports(); err != nil || changed {
-		t.Errorf("second upgrade: changed %v, %v; want nothing to do", changed, err)
-	}
 }

@@ -83,7 +83,7 @@ type Config struct {
 	AdminAccount string
 	AdminSigner  nkeys.KeyPair
 	// AppAccount is LATCH's public key: person accounts import the device
-	// API (DeviceAPISubject) from it. Empty leaves the import out.
+	// API (operator.DeviceAPISubject) from it. Empty leaves the import out.
 	AppAccount string
 	// Log receives what the service reports.
 	Log *slog.Logger

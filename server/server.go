@@ -25,6 +25,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/internal/tlsfiles"
+	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/web"
 	"github.com/nats-io/nats.go"
@@ -84,7 +85,7 @@ type Addrs struct {
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
-	op    *accounts.Operator
+	op    *operator.Tree
 	ns    *resolver.Server
 	hl    net.Listener
 	hs    *http.Server
@@ -201,9 +202,9 @@ func (s *Server) open() error {
 		return &ConfigError{fmt.Sprintf("--public-url %q: want http(s)://host[:port]", s.cfg.PublicURL)}
 	}
 
-	op, err := accounts.LoadOperator(cfg.Data)
-	if errors.Is(err, accounts.ErrNotInitialised) {
-		if op, err = accounts.InitOperator(cfg.Data, "latch"); err != nil {
+	op, err := operator.Load(cfg.Data)
+	if errors.Is(err, operator.ErrNotInitialised) {
+		if op, err = operator.Init(cfg.Data, "latch"); err != nil {
 			return err
 		}
 		log.Info("initialised a new data folder", "data", cfg.Data, "operator", op.Operator)
@@ -218,7 +219,7 @@ func (s *Server) open() error {
 	} else if changed {
 		log.Warn("admin creds moved to their own account, LATCH_ADMIN: the old admin.creds no longer works; "+
 			"a new one replaces it, and `latch admin creds issue` makes one for each admin",
-			"admin_creds", filepath.Join(cfg.Data, accounts.AdminCredsFile))
+			"admin_creds", filepath.Join(cfg.Data, operator.AdminCredsFile))
 	}
 	if changed, err := op.UpgradeAppExports(); err != nil {
 		return fmt.Errorf("bring the LATCH account up to date: %w", err)
@@ -353,7 +354,7 @@ func (s *Server) run(ctx context.Context) error {
 	// reason, to be started afresh, rather than serve without it.
 	own := &ownConns{lost: make(chan error, 1)}
 	s.own.Store(own)
-	connect := func(a accounts.AccountJWT) (*nats.Conn, error) {
+	connect := func(a operator.AccountJWT) (*nats.Conn, error) {
 		tok, seed, err := op.MintUser(a, "latch-server")
 		if err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/server"
 	"github.com/nats-io/nats.go"
 )
@@ -63,7 +64,7 @@ func TestOpenAddrsClose(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/healthz: %d %s", resp.StatusCode, body)
 	}
-	nc, err := nats.Connect(a.NATS, nats.UserCredentials(filepath.Join(cfg.Data, accounts.AdminCredsFile)))
+	nc, err := nats.Connect(a.NATS, nats.UserCredentials(filepath.Join(cfg.Data, operator.AdminCredsFile)))
 	if err != nil {
 		t.Fatalf("admin creds at %s: %v", a.NATS, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
@@ -32,7 +33,7 @@ func (e *env) adminClient(c *cli.Context) (*accounts.AdminClient, func(), error)
 	opts := []nats.Option{
 		nats.UserJWTAndSeed(creds.JWT, string(creds.Seed)),
 		// Admin creds receive replies under their own prefix only.
-		nats.CustomInboxPrefix(accounts.AdminInboxPrefix(uc.Subject)),
+		nats.CustomInboxPrefix(operator.AdminInboxPrefix(uc.Subject)),
 		nats.Name("latch cli"),
 		nats.Timeout(5 * time.Second),
 		nats.NoReconnect(),

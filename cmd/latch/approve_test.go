@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
@@ -20,7 +21,7 @@ import (
 // such as starting an enrollment the way the web layer does.
 func sideService(t *testing.T, s *served) *accounts.Service {
 	t.Helper()
-	op, err := accounts.LoadOperator(s.data)
+	op, err := operator.Load(s.data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func sideService(t *testing.T, s *served) *accounts.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	connect := func(a accounts.AccountJWT) *nats.Conn {
+	connect := func(a operator.AccountJWT) *nats.Conn {
 		tok, seed, err := op.MintUser(a, "test")
 		if err != nil {
 			t.Fatal(err)

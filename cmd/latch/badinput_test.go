@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nkeys"
 )
 
@@ -339,10 +340,10 @@ func chmod(t *testing.T, path string, mode os.FileMode) string {
 	return path
 }
 
-func readManifest(t *testing.T, data string) accounts.Manifest {
+func readManifest(t *testing.T, data string) operator.Manifest {
 	t.Helper()
-	var m accounts.Manifest
-	b, err := os.ReadFile(filepath.Join(data, accounts.ManifestFile))
+	var m operator.Manifest
+	b, err := os.ReadFile(filepath.Join(data, operator.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/operator"
 	"github.com/urfave/cli/v2"
 )
 
@@ -29,15 +29,15 @@ already initialised or not empty.`,
 				return err
 			}
 			dir := e.global(c, "data")
-			op, err := accounts.InitOperator(dir, c.String("name"))
+			op, err := operator.Init(dir, c.String("name"))
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stderr, "initialised %s for operator %q\n", dir, op.Name)
 			fmt.Fprintf(e.stderr, "  %s: the first admin's creds, for latch's admin commands; give each admin their own with `latch admin creds issue`\n",
-				filepath.Join(dir, accounts.AdminCredsFile))
+				filepath.Join(dir, operator.AdminCredsFile))
 			fmt.Fprintf(e.stderr, "  %s: the operator's system user; it can read every message of every account, so keep it off machines that do not run latch\n",
-				filepath.Join(dir, accounts.SysCredsFile))
+				filepath.Join(dir, operator.SysCredsFile))
 			fmt.Fprintln(e.stdout, op.Operator)
 			return nil
 		},

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/jwt/v2"
 )
 
@@ -192,7 +192,7 @@ func TestNatsCLIInterop(t *testing.T) {
 	// the system creds the server's own requests.
 	admin, sys := filepath.Join(s.data, "admin.creds"), filepath.Join(s.data, "sys.creds")
 	// Admin creds receive replies on their own inbox prefix only.
-	inbox := "--inbox-prefix=" + accounts.AdminInboxPrefix(credsUser(t, admin))
+	inbox := "--inbox-prefix=" + operator.AdminInboxPrefix(credsUser(t, admin))
 	if out := n.mustRun(t, admin, inbox, "micro", "ls"); !strings.Contains(out, "latch-admin") {
 		t.Errorf("nats micro ls: got\n%s\nwant the latch-admin service", out)
 	}

@@ -6,13 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/latch-dev/latch/server"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/latch-dev/latch/server"
 	"github.com/urfave/cli/v2"
 )
 

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/nats-io/jwt/v2"
 	"github.com/urfave/cli/v2"
@@ -23,7 +23,7 @@ func operatorCommand(e *env) *cli.Command {
 				Name:  "show",
 				Usage: "show the operator, its signing keys and latch's own accounts",
 				Flags: withData(jsonFlag()),
-				Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
+				Action: e.operatorAction(nil, func(c *cli.Context, op *operator.Tree, _ []string) error {
 					if err := op.CheckKeys(e.getenv); err != nil {
 						return err
 					}
@@ -72,7 +72,7 @@ func operatorCommand(e *env) *cli.Command {
 and re-signs every account with it, when it is restarted. Then the old key
 can be removed with ` + "`latch operator signing-key rm`" + `.`,
 						Flags: withData(),
-						Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
+						Action: e.operatorAction(nil, func(c *cli.Context, op *operator.Tree, _ []string) error {
 							pub, err := op.AddSigningKey()
 							if err != nil {
 								return err
@@ -87,7 +87,7 @@ can be removed with ` + "`latch operator signing-key rm`" + `.`,
 						Usage:     "remove an operator signing key that signs no account any more",
 						ArgsUsage: "KEY",
 						Flags:     withData(),
-						Action: e.operatorAction([]string{"KEY"}, func(c *cli.Context, op *accounts.Operator, a []string) error {
+						Action: e.operatorAction([]string{"KEY"}, func(c *cli.Context, op *operator.Tree, a []string) error {
 							if err := op.RemoveSigningKey(a[0]); err != nil {
 								return err
 							}
@@ -110,7 +110,7 @@ persons, new persons) never reach. See docs/operations.md.`,
 					&cli.StringFlag{Name: "resolver-dir", Value: "./resolver", Usage: "the resolver folder in the printed config"},
 					&cli.BoolFlag{Name: "all-accounts", Usage: "preload every account in <data>/resolver too, not only SYS and LATCH"},
 				),
-				Action: e.operatorAction(nil, func(c *cli.Context, op *accounts.Operator, _ []string) error {
+				Action: e.operatorAction(nil, func(c *cli.Context, op *operator.Tree, _ []string) error {
 					return writeServerConfig(e, op, c.String("resolver-dir"), c.Bool("all-accounts"))
 				}),
 			},
@@ -120,13 +120,13 @@ persons, new persons) never reach. See docs/operations.md.`,
 
 // operatorAction wraps an operator command: it checks the positional
 // arguments and loads the data folder.
-func (e *env) operatorAction(argNames []string, f func(c *cli.Context, op *accounts.Operator, args []string) error) cli.ActionFunc {
+func (e *env) operatorAction(argNames []string, f func(c *cli.Context, op *operator.Tree, args []string) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		a, err := args(c, argNames...)
 		if err != nil {
 			return err
 		}
-		op, err := accounts.LoadOperator(e.global(c, "data"))
+		op, err := operator.Load(e.global(c, "data"))
 		if err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func (e *env) operatorAction(argNames []string, f func(c *cli.Context, op *accou
 	}
 }
 
-func writeServerConfig(e *env, op *accounts.Operator, resolverDir string, all bool) error {
+func writeServerConfig(e *env, op *operator.Tree, resolverDir string, all bool) error {
 	preload := op.Preload()
 	if all {
 		files, err := filepath.Glob(filepath.Join(op.Dir, "resolver", "*.jwt"))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nats.go"
 )
 
@@ -60,7 +61,7 @@ func mustAddPersons(b *testing.B, s *served, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	op, err := accounts.LoadOperator(s.data)
+	op, err := operator.Load(s.data)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func mustAddPersons(b *testing.B, s *served, n int) {
 		go func() {
 			defer wg.Done()
 			nc, err := nats.Connect(s.nats, nats.UserJWTAndSeed(creds.JWT, string(creds.Seed)),
-				nats.CustomInboxPrefix(accounts.AdminInboxPrefix(op.FirstAdmin)))
+				nats.CustomInboxPrefix(operator.AdminInboxPrefix(op.FirstAdmin)))
 			if err != nil {
 				errs <- err
 				return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nats.go"
 )
 
@@ -103,9 +104,9 @@ func TestNoSecretsReachOutside(t *testing.T) {
 	device := filepath.Join(t.TempDir(), "laptop.creds")
 	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", device)
 
-	admin := filepath.Join(data, accounts.AdminCredsFile)
+	admin := filepath.Join(data, operator.AdminCredsFile)
 	spies := []*eavesdropper{
-		mustEavesdrop(t, s.nats, "admin.creds", admin, nats.CustomInboxPrefix(accounts.AdminInboxPrefix(credsUser(t, admin)))),
+		mustEavesdrop(t, s.nats, "admin.creds", admin, nats.CustomInboxPrefix(operator.AdminInboxPrefix(credsUser(t, admin)))),
 		mustEavesdrop(t, s.nats, "device creds", device),
 	}
 
@@ -153,7 +154,7 @@ func TestUpgradeMovesAdminCredsOutOfLatch(t *testing.T) {
 	mustLatch(t, nil, "init", "--data", data)
 
 	// Make it as it was: no LATCH_ADMIN, admin.creds a LATCH user.
-	op, err := accounts.LoadOperator(data)
+	op, err := operator.Load(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,14 +166,14 @@ func TestUpgradeMovesAdminCredsOutOfLatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := keys.WriteFileReplace(filepath.Join(data, accounts.AdminCredsFile), oldCreds); err != nil {
+	if err := keys.WriteFileReplace(filepath.Join(data, operator.AdminCredsFile), oldCreds); err != nil {
 		t.Fatal(err)
 	}
 	oldFile := filepath.Join(t.TempDir(), "old-admin.creds")
 	if err := keys.WriteFileNew(oldFile, oldCreds); err != nil {
 		t.Fatal(err)
 	}
-	op.AdminAccount, op.FirstAdmin = accounts.AccountJWT{}, ""
+	op.AdminAccount, op.FirstAdmin = operator.AccountJWT{}, ""
 	if err := op.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestUpgradeMovesAdminCredsOutOfLatch(t *testing.T) {
 	s.mustAdmin(t, "account", "add", "alice")
 	var admins []accounts.AdminCreds
 	decodeJSON(t, s.mustAdmin(t, "admin", "creds", "ls", "--json"), &admins)
-	if len(admins) != 1 || admins[0].Name != accounts.FirstAdminName {
+	if len(admins) != 1 || admins[0].Name != operator.FirstAdminName {
 		t.Errorf("admin creds after the upgrade: got %+v", admins)
 	}
 	s.stop()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/nats-io/nats.go"
 )
@@ -20,7 +21,7 @@ import (
 // Stack is a running latch for one test.
 type Stack struct {
 	Dir      string
-	Operator *accounts.Operator
+	Operator *operator.Tree
 	Server   *resolver.Server
 	Service  *accounts.Service
 	Claims   *resolver.Claims
@@ -55,9 +56,9 @@ func Start(o Options) (*Stack, error) {
 	if o.Dir == "" {
 		return nil, errors.New("latchtest: Options.Dir is required")
 	}
-	op, err := accounts.LoadOperator(o.Dir)
-	if errors.Is(err, accounts.ErrNotInitialised) {
-		op, err = accounts.InitOperator(o.Dir, "test")
+	op, err := operator.Load(o.Dir)
+	if errors.Is(err, operator.ErrNotInitialised) {
+		op, err = operator.Init(o.Dir, "test")
 	}
 	if err != nil {
 		return nil, err
@@ -77,7 +78,7 @@ func Start(o Options) (*Stack, error) {
 			nats.CustomInboxPrefix("_LATCH_INBOX.test"))
 	}
 	for _, c := range []struct {
-		acct accounts.AccountJWT
+		acct operator.AccountJWT
 		dst  **nats.Conn
 	}{{op.SystemAccount, &s.Sys}, {op.AppAccount, &s.App}} {
 		tok, seed, err := op.MintUser(c.acct, "test")
@@ -126,8 +127,8 @@ func Start(o Options) (*Stack, error) {
 // ends.
 func (s *Stack) MustAdminConn(tb testing.TB) *nats.Conn {
 	tb.Helper()
-	nc, err := nats.Connect(s.Server.ClientURL(), nats.UserCredentials(filepath.Join(s.Dir, accounts.AdminCredsFile)),
-		nats.CustomInboxPrefix(accounts.AdminInboxPrefix(s.Operator.FirstAdmin)))
+	nc, err := nats.Connect(s.Server.ClientURL(), nats.UserCredentials(filepath.Join(s.Dir, operator.AdminCredsFile)),
+		nats.CustomInboxPrefix(operator.AdminInboxPrefix(s.Operator.FirstAdmin)))
 	if err != nil {
 		tb.Fatalf("connect with admin.creds: %v", err)
 	}
@@ -137,8 +138,8 @@ func (s *Stack) MustAdminConn(tb testing.TB) *nats.Conn {
 
 // ServerConfig is the embedded server's configuration for the data folder
 // o.Dir, initialised as op.
-func ServerConfig(op *accounts.Operator, o Options) (resolver.Config, error) {
-	key, err := op.Keys.Secret(accounts.JetStreamKeyName)
+func ServerConfig(op *operator.Tree, o Options) (resolver.Config, error) {
+	key, err := op.Keys.Secret(operator.JetStreamKeyName)
 	if err != nil {
 		return resolver.Config{}, err
 	}
@@ -265,7 +266,7 @@ func (s *Stack) OtherService(tb testing.TB) *accounts.Service {
 	}
 	var sys, app *nats.Conn
 	for _, c := range []struct {
-		acct accounts.AccountJWT
+		acct operator.AccountJWT
 		dst  **nats.Conn
 	}{{s.Operator.SystemAccount, &sys}, {s.Operator.AppAccount, &app}} {
 		tok, seed, err := s.Operator.MintUser(c.acct, "other")

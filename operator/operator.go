@@ -1,4 +1,4 @@
-package accounts
+package operator
 
 import (
 	"encoding/json"
@@ -56,24 +56,24 @@ type AccountJWT struct {
 	JWT        string `json:"jwt"`
 }
 
-// Operator is an initialised data folder: the manifest and the key store.
-type Operator struct {
+// Tree is an initialised data folder: the manifest and the key store.
+type Tree struct {
 	Dir  string
 	Keys *keys.Store
 	Manifest
 }
 
-// ErrNotInitialised is returned by LoadOperator for a folder that holds no
+// ErrNotInitialised is returned by Load for a folder that holds no
 // operator tree.
 var ErrNotInitialised = errors.New("not a latch data folder")
 
-// InitOperator creates a data folder: the operator identity key and one
+// Init creates a data folder: the operator identity key and one
 // signing key, the SYS and LATCH accounts, sys.creds, admin.creds and, when
 // jsKey is empty, a random JetStream encryption key. It refuses a folder
 // that is already initialised or holds anything else. Everything is made in
 // a temporary folder first and moved into place in one step, so a failure
 // leaves nothing behind.
-func InitOperator(dir, name string) (*Operator, error) {
+func Init(dir, name string) (*Tree, error) {
 	if name == "" {
 		name = "latch"
 	}
@@ -101,7 +101,7 @@ func InitOperator(dir, name string) (*Operator, error) {
 	if err := syscall.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("init: move the new data folder into place: %w", err)
 	}
-	return LoadOperator(dir)
+	return Load(dir)
 }
 
 // checkFreshDir accepts a folder that does not exist or is empty.
@@ -222,7 +222,7 @@ func addAdminAccount(dir string, store *keys.Store, m *Manifest, appSigner nkeys
 	ukp, _ := nkeys.CreateUser()
 	upub, _ := ukp.PublicKey()
 	seed, _ := ukp.Seed()
-	ujwt, err := adminUserJWT(adminSignKP, adminPub, upub, FirstAdminName)
+	ujwt, err := AdminUserJWT(adminSignKP, adminPub, upub, FirstAdminName)
 	if err != nil {
 		return err
 	}
@@ -241,7 +241,7 @@ func addAdminAccount(dir string, store *keys.Store, m *Manifest, appSigner nkeys
 // key in place of the one that signed the old admin.creds, so that no
 // user made before stays valid in LATCH. It reports whether it changed
 // anything; the server must not be running.
-func (o *Operator) UpgradeAdminAccount() (bool, error) {
+func (o *Tree) UpgradeAdminAccount() (bool, error) {
 	if o.AdminAccount.PublicKey != "" {
 		return false, nil
 	}
@@ -284,7 +284,7 @@ func (o *Operator) UpgradeAdminAccount() (bool, error) {
 // device API came after the first folders were made), re-signed by the
 // operator signing key. It reports whether it changed anything; the
 // server must not be running.
-func (o *Operator) UpgradeAppExports() (bool, error) {
+func (o *Tree) UpgradeAppExports() (bool, error) {
 	ac, err := jwt.DecodeAccountClaims(o.AppAccount.JWT)
 	if err != nil {
 		return false, fmt.Errorf("LATCH account JWT: %w", err)
@@ -325,7 +325,7 @@ func exportsEqual(a, b jwt.Exports) bool {
 
 // Preload is the JWTs of latch's own accounts (public key → JWT), which
 // the resolver holds before the server starts.
-func (o *Operator) Preload() map[string]string {
+func (o *Tree) Preload() map[string]string {
 	m := map[string]string{}
 	for _, a := range []AccountJWT{o.SystemAccount, o.AppAccount, o.AdminAccount} {
 		if a.PublicKey != "" {
@@ -336,7 +336,7 @@ func (o *Operator) Preload() map[string]string {
 }
 
 // AdminSigner loads LATCH_ADMIN's signing key, which signs admins' users.
-func (o *Operator) AdminSigner() (nkeys.KeyPair, error) {
+func (o *Tree) AdminSigner() (nkeys.KeyPair, error) {
 	kp, err := o.Keys.Get(o.AdminAccount.SigningKey)
 	if err != nil {
 		return nil, fmt.Errorf("LATCH_ADMIN signing key: %w", err)
@@ -344,8 +344,8 @@ func (o *Operator) AdminSigner() (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
-// LoadOperator opens an initialised data folder.
-func LoadOperator(dir string) (*Operator, error) {
+// Load opens an initialised data folder.
+func Load(dir string) (*Tree, error) {
 	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
@@ -367,19 +367,19 @@ func LoadOperator(dir string) (*Operator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Operator{Dir: dir, Keys: store, Manifest: m}, nil
+	return &Tree{Dir: dir, Keys: store, Manifest: m}, nil
 }
 
 // Save writes the manifest back.
-func (o *Operator) Save() error { return writeManifest(o.Dir, o.Manifest) }
+func (o *Tree) Save() error { return writeManifest(o.Dir, o.Manifest) }
 
 // OperatorClaims decodes the operator JWT.
-func (o *Operator) OperatorClaims() (*jwt.OperatorClaims, error) {
+func (o *Tree) OperatorClaims() (*jwt.OperatorClaims, error) {
 	return jwt.DecodeOperatorClaims(o.OperatorJWT)
 }
 
 // Signer loads the operator signing key in use.
-func (o *Operator) Signer() (nkeys.KeyPair, error) {
+func (o *Tree) Signer() (nkeys.KeyPair, error) {
 	kp, err := o.Keys.Get(o.SigningKey)
 	if err != nil {
 		return nil, fmt.Errorf("operator signing key: %w", err)
@@ -389,7 +389,7 @@ func (o *Operator) Signer() (nkeys.KeyPair, error) {
 
 // JetStreamKey returns the JetStream encryption key: getenv's
 // LATCH_JETSTREAM_KEY when set, else the key store's.
-func (o *Operator) JetStreamKey(getenv func(string) string) (string, error) {
+func (o *Tree) JetStreamKey(getenv func(string) string) (string, error) {
 	if k := getenv("LATCH_JETSTREAM_KEY"); k != "" {
 		return k, nil
 	}
@@ -407,7 +407,7 @@ func (o *Operator) JetStreamKey(getenv func(string) string) (string, error) {
 // JWT (re-signed with the identity key) and makes it the key in use. The
 // running server trusts it after a restart, when it also re-signs every
 // account with it.
-func (o *Operator) AddSigningKey() (string, error) {
+func (o *Tree) AddSigningKey() (string, error) {
 	idKP, err := o.identity()
 	if err != nil {
 		return "", err
@@ -439,23 +439,23 @@ func (o *Operator) AddSigningKey() (string, error) {
 // deletes its seed. It refuses the key in use and any key that still signs
 // an account in the resolver folder, since those accounts would stop
 // working.
-func (o *Operator) RemoveSigningKey(pub string) error {
+func (o *Tree) RemoveSigningKey(pub string) error {
 	oc, err := o.OperatorClaims()
 	if err != nil {
 		return err
 	}
 	if !oc.SigningKeys.Contains(pub) {
-		return errorf(ErrNotFound, "%s is not a signing key of operator %s; see `latch operator show`", pub, o.Name)
+		return fmt.Errorf("%s is not a signing key of operator %s; see `latch operator show`", pub, o.Name)
 	}
 	if pub == o.SigningKey {
-		return errorf(ErrInvalid, "%s is the signing key in use; add another with `latch operator signing-key add`, restart `latch serve` so it re-signs every account, then remove this one", pub)
+		return fmt.Errorf("%s is the signing key in use; add another with `latch operator signing-key add`, restart `latch serve` so it re-signs every account, then remove this one", pub)
 	}
 	n, err := o.accountsSignedBy(pub)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
-		return errorf(ErrInvalid, "%d accounts are still signed by %s; restart `latch serve` so it re-signs them with %s, then try again", n, pub, o.SigningKey)
+		return fmt.Errorf("%d accounts are still signed by %s; restart `latch serve` so it re-signs them with %s, then try again", n, pub, o.SigningKey)
 	}
 	idKP, err := o.identity()
 	if err != nil {
@@ -480,7 +480,7 @@ func (o *Operator) RemoveSigningKey(pub string) error {
 // account once: the copy in the resolver folder where there is one (it is
 // the one in force, and LATCH_ADMIN's is kept up to date only there),
 // else the one in the manifest.
-func (o *Operator) accountsSignedBy(key string) (int, error) {
+func (o *Tree) accountsSignedBy(key string) (int, error) {
 	files, err := filepath.Glob(filepath.Join(o.Dir, "resolver", "*.jwt"))
 	if err != nil {
 		return 0, err
@@ -513,9 +513,9 @@ func (o *Operator) accountsSignedBy(key string) (int, error) {
 
 // HasIdentityKey reports whether the operator identity seed is in the
 // store; it may be kept offline after init.
-func (o *Operator) HasIdentityKey() bool { return o.Keys.Has(o.Operator) }
+func (o *Tree) HasIdentityKey() bool { return o.Keys.Has(o.Operator) }
 
-func (o *Operator) identity() (nkeys.KeyPair, error) {
+func (o *Tree) identity() (nkeys.KeyPair, error) {
 	kp, err := o.Keys.Get(o.Operator)
 	if errors.Is(err, keys.ErrNotFound) {
 		return nil, fmt.Errorf("the operator identity key %s is offline; copy its seed back to %s to change the operator", o.Operator, o.Keys.Path(o.Operator))
@@ -526,7 +526,7 @@ func (o *Operator) identity() (nkeys.KeyPair, error) {
 // ResignOwnAccounts re-signs the SYS and LATCH account JWTs with the
 // signing key in use when another key signed them, and reports whether it
 // changed anything.
-func (o *Operator) ResignOwnAccounts() (bool, error) {
+func (o *Tree) ResignOwnAccounts() (bool, error) {
 	signer, err := o.Signer()
 	if err != nil {
 		return false, err
@@ -553,48 +553,19 @@ func (o *Operator) ResignOwnAccounts() (bool, error) {
 
 // MintUser makes a user of one of latch's own accounts (SYS or LATCH),
 // signed by that account's key, for the server's own connections.
-func (o *Operator) MintUser(account AccountJWT, name string) (userJWT string, seed []byte, err error) {
+func (o *Tree) MintUser(account AccountJWT, name string) (userJWT string, seed []byte, err error) {
 	skp, err := o.Keys.Get(account.SigningKey)
 	if err != nil {
 		return "", nil, err
 	}
-	return mintUser(skp, account.PublicKey, name, nil, time.Time{})
-}
-
-// mintUser makes a user nkey and a JWT for it, signed by a signing key of
-// the account.
-func mintUser(signer nkeys.KeyPair, account, name string, perms *jwt.Permissions, expires time.Time) (userJWT string, seed []byte, err error) {
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = name
-	uc.IssuerAccount = account
-	if !expires.IsZero() {
-		uc.Expires = expires.Unix()
-	}
-	if perms != nil {
-		uc.Permissions = *perms
-	}
-	if userJWT, err = uc.Encode(signer); err != nil {
-		return "", nil, err
-	}
-	seed, _ = ukp.Seed()
-	return userJWT, seed, nil
-}
-
-func mintUserCreds(signer nkeys.KeyPair, account, name string, perms *jwt.Permissions) ([]byte, error) {
-	tok, seed, err := mintUser(signer, account, name, perms, time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	return keys.FormatCreds(tok, seed)
+	return NewUser(skp, account.PublicKey, name, nil, time.Time{})
 }
 
 // CheckKeys loads every seed in the key store and each secret `latch
 // serve` needs, so that `latch operator show` reports a corrupt, misplaced
 // or world-readable seed file, with how to fix it, before the server
 // trips over it.
-func (op *Operator) CheckKeys(getenv func(string) string) error {
+func (op *Tree) CheckKeys(getenv func(string) string) error {
 	pubs, err := op.Keys.List()
 	if err != nil {
 		return fmt.Errorf("key store %s: %w", op.Keys.Dir(), err)
