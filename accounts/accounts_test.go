@@ -32,6 +32,18 @@ func startStack(t *testing.T) *latchtest.Stack {
 	return latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir()})
 }
 
+// serveAdmin runs the admin service of s's account service until the test
+// ends, and returns a client with the first admin's creds.
+func serveAdmin(t *testing.T, s *latchtest.Stack) *accounts.AdminClient {
+	t.Helper()
+	ms, err := s.Service.ServeAdmin(s.App, "0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Stop() })
+	return accounts.NewAdminClient(s.MustAdminConn(t))
+}
+
 // testCtx is a context for calls that should answer promptly.
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

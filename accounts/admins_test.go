@@ -23,14 +23,10 @@ func TestAdminServiceKnowsItsCaller(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
 	ctx := testCtx(t)
-	ms, err := s.Service.ServeAdmin(s.App, "0.1.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Stop()
+	serveAdmin(t, s)
 
 	// A user of LATCH itself (as admin.creds used to be) is refused.
-	_, err = accounts.EndpointAccountList.Call(ctx, accounts.NewAdminClient(s.App), accounts.NoRequest{})
+	_, err := accounts.EndpointAccountList.Call(ctx, accounts.NewAdminClient(s.App), accounts.NoRequest{})
 	wantKind(t, "a LATCH user calling the admin service", err, accounts.ErrForbidden)
 
 	// admin.creds, with a Nats-Request-Info of its own making and the old
@@ -61,12 +57,7 @@ func TestAdminCreds(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
 	ctx := testCtx(t)
-	ms, err := s.Service.ServeAdmin(s.App, "0.1.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Stop()
-	root := accounts.NewAdminClient(s.MustAdminConn(t))
+	root := serveAdmin(t, s)
 
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
@@ -191,13 +182,8 @@ func TestAdminErrorsAreCounted(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
 	ctx := testCtx(t)
-	ms, err := s.Service.ServeAdmin(s.App, "0.1.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Stop()
-	admin := accounts.NewAdminClient(s.MustAdminConn(t))
-	_, err = accounts.EndpointAccountShow.Call(ctx, admin, accounts.AccountRequest{Name: "nobody"})
+	admin := serveAdmin(t, s)
+	_, err := accounts.EndpointAccountShow.Call(ctx, admin, accounts.AccountRequest{Name: "nobody"})
 	wantKind(t, "show an unknown account", err, accounts.ErrNotFound)
 	if _, err := accounts.EndpointAccountList.Call(ctx, admin, accounts.NoRequest{}); err != nil {
 		t.Fatal(err)
@@ -225,11 +211,7 @@ func TestAdminBadRequests(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
 	ctx := testCtx(t)
-	ms, err := s.Service.ServeAdmin(s.App, "0.1.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.Stop()
+	serveAdmin(t, s)
 	s.MustCreatePerson(t, "alice")
 	nc := s.MustAdminConn(t)
 	call := func(subject, body string) (*nats.Msg, error) {

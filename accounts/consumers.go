@@ -31,7 +31,7 @@ type RecordsConsumer struct {
 // RecordsConsumers lists the consumers of a person's records bucket.
 func (s *Service) RecordsConsumers(ctx context.Context, person string) ([]RecordsConsumer, error) {
 	var out []RecordsConsumer
-	err := s.withRecordsStream(ctx, person, func(st jetstream.Stream) error {
+	err := s.withRecordsStream(ctx, person, func(_ jetstream.JetStream, st jetstream.Stream) error {
 		l := st.ListConsumers(ctx)
 		for ci := range l.Info() {
 			c := RecordsConsumer{Name: ci.Name, Durable: ci.Config.Durable != "", Created: ci.Created,
@@ -53,7 +53,7 @@ func (s *Service) RecordsConsumers(ctx context.Context, person string) ([]Record
 func (s *Service) ClearRecordsConsumers(ctx context.Context, person string) (int, error) {
 	n := 0
 	var account string
-	err := s.withRecordsStream(ctx, person, func(st jetstream.Stream) error {
+	err := s.withRecordsStream(ctx, person, func(_ jetstream.JetStream, st jetstream.Stream) error {
 		account = st.CachedInfo().Config.Name
 		l := st.ListConsumers(ctx)
 		var names []string
@@ -82,8 +82,8 @@ func (s *Service) ClearRecordsConsumers(ctx context.Context, person string) (int
 }
 
 // withRecordsStream runs f on a person's records stream, through a
-// short-lived service user of the account.
-func (s *Service) withRecordsStream(ctx context.Context, person string, f func(jetstream.Stream) error) error {
+// short-lived service user of the account whose JetStream context js is.
+func (s *Service) withRecordsStream(ctx context.Context, person string, f func(js jetstream.JetStream, st jetstream.Stream) error) error {
 	p, err := s.Person(ctx, person)
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func (s *Service) withRecordsStream(ctx context.Context, person string, f func(j
 	if err != nil {
 		return fmt.Errorf("the records bucket of %s: %w", p.Name, err)
 	}
-	return f(st)
+	return f(rs.js, st)
 }
 
 // upgradeBucket brings a person's records bucket to bucketVersion.

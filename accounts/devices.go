@@ -220,11 +220,7 @@ func (s *Service) devicesOf(ctx context.Context, p Person) ([]Device, error) {
 // a network failure. It returns the device and how many connections it
 // closed.
 func (s *Service) DisconnectDevice(ctx context.Context, person, ref string) (Device, int, error) {
-	p, err := s.Person(ctx, person)
-	if err != nil {
-		return Device{}, 0, err
-	}
-	d, err := s.deviceOf(ctx, p, ref)
+	p, d, err := s.personDevice(ctx, person, ref)
 	if err != nil {
 		return Device{}, 0, err
 	}
@@ -243,11 +239,18 @@ func (s *Service) DisconnectDevice(ctx context.Context, person, ref string) (Dev
 // Device finds a device of a person by public key or by name. A name
 // matches the active device first, then the newest revoked one.
 func (s *Service) Device(ctx context.Context, person, ref string) (Device, error) {
+	_, d, err := s.personDevice(ctx, person, ref)
+	return d, err
+}
+
+// personDevice finds a person and one of their devices, by name or key.
+func (s *Service) personDevice(ctx context.Context, person, ref string) (Person, Device, error) {
 	p, err := s.Person(ctx, person)
 	if err != nil {
-		return Device{}, err
+		return Person{}, Device{}, err
 	}
-	return s.deviceOf(ctx, p, ref)
+	d, err := s.deviceOf(ctx, p, ref)
+	return p, d, err
 }
 
 func (s *Service) deviceOf(ctx context.Context, p Person, ref string) (Device, error) {
@@ -288,11 +291,7 @@ func (s *Service) deviceOf(ctx context.Context, p Person, ref string) (Device, e
 // connections at once. Its creds never connect again. Revoking a revoked
 // device changes nothing and returns it.
 func (s *Service) RevokeDevice(ctx context.Context, person, ref string) (Device, error) {
-	p, err := s.Person(ctx, person)
-	if err != nil {
-		return Device{}, err
-	}
-	d, err := s.deviceOf(ctx, p, ref)
+	p, d, err := s.personDevice(ctx, person, ref)
 	if err != nil {
 		return Device{}, err
 	}
@@ -325,11 +324,7 @@ func (s *Service) RenameDevice(ctx context.Context, person, ref, name string) (D
 	if err := ValidateDeviceName(name); err != nil {
 		return Device{}, err
 	}
-	p, err := s.Person(ctx, person)
-	if err != nil {
-		return Device{}, err
-	}
-	d, err := s.deviceOf(ctx, p, ref)
+	p, d, err := s.personDevice(ctx, person, ref)
 	if err != nil {
 		return Device{}, err
 	}

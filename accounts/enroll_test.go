@@ -438,16 +438,11 @@ func TestAdminApproveDevice(t *testing.T) {
 	s := webStack(t)
 	ctx := webCtx(t)
 	s.MustCreatePerson(t, "alice")
-	svc, err := s.Service.ServeAdmin(s.App, "0.1.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Stop()
-	admin := accounts.NewAdminClient(s.MustAdminConn(t))
+	admin := serveAdmin(t, s)
 
 	k := newDeviceKey(t)
 	deviceCode, e := mustStartEnrollment(t, s, k, "laptop")
-	_, err = accounts.EndpointDeviceApprove.Call(ctx, admin, accounts.DeviceApproveRequest{Account: "bob", Code: e.UserCode})
+	_, err := accounts.EndpointDeviceApprove.Call(ctx, admin, accounts.DeviceApproveRequest{Account: "bob", Code: e.UserCode})
 	wantErrIs(t, "approve for nobody", err, accounts.ErrNotFound)
 	_, err = accounts.EndpointDeviceApprove.Call(ctx, admin, accounts.DeviceApproveRequest{Account: "alice", Code: "BCDF-GHJK"})
 	wantErrIs(t, "approve an unknown code", err, accounts.ErrNotFound)

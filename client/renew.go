@@ -45,16 +45,7 @@ func (d *Device) Renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.Expires = s.expires()
-	if res.Account != "" {
-		d.Account = res.Account
-	}
-	if res.AccountName != "" {
-		d.Person = res.AccountName
-	}
-	if len(res.Servers) > 0 {
-		d.Servers = res.Servers
-	}
+	d.renewed(res, s.expires())
 	return nil
 }
 
@@ -127,6 +118,21 @@ func (d *Device) renewSession(ctx context.Context, s *session) (renewResult, err
 	return res, d.saveConfig(res, s.expires())
 }
 
+// renewed takes what a renewal answered: the JWT's expiry, and the
+// account, person and servers where the server named them.
+func (d *Device) renewed(res renewResult, expires *time.Time) {
+	d.Expires = expires
+	if res.Account != "" {
+		d.Account = res.Account
+	}
+	if res.AccountName != "" {
+		d.Person = res.AccountName
+	}
+	if len(res.Servers) > 0 {
+		d.Servers = res.Servers
+	}
+}
+
 // saveConfig brings client.json up to date after a renewal, when it
 // describes this device. It starts from the file rather than from d, so
 // overrides such as --server are never written.
@@ -140,16 +146,7 @@ func (d *Device) saveConfig(res renewResult, expires *time.Time) error {
 	if json.Unmarshal(b, &cfg) != nil || cfg.PublicKey != d.PublicKey {
 		return nil
 	}
-	cfg.Expires = expires
-	if res.Account != "" {
-		cfg.Account = res.Account
-	}
-	if res.AccountName != "" {
-		cfg.Person = res.AccountName
-	}
-	if len(res.Servers) > 0 {
-		cfg.Servers = res.Servers
-	}
+	cfg.renewed(res, expires)
 	out, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -35,6 +34,13 @@ func NewClaims(nc *nats.Conn, timeout time.Duration) *Claims {
 	return &Claims{nc: nc, timeout: timeout}
 }
 
+// claimsError is the error of a system request's answer.
+type claimsError struct {
+	Account     string `json:"account"`
+	Code        int    `json:"code"`
+	Description string `json:"description"`
+}
+
 // claimsReply is the server's answer to UPDATE and DELETE.
 type claimsReply struct {
 	Data *struct {
@@ -42,11 +48,7 @@ type claimsReply struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	} `json:"data"`
-	Error *struct {
-		Account     string `json:"account"`
-		Code        int    `json:"code"`
-		Description string `json:"description"`
-	} `json:"error"`
+	Error *claimsError `json:"error"`
 }
 
 func (c *Claims) request(ctx context.Context, subj string, data []byte) (*nats.Msg, error) {
@@ -62,16 +64,26 @@ func (c *Claims) request(ctx context.Context, subj string, data []byte) (*nats.M
 	return msg, nil
 }
 
+// ask sends a request and decodes its JSON answer into a T; what names
+// the request in errors.
+func ask[T any](ctx context.Context, c *Claims, subj string, data []byte, what string) (T, error) {
+	var r T
+	msg, err := c.request(ctx, subj, data)
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return r, fmt.Errorf("%s: unreadable reply %q", what, msg.Data)
+	}
+	return r, nil
+}
+
 // Push stores an account JWT in the resolver. The servers apply it at once
 // to a loaded account: revocations close connections, limits take effect.
 func (c *Claims) Push(ctx context.Context, accountJWT string) error {
-	msg, err := c.request(ctx, subjUpdate, []byte(accountJWT))
+	r, err := ask[claimsReply](ctx, c, subjUpdate, []byte(accountJWT), "push")
 	if err != nil {
 		return err
-	}
-	var r claimsReply
-	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return fmt.Errorf("push: unreadable reply %q", msg.Data)
 	}
 	if r.Error != nil {
 		return fmt.Errorf("push %s: the resolver refused it: %s", r.Error.Account, r.Error.Description)
@@ -91,18 +103,12 @@ func (c *Claims) Lookup(ctx context.Context, account string) (string, error) {
 
 // List returns the public keys of every account in the resolver.
 func (c *Claims) List(ctx context.Context) ([]string, error) {
-	msg, err := c.request(ctx, subjList, nil)
+	r, err := ask[struct {
+		Data  []string     `json:"data"`
+		Error *claimsError `json:"error"`
+	}](ctx, c, subjList, nil, "list")
 	if err != nil {
 		return nil, err
-	}
-	var r struct {
-		Data  []string `json:"data"`
-		Error *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return nil, fmt.Errorf("list: unreadable reply: %w", err)
 	}
 	if r.Error != nil {
 		return nil, fmt.Errorf("list: %s", r.Error.Description)
@@ -124,13 +130,9 @@ func (c *Claims) Delete(ctx context.Context, signer nkeys.KeyPair, accounts ...s
 	if err != nil {
 		return fmt.Errorf("delete: sign request: %w", err)
 	}
-	msg, err := c.request(ctx, subjDelete, []byte(tok))
+	r, err := ask[claimsReply](ctx, c, subjDelete, []byte(tok), "delete")
 	if err != nil {
 		return err
-	}
-	var r claimsReply
-	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return fmt.Errorf("delete: unreadable reply %q", msg.Data)
 	}
 	if r.Error != nil {
 		return fmt.Errorf("delete: the resolver refused it: %s", r.Error.Description)
@@ -142,24 +144,18 @@ func (c *Claims) Delete(ctx context.Context, signer nkeys.KeyPair, accounts ...s
 // folder. A deleted account's data would otherwise stay on disk and be
 // recovered at every start.
 func (c *Claims) PurgeJetStream(ctx context.Context, account string) error {
-	msg, err := c.request(ctx, fmt.Sprintf(subjJSPurge, account), nil)
+	r, err := ask[struct {
+		Initiated bool         `json:"initiated"`
+		Error     *claimsError `json:"error"`
+	}](ctx, c, fmt.Sprintf(subjJSPurge, account), nil, "purge")
 	if err != nil {
 		return err
-	}
-	var r struct {
-		Initiated bool `json:"initiated"`
-		Error     *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return fmt.Errorf("purge: unreadable reply %q", msg.Data)
 	}
 	if r.Error != nil {
 		return fmt.Errorf("purge JetStream of %s: %s", account, r.Error.Description)
 	}
 	if !r.Initiated {
-		return fmt.Errorf("purge JetStream of %s: not started (%s)", account, strings.TrimSpace(string(msg.Data)))
+		return fmt.Errorf("purge JetStream of %s: not started", account)
 	}
 	return nil
 }
