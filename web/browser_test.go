@@ -946,3 +946,134 @@ func (f *browserFlow) downloadCreds(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestBrowserErrorsBesideTheirCause: an htmx request that fails shows its
+// error right after the form or button that made it, not in the page's one
+// slot at the top. On the Passkeys page a rename and a session's End fail
+// at once, and each error stays in its place; a second error from the
+// rename form replaces its first; a rename that succeeds takes the notice
+// away. On the admin page a person's "Passkey link", which swaps the
+// invites elsewhere on the page, fails beside itself in the person's row,
+// and its notice goes when it succeeds.
+func TestBrowserErrorsBesideTheirCause(t *testing.T) {
+	chromium := findChromium(t)
+	tw := mustWeb(t, webOptions{})
+	b := startBrowser(t, chromium)
+	b.shots = t.TempDir() // this test's pictures are not the README's
+	f := &browserFlow{top: t, tw: tw, b: b}
+	f.setup(t)
+	ctx := context.Background()
+	me := f.person.Name
+
+	t.Run("PasskeysPage", func(t *testing.T) {
+		pks, err := tw.Service.Passkeys(ctx, me)
+		if err != nil || len(pks) != 1 {
+			t.Fatalf("passkeys after setup: %d, %v; want 1", len(pks), err)
+		}
+		_, other, err := tw.Service.StartSession(ctx, accounts.NewWebSession{Person: me, Addr: "192.0.2.7", UserAgent: "a browser left logged in", Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := fmt.Sprintf(`//tr[@id=%s]`, xpathString("passkey-"+pks[0].ID))
+		form, name, rename := row+"//form", row+`//input[@name="name"]`, row+`//button[normalize-space(.)="Rename"]`
+		end := fmt.Sprintf(`//tr[@id=%s]//button[normalize-space(.)="End"]`, xpathString("session-"+other.ID[:16]))
+		b.do(t, "open the passkeys page", chromedp.Navigate(tw.URL+"/passkeys"))
+		b.waitFor(t, "the passkey's row and the other session's End", fmt.Sprintf(`!!%s && !!%s`, xpathJS(form), xpathJS(end)))
+		// The other browser is logged out meanwhile, as from another tab.
+		if err := tw.Service.EndSessionID(ctx, me, other.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		// A name of spaces passes the field's "required"; the server,
+		// which trims it, finds it empty.
+		b.do(t, "rename the passkey to spaces", chromedp.SetValue(chromedp.Search(name), "   "), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
+		b.waitFor(t, "the rename's error after its form", fmt.Sprintf(`%s.includes("a passkey name is required")`, noticeAfterJS(form)))
+		b.do(t, "end the session ended meanwhile", chromedp.Click(chromedp.Search(end), chromedp.NodeVisible))
+		b.waitFor(t, "the End's error after its button", fmt.Sprintf(`%s.includes("has no session")`, noticeAfterJS(end)))
+		if got := browserValue(t, b, "read the rename's error", chromedp.Evaluate[string](noticeAfterJS(form))); !strings.Contains(got, "a passkey name is required") {
+			t.Errorf("after the End failed, the rename's error: got %q, want it still there", got)
+		}
+		wantErrorNotices(t, b, 2)
+
+		// A page whose field lost its maxlength would send this; a
+		// script's value is not held to it.
+		b.do(t, "rename the passkey to 65 characters", chromedp.SetValue(chromedp.Search(name), strings.Repeat("x", 65)), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
+		b.waitFor(t, "the second error in place of the first", fmt.Sprintf(`%s.includes("longer than 64")`, noticeAfterJS(form)))
+		wantErrorNotices(t, b, 2)
+
+		b.do(t, "rename the passkey", chromedp.SetValue(chromedp.Search(name), "Laptop key"), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
+		b.waitFor(t, "the renamed passkey, its error gone, the End's left", fmt.Sprintf(
+			`%s?.value === "Laptop key" && %s === "" && %s.includes("has no session") && %s`,
+			xpathJS(name), noticeAfterJS(form), noticeAfterJS(end), errorNoticesJS+` === 1`))
+		if pk, err := tw.Service.Passkey(ctx, pks[0].ID); err != nil || pk.Name != "Laptop key" {
+			t.Errorf("the passkey after the rename: %q, %v; want %q", pk.Name, err, "Laptop key")
+		}
+		// The sessions section comes back whole, without the End's error.
+		b.do(t, `click "Log out everywhere else"`, chromedp.Click(buttonNamed("Log out everywhere else"), chromedp.NodeVisible))
+		b.waitFor(t, "the sessions logged out, no error left", `!!document.querySelector("#sessions .notice.ok") && `+errorNoticesJS+` === 0`)
+		wantErrorNotices(t, b, 0)
+	})
+
+	t.Run("AdminPage", func(t *testing.T) {
+		if _, err := tw.Service.CreatePerson(ctx, accounts.NewPerson{Name: "dave", DisplayName: "Dave"}); err != nil {
+			t.Fatal(err)
+		}
+		link := `//tr[@id="person-dave"]//button[normalize-space(.)="Passkey link"]`
+		b.do(t, "open the admin page", chromedp.Navigate(tw.URL+"/admin"))
+		b.waitFor(t, `dave's "Passkey link"`, "!!"+xpathJS(link))
+		// Another admin disables dave meanwhile.
+		if _, err := tw.Service.DisablePerson(ctx, "dave"); err != nil {
+			t.Fatal(err)
+		}
+		b.do(t, `click dave's "Passkey link"`, chromedp.Click(chromedp.Search(link), chromedp.NodeVisible))
+		b.waitFor(t, "the error in dave's row, after the button", fmt.Sprintf(`%s.includes("disabled")`, noticeAfterJS(link)))
+		if got := browserValue(t, b, "look for a link", chromedp.Evaluate[bool](`!!document.getElementById("invite-link")`)); got {
+			t.Error("a refused passkey link shows a link")
+		}
+		wantErrorNotices(t, b, 1)
+
+		// Enabled again, the same button works; the link shows among the
+		// invites, and the notice in dave's row goes.
+		if _, err := tw.Service.EnablePerson(ctx, "dave"); err != nil {
+			t.Fatal(err)
+		}
+		b.do(t, `click dave's "Passkey link" again`, chromedp.Click(chromedp.Search(link), chromedp.NodeVisible))
+		b.waitFor(t, "the new link, and no error", fmt.Sprintf(`!!document.getElementById("invite-link") && %s === "" && %s === 0`, noticeAfterJS(link), errorNoticesJS))
+		wantErrorNotices(t, b, 0)
+	})
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.pageErrors {
+		t.Errorf("the page's console: %s", e)
+	}
+}
+
+// xpathJS is a JavaScript expression for the first element an XPath finds,
+// or null.
+func xpathJS(xpath string) string {
+	return fmt.Sprintf(`document.evaluate(%s, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue`, jsString(xpath))
+}
+
+// noticeAfterJS is a JavaScript expression for the text of the error
+// notice right after the element an XPath finds: "" when the next element
+// is none.
+func noticeAfterJS(xpath string) string {
+	return fmt.Sprintf(`((n) => n && n.matches(".notice.error[role=alert]") ? n.textContent.trim() : "")(%s?.nextElementSibling)`, xpathJS(xpath))
+}
+
+// errorNoticesJS counts the error notices htmx requests left on the page:
+// those besides the page's own slot.
+const errorNoticesJS = `document.querySelectorAll("main .notice.error:not(#passkey-error)").length`
+
+// wantErrorNotices checks that the page shows n htmx error notices, and
+// that its slot at the top stays hidden.
+func wantErrorNotices(t *testing.T, b *browser, n int) {
+	t.Helper()
+	if got := browserValue(t, b, "count the error notices", chromedp.Evaluate[int](errorNoticesJS)); got != n {
+		t.Errorf("error notices on the page: got %d, want %d; page: %q", got, n, b.bodyText())
+	}
+	if !browserValue(t, b, "look at the page's error slot", chromedp.Evaluate[bool](`document.getElementById("passkey-error").hidden`)) {
+		t.Errorf("the page's error slot #passkey-error shows: %q", b.bodyText())
+	}
+}

@@ -61,8 +61,8 @@ func codeOf(status int) string {
 }
 
 // fail is the one place errors become responses: JSON for API and script
-// requests, a fragment for htmx, a page otherwise. Only unexpected errors
-// are logged; their text is not shown.
+// requests, a notice for htmx to show beside what made the request, a page
+// otherwise. Only unexpected errors are logged; their text is not shown.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := statusOf(err)
 	msg := err.Error()
@@ -79,10 +79,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		// htmx swaps only 2xx answers by default; the error notice goes
-		// into the page's error slot instead of the target.
-		w.Header().Set(hxRetarget, "#passkey-error")
-		w.Header().Set(hxReswap, "outerHTML")
+		// htmx does not swap an error into the request's target; the
+		// page's errors.js puts the notice right after the element that
+		// made the request. The browser places it, not HX-Retarget: the
+		// server knows that element only by an id, which most buttons lack.
 		s.render(w, r, status, views.ErrorNotice(msg))
 	default:
 		if status == http.StatusUnauthorized && r.Method == http.MethodGet {

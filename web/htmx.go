@@ -14,8 +14,6 @@ const (
 	hxRequest  = "HX-Request"
 	hxHistory  = "HX-History-Restore-Request"
 	hxRedirect = "HX-Redirect"
-	hxRetarget = "HX-Retarget"
-	hxReswap   = "HX-Reswap"
 	hxTrigger  = "HX-Trigger"
 )
 
