@@ -24,6 +24,9 @@ const (
 	AdminCredsFile   = "admin.creds"
 	KeysDir          = "keys"
 	JetStreamKeyName = "jetstream.key"
+	// RouteSecretName is the secret the nodes of a deployment show each
+	// other on their routes.
+	RouteSecretName = "route.secret"
 
 	// AdminSubjectPrefix is where the admin service listens.
 	AdminSubjectPrefix = "latch.admin.v1"
@@ -77,31 +80,41 @@ func Init(dir, name string) (*Tree, error) {
 	if name == "" {
 		name = "latch"
 	}
+	if err := create(dir, func(tmp string) error { return writeOperatorTree(tmp, name) }); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	return Load(dir)
+}
+
+// create makes the data folder dir with fill, which writes into a
+// temporary folder beside it that is then moved into place in one step:
+// a failure leaves nothing behind. dir must not exist or be empty.
+func create(dir string, fill func(tmp string) error) error {
 	if err := checkFreshDir(dir); err != nil {
-		return nil, err
+		return err
 	}
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fmt.Errorf("init: %w", err)
+		return err
 	}
 	tmp, err := os.MkdirTemp(parent, ".latch-init-*")
 	if err != nil {
-		return nil, fmt.Errorf("init: %w", err)
+		return err
 	}
 	defer os.RemoveAll(tmp)
 	if err := os.Chmod(tmp, 0o700); err != nil {
-		return nil, fmt.Errorf("init: %w", err)
+		return err
 	}
-	if err := writeOperatorTree(tmp, name); err != nil {
-		return nil, fmt.Errorf("init: %w", err)
+	if err := fill(tmp); err != nil {
+		return err
 	}
 	// rename(2) replaces an empty folder, and refuses a non-empty one.
 	// os.Rename refuses any existing folder, even an empty one, so the
 	// system call is used directly.
 	if err := syscall.Rename(tmp, dir); err != nil {
-		return nil, fmt.Errorf("init: move the new data folder into place: %w", err)
+		return fmt.Errorf("move the new data folder into place: %w", err)
 	}
-	return Load(dir)
+	return nil
 }
 
 // checkFreshDir accepts a folder that does not exist or is empty.
@@ -111,7 +124,7 @@ func checkFreshDir(dir string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("init: %w", err)
+		return err
 	}
 	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
 		return fmt.Errorf("%s is already initialised; nothing was changed (use another --data folder to start afresh)", dir)
@@ -182,6 +195,9 @@ func writeOperatorTree(dir, name string) error {
 		return err
 	}
 	if err := store.PutSecret(JetStreamKeyName, keys.RandomSecret(32)); err != nil {
+		return err
+	}
+	if err := store.PutSecret(RouteSecretName, keys.RandomSecret(32)); err != nil {
 		return err
 	}
 	// The manifest goes last: its presence is what makes the folder initialised.

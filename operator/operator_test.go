@@ -1,6 +1,7 @@
 package operator_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,4 +96,150 @@ func TestUpgradeAppExports(t *testing.T) {
 	if changed, err := op.UpgradeAppExports(); err != nil || changed {
 		t.Errorf("second upgrade: changed %v, %v; want nothing to do", changed, err)
 	}
+}
+
+// An identity exported from one data folder makes an empty folder a node
+// of the same deployment: the same operator, accounts, signing keys,
+// JetStream key and route secret, without the operator identity key.
+func TestIdentityJoin(t *testing.T) {
+	t.Parallel()
+	getenv := func(string) string { return "" }
+	first, err := operator.Init(filepath.Join(t.TempDir(), "n1"), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := first.Identity(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := id.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := id.Seeds[first.Operator]; ok || strings.Contains(string(b), mustSeed(t, first, first.Operator)) {
+		t.Error("the identity carries the operator identity key's seed")
+	}
+	parsed, err := operator.ParseIdentity(b)
+	if err != nil {
+		t.Fatalf("parse the exported identity: %v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "n2")
+	node, err := operator.Join(dir, parsed)
+	if err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	if node.Operator != first.Operator || node.SigningKey != first.SigningKey || node.AppAccount != first.AppAccount ||
+		node.SystemAccount != first.SystemAccount || node.AdminAccount != first.AdminAccount || node.OperatorJWT != first.OperatorJWT {
+		t.Errorf("the joined node's manifest differs from the first node's:\n%+v\n%+v", node.Manifest, first.Manifest)
+	}
+	if node.HasIdentityKey() {
+		t.Error("the joined node holds the operator identity key")
+	}
+	for _, pub := range []string{first.SigningKey, first.SystemAccount.SigningKey, first.AppAccount.SigningKey, first.AdminAccount.SigningKey} {
+		if mustSeed(t, node, pub) != mustSeed(t, first, pub) {
+			t.Errorf("seed of %s differs", pub)
+		}
+	}
+	if err := node.CheckKeys(getenv); err != nil {
+		t.Errorf("the joined node's keys: %v", err)
+	}
+	k1, _ := first.JetStreamKey(getenv)
+	k2, _ := node.JetStreamKey(getenv)
+	r1, _ := first.RouteSecret()
+	r2, _ := node.RouteSecret()
+	if k1 != k2 || r1 != r2 || r1 == "" {
+		t.Error("the joined node's JetStream key or route secret differs from the first node's")
+	}
+	if _, err := os.Stat(filepath.Join(dir, operator.SysCredsFile)); err != nil {
+		t.Errorf("sys.creds: %v", err)
+	}
+	if err := node.CheckIdentity(parsed, getenv); err != nil {
+		t.Errorf("the joined node against its identity: %v", err)
+	}
+
+	// Joining again, or into a folder that holds something, changes nothing.
+	if _, err := operator.Join(dir, parsed); err == nil || !strings.Contains(err.Error(), "already initialised") {
+		t.Errorf("join an initialised folder: got %v, want already initialised", err)
+	}
+	// Another deployment's folder is refused, and so is a folder whose
+	// JetStream key is not the identity's.
+	other, err := operator.Init(filepath.Join(t.TempDir(), "other"), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.CheckIdentity(parsed, getenv); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Errorf("another deployment's folder: got %v, want does not match", err)
+	}
+	rotated := func(k string) string {
+		if k == "LATCH_JETSTREAM_KEY" {
+			return "another key"
+		}
+		return ""
+	}
+	if err := node.CheckIdentity(parsed, rotated); err == nil || !strings.Contains(err.Error(), "JetStream key") {
+		t.Errorf("a folder with another JetStream key: got %v, want a JetStream key mismatch", err)
+	}
+}
+
+// A damaged or incomplete identity is refused with what is wrong, and
+// Join leaves nothing behind.
+func TestIdentityRefused(t *testing.T) {
+	t.Parallel()
+	first, err := operator.Init(filepath.Join(t.TempDir(), "n1"), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := first.Identity(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(m map[string]any)
+		want   string
+	}{
+		{"not json", nil, "not an identity file"},
+		{"format", func(m map[string]any) { m["format"] = "latch-identity/0" }, "format"},
+		{"no signing key", func(m map[string]any) { delete(m["seeds"].(map[string]any), first.SigningKey) }, "operator signing key is missing"},
+		{"wrong seed", func(m map[string]any) {
+			seeds := m["seeds"].(map[string]any)
+			seeds[first.SigningKey] = seeds[first.AppAccount.SigningKey]
+		}, "is of"},
+		{"no route secret", func(m map[string]any) { delete(m["secrets"].(map[string]any), operator.RouteSecretName) }, "route.secret"},
+		{"bad operator JWT", func(m map[string]any) { m["manifest"].(map[string]any)["operator_jwt"] = "x" }, "operator JWT is invalid"},
+	} {
+		b, _ := id.Encode()
+		if tc.change != nil {
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			tc.change(m)
+			b, _ = json.Marshal(m)
+		} else {
+			b = []byte("{not json")
+		}
+		_, err := operator.ParseIdentity(b)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+	// A folder that cannot be made leaves nothing: the parent is a file.
+	parent := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(parent, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := operator.Join(filepath.Join(parent, "n2"), id); err == nil {
+		t.Error("join under a file: no error")
+	}
+}
+
+func mustSeed(t *testing.T, o *operator.Tree, pub string) string {
+	t.Helper()
+	kp, err := o.Keys.Get(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	return string(seed)
 }
