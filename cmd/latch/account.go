@@ -40,71 +40,52 @@ JetStream quotas (the server's defaults unless given here) and a records bucket.
 					&cli.BoolFlag{Name: "admin", Usage: "make the person an admin"},
 					jsonFlag(),
 				}, limitFlags(" (default: the server's --account-* setting)")...)...),
-				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					req := accounts.AccountAddRequest{Name: a[0], DisplayName: c.String("display-name"), Role: accounts.RoleMember}
-					if c.Bool("admin") {
-						req.Role = accounts.RoleAdmin
-					}
-					// What is not given is the server's (its --account-* flags).
-					var err error
-					if req.Limits, err = limitsGiven(c); err != nil {
-						return err
-					}
-					p, err := accounts.EndpointAccountAdd.Call(c.Context, ac, req)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, p)
-					}
-					fmt.Fprintln(e.stdout, p.Account)
-					fmt.Fprintf(e.stderr, "%s has no passkey yet: `latch invite create --for %s` makes a link that gives them one, to sign in to the web GUI\n", p.Name, p.Name)
-					return nil
-				}),
+				Action: adminCall(e, nameArg, accounts.EndpointAccountAdd,
+					func(c *cli.Context, a []string) (accounts.AccountAddRequest, error) {
+						req := accounts.AccountAddRequest{Name: a[0], DisplayName: c.String("display-name"), Role: accounts.RoleMember}
+						if c.Bool("admin") {
+							req.Role = accounts.RoleAdmin
+						}
+						// What is not given is the server's (its --account-* flags).
+						var err error
+						req.Limits, err = limitsGiven(c)
+						return req, err
+					},
+					func(_ *cli.Context, p accounts.Person) error {
+						fmt.Fprintln(e.stdout, p.Account)
+						fmt.Fprintf(e.stderr, "%s has no passkey yet: `latch invite create --for %s` makes a link that gives them one, to sign in to the web GUI\n", p.Name, p.Name)
+						return nil
+					}),
 			},
 			{
 				Name:  "ls",
 				Usage: "list person accounts",
 				Flags: withGlobals(jsonFlag()),
-				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-					ps, err := accounts.EndpointAccountList.Call(c.Context, ac, accounts.NoRequest{})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, ps)
-					}
-					rows := make([][]string, len(ps))
-					for i, p := range ps {
-						rows[i] = []string{p.Name, p.Account, p.Role, p.Status, size(p.Limits.Disk), when(p.Created)}
-					}
-					return table(e.stdout, []string{"NAME", "ACCOUNT", "ROLE", "STATUS", "DISK", "CREATED"}, rows)
-				}),
+				Action: adminCall(e, nil, accounts.EndpointAccountList, noRequest,
+					func(_ *cli.Context, ps []accounts.Person) error {
+						return list(e.stdout, []string{"NAME", "ACCOUNT", "ROLE", "STATUS", "DISK", "CREATED"}, ps, func(p accounts.Person) []string {
+							return []string{p.Name, p.Account, p.Role, p.Status, size(p.Limits.Disk), when(p.Created)}
+						})
+					}),
 			},
 			{
 				Name:      "show",
 				Usage:     "show a person account",
 				ArgsUsage: "NAME",
 				Flags:     withGlobals(jsonFlag()),
-				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					d, err := accounts.EndpointAccountShow.Call(c.Context, ac, accounts.AccountRequest{Name: a[0]})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, d)
-					}
-					return fields(e.stdout,
-						"name", d.Name, "display name", dash(d.DisplayName), "account", d.Account, "role", d.Role,
-						"status", d.Status, "created", when(d.Created), "disabled at", whenPtr(d.DisabledAt),
-						"disk quota", size(d.Limits.Disk), "records", recordsUsage(d.Usage),
-						"records history", historyUsage(d.Usage), "memory quota", size(d.Limits.Memory),
-						"connections", strconv.FormatInt(d.Limits.Conns, 10), "payload", size(d.Limits.Payload),
-						"devices", fmt.Sprintf("%d active, %d revoked", d.DevicesActive, d.DevicesRevoked),
-						"jwt issued", when(d.IssuedAt), "jwt issuer", d.Issuer,
-						"revocations", strconv.Itoa(d.Revocations),
-					)
-				}),
+				Action: adminCall(e, nameArg, accounts.EndpointAccountShow, nameRequest,
+					func(_ *cli.Context, d accounts.AccountDetail) error {
+						return fields(e.stdout,
+							"name", d.Name, "display name", dash(d.DisplayName), "account", d.Account, "role", d.Role,
+							"status", d.Status, "created", when(d.Created), "disabled at", whenPtr(d.DisabledAt),
+							"disk quota", size(d.Limits.Disk), "records", recordsUsage(d.Usage),
+							"records history", historyUsage(d.Usage), "memory quota", size(d.Limits.Memory),
+							"connections", strconv.FormatInt(d.Limits.Conns, 10), "payload", size(d.Limits.Payload),
+							"devices", fmt.Sprintf("%d active, %d revoked", d.DevicesActive, d.DevicesRevoked),
+							"jwt issued", when(d.IssuedAt), "jwt issuer", d.Issuer,
+							"revocations", strconv.Itoa(d.Revocations),
+						)
+					}),
 			},
 			{
 				Name:      "edit",
@@ -115,27 +96,24 @@ the others stay. When the disk quota is smaller than what the records
 hold, nothing is lost: devices cannot write until deletes bring the
 records under it.`,
 				Flags: withGlobals(append(limitFlags(""), jsonFlag())...),
-				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					l, err := limitsGiven(c)
-					if err != nil {
-						return err
-					}
-					if l == (accounts.Limits{}) {
-						return usagef("give at least one of --disk, --memory, --conns, --payload, --consumers")
-					}
-					p, err := accounts.EndpointAccountEdit.Call(c.Context, ac, accounts.AccountEditRequest{Name: a[0], LimitsEdit: accounts.LimitsEdit{
-						Disk: l.Disk, Memory: l.Memory, Conns: l.Conns, Payload: l.Payload, Consumers: l.Consumers,
-					}})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, p)
-					}
-					return fields(e.stdout, "name", p.Name, "disk quota", size(p.Limits.Disk), "memory quota", size(p.Limits.Memory),
-						"connections", strconv.FormatInt(p.Limits.Conns, 10), "payload", size(p.Limits.Payload),
-						"consumers", strconv.FormatInt(p.Limits.Consumers, 10))
-				}),
+				Action: adminCall(e, nameArg, accounts.EndpointAccountEdit,
+					func(c *cli.Context, a []string) (accounts.AccountEditRequest, error) {
+						l, err := limitsGiven(c)
+						if err != nil {
+							return accounts.AccountEditRequest{}, err
+						}
+						if l == (accounts.Limits{}) {
+							return accounts.AccountEditRequest{}, usagef("give at least one of --disk, --memory, --conns, --payload, --consumers")
+						}
+						return accounts.AccountEditRequest{Name: a[0], LimitsEdit: accounts.LimitsEdit{
+							Disk: l.Disk, Memory: l.Memory, Conns: l.Conns, Payload: l.Payload, Consumers: l.Consumers,
+						}}, nil
+					},
+					func(_ *cli.Context, p accounts.Person) error {
+						return fields(e.stdout, "name", p.Name, "disk quota", size(p.Limits.Disk), "memory quota", size(p.Limits.Memory),
+							"connections", strconv.FormatInt(p.Limits.Conns, 10), "payload", size(p.Limits.Payload),
+							"consumers", strconv.FormatInt(p.Limits.Consumers, 10))
+					}),
 			},
 			{
 				Name:      "disable",
@@ -179,21 +157,18 @@ like a device, so it can itself be undone by another restore.
 --at is RFC 3339 (2026-12-01T15:04:05Z) or a duration ago (90m, 2h, 3d).`,
 				Before: func(c *cli.Context) error { return requireFlags(c, "at") },
 				Flags:  withGlobals(&cli.StringFlag{Name: "at", Usage: "when: RFC 3339, or a duration ago such as 2h (required)"}, jsonFlag()),
-				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					at, err := parseWhen(c.String("at"), time.Now())
-					if err != nil {
-						return usagef("--at: %v", err)
-					}
-					r, err := accounts.EndpointAccountRestore.Call(c.Context, ac, accounts.RestoreRequest{Name: a[0], At: at})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, r)
-					}
-					fmt.Fprintf(e.stdout, "restored %s's records to %s: %d keys put back, %d deleted\n", a[0], when(r.At), r.Put, r.Deleted)
-					return nil
-				}),
+				Action: adminCall(e, nameArg, accounts.EndpointAccountRestore,
+					func(c *cli.Context, a []string) (accounts.RestoreRequest, error) {
+						at, err := parseWhen(c.String("at"), time.Now())
+						if err != nil {
+							return accounts.RestoreRequest{}, usagef("--at: %v", err)
+						}
+						return accounts.RestoreRequest{Name: a[0], At: at}, nil
+					},
+					func(c *cli.Context, r accounts.Restored) error {
+						fmt.Fprintf(e.stdout, "restored %s's records to %s: %d keys put back, %d deleted\n", c.Args().First(), when(r.At), r.Put, r.Deleted)
+						return nil
+					}),
 			},
 			{
 				Name:      "consumers",
@@ -206,30 +181,25 @@ device has filled them (watches fail with "maximum consumers limit
 reached"), --clear deletes them all: the watches of connected devices make
 themselves again, durable consumers are gone. Revoke the device first.`,
 				Flags: withGlobals(&cli.BoolFlag{Name: "clear", Usage: "delete every consumer of the bucket first"}, jsonFlag()),
-				Action: e.adminAction(nameArg, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					r, err := accounts.EndpointAccountConsumers.Call(c.Context, ac, accounts.ConsumersRequest{Name: a[0], Clear: c.Bool("clear")})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, r)
-					}
-					if c.Bool("clear") {
-						fmt.Fprintf(e.stderr, "deleted %d consumers\n", r.Cleared)
-					}
-					rows := make([][]string, len(r.Consumers))
-					for i, cs := range r.Consumers {
-						kind, idle := "ephemeral", "never"
-						if cs.Durable {
-							kind = "durable"
+				Action: adminCall(e, nameArg, accounts.EndpointAccountConsumers,
+					func(c *cli.Context, a []string) (accounts.ConsumersRequest, error) {
+						return accounts.ConsumersRequest{Name: a[0], Clear: c.Bool("clear")}, nil
+					},
+					func(c *cli.Context, r accounts.ConsumersReply) error {
+						if c.Bool("clear") {
+							fmt.Fprintf(e.stderr, "deleted %d consumers\n", r.Cleared)
 						}
-						if cs.Idle > 0 {
-							idle = cs.Idle.String()
-						}
-						rows[i] = []string{cs.Name, kind, dash(cs.Filter), when(cs.Created), idle, strconv.FormatUint(cs.Pending, 10)}
-					}
-					return table(e.stdout, []string{"NAME", "KIND", "FILTER", "CREATED", "REMOVED IDLE AFTER", "PENDING"}, rows)
-				}),
+						return list(e.stdout, []string{"NAME", "KIND", "FILTER", "CREATED", "REMOVED IDLE AFTER", "PENDING"}, r.Consumers, func(cs accounts.RecordsConsumer) []string {
+							kind, idle := "ephemeral", "never"
+							if cs.Durable {
+								kind = "durable"
+							}
+							if cs.Idle > 0 {
+								idle = cs.Idle.String()
+							}
+							return []string{cs.Name, kind, dash(cs.Filter), when(cs.Created), idle, strconv.FormatUint(cs.Pending, 10)}
+						})
+					}),
 			},
 		},
 	}
@@ -238,17 +208,15 @@ themselves again, durable consumers are gone. Revoke the device first.`,
 // personAction runs an admin call on the account named by the one
 // argument and reports what it did.
 func (e *env) personAction(did string, endpoint accounts.Endpoint[accounts.AccountRequest, accounts.Person]) cli.ActionFunc {
-	return e.adminAction([]string{"NAME"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-		p, err := endpoint.Call(c.Context, ac, accounts.AccountRequest{Name: a[0]})
-		if err != nil {
-			return err
-		}
-		if c.Bool("json") {
-			return printJSON(e.stdout, p)
-		}
+	return adminCall(e, []string{"NAME"}, endpoint, nameRequest, func(_ *cli.Context, p accounts.Person) error {
 		fmt.Fprintf(e.stdout, "%s %s (%s)\n", did, p.Name, p.Account)
 		return nil
 	})
+}
+
+// nameRequest asks about the account named by the one argument.
+func nameRequest(_ *cli.Context, a []string) (accounts.AccountRequest, error) {
+	return accounts.AccountRequest{Name: a[0]}, nil
 }
 
 // recordsUsage says how full a person's records are: "-" when the

@@ -70,3 +70,27 @@ func (e *env) adminAction(argNames []string, f func(c *cli.Context, ac *accounts
 		return f(c, ac, a)
 	}
 }
+
+// adminCall is the action of an admin command that makes one call: req
+// makes the request from the command line, and show prints the reply, or
+// --json prints it as JSON.
+func adminCall[Req, Rep any](e *env, argNames []string, ep accounts.Endpoint[Req, Rep],
+	req func(c *cli.Context, args []string) (Req, error), show func(c *cli.Context, r Rep) error) cli.ActionFunc {
+	return e.adminAction(argNames, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
+		rq, err := req(c, a)
+		if err != nil {
+			return err
+		}
+		r, err := ep.Call(c.Context, ac, rq)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(e.stdout, r)
+		}
+		return show(c, r)
+	})
+}
+
+// noRequest is the request of an endpoint that takes none.
+func noRequest(*cli.Context, []string) (accounts.NoRequest, error) { return accounts.NoRequest{}, nil }

@@ -77,41 +77,30 @@ NAME: 1 to 32 of a-z, 0-9, '-' and '_'. The file is never overwritten.`,
 					Name:  "ls",
 					Usage: "list the admin creds, revoked ones too",
 					Flags: withGlobals(jsonFlag()),
-					Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-						as, err := accounts.EndpointAdminCredsList.Call(c.Context, ac, accounts.NoRequest{})
-						if err != nil {
-							return err
-						}
-						if c.Bool("json") {
-							return printJSON(e.stdout, as)
-						}
-						rows := make([][]string, len(as))
-						for i, a := range as {
-							status := "active"
-							if a.Revoked() {
-								status = "revoked " + when(a.RevokedAt)
-							}
-							rows[i] = []string{a.Name, a.PublicKey, when(a.Created), status}
-						}
-						return table(e.stdout, []string{"NAME", "KEY", "CREATED", "STATUS"}, rows)
-					}),
+					Action: adminCall(e, nil, accounts.EndpointAdminCredsList, noRequest,
+						func(_ *cli.Context, as []accounts.AdminCreds) error {
+							return list(e.stdout, []string{"NAME", "KEY", "CREATED", "STATUS"}, as, func(a accounts.AdminCreds) []string {
+								status := "active"
+								if a.Revoked() {
+									status = "revoked " + when(a.RevokedAt)
+								}
+								return []string{a.Name, a.PublicKey, when(a.Created), status}
+							})
+						}),
 				},
 				{
 					Name:      "revoke",
 					Usage:     "revoke admin creds: their connections close at once and they never connect again",
 					ArgsUsage: "NAME",
 					Flags:     withGlobals(jsonFlag()),
-					Action: e.adminAction([]string{"NAME"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-						r, err := accounts.EndpointAdminCredsRevoke.Call(c.Context, ac, accounts.AdminCredsRequest{Name: a[0]})
-						if err != nil {
-							return err
-						}
-						if c.Bool("json") {
-							return printJSON(e.stdout, r)
-						}
-						fmt.Fprintf(e.stdout, "revoked admin creds %s (%s)\n", r.Name, r.PublicKey)
-						return nil
-					}),
+					Action: adminCall(e, []string{"NAME"}, accounts.EndpointAdminCredsRevoke,
+						func(_ *cli.Context, a []string) (accounts.AdminCredsRequest, error) {
+							return accounts.AdminCredsRequest{Name: a[0]}, nil
+						},
+						func(_ *cli.Context, r accounts.AdminCreds) error {
+							fmt.Fprintf(e.stdout, "revoked admin creds %s (%s)\n", r.Name, r.PublicKey)
+							return nil
+						}),
 				},
 			},
 		}},

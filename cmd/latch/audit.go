@@ -22,19 +22,14 @@ func auditCommand(e *env) *cli.Command {
 			}
 			return nil
 		},
-		Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-			es, err := accounts.EndpointAuditList.Call(c.Context, ac, accounts.AuditRequest{Last: c.Int("last")})
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				return printJSON(e.stdout, es)
-			}
-			rows := make([][]string, len(es))
-			for i, ev := range es {
-				rows[i] = []string{when(ev.Time), ev.Actor, string(ev.Action), dash(ev.AccountName), dash(ev.DeviceName), dash(ev.Device), dash(ev.Detail)}
-			}
-			return table(e.stdout, []string{"TIME", "ACTOR", "ACTION", "ACCOUNT", "DEVICE", "KEY", "DETAIL"}, rows)
-		}),
+		Action: adminCall(e, nil, accounts.EndpointAuditList,
+			func(c *cli.Context, _ []string) (accounts.AuditRequest, error) {
+				return accounts.AuditRequest{Last: c.Int("last")}, nil
+			},
+			func(_ *cli.Context, es []accounts.AuditEvent) error {
+				return list(e.stdout, []string{"TIME", "ACTOR", "ACTION", "ACCOUNT", "DEVICE", "KEY", "DETAIL"}, es, func(ev accounts.AuditEvent) []string {
+					return []string{when(ev.Time), ev.Actor, string(ev.Action), dash(ev.AccountName), dash(ev.DeviceName), dash(ev.Device), dash(ev.Detail)}
+				})
+			}),
 	}
 }

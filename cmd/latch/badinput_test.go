@@ -183,15 +183,20 @@ func TestBadDataFolder(t *testing.T) {
 		mustLatch(t, nil, "init", "--data", data)
 		return data
 	}
+	// initRefused runs `latch init` in dir, which must refuse it saying
+	// want, and checks that dir is as it was.
+	initRefused := func(t *testing.T, dir string, want ...string) {
+		t.Helper()
+		before := fileTree(t, dir)
+		checkFailure(t, nil, failure{args: []string{"init", "--data", dir}, code: 1, want: want})
+		if after := fileTree(t, dir); !maps.Equal(before, after) {
+			t.Errorf("a refused init changed %s:\n%s", dir, treeDiff(before, after))
+		}
+	}
 
 	t.Run("init twice", func(t *testing.T) {
 		data := initData(t)
-		before := fileTree(t, data)
-		checkFailure(t, nil, failure{args: []string{"init", "--data", data}, code: 1,
-			want: []string{data + " is already initialised", "nothing was changed", "use another --data folder"}})
-		if after := fileTree(t, data); !maps.Equal(before, after) {
-			t.Errorf("a refused init changed the data folder:\n%s", treeDiff(before, after))
-		}
+		initRefused(t, data, data+" is already initialised", "nothing was changed", "use another --data folder")
 	})
 
 	t.Run("init a folder holding something else", func(t *testing.T) {
@@ -199,12 +204,7 @@ func TestBadDataFolder(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		before := fileTree(t, dir)
-		checkFailure(t, nil, failure{args: []string{"init", "--data", dir}, code: 1,
-			want: []string{dir + " is not empty and is not a latch data folder", "nothing was changed", "choose an empty or new folder"}})
-		if after := fileTree(t, dir); !maps.Equal(before, after) {
-			t.Errorf("a refused init changed the folder:\n%s", treeDiff(before, after))
-		}
+		initRefused(t, dir, dir+" is not empty and is not a latch data folder", "nothing was changed", "choose an empty or new folder")
 	})
 
 	t.Run("missing data folder", func(t *testing.T) {

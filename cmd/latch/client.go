@@ -158,8 +158,6 @@ func (e *env) device(c *cli.Context) (*client.Device, error) {
 	return d, nil
 }
 
-// records opens the device's records; the connection's troubles go to
-// stderr.
 // keyRecords reads a command's one KEY argument, checks it, and opens the
 // device's records.
 func (e *env) keyRecords(c *cli.Context) (string, *client.Records, error) {
@@ -170,14 +168,22 @@ func (e *env) keyRecords(c *cli.Context) (string, *client.Records, error) {
 	if err := keyArg(a[0]); err != nil {
 		return "", nil, err
 	}
-	d, err := e.device(c)
-	if err != nil {
-		return "", nil, err
-	}
-	r, err := e.records(c, d, slog.LevelWarn)
+	r, err := e.deviceRecords(c)
 	return a[0], r, err
 }
 
+// deviceRecords opens the enrolled device's records, logging only the
+// connection's warnings.
+func (e *env) deviceRecords(c *cli.Context) (*client.Records, error) {
+	d, err := e.device(c)
+	if err != nil {
+		return nil, err
+	}
+	return e.records(c, d, slog.LevelWarn)
+}
+
+// records opens the device's records; the connection's troubles go to
+// stderr.
 func (e *env) records(c *cli.Context, d *client.Device, level slog.Level) (*client.Records, error) {
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{
 		Level: level,
@@ -275,11 +281,7 @@ latch says which revision the record is at and exits 1.`,
 					return fmt.Errorf("read the value from standard input: %v", err)
 				}
 			}
-			d, err := e.device(c)
-			if err != nil {
-				return err
-			}
-			r, err := e.records(c, d, slog.LevelWarn)
+			r, err := e.deviceRecords(c)
 			if err != nil {
 				return err
 			}
@@ -362,31 +364,25 @@ func clientLsCommand(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			d, err := e.device(c)
-			if err != nil {
-				return err
-			}
-			r, err := e.records(c, d, slog.LevelWarn)
+			r, err := e.deviceRecords(c)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			list, err := r.List(c.Context, prefix)
+			ents, err := r.List(c.Context, prefix)
 			if err != nil {
 				return err
 			}
 			if c.Bool("json") {
-				out := make([]recordJSON, 0, len(list))
-				for _, ent := range list {
+				out := make([]recordJSON, 0, len(ents))
+				for _, ent := range ents {
 					out = append(out, recordJSON{Key: ent.Key, Revision: ent.Revision, Size: &ent.Size, Created: ent.Created.UTC()})
 				}
 				return printJSON(e.stdout, out)
 			}
-			rows := make([][]string, 0, len(list))
-			for _, ent := range list {
-				rows = append(rows, []string{ent.Key, strconv.FormatUint(ent.Revision, 10), strconv.Itoa(ent.Size), when(ent.Created)})
-			}
-			return table(e.stdout, []string{"KEY", "REVISION", "SIZE", "CREATED"}, rows)
+			return list(e.stdout, []string{"KEY", "REVISION", "SIZE", "CREATED"}, ents, func(ent client.Entry) []string {
+				return []string{ent.Key, strconv.FormatUint(ent.Revision, 10), strconv.Itoa(ent.Size), when(ent.Created)}
+			})
 		},
 	}
 }

@@ -17,6 +17,10 @@ func deviceCommand(e *env) *cli.Command {
 		return &cli.StringFlag{Name: "account", Usage: "the person account's name (required)"}
 	}
 	needAccount := func(c *cli.Context) error { return requireFlags(c, "account") }
+	// deviceRequest asks about the device named by the first argument.
+	deviceRequest := func(c *cli.Context, a []string) (accounts.DeviceRequest, error) {
+		return accounts.DeviceRequest{Account: c.String("account"), Device: a[0]}, nil
+	}
 	return &cli.Command{
 		Name:  "device",
 		Usage: "issue, approve, list and revoke the devices of a person account (through the running server's admin service)",
@@ -95,42 +99,34 @@ in CODE do not matter. The device's public key is printed: compare it with
 the key the device shows, and revoke the device if they differ.`,
 				Before: needAccount,
 				Flags:  withGlobals(accountFlag(), jsonFlag()),
-				Action: e.adminAction([]string{"CODE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					d, err := accounts.EndpointDeviceApprove.Call(c.Context, ac, accounts.DeviceApproveRequest{Account: c.String("account"), Code: a[0]})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, d)
-					}
-					fmt.Fprintln(e.stdout, d.PublicKey)
-					fmt.Fprintf(e.stderr, "approved %s (key fingerprint %s, which the device shows) in account %s; the device receives its JWT on its next poll\n", d.Name, client.Fingerprint(d.PublicKey), d.AccountName)
-					return nil
-				}),
+				Action: adminCall(e, []string{"CODE"}, accounts.EndpointDeviceApprove,
+					func(c *cli.Context, a []string) (accounts.DeviceApproveRequest, error) {
+						return accounts.DeviceApproveRequest{Account: c.String("account"), Code: a[0]}, nil
+					},
+					func(_ *cli.Context, d accounts.Device) error {
+						fmt.Fprintln(e.stdout, d.PublicKey)
+						fmt.Fprintf(e.stderr, "approved %s (key fingerprint %s, which the device shows) in account %s; the device receives its JWT on its next poll\n", d.Name, client.Fingerprint(d.PublicKey), d.AccountName)
+						return nil
+					}),
 			},
 			{
 				Name:   "ls",
 				Usage:  "list the devices of a person account",
 				Before: needAccount,
 				Flags:  withGlobals(accountFlag(), jsonFlag()),
-				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-					ds, err := accounts.EndpointDeviceList.Call(c.Context, ac, accounts.DeviceRequest{Account: c.String("account")})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, ds)
-					}
-					rows := make([][]string, len(ds))
-					for i, d := range ds {
-						status := "active"
-						if d.Revoked() {
-							status = "revoked " + whenPtr(d.RevokedAt)
-						}
-						rows[i] = []string{d.Name, d.PublicKey, d.Enrolled, when(d.Created), whenPtr(d.Expires), status, seen(d)}
-					}
-					return table(e.stdout, []string{"NAME", "KEY", "ENROLLED", "CREATED", "EXPIRES", "STATUS", "SEEN"}, rows)
-				}),
+				Action: adminCall(e, nil, accounts.EndpointDeviceList,
+					func(c *cli.Context, _ []string) (accounts.DeviceRequest, error) {
+						return accounts.DeviceRequest{Account: c.String("account")}, nil
+					},
+					func(_ *cli.Context, ds []accounts.Device) error {
+						return list(e.stdout, []string{"NAME", "KEY", "ENROLLED", "CREATED", "EXPIRES", "STATUS", "SEEN"}, ds, func(d accounts.Device) []string {
+							status := "active"
+							if d.Revoked() {
+								status = "revoked " + whenPtr(d.RevokedAt)
+							}
+							return []string{d.Name, d.PublicKey, d.Enrolled, when(d.Created), whenPtr(d.Expires), status, seen(d)}
+						})
+					}),
 			},
 			{
 				Name:      "disconnect",
@@ -142,17 +138,11 @@ the device's connections now, on this server; its creds still work and a
 client that reconnects by itself comes back. To keep it out, revoke it.`,
 				Before: needAccount,
 				Flags:  withGlobals(accountFlag(), jsonFlag()),
-				Action: e.adminAction([]string{"DEVICE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					r, err := accounts.EndpointDeviceDisconnect.Call(c.Context, ac, accounts.DeviceRequest{Account: c.String("account"), Device: a[0]})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, r)
-					}
-					fmt.Fprintf(e.stdout, "closed %d connections of %s\n", r.Closed, r.Device.Name)
-					return nil
-				}),
+				Action: adminCall(e, []string{"DEVICE"}, accounts.EndpointDeviceDisconnect, deviceRequest,
+					func(_ *cli.Context, r accounts.DeviceDisconnectReply) error {
+						fmt.Fprintf(e.stdout, "closed %d connections of %s\n", r.Closed, r.Device.Name)
+						return nil
+					}),
 			},
 			{
 				Name:      "rename",
@@ -162,20 +152,17 @@ client that reconnects by itself comes back. To keep it out, revoke it.`,
 keeps its old name until it is renewed.`,
 				Before: needAccount,
 				Flags:  withGlobals(accountFlag(), jsonFlag()),
-				Action: e.adminAction([]string{"DEVICE", "NEW-NAME"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					if err := accounts.ValidateDeviceName(a[1]); err != nil {
-						return invalidArg("NEW-NAME", err)
-					}
-					d, err := accounts.EndpointDeviceRename.Call(c.Context, ac, accounts.DeviceRenameRequest{Account: c.String("account"), Device: a[0], Name: a[1]})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, d)
-					}
-					fmt.Fprintf(e.stdout, "renamed %s to %s (%s)\n", a[0], d.Name, client.Fingerprint(d.PublicKey))
-					return nil
-				}),
+				Action: adminCall(e, []string{"DEVICE", "NEW-NAME"}, accounts.EndpointDeviceRename,
+					func(c *cli.Context, a []string) (accounts.DeviceRenameRequest, error) {
+						if err := accounts.ValidateDeviceName(a[1]); err != nil {
+							return accounts.DeviceRenameRequest{}, invalidArg("NEW-NAME", err)
+						}
+						return accounts.DeviceRenameRequest{Account: c.String("account"), Device: a[0], Name: a[1]}, nil
+					},
+					func(c *cli.Context, d accounts.Device) error {
+						fmt.Fprintf(e.stdout, "renamed %s to %s (%s)\n", c.Args().First(), d.Name, client.Fingerprint(d.PublicKey))
+						return nil
+					}),
 			},
 			{
 				Name:      "revoke",
@@ -183,21 +170,15 @@ keeps its old name until it is renewed.`,
 				ArgsUsage: "DEVICE (its name or public key)",
 				Before:    needAccount,
 				Flags:     withGlobals(accountFlag(), jsonFlag()),
-				Action: e.adminAction([]string{"DEVICE"}, func(c *cli.Context, ac *accounts.AdminClient, a []string) error {
-					r, err := accounts.EndpointDeviceRevoke.Call(c.Context, ac, accounts.DeviceRequest{Account: c.String("account"), Device: a[0]})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, r)
-					}
-					if r.AlreadyRevoked {
-						fmt.Fprintf(e.stdout, "%s (%s) was already revoked at %s\n", r.Device.Name, r.Device.PublicKey, whenPtr(r.Device.RevokedAt))
+				Action: adminCall(e, []string{"DEVICE"}, accounts.EndpointDeviceRevoke, deviceRequest,
+					func(_ *cli.Context, r accounts.DeviceRevokeReply) error {
+						if r.AlreadyRevoked {
+							fmt.Fprintf(e.stdout, "%s (%s) was already revoked at %s\n", r.Device.Name, r.Device.PublicKey, whenPtr(r.Device.RevokedAt))
+							return nil
+						}
+						fmt.Fprintf(e.stdout, "revoked %s (%s)\n", r.Device.Name, r.Device.PublicKey)
 						return nil
-					}
-					fmt.Fprintf(e.stdout, "revoked %s (%s)\n", r.Device.Name, r.Device.PublicKey)
-					return nil
-				}),
+					}),
 			},
 		},
 	}

@@ -70,20 +70,11 @@ func filesHolding(t testing.TB, dir string, needles ...string) map[string][]stri
 	return found
 }
 
-// issueDevice makes a person and a device of theirs and returns the creds.
-func issueDevice(t testing.TB, s *served, person, device string) string {
-	t.Helper()
-	creds := filepath.Join(t.TempDir(), device+".creds")
-	s.mustAdmin(t, "account", "add", person)
-	s.mustAdmin(t, "device", "issue", "--account", person, "--name", device, "--out", creds)
-	return creds
-}
-
 func TestEncryptionAtRest(t *testing.T) {
 	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
-	creds := issueDevice(t, s, "alice", "laptop")
+	creds := mustIssueDevice(t, s, "alice", "laptop")
 	marker := randomMarker(t, "latch-marker-")
 	key := randomMarker(t, "markerkey")
 	nc := mustWatch(t, s.nats, creds)
@@ -172,7 +163,7 @@ func TestJetStreamKeyRotation(t *testing.T) {
 	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
-	creds := issueDevice(t, s, "alice", "laptop")
+	creds := mustIssueDevice(t, s, "alice", "laptop")
 	marker := randomMarker(t, "latch-marker-")
 	nc := mustWatch(t, s.nats, creds)
 	putRecord(t, nc.Conn, "note", marker)

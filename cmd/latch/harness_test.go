@@ -287,25 +287,22 @@ func decodeJSON(t testing.TB, r result, v any) {
 	}
 }
 
-// operatorInfo is `latch operator show --json`.
-type operatorInfo struct {
-	Name          string   `json:"name"`
-	Operator      string   `json:"operator"`
-	IdentityKey   string   `json:"identity_key"`
-	SigningKeys   []string `json:"signing_keys"`
-	SigningKey    string   `json:"signing_key_in_use"`
-	Strict        bool     `json:"strict_signing_key_usage"`
-	SystemAccount string   `json:"system_account"`
-	AppAccount    string   `json:"app_account"`
-	AdminAccount  string   `json:"admin_account"`
-	Data          string   `json:"data"`
-}
-
+// mustOperatorInfo is `latch operator show --json`.
 func mustOperatorInfo(t testing.TB, data string) operatorInfo {
 	t.Helper()
 	var info operatorInfo
 	decodeJSON(t, mustLatch(t, nil, "operator", "show", "--json", "--data", data), &info)
 	return info
+}
+
+// mustIssueDevice makes a person and a device of theirs and returns the
+// creds.
+func mustIssueDevice(t testing.TB, s *served, person, device string) string {
+	t.Helper()
+	creds := filepath.Join(t.TempDir(), device+".creds")
+	s.mustAdmin(t, "account", "add", person)
+	s.mustAdmin(t, "device", "issue", "--account", person, "--name", device, "--out", creds)
+	return creds
 }
 
 // connectCreds connects to url as the user in a creds file. It does not

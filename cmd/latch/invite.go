@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/urfave/cli/v2"
@@ -32,58 +31,46 @@ is printed: put the address people reach latch at in front of it.`,
 					&cli.BoolFlag{Name: "recover", Usage: "with --for: allow it though the person has a passkey (whoever opens the link can sign in as them)"},
 					jsonFlag(),
 				),
-				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-					req := accounts.InviteCreateRequest{Admin: c.Bool("admin"), For: c.String("for"), Recover: c.Bool("recover")}
-					switch {
-					case req.For != "" && req.Admin:
-						return usagef("--admin and --for do not go together: a link for an existing person adds a passkey, it does not change their role")
-					case req.Recover && req.For == "":
-						return usagef("--recover goes with --for NAME")
-					}
-					if req.For != "" {
-						if err := accounts.ValidatePersonName(req.For); err != nil {
-							return invalidArg("--for", err)
+				Action: adminCall(e, nil, accounts.EndpointInviteCreate,
+					func(c *cli.Context, _ []string) (accounts.InviteCreateRequest, error) {
+						req := accounts.InviteCreateRequest{Admin: c.Bool("admin"), For: c.String("for"), Recover: c.Bool("recover")}
+						switch {
+						case req.For != "" && req.Admin:
+							return req, usagef("--admin and --for do not go together: a link for an existing person adds a passkey, it does not change their role")
+						case req.Recover && req.For == "":
+							return req, usagef("--recover goes with --for NAME")
 						}
-					}
-					r, err := accounts.EndpointInviteCreate.Call(c.Context, ac, req)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, r)
-					}
-					if r.Link == "" {
-						fmt.Fprintln(e.stdout, "/invite/"+r.Token)
-						fmt.Fprintln(e.stderr, "the server has no --public-url: put the address people reach latch at in front of this path")
-					} else {
-						fmt.Fprintln(e.stdout, r.Link)
-					}
-					if r.Invite.Recover {
-						fmt.Fprintf(e.stderr, "warning: whoever opens this link can sign in as %s; hand it to them alone\n", r.Invite.For)
-					}
-					fmt.Fprintf(e.stderr, "invite %s works once, until %s; the link is shown only now\n", r.Invite.ID, when(r.Invite.Expires))
-					return nil
-				}),
+						if req.For != "" {
+							if err := accounts.ValidatePersonName(req.For); err != nil {
+								return req, invalidArg("--for", err)
+							}
+						}
+						return req, nil
+					},
+					func(_ *cli.Context, r accounts.InviteCreateReply) error {
+						if r.Link == "" {
+							fmt.Fprintln(e.stdout, "/invite/"+r.Token)
+							fmt.Fprintln(e.stderr, "the server has no --public-url: put the address people reach latch at in front of this path")
+						} else {
+							fmt.Fprintln(e.stdout, r.Link)
+						}
+						if r.Invite.Recover {
+							fmt.Fprintf(e.stderr, "warning: whoever opens this link can sign in as %s; hand it to them alone\n", r.Invite.For)
+						}
+						fmt.Fprintf(e.stderr, "invite %s works once, until %s; the link is shown only now\n", r.Invite.ID, when(r.Invite.Expires))
+						return nil
+					}),
 			},
 			{
 				Name:  "ls",
 				Usage: "list the invites that still work (not their links, which are shown once)",
 				Flags: withGlobals(jsonFlag()),
-				Action: e.adminAction(nil, func(c *cli.Context, ac *accounts.AdminClient, _ []string) error {
-					invs, err := accounts.EndpointInviteList.Call(c.Context, ac, accounts.NoRequest{})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, invs)
-					}
-					tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-					fmt.Fprintln(tw, "ID\tKIND\tCREATED\tEXPIRES\tBY")
-					for _, inv := range invs {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", inv.ID, inviteKind(inv), when(inv.Created), when(inv.Expires), dash(inv.CreatedBy))
-					}
-					return tw.Flush()
-				}),
+				Action: adminCall(e, nil, accounts.EndpointInviteList, noRequest,
+					func(_ *cli.Context, invs []accounts.Invite) error {
+						return list(e.stdout, []string{"ID", "KIND", "CREATED", "EXPIRES", "BY"}, invs, func(inv accounts.Invite) []string {
+							return []string{inv.ID, inviteKind(inv), when(inv.Created), when(inv.Expires), dash(inv.CreatedBy)}
+						})
+					}),
 			},
 			{
 				Name:      "revoke",

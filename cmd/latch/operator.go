@@ -33,18 +33,7 @@ func operatorCommand(e *env) *cli.Command {
 					}
 					keys := oc.SigningKeys
 					sort.Strings(keys)
-					info := struct {
-						Name          string   `json:"name"`
-						Operator      string   `json:"operator"`
-						IdentityKey   string   `json:"identity_key"`
-						SigningKeys   []string `json:"signing_keys"`
-						SigningKey    string   `json:"signing_key_in_use"`
-						Strict        bool     `json:"strict_signing_key_usage"`
-						SystemAccount string   `json:"system_account"`
-						AppAccount    string   `json:"app_account"`
-						AdminAccount  string   `json:"admin_account"`
-						Data          string   `json:"data"`
-					}{op.Name, op.Operator, "offline", keys, op.SigningKey, oc.StrictSigningKeyUsage,
+					info := operatorInfo{op.Name, op.Operator, "offline", keys, op.SigningKey, oc.StrictSigningKeyUsage,
 						op.SystemAccount.PublicKey, op.AppAccount.PublicKey, op.AdminAccount.PublicKey, op.Dir}
 					if op.HasIdentityKey() {
 						info.IdentityKey = "in " + op.Keys.Dir()
@@ -116,6 +105,20 @@ persons, new persons) never reach. See docs/operations.md.`,
 			},
 		},
 	}
+}
+
+// operatorInfo is what `latch operator show` shows, and its --json.
+type operatorInfo struct {
+	Name          string   `json:"name"`
+	Operator      string   `json:"operator"`
+	IdentityKey   string   `json:"identity_key"`
+	SigningKeys   []string `json:"signing_keys"`
+	SigningKey    string   `json:"signing_key_in_use"`
+	Strict        bool     `json:"strict_signing_key_usage"`
+	SystemAccount string   `json:"system_account"`
+	AppAccount    string   `json:"app_account"`
+	AdminAccount  string   `json:"admin_account"`
+	Data          string   `json:"data"`
 }
 
 // operatorAction wraps an operator command: it checks the positional

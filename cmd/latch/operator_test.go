@@ -148,9 +148,7 @@ func TestOperatorSigningKeys(t *testing.T) {
 
 	// A person and a device from before the rotation.
 	s := mustServe(t, data)
-	s.mustAdmin(t, "account", "add", "alice")
-	laptopCreds := filepath.Join(t.TempDir(), "laptop.creds")
-	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", laptopCreds)
+	laptopCreds := mustIssueDevice(t, s, "alice", "laptop")
 	putRecord(t, mustWatch(t, s.nats, laptopCreds).Conn, "note1", "hello")
 	s.stop()
 

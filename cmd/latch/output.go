@@ -29,6 +29,15 @@ func table(w io.Writer, header []string, rows [][]string) error {
 	return tw.Flush()
 }
 
+// list writes a table of items, one row each.
+func list[T any](w io.Writer, header []string, items []T, row func(T) []string) error {
+	rows := make([][]string, len(items))
+	for i, it := range items {
+		rows[i] = row(it)
+	}
+	return table(w, header, rows)
+}
+
 // oneLine keeps a value on one table line and out of the terminal's way:
 // device names are free text, so control characters are escaped.
 func oneLine(s string) string {

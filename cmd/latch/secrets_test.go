@@ -100,9 +100,7 @@ func TestNoSecretsReachOutside(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	s := mustServe(t, data)
 	natsAddr := strings.TrimPrefix(s.nats, "nats://") // the restart below keeps it
-	s.mustAdmin(t, "account", "add", "alice")
-	device := filepath.Join(t.TempDir(), "laptop.creds")
-	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", device)
+	device := mustIssueDevice(t, s, "alice", "laptop")
 
 	admin := filepath.Join(data, operator.AdminCredsFile)
 	spies := []*eavesdropper{

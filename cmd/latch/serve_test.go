@@ -119,14 +119,7 @@ func TestSetupLinkFileGoes(t *testing.T) {
 func TestAccountConsumers(t *testing.T) {
 	t.Parallel()
 	s := mustServe(t, "")
-	s.mustAdmin(t, "account", "add", "alice")
-	creds := filepath.Join(t.TempDir(), "laptop.creds")
-	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", creds)
-	nc, err := connectCreds(s.nats, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := mustWatch(t, s.nats, mustIssueDevice(t, s, "alice", "laptop"))
 	req := `{"stream_name":"KV_records","config":{"durable_name":"hog","ack_policy":"none"}}`
 	if m, err := nc.Request("$JS.API.CONSUMER.CREATE.KV_records.hog", []byte(req), 5*time.Second); err != nil || strings.Contains(string(m.Data), `"error"`) {
 		t.Fatalf("a device makes a durable consumer: %v", err)
@@ -150,9 +143,7 @@ func TestAccountConsumers(t *testing.T) {
 func TestDeviceDisconnectCommand(t *testing.T) {
 	t.Parallel()
 	s := mustServe(t, "")
-	s.mustAdmin(t, "account", "add", "alice")
-	creds := filepath.Join(t.TempDir(), "laptop.creds")
-	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", creds)
+	creds := mustIssueDevice(t, s, "alice", "laptop")
 	w := mustWatch(t, s.nats, creds)
 	var ds []accounts.Device
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -195,15 +186,8 @@ func TestDeviceDisconnectCommand(t *testing.T) {
 func TestAccountRestore(t *testing.T) {
 	t.Parallel()
 	s := mustServe(t, "")
-	s.mustAdmin(t, "account", "add", "alice")
-	creds := filepath.Join(t.TempDir(), "laptop.creds")
-	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", creds)
-	nc, err := connectCreds(s.nats, creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc := mustWatch(t, s.nats, mustIssueDevice(t, s, "alice", "laptop"))
+	js, _ := jetstream.New(nc.Conn)
 	ctx := context.Background()
 	kv, err := js.KeyValue(ctx, "records")
 	if err != nil {

@@ -58,15 +58,7 @@ func TestServeTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	home := filepath.Join(t.TempDir(), "home")
-	p, err := client.StartEnroll(ctx, client.EnrollOptions{URL: s.http, Name: "laptop", Home: home, CAFile: certs.CA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.mustAdmin(t, "device", "approve", "--account", "alice", p.UserCode)
-	d, err := p.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := s.mustEnroll(t, ctx, "alice", client.EnrollOptions{URL: s.http, Name: "laptop", Home: home, CAFile: certs.CA})
 	if len(d.Servers) == 0 || !strings.HasPrefix(d.Servers[0], "tls://") || d.CAFile != certs.CA {
 		t.Fatalf("the enrolled device: servers %v, CA %q; want tls:// and the CA", d.Servers, d.CAFile)
 	}
@@ -125,6 +117,22 @@ func peerNotAfter(t *testing.T, s *served, certs *latchtest.Certs) time.Time {
 	return c.ConnectionState().PeerCertificates[0].NotAfter
 }
 
+// mustEnroll enrolls a device of account as `latch client enroll` does,
+// approves its code as the admin, and returns it once it has its creds.
+func (s *served) mustEnroll(t testing.TB, ctx context.Context, account string, opts client.EnrollOptions) *client.Device {
+	t.Helper()
+	p, err := client.StartEnroll(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mustAdmin(t, "device", "approve", "--account", account, p.UserCode)
+	d, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // With --tls-ca, NATS clients must show a certificate of that CA, admins
 // and devices alike; the web asks browsers for none.
 func TestServeTLSClientCerts(t *testing.T) {
@@ -144,16 +152,8 @@ func TestServeTLSClientCerts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	home := filepath.Join(t.TempDir(), "home")
-	p, err := client.StartEnroll(ctx, client.EnrollOptions{URL: s.http, Name: "laptop", Home: home,
+	d := s.mustEnroll(t, ctx, "alice", client.EnrollOptions{URL: s.http, Name: "laptop", Home: home,
 		CAFile: certs.CA, CertFile: certs.Client, KeyFile: certs.ClientKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.mustAdmin(t, "device", "approve", "--account", "alice", p.UserCode)
-	d, err := p.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	env := map[string]string{client.HomeEnv: home}
 	mustClient(t, env, "put", "note", "with a client certificate")
 
