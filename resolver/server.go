@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,8 +68,67 @@ type Config struct {
 	// server before it is given up on; DefaultStall when 0. A start that
 	// makes progress is never given up on, however long it takes.
 	StallTimeout time.Duration
+	// Cluster makes the server a node of a NATS cluster of latch nodes;
+	// its zero value leaves it standalone.
+	Cluster Cluster
+	// ClientAdvertise is the client address (host:port) the server tells
+	// clients to connect and reconnect to, in place of its own.
+	ClientAdvertise string
 	// Log receives the server's log lines.
 	Log *slog.Logger
+}
+
+// Cluster is a server's part in a NATS cluster: routes to its peers,
+// authenticated with the deployment's secret, and a region that JetStream
+// places each stream's replicas apart by.
+type Cluster struct {
+	// Listen is the route listener, host:port; empty leaves the server
+	// standalone. Port 0 picks a free one.
+	Listen string
+	// Name is the cluster's name; every node of it has the same.
+	Name string
+	// Routes are the peers, host:port or nats-route://host:port. A name is
+	// passed through to nats-server, which resolves it again on every
+	// attempt: a peer that moves to another address is found again. A
+	// node may list itself; nats-server skips its own address.
+	Routes []string
+	// Secret is shown on every route and asked of every peer: whoever
+	// reaches the route port without it cannot join.
+	Secret string
+	// Advertise is the route address peers are told to use, when the
+	// listener's own is not reachable from them.
+	Advertise string
+	// Region tags the server region:<Region>; JetStream then puts the
+	// replicas of a stream on servers of different regions.
+	Region string
+}
+
+// RouteUser is the user every route authenticates as, with the
+// deployment's secret as its password.
+const RouteUser = "latch-route"
+
+// routeURLs makes the peers' route URLs, each with the route credentials.
+func (c Cluster) routeURLs() ([]*url.URL, error) {
+	var urls []*url.URL
+	for _, r := range c.Routes {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if !strings.Contains(r, "://") {
+			r = "nats-route://" + r
+		}
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" || u.Port() == "" {
+			return nil, fmt.Errorf("route %q: want host:port or nats-route://host:port", r)
+		}
+		if u.Scheme != "nats-route" && u.Scheme != "nats" {
+			return nil, fmt.Errorf("route %q: want nats-route://host:port", r)
+		}
+		u.User = url.UserPassword(RouteUser, c.Secret)
+		urls = append(urls, u)
+	}
+	return urls, nil
 }
 
 // Server is a running embedded nats-server.
@@ -123,6 +184,11 @@ func Launch(cfg Config) (*Server, error) {
 	}
 	if cfg.Monitor != "" {
 		if err := TryListen("monitor", cfg.Monitor); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Cluster.Listen != "" {
+		if err := TryListen("route", cfg.Cluster.Listen); err != nil {
 			return nil, err
 		}
 	}
@@ -218,7 +284,54 @@ func options(cfg Config) (*server.Options, error) {
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2
 		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
+	opts.ClientAdvertise = cfg.ClientAdvertise
+	if err := clusterOptions(opts, cfg.Cluster); err != nil {
+		res.Close()
+		return nil, err
+	}
 	return opts, nil
+}
+
+// clusterOptions makes opts a node of the cluster c, when c has a route
+// listener.
+func clusterOptions(opts *server.Options, c Cluster) error {
+	if c.Listen == "" {
+		if len(c.Routes) > 0 || c.Region != "" {
+			return errors.New("routes and a region need a route listener (--cluster HOST:PORT)")
+		}
+		return nil
+	}
+	if c.Secret == "" {
+		return errors.New("a cluster needs the deployment's route secret")
+	}
+	if c.Name == "" || strings.ContainsAny(c.Name, " \t.*>") {
+		return fmt.Errorf("cluster name %q: want a name without spaces, dots or wildcards", c.Name)
+	}
+	if opts.ServerName == "" {
+		return errors.New("a node of a cluster needs a name of its own (--server-name)")
+	}
+	host, port, err := splitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("route address %q: %w", c.Listen, err)
+	}
+	routes, err := c.routeURLs()
+	if err != nil {
+		return err
+	}
+	opts.Cluster = server.ClusterOpts{
+		Name: c.Name, Host: host, Port: port, Advertise: c.Advertise,
+		Username: RouteUser, Password: c.Secret,
+		Compression: server.CompressionOpts{Mode: server.CompressionS2Auto},
+	}
+	opts.Routes = routes
+	if c.Region != "" {
+		if strings.ContainsAny(c.Region, " \t:") {
+			return fmt.Errorf("region %q: want a name without spaces or colons", c.Region)
+		}
+		opts.Tags = jwt.TagList{"region:" + c.Region}
+		opts.JetStreamUniqueTag = "region"
+	}
+	return nil
 }
 
 // splitHostPort parses host:port; port 0 becomes -1, nats-server's "any".
@@ -300,7 +413,7 @@ func (e *StallError) Error() string {
 
 // ListenError is a listener nats-server cannot open.
 type ListenError struct {
-	Listener string // "client" or "monitor"
+	Listener string // "client", "monitor" or "route"
 	Addr     string
 	Err      error
 }
@@ -348,7 +461,15 @@ func (s *Server) jetStreamHealthy() error {
 	if !s.ns.Running() {
 		return errors.New("nats is not running")
 	}
-	hs := s.ns.Healthz(&server.HealthzOptions{JSServerOnly: true})
+	// Standalone, a server that listens serves JetStream (its recovery
+	// is followed apart, from the log). A node of a cluster must also know
+	// its meta leader and be current with it: until then a JetStream
+	// request waits in vain.
+	opts := &server.HealthzOptions{JSServerOnly: true}
+	if s.ns.JetStreamIsClustered() {
+		opts = &server.HealthzOptions{JSMetaOnly: true}
+	}
+	hs := s.ns.Healthz(opts)
 	if hs.Status != "ok" {
 		return fmt.Errorf("nats: %s", hs.Error)
 	}
@@ -384,6 +505,31 @@ func (s *Server) MonitorURL() string {
 		return "https://" + a.String()
 	}
 	return "http://" + a.String()
+}
+
+// RouteAddr is the address of the route listener, or "" when the server
+// is not a node of a cluster.
+func (s *Server) RouteAddr() string {
+	if a := s.ns.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// Routes names the servers this one has a route to, sorted, each once.
+func (s *Server) Routes() []string {
+	rz, err := s.ns.Routez(nil)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, r := range rz.Routes {
+		if !slices.Contains(names, r.RemoteName) {
+			names = append(names, r.RemoteName)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // InProcessConn gives a client connection that does not go through TCP

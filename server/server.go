@@ -545,7 +545,7 @@ func ListenError(err error) error {
 	if !errors.As(err, &le) {
 		return err
 	}
-	flag := map[string]string{"client": "--nats", "monitor": "--monitor"}[le.Listener]
+	flag := map[string]string{"client": "--nats", "monitor": "--monitor", "route": "--cluster"}[le.Listener]
 	return fmt.Errorf("nats: cannot listen for %s connections on %s (%s): %v; is another server using the port? Stop it or choose another address with %s",
 		le.Listener, le.Addr, flag, le.Err, flag)
 }

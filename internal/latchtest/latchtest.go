@@ -6,6 +6,7 @@ package latchtest
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -290,4 +291,23 @@ func (s *Stack) OtherService(tb testing.TB) *accounts.Service {
 		tb.Fatal(err)
 	}
 	return svc
+}
+
+// RouteAddrs picks n free loopback addresses for route listeners. The
+// nodes of a cluster must know each other's route addresses before any of
+// them starts (a clustered JetStream refuses to start without routes), so
+// unlike the other listeners these cannot be port 0: each port is taken
+// from the system and let go at once, for the node to listen on.
+func RouteAddrs(tb testing.TB, n int) []string {
+	tb.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		addrs[i] = l.Addr().String()
+		l.Close()
+	}
+	return addrs
 }
