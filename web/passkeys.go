@@ -391,13 +391,8 @@ func (s *Server) handleReauthBegin(w http.ResponseWriter, r *http.Request, p acc
 
 // handleReauthFinish is POST /reauth/finish.
 func (s *Server) handleReauthFinish(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	c, ok := s.ceremonyAnswered(w, r, ceremonyReauth)
+	c, u, ok := s.personCeremony(w, r, ceremonyReauth, p)
 	if !ok {
-		return
-	}
-	u, err := s.userOf(r.Context(), p)
-	if err != nil {
-		s.fail(w, r, err)
 		return
 	}
 	cred, err := s.webauthn.FinishLogin(u, c.Data, r)
@@ -452,13 +447,8 @@ func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p ac
 
 // handlePasskeyFinish is POST /passkeys/finish.
 func (s *Server) handlePasskeyFinish(w http.ResponseWriter, r *http.Request, p accounts.Person) {
-	c, ok := s.ceremonyAnswered(w, r, ceremonyAdd)
+	c, u, ok := s.personCeremony(w, r, ceremonyAdd, p)
 	if !ok {
-		return
-	}
-	u, err := s.userOf(r.Context(), p)
-	if err != nil {
-		s.fail(w, r, err)
 		return
 	}
 	cred, err := s.webauthn.FinishRegistration(u, c.Data, r)

@@ -194,6 +194,22 @@ func (s *Server) ceremonyAnswered(w http.ResponseWriter, r *http.Request, kind c
 	return c, true
 }
 
+// personCeremony takes the ceremony a finish step of the person p
+// answers, and p as the passkey library sees them; false when it failed
+// and said so.
+func (s *Server) personCeremony(w http.ResponseWriter, r *http.Request, kind ceremonyKind, p accounts.Person) (ceremony, *waUser, bool) {
+	c, ok := s.ceremonyAnswered(w, r, kind)
+	if !ok {
+		return ceremony{}, nil, false
+	}
+	u, err := s.userOf(r.Context(), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return ceremony{}, nil, false
+	}
+	return c, u, true
+}
+
 // sessionService is what the account service does for web sessions and
 // passkey ceremonies kept on the server.
 type sessionService interface {
