@@ -43,6 +43,11 @@ const (
 	ActionInviteRevoke        Action = "invite.revoke"
 	ActionAdminCredsIssue     Action = "admin_creds.issue"
 	ActionAdminCredsRevoke    Action = "admin_creds.revoke"
+	// ActionAccountDrift is a node found enforcing a JWT of an account
+	// that is not latch's record of it; ActionAccountRepair is the record
+	// pushed again over it.
+	ActionAccountDrift  Action = "account.drift"
+	ActionAccountRepair Action = "account.repair"
 )
 
 // AuditEvent is one entry of the audit trail.

@@ -81,6 +81,7 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 			if err := s.cfg.Directory.Delete(ctx, s.cfg.Signer, pub); err != nil {
 				s.log.Warn("undo account creation: delete JWT", "account", pub, "err", err)
 			}
+			s.jwts.Purge(ctx, pub)
 		}
 		s.secrets.Delete(ctx, pub)
 		s.persons.Delete(ctx, p.Name)
@@ -96,7 +97,11 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 		return undo(err)
 	}
 	pushed = true
-	if err := s.cfg.Directory.Push(ctx, tok); err != nil {
+	rev, err := s.record(ctx, pub, tok, 0)
+	if err == nil {
+		err = s.push(ctx, pub, tok, rev)
+	}
+	if err != nil {
 		return undo(err)
 	}
 	if err := s.createRecordsBucket(ctx, pub, k.service, limits); err != nil {
@@ -292,6 +297,9 @@ func (s *Service) DeletePerson(ctx context.Context, name string) (Person, error)
 	if err := s.cfg.Directory.Delete(ctx, s.cfg.Signer, p.Account); err != nil {
 		return Person{}, step("deleting its JWT from the resolver", err)
 	}
+	if err := s.jwts.Purge(ctx, p.Account); err != nil && !isNotFound(err) {
+		return Person{}, step("deleting its JWT from the record", err)
+	}
 	s.forget(p.Account)
 	devs, err := s.devices.ListKeysFiltered(ctx, p.Account+".>")
 	if err == nil {
@@ -358,6 +366,9 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	for _, pub := range back {
 		s.log.Warn("deleted account came back; deleting it again", "account", pub)
 		if err := s.cfg.Directory.Delete(ctx, s.cfg.Signer, pub); err != nil {
+			return err
+		}
+		if err := s.jwts.Purge(ctx, pub); err != nil && !isNotFound(err) {
 			return err
 		}
 	}

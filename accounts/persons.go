@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 )
@@ -169,12 +168,10 @@ func (s *Service) Account(ctx context.Context, name string) (AccountDetail, erro
 		return AccountDetail{}, err
 	}
 	d := AccountDetail{Person: p}
-	if tok, err := s.cfg.Directory.Lookup(ctx, p.Account); err == nil {
-		if ac, err := jwt.DecodeAccountClaims(tok); err == nil {
-			d.IssuedAt = time.Unix(ac.IssuedAt, 0).UTC()
-			d.Issuer = ac.Issuer
-			d.Revocations = len(ac.Revocations)
-		}
+	if ac, _, err := s.recorded(ctx, p.Account); err == nil {
+		d.IssuedAt = time.Unix(ac.IssuedAt, 0).UTC()
+		d.Issuer = ac.Issuer
+		d.Revocations = len(ac.Revocations)
 	}
 	if p.Status == StatusActive {
 		rs, err := s.openRecords(ctx, p, time.Minute)

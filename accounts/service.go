@@ -35,8 +35,11 @@ const (
 	InvitesBucket    = "latch_invites"
 	AdminsBucket     = "latch_admins"
 	SessionsBucket   = "latch_sessions"
-	AuditStream      = "latch_audit"
-	auditSubject     = "latch.audit"
+	// JWTsBucket is the record of truth of account JWTs: each person's
+	// and LATCH_ADMIN's last JWT, committed there before it is pushed.
+	JWTsBucket   = "latch_jwts"
+	AuditStream  = "latch_audit"
+	auditSubject = "latch.audit"
 )
 
 // Directory is where account JWTs are published: the full resolver, over
@@ -85,6 +88,11 @@ type Config struct {
 	// AppAccount is LATCH's public key: person accounts import the device
 	// API (operator.DeviceAPISubject) from it. Empty leaves the import out.
 	AppAccount string
+	// Stored reads this node's own copy of an account JWT ("" when it has
+	// none); nil compares the cluster's answer to a lookup instead.
+	Stored func(account string) (string, error)
+	// Node names this node in drift reports and the audit trail.
+	Node string
 	// Log receives what the service reports.
 	Log *slog.Logger
 	// PublicURL is where people reach the web GUI, such as
@@ -106,6 +114,7 @@ type Service struct {
 	invites    jetstream.KeyValue
 	admins     jetstream.KeyValue
 	sessions   jetstream.KeyValue
+	jwts       jetstream.KeyValue
 
 	writers sync.Map // account public key → *writer
 	// statusMu serializes the status changes of one person (name →
@@ -155,6 +164,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		{&s.admins, AdminsBucket, "admins' creds: user key → name, created, revoked", 1, 0},
 		// A session outlives its TTL only in a bucket that has not yet
 		// expired it; the service refuses one older than SessionLifetime.
+		{&s.jwts, JWTsBucket, "account JWTs: account public key → its last JWT, committed before it is pushed", 1, 0},
 		{&s.sessions, SessionsBucket, "web sessions: s.<sha256 of the token> → session; p.<account>.<id> lists them", 1, SessionLifetime + time.Hour},
 	}
 	for _, b := range buckets {

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 // Config describes the embedded server.
@@ -622,6 +624,20 @@ func (s *Server) StoredAccounts() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// StoredJWT is the JWT of an account in this server's own resolver
+// folder, "" when it holds none: what this node enforces, whatever its
+// peers hold.
+func (s *Server) StoredJWT(account string) (string, error) {
+	if !nkeys.IsValidPublicAccountKey(account) {
+		return "", fmt.Errorf("%q is not an account public key", account)
+	}
+	b, err := os.ReadFile(filepath.Join(s.jwtDir, account+".jwt"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	return string(b), err
 }
 
 // Stats is a summary of the server for status pages.

@@ -108,6 +108,8 @@ func Start(o Options) (*Stack, error) {
 		AdminAccount: op.AdminAccount.PublicKey, AdminSigner: adminSigner,
 		AppAccount:  op.AppAccount.PublicKey,
 		Connections: ns,
+		Stored:      ns.StoredJWT,
+		Node:        "test",
 	})
 	if err == nil {
 		err = s.Service.RegisterFirstAdmin(ctx, op.FirstAdmin)
@@ -286,6 +288,7 @@ func (s *Stack) OtherService(tb testing.TB) *accounts.Service {
 	svc, err := accounts.Open(context.Background(), accounts.Config{
 		Signer: signer, Directory: resolver.NewClaims(sys, 10*time.Second), App: app, Dial: dial,
 		DeviceTTL: time.Hour, AdminAccount: s.Operator.AdminAccount.PublicKey, AppAccount: s.Operator.AppAccount.PublicKey,
+		Stored: s.Server.StoredJWT, Node: "other",
 	})
 	if err != nil {
 		tb.Fatal(err)
