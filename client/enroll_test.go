@@ -25,7 +25,8 @@ type server struct {
 	URL string
 }
 
-func mustServer(tb testing.TB) *server {
+// mustServer starts a server with a person of each of the names.
+func mustServer(tb testing.TB, persons ...string) *server {
 	tb.Helper()
 	st := latchtest.MustStart(tb, latchtest.Options{Dir: tb.TempDir()})
 	w, err := web.New(web.Config{PublicURL: "http://localhost", Servers: []string{st.Server.ClientURL()}, Accounts: st.Service})
@@ -34,6 +35,9 @@ func mustServer(tb testing.TB) *server {
 	}
 	hs := httptest.NewServer(w)
 	tb.Cleanup(hs.Close)
+	for _, name := range persons {
+		st.MustCreatePerson(tb, name)
+	}
 	return &server{Stack: st, URL: hs.URL}
 }
 
@@ -172,8 +176,7 @@ func TestEnrollApproved(t *testing.T) {
 
 func TestEnrollDenied(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	ctx := context.Background()
 	home := t.TempDir()
 	p, err := client.StartEnroll(ctx, client.EnrollOptions{URL: s.URL, Name: "laptop", Home: home})
@@ -255,8 +258,7 @@ func TestDefaultHome(t *testing.T) {
 
 // Enroll does StartEnroll and Wait in one call, in the default home.
 func TestEnroll(t *testing.T) {
-	s := mustServer(t)
-	s.MustCreatePerson(t, "bob")
+	s := mustServer(t, "bob")
 	home := filepath.Join(t.TempDir(), "home")
 	t.Setenv(client.HomeEnv, home)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

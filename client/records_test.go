@@ -59,6 +59,17 @@ func mustRecords(tb testing.TB, d *client.Device) *client.Records {
 	return r
 }
 
+// mustWatch watches the changes to r's records under prefix until ctx
+// ends.
+func mustWatch(tb testing.TB, ctx context.Context, r *client.Records, prefix string, opts ...client.WatchOption) <-chan client.Change {
+	tb.Helper()
+	ch, err := r.Watch(ctx, prefix, opts...)
+	if err != nil {
+		tb.Fatalf("watch %q: %v", prefix, err)
+	}
+	return ch
+}
+
 // next waits for the next change on a watch.
 func next(tb testing.TB, ch <-chan client.Change) client.Change {
 	tb.Helper()
@@ -98,8 +109,7 @@ func state(tb testing.TB, r *client.Records) map[string]string {
 
 func TestRecordsSyncBetweenDevices(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	a := mustRecords(t, s.mustHome(t, "alice", "laptop", 0))
 	b := mustRecords(t, s.mustHome(t, "alice", "phone", 0))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -108,10 +118,7 @@ func TestRecordsSyncBetweenDevices(t *testing.T) {
 	if _, err := a.Put(ctx, "before", []byte("was there")); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := b.Watch(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := mustWatch(t, ctx, b, "")
 	if c := next(t, ch); c.Op != client.OpPut || c.Key != "before" || string(c.Value) != "was there" {
 		t.Errorf("first change %+v, want the current value of before", c)
 	}
@@ -143,10 +150,7 @@ func TestRecordsSyncBetweenDevices(t *testing.T) {
 	}
 
 	// A prefix watch sees its keys only; a prefix need not end at a dot.
-	pch, err := b.Watch(ctx, "notes.wo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pch := mustWatch(t, ctx, b, "notes.wo")
 	for _, k := range []string{"notes.home", "notes.work", "other"} {
 		if _, err := a.Put(ctx, k, []byte(k)); err != nil {
 			t.Fatal(err)
@@ -168,8 +172,7 @@ func TestRecordsSyncBetweenDevices(t *testing.T) {
 // resumes from the revision it last applied and ends with A's state.
 func TestRecordsResume(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	a := mustRecords(t, s.mustHome(t, "alice", "laptop", 0))
 	bdev := s.mustHome(t, "alice", "phone", 0)
 	ctx := context.Background()
@@ -242,10 +245,7 @@ func TestRecordsResume(t *testing.T) {
 		t.Fatalf("B's last applied revision: %d, %v, %v", from, ok, err)
 	}
 	b = mustRecords(t, bdev)
-	ch, err = b.Watch(ctx, "", client.ResumeFrom(from))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch = mustWatch(t, ctx, b, "", client.ResumeFrom(from))
 	prev := from
 	sawDelete := false
 	for c := next(t, ch); ; c = next(t, ch) {
@@ -272,8 +272,7 @@ func TestRecordsResume(t *testing.T) {
 
 func TestRecordsUpdateConflict(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	a := mustRecords(t, s.mustHome(t, "alice", "laptop", 0))
 	b := mustRecords(t, s.mustHome(t, "alice", "phone", 0))
 	ctx := context.Background()
@@ -311,8 +310,7 @@ func TestRecordsUpdateConflict(t *testing.T) {
 
 func TestRecordsKeys(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	r := mustRecords(t, s.mustHome(t, "alice", "laptop", 0))
 	ctx := context.Background()
 	for _, key := range []string{"", "a b", "ümlaut", ".lead", "trail.", "a..b", "star*", "gt>", "new\nline"} {
@@ -383,10 +381,7 @@ func TestRecordsQuota(t *testing.T) {
 // back, and a put fits again. A device watching sees the delete.
 func testDeleteWhenFull(t *testing.T, s *server, r *client.Records, value []byte) {
 	ctx := context.Background()
-	ch, err := r.Watch(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := mustWatch(t, ctx, r, "")
 	// Small values to the last few bytes: nothing, not a delete, fits.
 	for i := 0; ; i++ {
 		if _, err := r.Put(ctx, fmt.Sprintf("f%d", i), nil); err != nil {

@@ -38,16 +38,12 @@ func waitNextSecond(t int64) {
 
 func TestRenew(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	ctx := context.Background()
 	dev := s.mustHome(t, "alice", "laptop", 10*time.Minute)
 	other := mustRecords(t, s.mustHome(t, "alice", "phone", 0))
 	r := mustRecords(t, dev)
-	ch, err := r.Watch(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := mustWatch(t, ctx, r, "")
 	before := credsClaims(t, dev)
 	waitNextSecond(before.IssuedAt)
 
@@ -90,16 +86,12 @@ func TestRenew(t *testing.T) {
 // the old JWT's expiry.
 func TestRenewAutomatically(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	ctx := context.Background()
 	dev := s.mustHome(t, "alice", "laptop", 6*time.Second)
 	other := mustRecords(t, s.mustHome(t, "alice", "phone", 0))
 	r := mustRecords(t, dev)
-	ch, err := r.Watch(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := mustWatch(t, ctx, r, "")
 	old := credsClaims(t, dev).Expires
 
 	deadline := time.Now().Add(30 * time.Second)
@@ -129,21 +121,17 @@ func TestRenewAutomatically(t *testing.T) {
 
 func TestRenewRevoked(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	ctx := context.Background()
 	dev := s.mustHome(t, "alice", "laptop", 0)
 	r := mustRecords(t, dev)
-	ch, err := r.Watch(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := mustWatch(t, ctx, r, "")
 	before, _ := os.ReadFile(dev.CredsPath)
 
 	if _, err := s.Service.RevokeDevice(ctx, "alice", "laptop"); err != nil {
 		t.Fatal(err)
 	}
-	err = dev.Renew(ctx)
+	err := dev.Renew(ctx)
 	if !errors.Is(err, client.ErrRevoked) || !strings.Contains(err.Error(), "revoked") {
 		t.Errorf("renew a revoked device: %v, want ErrRevoked", err)
 	}
@@ -175,8 +163,7 @@ func TestRenewRevoked(t *testing.T) {
 
 func TestRenewWithoutURL(t *testing.T) {
 	t.Parallel()
-	s := mustServer(t)
-	s.MustCreatePerson(t, "alice")
+	s := mustServer(t, "alice")
 	dev := s.mustHome(t, "alice", "laptop", 0)
 	dev.URL = ""
 	if err := dev.Renew(context.Background()); err == nil || !strings.Contains(err.Error(), filepath.Base(client.ConfigFile)) {

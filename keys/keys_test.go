@@ -44,6 +44,20 @@ func mustChmod(t *testing.T, path string, m fs.FileMode) {
 	}
 }
 
+// wantRefusal fails the test unless err is an error that holds each of
+// want; what says what was tried.
+func wantRefusal(t *testing.T, err error, what string, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: got nil error, want a refusal containing %q", what, want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%s: got %q, want it to contain %q", what, err, w)
+		}
+	}
+}
+
 func TestCreateMakesPrivateFolder(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b", "keys")
 	s, err := keys.Create(dir)
@@ -75,12 +89,7 @@ func TestOpenRefusesFolderOthersCanEnter(t *testing.T) {
 			mustChmod(t, dir, m)
 			for name, open := range map[string]func(string) (*keys.Store, error){"Open": keys.Open, "Create": keys.Create} {
 				_, err := open(dir)
-				if err == nil {
-					t.Fatalf("%s of a %04o folder: got nil error, want a refusal", name, m)
-				}
-				if want := "chmod 700 " + dir; !strings.Contains(err.Error(), want) {
-					t.Errorf("%s error: got %q, want it to contain %q", name, err, want)
-				}
+				wantRefusal(t, err, fmt.Sprintf("%s of a %04o folder", name, m), "chmod 700 "+dir)
 			}
 		})
 	}
@@ -101,12 +110,7 @@ func TestOpenRefusesWhatIsNotAStore(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := keys.Open(tt.path)
-			if err == nil {
-				t.Fatalf("open %s: got nil error, want one containing %q", tt.path, tt.want)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("got %q, want it to contain %q", err, tt.want)
-			}
+			wantRefusal(t, err, "open "+tt.path, tt.want)
 		})
 	}
 }
@@ -195,15 +199,7 @@ func TestGetRefusesSeedOthersCanRead(t *testing.T) {
 			}
 			mustChmod(t, s.Path(pub), m)
 			_, err := s.Get(pub)
-			if err == nil {
-				t.Fatalf("get a %04o seed: got nil error, want a refusal", m)
-			}
-			if want := "chmod 600 " + s.Path(pub); !strings.Contains(err.Error(), want) {
-				t.Errorf("got %q, want it to contain %q", err, want)
-			}
-			if want := "leaked"; !strings.Contains(err.Error(), want) {
-				t.Errorf("got %q, want it to contain %q", err, want)
-			}
+			wantRefusal(t, err, fmt.Sprintf("get a %04o seed", m), "chmod 600 "+s.Path(pub), "leaked")
 		})
 	}
 }
@@ -216,14 +212,7 @@ func TestGetRefusesCorruptSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := s.Get(pub)
-	if err == nil {
-		t.Fatal("get a corrupt seed: got nil error, want one")
-	}
-	for _, want := range []string{"corrupt", s.Path(pub), "backup"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("got %q, want it to contain %q", err, want)
-		}
-	}
+	wantRefusal(t, err, "get a corrupt seed", "corrupt", s.Path(pub), "backup")
 }
 
 func TestGetRefusesSeedOfAnotherKey(t *testing.T) {
@@ -237,14 +226,7 @@ func TestGetRefusesSeedOfAnotherKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := s.Get(pub)
-	if err == nil {
-		t.Fatal("get a mismatched seed: got nil error, want one")
-	}
-	for _, want := range []string{"another key", otherPub} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("got %q, want it to contain %q", err, want)
-		}
-	}
+	wantRefusal(t, err, "get a mismatched seed", "another key", otherPub)
 }
 
 func TestGetAcceptsSeedWithTrailingNewline(t *testing.T) {
@@ -313,12 +295,7 @@ func TestWriteFileNew(t *testing.T) {
 		t.Errorf("mode = %04o, want 0600", got)
 	}
 	err := keys.WriteFileNew(path, []byte("second"))
-	if err == nil {
-		t.Fatal("second write: got nil error, want a refusal")
-	}
-	if want := "nothing was overwritten"; !strings.Contains(err.Error(), want) {
-		t.Errorf("got %q, want it to contain %q", err, want)
-	}
+	wantRefusal(t, err, "second write", "nothing was overwritten")
 	if got, _ := os.ReadFile(path); string(got) != "first" {
 		t.Errorf("content after a refused write: got %q, want %q", got, "first")
 	}
@@ -467,12 +444,7 @@ func TestParseCredsRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := keys.ParseCreds(tt.creds)
-			if err == nil {
-				t.Fatalf("got nil error, want one containing %q", tt.want)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("got %q, want it to contain %q", err, tt.want)
-			}
+			wantRefusal(t, err, "parse", tt.want)
 		})
 	}
 }
@@ -511,14 +483,7 @@ func TestReadCredsRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := keys.ReadCreds(tt.path)
-			if err == nil {
-				t.Fatalf("got nil error, want one containing %q", tt.want)
-			}
-			for _, want := range tt.want {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("got %q, want it to contain %q", err, want)
-				}
-			}
+			wantRefusal(t, err, "read "+tt.path, tt.want...)
 		})
 	}
 }

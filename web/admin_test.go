@@ -18,9 +18,7 @@ import (
 // page and action, and nothing changes.
 func TestAdminOnly(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "root", true)
-	tw.mustPerson(t, "bob", false)
+	tw := mustWeb(t, webOptions{Admins: []string{"root"}, Members: []string{"bob"}})
 	c := tw.loginAs(t, "bob")
 	for _, rt := range []struct{ method, path string }{
 		{"GET", "/admin"},
@@ -60,9 +58,7 @@ func TestAdminOnly(t *testing.T) {
 // first.
 func TestAdminPage(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "root", true)
-	tw.mustPerson(t, "bob", false)
+	tw := mustWeb(t, webOptions{Admins: []string{"root"}, Members: []string{"bob"}})
 	tw.MustIssueDevice(t, "bob", "one")
 	tw.MustIssueDevice(t, "bob", "two")
 	gone := tw.MustIssueDevice(t, "bob", "three")
@@ -124,9 +120,7 @@ func TestAdminPage(t *testing.T) {
 // enabled; delete removes them; an admin can do neither to themselves.
 func TestAdminPersons(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "root", true)
-	tw.mustPerson(t, "bob", false)
+	tw := mustWeb(t, webOptions{Admins: []string{"root"}, Members: []string{"bob"}})
 	dev := tw.MustIssueDevice(t, "bob", "laptop")
 	conn := tw.MustConnect(t, dev.CredsFile)
 	c := tw.loginAs(t, "root")
@@ -193,8 +187,7 @@ func TestAdminPersons(t *testing.T) {
 // pending invites are listed by ID only; a revoked invite stops working.
 func TestAdminInvites(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "root", true)
+	tw := mustWeb(t, webOptions{Admins: []string{"root"}})
 	c := tw.loginAs(t, "root")
 	ctx := context.Background()
 	link := regexp.MustCompile(regexp.QuoteMeta(tw.URL) + `/invite/([A-Za-z0-9_-]+)`)
@@ -295,8 +288,7 @@ func personRow(t *testing.T, page, name string) string {
 // a link that gives them one, and it leads to a page naming them.
 func TestAdminPasskeyLink(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "root", true)
+	tw := mustWeb(t, webOptions{Admins: []string{"root"}})
 	addTestPasskey(t, tw, "root", "Laptop", false)
 	if _, err := tw.Service.CreatePerson(context.Background(), accounts.NewPerson{Name: "carol", DisplayName: "Carol Shaw"}); err != nil {
 		t.Fatal(err)

@@ -145,8 +145,7 @@ func TestSignupModes(t *testing.T) {
 		{mode: SignupClosed, open: http.StatusForbidden, invite: http.StatusForbidden, beginWithToken: http.StatusForbidden},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			tw := mustWeb(t, webOptions{Signup: tc.mode})
-			tw.mustPerson(t, "admin", true)
+			tw := mustWeb(t, webOptions{Signup: tc.mode, Admins: []string{"admin"}})
 			token, _, err := tw.Service.CreateInvite(ctx, false)
 			if err != nil {
 				t.Fatal(err)

@@ -88,11 +88,7 @@ func (s *Server) handleDeviceDisconnect(w http.ResponseWriter, r *http.Request, 
 // the audit trail, and the creds expire after Config.DownloadTTL.
 func (s *Server) handleDeviceDownload(w http.ResponseWriter, r *http.Request, p accounts.Person) {
 	// The file holds a seed: like an approval, it needs a fresh passkey check.
-	if !s.freshPasskeyCheck(r) {
-		s.fail(w, r, errReauthNeeded("downloading creds needs a passkey check from the last minute. Go back, press Download creds and use your passkey."))
-		return
-	}
-	f, err := readForm(r)
+	f, err := s.freshForm(r, "downloading creds needs a passkey check from the last minute. Go back, press Download creds and use your passkey.")
 	if err != nil {
 		s.fail(w, r, err)
 		return

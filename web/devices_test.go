@@ -128,9 +128,7 @@ func TestDevicesPage(t *testing.T) {
 // person cannot revoke another's device.
 func TestDeviceRevoke(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
-	tw.mustPerson(t, "bob", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice", "bob"}})
 	laptop := tw.MustIssueDevice(t, "alice", "laptop")
 	phone := tw.MustIssueDevice(t, "alice", "phone")
 	bobs := tw.MustIssueDevice(t, "bob", "tablet")
@@ -208,8 +206,7 @@ func TestDeviceRevoke(t *testing.T) {
 // of its seed in any of its buckets or streams.
 func TestDeviceDownload(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	c := tw.loginAs(t, "alice")
 
 	before := time.Now()
@@ -325,8 +322,7 @@ func assertNotStored(t *testing.T, tw *testWeb, secret string) {
 // in the row and in the confirm question.
 func TestDeviceNameEscaped(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	const name = `<img src=x onerror=alert(1)>`
 	if _, _, err := tw.Service.IssueDevice(context.Background(), accounts.NewDevice{Person: "alice", Name: name}); err != nil {
 		t.Fatal(err)
@@ -348,9 +344,7 @@ func TestDeviceNameEscaped(t *testing.T) {
 // ends when the browser goes.
 func TestDeviceEvents(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
-	tw.mustPerson(t, "bob", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice", "bob"}})
 	laptop := tw.MustIssueDevice(t, "alice", "laptop")
 	bobs := tw.MustIssueDevice(t, "bob", "tablet")
 	c := tw.loginAs(t, "alice")
@@ -421,8 +415,7 @@ func TestDeviceEvents(t *testing.T) {
 // through the admin API reached no open page).
 func TestDeviceEventsFromElsewhere(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	laptop := tw.MustIssueDevice(t, "alice", "laptop")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -454,8 +447,7 @@ func TestDeviceEventsFromElsewhere(t *testing.T) {
 // wait for browsers to go.
 func TestDeviceEventsEndOnClose(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	events := openEvents(t, context.Background(), tw.loginAs(t, "alice"), "/events/devices")
 	tw.Web.CloseStreams()
 	select {

@@ -61,9 +61,10 @@ type enrollPollRequest struct {
 	DeviceCode string `json:"device_code"`
 }
 
-// enrollPollResponse is what a device gets once approved. The account is
-// the person account's public key (A…); ExpiresAt is RFC 3339 or null
-// when the JWT never expires.
+// enrollPollResponse is what a device gets once approved, and again on
+// each renewal (see deviceJWT). The account is the person account's
+// public key (A…); ExpiresAt is RFC 3339 or null when the JWT never
+// expires.
 type enrollPollResponse struct {
 	JWT     string `json:"jwt"`
 	Account string `json:"account"`
@@ -227,15 +228,22 @@ func (s *Server) handleEnrollPoll(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	resp := enrollPollResponse{JWT: e.JWT, Account: e.Account, AccountName: e.AccountName, Servers: s.cfg.Servers}
+	writeJSON(w, http.StatusOK, s.deviceJWT(e.JWT, e.Account, e.AccountName, e.DeviceExpires))
+}
+
+// deviceJWT is the answer that gives a device its JWT, to an approved
+// enrollment and to a renewal alike: the servers a list even when there
+// are none, the expiry RFC 3339 or null.
+func (s *Server) deviceJWT(token, account, accountName string, expires *time.Time) enrollPollResponse {
+	resp := enrollPollResponse{JWT: token, Account: account, AccountName: accountName, Servers: s.cfg.Servers}
 	if resp.Servers == nil {
 		resp.Servers = []string{}
 	}
-	if e.DeviceExpires != nil {
-		at := e.DeviceExpires.UTC().Format(time.RFC3339)
+	if expires != nil {
+		at := expires.UTC().Format(time.RFC3339)
 		resp.ExpiresAt = &at
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return resp
 }
 
 // lookupCode takes one code attempt from the person's and the address's
@@ -352,6 +360,16 @@ func (s *Server) freshPasskeyCheck(r *http.Request) bool {
 	_, ws, _, err := s.session(r)
 	age := s.cfg.Now().Sub(ws.Reauth)
 	return err == nil && !ws.Reauth.IsZero() && age <= reauthMaxAge && age > -time.Minute
+}
+
+// freshForm reads the form of an action that needs a passkey check at
+// most reauthMaxAge old, and refuses the action unread without one; what
+// names the action and how to do it again.
+func (s *Server) freshForm(r *http.Request, what string) (map[string]string, error) {
+	if !s.freshPasskeyCheck(r) {
+		return nil, errReauthNeeded(what)
+	}
+	return readForm(r)
 }
 
 // handleEnrollApprove is POST /enroll/{code}/approve: the device becomes

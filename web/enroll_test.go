@@ -87,6 +87,13 @@ func (tw *testWeb) serveFrom(tb testing.TB, addr, method, path, ctype, body stri
 	return rec
 }
 
+// startFrom sends an enrollment start straight to the handler from an
+// address of its own, so that cases do not share a rate limit.
+func (tw *testWeb) startFrom(tb testing.TB, addr, body string) *httptest.ResponseRecorder {
+	tb.Helper()
+	return tw.serveFrom(tb, addr, "POST", "/api/enroll/start", "application/json", body, nil)
+}
+
 // sessionCookies are the cookies of a login session whose last passkey
 // check (the login itself) was at reauth.
 func (tw *testWeb) sessionCookies(tb testing.TB, person string, reauth time.Time) []*http.Cookie {
@@ -170,8 +177,7 @@ func TestEnrollStartRefusesBadInput(t *testing.T) {
 	with := func(k, v string) string {
 		b := good()
 		b[k] = v
-		j, _ := json.Marshal(b)
-		return string(j)
+		return mustJSON(t, b)
 	}
 	acct, _ := nkeys.CreateAccount()
 	acctPub, _ := acct.PublicKey()
@@ -205,7 +211,7 @@ func TestEnrollStartRefusesBadInput(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// A fresh address for each case, so the start limit stays out of it.
-			rec := tw.serveFrom(t, "10.0.0."+strconv.Itoa(i+1), "POST", "/api/enroll/start", "application/json", tt.body, nil)
+			rec := tw.startFrom(t, "10.0.0."+strconv.Itoa(i+1), tt.body)
 			if rec.Code != tt.status {
 				t.Fatalf("got %d, want %d: %s", rec.Code, tt.status, rec.Body)
 			}
@@ -231,13 +237,11 @@ func TestEnrollStartRefusesBadInput(t *testing.T) {
 	// Unknown fields are ignored, as OAuth servers ignore unknown parameters.
 	b := good()
 	b["comment"] = "from a newer client"
-	j, _ := json.Marshal(b)
-	if rec := tw.serveFrom(t, "10.0.1.1", "POST", "/api/enroll/start", "application/json", string(j), nil); rec.Code != 200 {
+	if rec := tw.startFrom(t, "10.0.1.1", mustJSON(t, b)); rec.Code != 200 {
 		t.Errorf("unknown field: got %d, want 200: %s", rec.Code, rec.Body)
 	}
 	// A key that is a device already is not enrolled twice.
-	j, _ = json.Marshal(good())
-	if rec := tw.serveFrom(t, "10.0.1.2", "POST", "/api/enroll/start", "application/json", string(j), nil); rec.Code != 200 {
+	if rec := tw.startFrom(t, "10.0.1.2", mustJSON(t, good())); rec.Code != 200 {
 		t.Fatalf("second start with a pending key: got %d: %s", rec.Code, rec.Body)
 	}
 }
@@ -269,8 +273,7 @@ func TestEnrollStartRateLimit(t *testing.T) {
 	}
 	// Another address is not held back.
 	d := newTestDevice(t)
-	j, _ := json.Marshal(d.startBody(t, "laptop"))
-	if rec := tw.serveFrom(t, "10.9.9.9", "POST", "/api/enroll/start", "application/json", string(j), nil); rec.Code != 200 {
+	if rec := tw.startFrom(t, "10.9.9.9", mustJSON(t, d.startBody(t, "laptop"))); rec.Code != 200 {
 		t.Errorf("from another address: got %d, want 200: %s", rec.Code, rec.Body)
 	}
 }
@@ -310,8 +313,7 @@ func TestEnrollPoll(t *testing.T) {
 
 func TestEnrollPages(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	alice := tw.loginAs(t, "alice")
 
 	resp := alice.do("GET", "/enroll", nil)
@@ -377,10 +379,7 @@ func TestEnrollPages(t *testing.T) {
 
 func TestEnrollCodeRateLimit(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
-	tw.mustPerson(t, "bob", false)
-	tw.mustPerson(t, "carol", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice", "bob", "carol"}})
 	form := "application/x-www-form-urlencoded"
 	guess := func(addr, person string) *httptest.ResponseRecorder {
 		return tw.serveFrom(t, addr, "POST", "/enroll", form, "code=BCDF-GHJK", tw.sessionCookies(t, person, time.Now()))
@@ -515,8 +514,7 @@ func TestEnrollApprove(t *testing.T) {
 
 func TestEnrollDeny(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	st := tw.mustStartEnroll(t, newTestDevice(t), "laptop")
 	c := tw.loginStale(t, "alice") // denying needs no passkey check
 	resp := c.do("POST", "/enroll/"+st.UserCode+"/deny", url.Values{})
@@ -566,7 +564,7 @@ func TestEnrollStartMalformed(t *testing.T) {
 		`{"public_key":`,
 		`{} {}`,
 	} {
-		rec := tw.serveFrom(t, fmt.Sprintf("192.0.2.%d", 100+i), "POST", "/api/enroll/start", "application/json", body, nil)
+		rec := tw.startFrom(t, fmt.Sprintf("192.0.2.%d", 100+i), body)
 		var e apiError
 		json.Unmarshal(rec.Body.Bytes(), &e)
 		if rec.Code != http.StatusBadRequest || e.Error != "invalid_request" || e.Description == "" {

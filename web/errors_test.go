@@ -12,8 +12,7 @@ import (
 // put beside what made the request: no retarget to the page's one slot.
 func TestHTMXErrorIsANotice(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	pk := addTestPasskey(t, tw, "alice", "One", false)
 	c := tw.loginAs(t, "alice")
 

@@ -44,6 +44,17 @@ func (s *Server) openStream(w http.ResponseWriter) (*http.ResponseController, bo
 	return rc, true
 }
 
+// keepAlive sends an idle stream its heartbeat comment; false when the
+// stream should end: the person can no longer log in (logged out,
+// disabled or deleted meanwhile), or the browser is gone.
+func (s *Server) keepAlive(w http.ResponseWriter, r *http.Request, rc *http.ResponseController) bool {
+	if _, err := s.loggedIn(r); err != nil {
+		return false
+	}
+	_, err := w.Write([]byte(": keep-alive\n\n"))
+	return err == nil && rc.Flush() == nil
+}
+
 // handleDeviceEvents is GET /events/devices: a stream of server-sent
 // events that keeps the devices page live. Each event is named after a
 // device's row (views.Device.RowID) and carries the row anew, which the
@@ -91,10 +102,7 @@ func (s *Server) handleDeviceEvents(w http.ResponseWriter, r *http.Request, p ac
 		case <-ctx.Done():
 			return
 		case <-beat.C:
-			if _, err := s.loggedIn(r); err != nil {
-				return // logged out, disabled or deleted meanwhile
-			}
-			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil || rc.Flush() != nil {
+			if !s.keepAlive(w, r, rc) {
 				return
 			}
 			continue

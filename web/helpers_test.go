@@ -36,6 +36,9 @@ type webOptions struct {
 	Now    func() time.Time
 	// BodyTimeout shortens how long a body may take to arrive.
 	BodyTimeout time.Duration
+	// Admins and Members are persons there from the start, made as
+	// mustPerson makes them, admins first.
+	Admins, Members []string
 }
 
 // mustWeb starts a stack and a web server on it.
@@ -68,6 +71,12 @@ func mustWeb(tb testing.TB, o webOptions) *testWeb {
 	hs.Config.Handler = tw.Web
 	hs.Start()
 	tb.Cleanup(hs.Close)
+	for _, name := range o.Admins {
+		tw.mustPerson(tb, name, true)
+	}
+	for _, name := range o.Members {
+		tw.mustPerson(tb, name, false)
+	}
 	return tw
 }
 

@@ -183,8 +183,7 @@ func jsonType(v any) string {
 func TestOpenAPIDescribesTheDeviceAPI(t *testing.T) {
 	t.Parallel()
 	api := loadOpenAPI(t)
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	post := func(addr, path, body string) *httptest.ResponseRecorder {
 		return tw.serveFrom(t, addr, "POST", path, "application/json", body, nil)
 	}

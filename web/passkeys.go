@@ -101,16 +101,42 @@ type lookupError struct{ err error }
 func (e lookupError) Error() string { return e.err.Error() }
 func (e lookupError) Unwrap() error { return e.err }
 
-// storedPasskey is what the account service keeps of a new credential.
-func storedPasskey(person, name string, c *webauthn.Credential) (accounts.Passkey, error) {
+// newPasskey checks the answer to a registration ceremony, as the passkey
+// library does, and the key it brings, which latch must be able to check
+// logins with; it returns the new credential.
+func (s *Server) newPasskey(r *http.Request, u *waUser, c ceremony) (*webauthn.Credential, error) {
+	cred, err := s.webauthn.FinishRegistration(u, c.Data, r)
+	if err != nil {
+		return nil, ceremonyError(err)
+	}
+	if err := usableKey(cred.PublicKey); err != nil {
+		return nil, errStatus(http.StatusBadRequest, err.Error()+"; use another passkey")
+	}
+	return cred, nil
+}
+
+// addPasskey keeps a new credential as one of person's passkeys; ctx
+// carries who added it, for the audit trail.
+func (s *Server) addPasskey(ctx context.Context, person, name string, c *webauthn.Credential) error {
 	raw, err := json.Marshal(c)
 	if err != nil {
-		return accounts.Passkey{}, err
+		return err
 	}
-	return accounts.Passkey{
+	_, err = s.cfg.Accounts.AddPasskey(ctx, accounts.Passkey{
 		ID: b64.EncodeToString(c.ID), Person: person, Name: name, Credential: raw,
 		SignCount: c.Authenticator.SignCount, BackupEligible: c.Flags.BackupEligible, BackupState: c.Flags.BackupState,
-	}, nil
+	})
+	return err
+}
+
+// logIn starts p's session and sends the browser to the devices page: the
+// end of every ceremony that logs a person in.
+func (s *Server) logIn(w http.ResponseWriter, r *http.Request, p accounts.Person) {
+	if err := s.startSession(w, r, p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"redirect": "/devices"})
 }
 
 // readForm reads a small JSON object or form of string fields.
@@ -205,13 +231,9 @@ func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := &waUser{handle: c.Handle, name: c.DisplayName, shown: c.DisplayName}
-	cred, err := s.webauthn.FinishRegistration(u, c.Data, r)
+	cred, err := s.newPasskey(r, u, c)
 	if err != nil {
-		s.fail(w, r, ceremonyError(err))
-		return
-	}
-	if err := usableKey(cred.PublicKey); err != nil {
-		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()+"; use another passkey"))
+		s.fail(w, r, err)
 		return
 	}
 	role := accounts.RoleMember
@@ -236,11 +258,7 @@ func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	pk, err := storedPasskey(p.Name, passkeyName(cred), cred)
-	if err == nil {
-		_, err = s.cfg.Accounts.AddPasskey(accounts.WithActor(ctx, accounts.Actor{Name: p.Name, From: clientAddr(r)}), pk)
-	}
-	if err != nil {
+	if err := s.addPasskey(accounts.WithActor(ctx, actor(r, p)), p.Name, passkeyName(cred), cred); err != nil {
 		// A person who cannot log in is of no use: take the account back.
 		if _, derr := s.cfg.Accounts.DeletePerson(actx, p.Name); derr != nil {
 			s.log.Error("undo sign-up", "person", p.Name, "err", derr)
@@ -248,11 +266,7 @@ func (s *Server) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.startSession(w, r, p); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"redirect": "/devices"})
+	s.logIn(w, r, p)
 }
 
 // finishPasskeyFor gives an existing person the passkey an invite for
@@ -267,20 +281,12 @@ func (s *Server) finishPasskeyFor(w http.ResponseWriter, r *http.Request, inv ac
 		s.fail(w, r, err)
 		return
 	}
-	pk, err := storedPasskey(p.Name, passkeyName(cred), cred)
-	if err == nil {
-		actor := accounts.Actor{Name: p.Name + " (invite " + inv.ID + ")", From: clientAddr(r)}
-		_, err = s.cfg.Accounts.AddPasskey(accounts.WithActor(ctx, actor), pk)
-	}
-	if err != nil {
+	by := accounts.Actor{Name: p.Name + " (invite " + inv.ID + ")", From: clientAddr(r)}
+	if err := s.addPasskey(accounts.WithActor(ctx, by), p.Name, passkeyName(cred), cred); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.startSession(w, r, p); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"redirect": "/devices"})
+	s.logIn(w, r, p)
 }
 
 // signupAllowed checks a sign-up against the signup mode and its token.
@@ -357,11 +363,7 @@ func (s *Server) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.startSession(w, r, person); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"redirect": "/devices"})
+	s.logIn(w, r, person)
 }
 
 // usePasskey stores the sign count, clone warning and backup state after
@@ -420,11 +422,7 @@ func (s *Server) handleReauthFinish(w http.ResponseWriter, r *http.Request, p ac
 func (s *Server) handlePasskeyBegin(w http.ResponseWriter, r *http.Request, p accounts.Person) {
 	// A new passkey is a way in for good: a stolen session must not be
 	// enough to add one.
-	if !s.freshPasskeyCheck(r) {
-		s.fail(w, r, errReauthNeeded("adding a passkey needs a check with one you hold, from the last minute"))
-		return
-	}
-	f, err := readForm(r)
+	f, err := s.freshForm(r, "adding a passkey needs a check with one you hold, from the last minute")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -451,24 +449,16 @@ func (s *Server) handlePasskeyFinish(w http.ResponseWriter, r *http.Request, p a
 	if !ok {
 		return
 	}
-	cred, err := s.webauthn.FinishRegistration(u, c.Data, r)
+	cred, err := s.newPasskey(r, u, c)
 	if err != nil {
-		s.fail(w, r, ceremonyError(err))
-		return
-	}
-	if err := usableKey(cred.PublicKey); err != nil {
-		s.fail(w, r, errStatus(http.StatusBadRequest, err.Error()+"; use another passkey"))
+		s.fail(w, r, err)
 		return
 	}
 	name := c.PasskeyName
 	if name == "" {
 		name = passkeyName(cred)
 	}
-	pk, err := storedPasskey(p.Name, name, cred)
-	if err == nil {
-		_, err = s.cfg.Accounts.AddPasskey(accounts.WithActor(r.Context(), accounts.Actor{Name: p.Name, From: clientAddr(r)}), pk)
-	}
-	if err != nil {
+	if err := s.addPasskey(accounts.WithActor(r.Context(), actor(r, p)), p.Name, name, cred); err != nil {
 		s.fail(w, r, err)
 		return
 	}

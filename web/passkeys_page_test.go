@@ -40,8 +40,7 @@ func addTestPasskey(t *testing.T, tw *testWeb, person, name string, synced bool)
 // the passkey script drives to add another.
 func TestPasskeysPage(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	first := addTestPasskey(t, tw, "alice", "Laptop <b>key</b>", false)
 	c := tw.loginAs(t, "alice")
 
@@ -93,9 +92,7 @@ func TestPasskeysPage(t *testing.T) {
 // another person's passkey is not found.
 func TestPasskeyRenameRemove(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
-	tw.mustPerson(t, "bob", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice", "bob"}})
 	one := addTestPasskey(t, tw, "alice", "One", false)
 	two := addTestPasskey(t, tw, "alice", "Two", true)
 	bobs := addTestPasskey(t, tw, "bob", "Bob's", false)

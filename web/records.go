@@ -222,10 +222,7 @@ func (s *Server) handleRecordEvents(w http.ResponseWriter, r *http.Request, p ac
 		case <-ctx.Done():
 			return
 		case <-beat.C:
-			if _, err := s.loggedIn(r); err != nil {
-				return
-			}
-			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil || rc.Flush() != nil {
+			if !s.keepAlive(w, r, rc) {
 				return
 			}
 		case <-s.closing:

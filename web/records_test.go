@@ -72,8 +72,7 @@ func wantNoHTML(tb testing.TB, what, body string, subs ...string) {
 
 func TestRecordsPage(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	kv := tw.deviceKV(t, "alice", "laptop")
 	putRecord(t, kv, "note1", []byte("hello"))
 	putRecord(t, kv, "html", []byte(`<script>alert(1)</script><img src=x onerror=alert(2)>`))
@@ -171,8 +170,7 @@ func TestRecordsPage(t *testing.T) {
 
 func TestRecordsPaging(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	kv := tw.deviceKV(t, "alice", "laptop")
 	for i := range 250 {
 		putRecord(t, kv, fmt.Sprintf("k%03d", i), []byte("v"))
@@ -207,9 +205,7 @@ func TestRecordsPaging(t *testing.T) {
 
 func TestRecordsAccess(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
-	tw.mustPerson(t, "bob", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice", "bob"}})
 	kv := tw.deviceKV(t, "alice", "laptop")
 	putRecord(t, kv, "secret", []byte("alice's"))
 
@@ -283,8 +279,7 @@ func nextRecordEvent(tb testing.TB, ch <-chan recEvent) recEvent {
 
 func TestRecordEvents(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	kv := tw.deviceKV(t, "alice", "laptop")
 	putRecord(t, kv, "a", []byte("1"))      // 1
 	putRecord(t, kv, "gone", []byte("1"))   // 2
@@ -369,8 +364,7 @@ func TestRecordEvents(t *testing.T) {
 // a device wiped them.
 func TestRecordsRestore(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "alice", false)
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}})
 	dev := tw.MustConnect(t, tw.MustIssueDevice(t, "alice", "laptop").CredsFile)
 	js, _ := jetstream.New(dev.Conn)
 	ctx := context.Background()

@@ -47,10 +47,6 @@ type renewRequest struct {
 	Signature string `json:"signature"`
 }
 
-// renewResponse is what a renewed device gets: the same shape as the
-// answer to an approved enrollment.
-type renewResponse = enrollPollResponse
-
 // renewRefused is a 403 of the renewal API.
 func renewRefused(code, msg string) error {
 	return &httpError{status: http.StatusForbidden, code: code, msg: msg}
@@ -137,13 +133,5 @@ func (s *Server) handleDeviceRenew(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	resp := renewResponse{JWT: tok, Account: d.Account, AccountName: d.AccountName, Servers: s.cfg.Servers}
-	if resp.Servers == nil {
-		resp.Servers = []string{}
-	}
-	if d.Expires != nil {
-		at := d.Expires.UTC().Format(time.RFC3339)
-		resp.ExpiresAt = &at
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, s.deviceJWT(tok, d.Account, d.AccountName, d.Expires))
 }

@@ -303,8 +303,7 @@ func TestRenewRateLimit(t *testing.T) {
 // Downloaded creds last as long as the page said: their key cannot renew.
 func TestDownloadedCredsAreNotRenewed(t *testing.T) {
 	t.Parallel()
-	tw := mustWeb(t, webOptions{})
-	tw.mustPerson(t, "fay", false)
+	tw := mustWeb(t, webOptions{Members: []string{"fay"}})
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
 	_, tok, err := tw.Service.AuthorizeDevice(context.Background(), accounts.NewDevice{
