@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/latch-dev/latch/operator"
@@ -169,9 +170,9 @@ var defaultLimits = Limits{
 // v3, nats.py); a consumer that asks for more than this is refused.
 const ConsumerIdle = 15 * time.Minute
 
-// apply sets the limits on account claims. On one node a single R1 tier
-// holds both the bucket (disk) and the watchers' consumers (memory).
-func (l Limits) apply(ac *jwt.AccountClaims) {
+// apply sets the limits on account claims, with the tiers of a person's
+// records at replicas (setTiers).
+func (l Limits) apply(ac *jwt.AccountClaims, replicas int) {
 	ac.Limits.Conn = l.Conns
 	ac.Limits.LeafNodeConn = 0
 	ac.Limits.Payload = l.Payload
@@ -181,17 +182,50 @@ func (l Limits) apply(ac *jwt.AccountClaims) {
 	}
 	ac.Limits.Data = jwt.NoLimit
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{}
-	ac.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{
-		"R1": {
-			// The records bucket and its history, each up to the quota,
-			// and the room a delete on a full bucket takes.
-			DiskStorage:   tierDisk(l.Disk),
-			MemoryStorage: l.Memory,
-			Streams:       4,
-			Consumer:      l.Consumers,
-			MaxAckPending: jwt.NoLimit,
-		},
+	ac.Limits.JetStreamTieredLimits = nil
+	setTiers(ac, l.Disk, l.Memory, l.Consumers, replicas)
+}
+
+// tierNames are the JetStream tiers of a person account whose records
+// have replicas: R1, where the watchers' ordered consumers are (they are
+// R1 memory consumers whatever their stream), and the records' own.
+func tierNames(replicas int) []string {
+	if replicas <= 1 {
+		return []string{"R1"}
 	}
+	return []string{"R1", fmt.Sprintf("R%d", replicas)}
+}
+
+// setTiers sets the JetStream tiers of a person account: each holds the
+// records bucket and its history, each up to disk, and the room a delete
+// on a full bucket takes. A tier's limit is per replica, so an R3 bucket
+// has its quota on each node. Two tiers do not give twice the room: the
+// server makes the account's only streams (a device cannot make one), at
+// one replica count, and R1 is for consumers.
+func setTiers(ac *jwt.AccountClaims, disk, memory, consumers int64, replicas int) {
+	if ac.Limits.JetStreamTieredLimits == nil {
+		ac.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{}
+	}
+	for _, name := range tierNames(replicas) {
+		ac.Limits.JetStreamTieredLimits[name] = jwt.JetStreamLimits{
+			DiskStorage:   tierDisk(disk),
+			MemoryStorage: memory,
+			Streams:       4,
+			Consumer:      consumers,
+			MaxAckPending: jwt.NoLimit,
+		}
+	}
+}
+
+// tiersShort reports whether an account lacks a tier of tierNames, or has
+// one with less disk than disk's.
+func tiersShort(ac *jwt.AccountClaims, disk int64, replicas int) bool {
+	for _, name := range tierNames(replicas) {
+		if t, ok := ac.Limits.JetStreamTieredLimits[name]; !ok || t.DiskStorage < tierDisk(disk) {
+			return true
+		}
+	}
+	return false
 }
 
 // personKeys are the keys of a new person account.
@@ -210,7 +244,7 @@ func newPersonKeys() personKeys {
 
 // personAccountClaims are the claims of a new person account; appPub is
 // LATCH's public key, the account of the device API.
-func personAccountClaims(name string, k personKeys, l Limits, appPub string) *jwt.AccountClaims {
+func personAccountClaims(name string, k personKeys, l Limits, appPub string, replicas int) *jwt.AccountClaims {
 	pub, _ := k.account.PublicKey()
 	devPub, _ := k.device.PublicKey()
 	svcPub, _ := k.service.PublicKey()
@@ -224,7 +258,7 @@ func personAccountClaims(name string, k personKeys, l Limits, appPub string) *jw
 	scope.Template = DeviceTemplate(l.DeviceSubs)
 	ac.SigningKeys.AddScopedSigner(scope)
 	ac.SigningKeys.Add(svcPub)
-	l.apply(ac)
+	l.apply(ac, replicas)
 	if appPub != "" {
 		setDeviceAPI(ac, appPub)
 	}

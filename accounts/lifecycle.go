@@ -92,7 +92,7 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 	if err := putJSON(ctx, s.secrets, pub, personSecrets{Device: string(devSeed), Service: string(svcSeed)}); err != nil {
 		return undo(err)
 	}
-	tok, _, err := s.sign(personAccountClaims(p.Name, k, limits, s.cfg.AppAccount), 0)
+	tok, _, err := s.sign(personAccountClaims(p.Name, k, limits, s.cfg.AppAccount, s.cfg.Replicas), 0)
 	if err != nil {
 		return undo(err)
 	}
@@ -337,7 +337,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	var back []string
 	var half []tombstone // deletes that stopped with the person still there
 	for pub := range lister.Keys() {
-		tok, err := s.cfg.Directory.Lookup(ctx, pub)
+		tok, err := s.stored(ctx, pub)
 		if err != nil {
 			lister.Stop()
 			return err

@@ -85,12 +85,7 @@ func (s *Service) EditLimits(ctx context.Context, name string, e LimitsEdit) (Pe
 	var held int64
 	tier := func() error {
 		return s.update(p.Account, func(ac *jwt.AccountClaims) error {
-			t, ok := ac.Limits.JetStreamTieredLimits["R1"]
-			if !ok {
-				return fmt.Errorf("account %s has no R1 tier", p.Account)
-			}
-			t.DiskStorage, t.MemoryStorage, t.Consumer = tierDisk(max(next.Disk, held)), next.Memory, next.Consumers
-			ac.Limits.JetStreamTieredLimits["R1"] = t
+			setTiers(ac, max(next.Disk, held), next.Memory, next.Consumers, s.cfg.Replicas)
 			ac.Limits.Conn, ac.Limits.Payload = next.Conns, next.Payload
 			return nil
 		})

@@ -61,9 +61,9 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 		stale := ac.Issuer != signer
 		// Accounts made before subscriptions were limited get the limit.
 		unlimited := t.name != "" && ac.Limits.Subs == jwt.NoLimit
-		// Accounts made before the records history get room for it.
-		tier, hasTier := ac.Limits.JetStreamTieredLimits["R1"]
-		short := t.name != "" && hasTier && tier.DiskStorage < tierDisk(t.disk)
+		// Accounts made before the records history get room for it, and
+		// on more nodes the tier of the records' replicas.
+		short := t.name != "" && tiersShort(ac, t.disk, s.cfg.Replicas)
 		// Accounts made before the device API get its import.
 		noAPI := t.name != "" && s.cfg.AppAccount != "" && !hasDeviceAPI(ac, s.cfg.AppAccount)
 		oldTemplate := t.name != "" && (deviceScopeDiffers(ac, want) || unlimited || short || noAPI)
@@ -77,9 +77,9 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 				if ac.Limits.Subs == jwt.NoLimit {
 					ac.Limits.Subs = subs
 				}
-				if tier, ok := ac.Limits.JetStreamTieredLimits["R1"]; ok && tier.DiskStorage < tierDisk(t.disk) {
-					tier.DiskStorage = tierDisk(t.disk)
-					ac.Limits.JetStreamTieredLimits["R1"] = tier
+				if tiersShort(ac, t.disk, s.cfg.Replicas) {
+					r1 := ac.Limits.JetStreamTieredLimits["R1"]
+					setTiers(ac, t.disk, r1.MemoryStorage, r1.Consumer, s.cfg.Replicas)
 				}
 				if s.cfg.AppAccount != "" && !hasDeviceAPI(ac, s.cfg.AppAccount) {
 					setDeviceAPI(ac, s.cfg.AppAccount)

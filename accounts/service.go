@@ -162,40 +162,104 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		{&s.enroll, EnrollBucket, "pending device enrollments: d.hash → enrollment; u.code → hash", 1, enrollBucketTTL},
 		{&s.invites, InvitesBucket, "invite links: hash of the token → invite", 1, InviteTTL},
 		{&s.admins, AdminsBucket, "admins' creds: user key → name, created, revoked", 1, 0},
+		{&s.jwts, JWTsBucket, "account JWTs: account public key → its last JWT, committed before it is pushed", 1, 0},
 		// A session outlives its TTL only in a bucket that has not yet
 		// expired it; the service refuses one older than SessionLifetime.
-		{&s.jwts, JWTsBucket, "account JWTs: account public key → its last JWT, committed before it is pushed", 1, 0},
 		{&s.sessions, SessionsBucket, "web sessions: s.<sha256 of the token> → session; p.<account>.<id> lists them", 1, SessionLifetime + time.Hour},
 	}
-	for _, b := range buckets {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      b.name,
-			Description: b.desc,
-			History:     b.history,
-			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
-			TTL:         b.ttl,
+	// All at once: in a new cluster each waits to be placed.
+	var wg sync.WaitGroup
+	errs := make([]error, len(buckets)+1)
+	for i, b := range buckets {
+		wg.Go(func() {
+			errs[i] = s.untilPlaced(ctx, "bucket "+b.name, func(ctx context.Context) (err error) {
+				*b.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+					Bucket:      b.name,
+					Description: b.desc,
+					History:     b.history,
+					Storage:     jetstream.FileStorage,
+					Replicas:    cfg.Replicas,
+					TTL:         b.ttl,
+				})
+				return err
+			})
 		})
-		if err != nil {
-			return nil, fmt.Errorf("bucket %s: %w", b.name, err)
-		}
-		*b.kv = kv
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        AuditStream,
-		Description: "latch audit trail: who did what, when",
-		Subjects:    []string{auditSubject + ".>"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		// Append-only: no message or the whole trail can be removed
-		// through the API.
-		DenyDelete: true,
-		DenyPurge:  true,
+	wg.Go(func() {
+		errs[len(buckets)] = s.untilPlaced(ctx, "stream "+AuditStream, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+				Name:        AuditStream,
+				Description: "latch audit trail: who did what, when",
+				Subjects:    []string{auditSubject + ".>"},
+				Storage:     jetstream.FileStorage,
+				Replicas:    cfg.Replicas,
+				// Append-only: no message or the whole trail can be removed
+				// through the API.
+				DenyDelete: true,
+				DenyPurge:  true,
+			})
+			return err
+		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", AuditStream, err)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// untilPlaced runs a JetStream request that makes or changes one of
+// latch's streams until the cluster places it. While the nodes of a new
+// cluster find each other a stream of several replicas has no home yet:
+// the request times out, or JetStream says it lacks resources or peers.
+// And when the nodes of a new cluster all create the same stream at the
+// same moment, nats-server (2.15.2) answers none of them, though it makes
+// the stream: so a try waits 1 s at first, then longer, and the next finds
+// the stream made. Alone, the first answer is final.
+func (s *Service) untilPlaced(ctx context.Context, what string, req func(context.Context) error) error {
+	began, said := time.Now(), time.Now()
+	wait := 5 * time.Second
+	if s.cfg.Replicas > 1 {
+		wait = time.Second
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, wait)
+		err := req(rctx)
+		cancel()
+		wait = min(2*wait, 5*time.Second)
+		if err == nil || s.cfg.Replicas <= 1 || !placementPending(err) {
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			return nil
+		}
+		if time.Since(said) >= 5*time.Second {
+			said = time.Now()
+			s.log.Info("waiting for the cluster to place "+what, "replicas", s.cfg.Replicas, "waited", time.Since(began).Round(time.Second), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (the cluster has not placed it: are %d nodes up, in different regions?)", what, err, s.cfg.Replicas)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// placementPending reports whether a JetStream error is one a forming
+// cluster gives before it can place a replicated stream.
+func placementPending(err error) bool {
+	// nats-server's codes: no suitable peers (10005), JetStream system
+	// temporarily unavailable (10008), insufficient resources (10023).
+	const noPeers, unavailable, insufficient = 10005, 10008, 10023
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case noPeers, unavailable, insufficient, jetstream.JSErrCodeJetStreamNotEnabled:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // getJSON reads a KV entry into v and returns its revision.

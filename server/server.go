@@ -65,6 +65,35 @@ type Config struct {
 	SetupLink func(link string, ok bool)
 	// HangupReloads reads the TLS files again on SIGHUP.
 	HangupReloads bool
+	// Identity makes an empty or missing Data folder a node of the
+	// identity's deployment instead of a new one; a folder of another
+	// deployment is refused.
+	Identity *operator.Identity
+	// Cluster is this node's part in a cluster of latch nodes; its zero
+	// value runs the node alone.
+	Cluster Cluster
+	// ClientAdvertise is the NATS address (host:port) clients are told
+	// to connect and reconnect to instead of this node's own.
+	ClientAdvertise string
+	// Replicas of latch's streams and of each person's records: 0 is 1
+	// alone and 3 in a cluster.
+	Replicas int
+}
+
+// Cluster is a node's part in a cluster of latch nodes.
+type Cluster struct {
+	// Listen is the route listener, host:port; empty runs the node alone.
+	Listen string
+	// Name is the cluster's name; default the operator's.
+	Name string
+	// Routes are the peers' route addresses, names resolved on every try.
+	Routes []string
+	// Region is where the node runs; each replica of a stream goes to
+	// another region.
+	Region string
+	// Advertise is the route address peers are told, when Listen's is not
+	// theirs to reach.
+	Advertise string
 }
 
 // ConfigError is a configuration the server cannot run with; nothing was
@@ -203,14 +232,23 @@ func (s *Server) open() error {
 	}
 
 	op, err := operator.Load(cfg.Data)
-	if errors.Is(err, operator.ErrNotInitialised) {
+	switch {
+	case errors.Is(err, operator.ErrNotInitialised) && cfg.Identity != nil:
+		if op, err = operator.Join(cfg.Data, cfg.Identity); err != nil {
+			return err
+		}
+		log.Info("made the data folder a node of the identity's deployment", "data", cfg.Data, "deployment", op.Name, "operator", op.Operator)
+	case errors.Is(err, operator.ErrNotInitialised):
 		if op, err = operator.Init(cfg.Data, "latch"); err != nil {
 			return err
 		}
 		log.Info("initialised a new data folder", "data", cfg.Data, "operator", op.Operator)
-	}
-	if err != nil {
+	case err != nil:
 		return err
+	case cfg.Identity != nil:
+		if err := op.CheckIdentity(cfg.Identity, cfg.Getenv); err != nil {
+			return &ConfigError{err.Error()}
+		}
 	}
 	// A folder made before LATCH_ADMIN existed had admin.creds in LATCH
 	// itself, where it could read the server's own traffic.
@@ -247,6 +285,10 @@ func (s *Server) open() error {
 		log.Info("re-signed SYS and LATCH with the operator signing key in use", "key", op.SigningKey)
 	}
 	s.op = op
+	cluster, err := s.clusterConfig()
+	if err != nil {
+		return err
+	}
 	if s.certs != nil {
 		log.Info("TLS on NATS, the monitoring port and HTTP", "cert", cfg.TLSCert,
 			"expires", s.certs.NotAfter().UTC().Format(time.RFC3339), "client_certs", s.certs.VerifiesClients())
@@ -266,12 +308,51 @@ func (s *Server) open() error {
 		MaxMemory:        cfg.MaxMemory,
 		LameDuck:         cfg.LameDuck,
 		StallTimeout:     cfg.StartStall,
+		Cluster:          cluster,
+		ClientAdvertise:  cfg.ClientAdvertise,
 		Log:              log,
 	})
 	if err != nil {
 		return ListenError(err)
 	}
 	return nil
+}
+
+// clusterConfig is the embedded server's part in the cluster, with the
+// deployment's route secret and the operator's name for a cluster with
+// none given; it settles the number of replicas too.
+func (s *Server) clusterConfig() (resolver.Cluster, error) {
+	c := s.cfg.Cluster
+	if c.Listen == "" {
+		if len(c.Routes) > 0 || c.Region != "" || c.Advertise != "" {
+			return resolver.Cluster{}, &ConfigError{"--routes, --region and --cluster-advertise need --cluster HOST:PORT, the route listener"}
+		}
+		if s.cfg.Replicas == 0 {
+			s.cfg.Replicas = 1
+		}
+		if s.cfg.Replicas != 1 {
+			return resolver.Cluster{}, &ConfigError{fmt.Sprintf("--replicas %d needs a cluster (--cluster); a node alone keeps one copy", s.cfg.Replicas)}
+		}
+		return resolver.Cluster{}, nil
+	}
+	if s.cfg.Replicas == 0 {
+		s.cfg.Replicas = 3
+	}
+	if s.cfg.Replicas < 1 || s.cfg.Replicas > 5 {
+		return resolver.Cluster{}, &ConfigError{fmt.Sprintf("--replicas %d: want 1 to 5 (3 for three regions)", s.cfg.Replicas)}
+	}
+	if s.cfg.Name == "" {
+		return resolver.Cluster{}, &ConfigError{"a node of a cluster needs a name of its own (--server-name)"}
+	}
+	secret, err := s.op.RouteSecret()
+	if err != nil {
+		return resolver.Cluster{}, err
+	}
+	name := c.Name
+	if name == "" {
+		name = s.op.Name
+	}
+	return resolver.Cluster{Listen: c.Listen, Name: name, Routes: c.Routes, Secret: secret, Advertise: c.Advertise, Region: c.Region}, nil
 }
 
 // Ready is closed once the server serves everything.
@@ -413,8 +494,11 @@ func (s *Server) run(ctx context.Context) error {
 		App:          appNC,
 		Dial:         dial,
 		Limits:       cfg.Limits,
+		Replicas:     s.cfg.Replicas,
 		DeviceTTL:    cfg.DeviceTTL,
 		PublicURL:    cfg.PublicURL,
+		Stored:       ns.StoredJWT,
+		Node:         cfg.Name,
 		Log:          log,
 	})
 	if err != nil {
@@ -423,10 +507,20 @@ func (s *Server) run(ctx context.Context) error {
 	if err := svc.RegisterFirstAdmin(ctx, op.FirstAdmin); err != nil {
 		return err
 	}
+	// Before it serves, the node catches up with what changed while it
+	// was down: deleted accounts deleted again, every account JWT as
+	// latch's record has it. It then enforces every revocation.
+	if err := svc.Reconcile(ctx); err != nil {
+		return fmt.Errorf("reconcile deleted accounts: %w", err)
+	}
+	caught, err := svc.CatchUp(ctx)
+	if err != nil {
+		return fmt.Errorf("catch up with the record of account JWTs: %w", err)
+	}
+	if caught.Pushed > 0 || caught.Filled > 0 {
+		log.Info("caught up with latch's record of account JWTs", "pushed", caught.Pushed, "recorded", caught.Filled)
+	}
 	s.wg.Go(func() {
-		if err := svc.Reconcile(s.bgCtx); err != nil {
-			log.Warn("reconcile deleted accounts", "err", err)
-		}
 		resigned, templated, err := svc.Refresh(s.bgCtx)
 		if err != nil {
 			log.Warn("bring accounts up to date", "err", err)

@@ -102,6 +102,7 @@ func runEnv(ctx context.Context, args []string, e *env) error {
 			initCommand(e),
 			serveCommand(e),
 			operatorCommand(e),
+			identityCommand(e),
 			accountCommand(e),
 			deviceCommand(e),
 			adminCommand(e),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/server"
 	"github.com/latch-dev/latch/web"
@@ -41,7 +42,14 @@ waits for JetStream to recover every stream however long that takes
 (minutes at tens of thousands of persons), logging how far it is every
 5 s; it gives up when nats-server cannot open a port, or has made no
 progress for --start-stall. SIGINT or SIGTERM: lame-duck mode, then a
-clean stop, also while starting.`,
+clean stop, also while starting.
+With --cluster the node is one of a cluster of latch nodes: every node
+has the same deployment (--identity, from ` + "`latch identity export`" + `),
+routes authenticated with the deployment's secret, and, with --region,
+JetStream puts each replica of latch's streams and of every person's
+records in another region (--replicas, 3 by default). A node that starts
+catches up before it is ready: deleted accounts are deleted again and
+every account JWT is brought to latch's record.`,
 		Flags: withData(
 			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
@@ -66,6 +74,14 @@ clean stop, also while starting.`,
 			&cli.DurationFlag{Name: "lame-duck", Value: 5 * time.Second, Usage: "how long a shutdown spends moving clients off"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error [$LATCH_LOG_LEVEL]"},
 			&cli.DurationFlag{Name: "start-stall", Value: resolver.DefaultStall, Usage: "give up starting when nats-server has made no progress for this long (a start that makes progress is waited for, however long)"},
+			&cli.StringFlag{Name: "identity", Usage: "a deployment's identity file (`latch identity export`): an empty --data folder becomes a node of that deployment, another deployment's folder is refused [$LATCH_IDENTITY holds the file's contents]"},
+			&cli.StringFlag{Name: "cluster", Usage: "route listener (host:port): run as a node of a cluster of latch nodes [$LATCH_CLUSTER]"},
+			&cli.StringFlag{Name: "routes", Usage: "comma-separated route addresses of the other nodes (host:port); names are resolved again on every attempt [$LATCH_ROUTES; on fly.io: <app>.internal]"},
+			&cli.StringFlag{Name: "region", Usage: "where this node runs; each replica of a stream goes to another region [$LATCH_REGION; on fly.io: $FLY_REGION]"},
+			&cli.StringFlag{Name: "cluster-name", Usage: "the cluster's name, the same on every node (default: the operator's name)"},
+			&cli.StringFlag{Name: "cluster-advertise", Usage: "route address (host:port) the other nodes are told to use, when --cluster's is not reachable from them [on fly.io: <machine>.vm.<app>.internal]"},
+			&cli.IntFlag{Name: "replicas", Usage: "copies of latch's streams and of each person's records (default: 1 alone, 3 with --cluster)"},
+			&cli.StringFlag{Name: "client-advertise", Usage: "NATS address (host:port) clients are told to connect and reconnect to instead of this node's own [$LATCH_CLIENT_ADVERTISE]"},
 		),
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -91,6 +107,10 @@ type serveConfig struct {
 	lameDuck, startStall            time.Duration
 	logLevel                        slog.Level
 	tlsCert, tlsKey, tlsCA          string
+	identity                        *operator.Identity
+	cluster                         server.Cluster
+	clientAdvertise                 string
+	replicas                        int
 }
 
 func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
@@ -152,7 +172,81 @@ func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
 		return cfg, fmt.Errorf("--device-ttl: %v", err)
 	}
 	cfg.deviceTTL = ttl
+	if err := e.clusterFlags(c, &cfg); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// clusterFlags reads the identity and the cluster flags, each from its
+// LATCH_ variable when the flag is not given, and on fly.io the defaults
+// the platform gives: the machine's name, its region, the app's other
+// machines as routes and its own private name to advertise.
+func (e *env) clusterFlags(c *cli.Context, cfg *serveConfig) error {
+	flagOrEnv := func(flag, env string) string {
+		if v := c.String(flag); c.IsSet(flag) || env == "" {
+			return v
+		}
+		return strings.TrimSpace(e.getenv(env))
+	}
+	idFile, idEnv := c.String("identity"), e.getenv("LATCH_IDENTITY")
+	switch {
+	case idFile != "":
+		b, err := keys.ReadSecretFile(idFile)
+		if err != nil {
+			return fmt.Errorf("--identity: %v (an identity file must be readable by its owner only: chmod 600)", err)
+		}
+		if cfg.identity, err = operator.ParseIdentity(b); err != nil {
+			return fmt.Errorf("--identity %s: %v", idFile, err)
+		}
+	case idEnv != "":
+		id, err := operator.ParseIdentity([]byte(idEnv))
+		if err != nil {
+			return fmt.Errorf("$LATCH_IDENTITY: %v", err)
+		}
+		cfg.identity = id
+	}
+	fly, machine, app := e.getenv("FLY_APP_NAME") != "", e.getenv("FLY_MACHINE_ID"), e.getenv("FLY_APP_NAME")
+	if !c.IsSet("server-name") {
+		// A node of a cluster needs a name of its own.
+		switch {
+		case fly && machine != "":
+			cfg.name = machine
+		case flagOrEnv("cluster", "LATCH_CLUSTER") != "":
+			if host, err := os.Hostname(); err == nil && host != "" {
+				cfg.name = host
+			}
+		}
+	}
+	cfg.cluster = server.Cluster{
+		Listen: flagOrEnv("cluster", "LATCH_CLUSTER"), Name: c.String("cluster-name"),
+		Region: flagOrEnv("region", "LATCH_REGION"), Advertise: c.String("cluster-advertise"),
+	}
+	if cfg.cluster.Region == "" && fly {
+		cfg.cluster.Region = e.getenv("FLY_REGION")
+	}
+	for _, r := range strings.Split(flagOrEnv("routes", "LATCH_ROUTES"), ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.cluster.Routes = append(cfg.cluster.Routes, r)
+		}
+	}
+	if cfg.cluster.Listen != "" {
+		_, port, err := net.SplitHostPort(cfg.cluster.Listen)
+		if err != nil {
+			return fmt.Errorf("--cluster %q: want host:port", cfg.cluster.Listen)
+		}
+		if fly && len(cfg.cluster.Routes) == 0 {
+			// Every machine of the app, itself among them (nats-server
+			// skips its own address), found again on every attempt.
+			cfg.cluster.Routes = []string{net.JoinHostPort(app+".internal", port)}
+		}
+		if fly && machine != "" && cfg.cluster.Advertise == "" {
+			cfg.cluster.Advertise = net.JoinHostPort(machine+".vm."+app+".internal", port)
+		}
+	}
+	cfg.clientAdvertise = flagOrEnv("client-advertise", "LATCH_CLIENT_ADVERTISE")
+	cfg.replicas = c.Int("replicas")
+	return nil
 }
 
 // serve runs the server until ctx ends.
@@ -164,6 +258,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		Limits: cfg.limits, DeviceTTL: cfg.deviceTTL, MaxStore: cfg.maxStore, MaxMemory: cfg.maxMemory,
 		LameDuck: cfg.lameDuck, StartStall: cfg.startStall,
 		TLSCert: cfg.tlsCert, TLSKey: cfg.tlsKey, TLSCA: cfg.tlsCA, HangupReloads: true,
+		Identity: cfg.identity, Cluster: cfg.cluster, ClientAdvertise: cfg.clientAdvertise, Replicas: cfg.replicas,
 		Version: version, Getenv: e.getenv, Log: log,
 		SetupLink: func(link string, ok bool) { showSetupLink(e.stderr, log, cfg.data, link, ok) },
 	})
