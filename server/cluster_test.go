@@ -1,0 +1,386 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/latchtest"
+	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/operator"
+	"github.com/latch-dev/latch/server"
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// testCluster is three latch nodes of one deployment in one process, in
+// regions r1, r2 and r3, on loopback.
+type testCluster struct {
+	t     *testing.T
+	nodes []*server.Server
+	cfgs  []server.Config
+	first *operator.Tree // node 1's data folder, where admin.creds is
+}
+
+// startCluster starts three nodes and waits until every one is ready.
+func startCluster(t *testing.T) *testCluster {
+	t.Helper()
+	first, err := operator.Init(filepath.Join(t.TempDir(), "n1"), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := first.Identity(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := latchtest.RouteAddrs(t, 3)
+	c := &testCluster{t: t, first: first}
+	for i := range 3 {
+		cfg := config(t)
+		cfg.Name = fmt.Sprintf("n%d", i+1)
+		cfg.Data = first.Dir
+		if i > 0 {
+			cfg.Data = filepath.Join(t.TempDir(), cfg.Name)
+		}
+		cfg.Identity = id
+		cfg.Cluster = server.Cluster{Listen: routes[i], Routes: routes, Region: fmt.Sprintf("r%d", i+1)}
+		c.cfgs = append(c.cfgs, cfg)
+		c.nodes = append(c.nodes, nil)
+		c.open(i)
+	}
+	for i := range c.nodes {
+		c.waitReady(i)
+	}
+	return c
+}
+
+// open starts node i (again).
+func (c *testCluster) open(i int) {
+	c.t.Helper()
+	s, err := server.Open(context.Background(), c.cfgs[i])
+	if err != nil {
+		c.t.Fatalf("open node %d: %v", i+1, err)
+	}
+	c.nodes[i] = s
+	c.t.Cleanup(func() { s.Close() })
+}
+
+func (c *testCluster) waitReady(i int) {
+	c.t.Helper()
+	select {
+	case <-c.nodes[i].Ready():
+	case <-c.nodes[i].Done():
+		c.t.Fatalf("node %d stopped: %v", i+1, c.nodes[i].Err())
+	case <-time.After(90 * time.Second):
+		c.t.Fatalf("node %d is not ready after 90 s", i+1)
+	}
+}
+
+// url is node i's NATS client URL.
+func (c *testCluster) url(i int) string { return c.nodes[i].Addrs().NATS }
+
+// admin is an admin client over node i's NATS, with node 1's admin.creds:
+// the admin service of node i answers it (a queue group prefers a member
+// on the server the request came in to).
+func (c *testCluster) admin(i int) *accounts.AdminClient {
+	c.t.Helper()
+	nc, err := nats.Connect(c.url(i), nats.UserCredentials(filepath.Join(c.first.Dir, operator.AdminCredsFile)),
+		nats.CustomInboxPrefix(operator.AdminInboxPrefix(c.first.FirstAdmin)))
+	if err != nil {
+		c.t.Fatalf("admin connection to node %d: %v", i+1, err)
+	}
+	c.t.Cleanup(nc.Close)
+	return accounts.NewAdminClient(nc)
+}
+
+// latchConn is a connection to node i as a user of LATCH.
+func (c *testCluster) latchConn(i int) *nats.Conn {
+	c.t.Helper()
+	tok, seed, err := c.first.MintUser(c.first.AppAccount, "test")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	nc, err := nats.Connect(c.url(i), nats.UserJWTAndSeed(tok, string(seed)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	return nc
+}
+
+// issue makes a device of person through node i and writes its creds.
+func (c *testCluster) issue(i int, person, name string) (accounts.Device, string) {
+	c.t.Helper()
+	r, err := accounts.EndpointDeviceIssue.Call(c.t.Context(), c.admin(i), accounts.DeviceIssueRequest{Account: person, Name: name})
+	if err != nil {
+		c.t.Fatalf("issue %s/%s through node %d: %v", person, name, i+1, err)
+	}
+	path := filepath.Join(c.t.TempDir(), name+".creds")
+	if err := keys.WriteFileNew(path, []byte(r.Creds)); err != nil {
+		c.t.Fatal(err)
+	}
+	return r.Device, path
+}
+
+func deviceConn(t *testing.T, url, creds string, opts ...nats.Option) (*nats.Conn, error) {
+	t.Helper()
+	opts = append([]nats.Option{nats.UserCredentials(creds), nats.NoReconnect(), nats.Timeout(5 * time.Second), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})}, opts...)
+	nc, err := nats.Connect(url, opts...)
+	if err == nil {
+		t.Cleanup(nc.Close)
+	}
+	return nc, err
+}
+
+func records(t *testing.T, nc *nats.Conn) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), accounts.RecordsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// eventually waits for cond, up to 30 s.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// replicaServers names the servers of a stream's replicas, leader first.
+func replicaServers(info *jetstream.StreamInfo) []string {
+	if info.Cluster == nil {
+		return nil
+	}
+	names := []string{info.Cluster.Leader}
+	for _, r := range info.Cluster.Replicas {
+		names = append(names, r.Name)
+	}
+	return names
+}
+
+// Three nodes in three regions are one latch: a person made through node 1
+// has devices made through nodes 3 and 2 whose records sync both ways, the
+// records and latch's own streams have a replica in each region, two
+// nodes revoking one person's devices at once leave every revocation in
+// force on every node, and a device connected to node 3 is cut off by a
+// revocation made through node 1.
+func TestClusterOfThree(t *testing.T) {
+	c := startCluster(t)
+	ctx := t.Context()
+	if _, err := accounts.EndpointAccountAdd.Call(ctx, c.admin(0), accounts.AccountAddRequest{Name: "alice"}); err != nil {
+		t.Fatalf("add alice through node 1: %v", err)
+	}
+	_, phoneCreds := c.issue(2, "alice", "phone")
+	_, laptopCreds := c.issue(1, "alice", "laptop")
+	phone, err := deviceConn(t, c.url(2), phoneCreds)
+	if err != nil {
+		t.Fatalf("the phone on node 3: %v", err)
+	}
+	laptop, err := deviceConn(t, c.url(1), laptopCreds)
+	if err != nil {
+		t.Fatalf("the laptop on node 2: %v", err)
+	}
+	onPhone, onLaptop := records(t, phone), records(t, laptop)
+	if _, err := onPhone.Put(ctx, "from-phone", []byte("p")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := onLaptop.Put(ctx, "from-laptop", []byte("l")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the laptop reads the phone's record", func() error { _, err := onLaptop.Get(ctx, "from-phone"); return err })
+	eventually(t, "the phone reads the laptop's record", func() error { _, err := onPhone.Get(ctx, "from-laptop"); return err })
+
+	// A replica in each region: each node is in a region of its own.
+	js, err := jetstream.New(phone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latchJS, err := jetstream.New(c.latchConn(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []struct {
+		js   jetstream.JetStream
+		name string
+	}{{js, "KV_" + accounts.RecordsBucket}, {latchJS, "KV_" + accounts.PersonsBucket}, {latchJS, "KV_" + accounts.JWTsBucket}, {latchJS, accounts.AuditStream}} {
+		s, err := st.js.Stream(ctx, st.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := replicaServers(s.CachedInfo())
+		slices.Sort(got)
+		if s.CachedInfo().Config.Replicas != 3 || !slices.Equal(got, []string{"n1", "n2", "n3"}) {
+			t.Errorf("%s: %d replicas on %v, want 3 on n1, n2 and n3 (r1, r2, r3)", st.name, s.CachedInfo().Config.Replicas, got)
+		}
+	}
+
+	// Revoked through node 1 while connected to node 3: cut off.
+	closed := make(chan struct{})
+	if _, err := deviceConn(t, c.url(2), phoneCreds, nats.ClosedHandler(func(*nats.Conn) { close(closed) })); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accounts.EndpointDeviceRevoke.Call(ctx, c.admin(0), accounts.DeviceRequest{Account: "alice", Device: "phone"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Error("the phone's connection to node 3 is still open 10 s after its revocation through node 1")
+	}
+
+	// Two nodes revoke devices of one person at once.
+	const n = 8
+	creds := make([]string, n)
+	for i := range creds {
+		_, creds[i] = c.issue(i%3, "alice", fmt.Sprintf("d%d", i))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		admin := c.admin(i % 2) // nodes 1 and 2
+		wg.Go(func() {
+			_, err := accounts.EndpointDeviceRevoke.Call(ctx, admin, accounts.DeviceRequest{Account: "alice", Device: fmt.Sprintf("d%d", i)})
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("revoke: %v", err)
+	}
+	for node := range c.nodes {
+		for i, cr := range append(creds, phoneCreds) {
+			eventually(t, fmt.Sprintf("device %d refused by node %d", i, node+1), func() error {
+				nc, err := deviceConn(t, c.url(node), cr)
+				if err == nil {
+					nc.Close()
+					return fmt.Errorf("a revoked device connects")
+				}
+				return nil
+			})
+		}
+	}
+	if _, err := deviceConn(t, c.url(2), laptopCreds); err != nil {
+		t.Errorf("the laptop, not revoked, cannot connect to node 3: %v", err)
+	}
+}
+
+// A node that is down while devices are issued and revoked and a person is
+// deleted catches up when it comes back: the revoked device cannot connect
+// to it, the new one can, the deleted account is gone from its resolver,
+// and its replica of the records is current.
+func TestClusterNodeCatchesUp(t *testing.T) {
+	c := startCluster(t)
+	ctx := t.Context()
+	admin := c.admin(0)
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := accounts.EndpointAccountAdd.Call(ctx, admin, accounts.AccountAddRequest{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, oldCreds := c.issue(0, "alice", "old")
+	bob, err := accounts.EndpointAccountShow.Call(ctx, admin, accounts.AccountRequest{Name: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[1].Close(); err != nil {
+		t.Fatalf("stop node 2: %v", err)
+	}
+
+	_, newCreds := c.issue(0, "alice", "new")
+	if _, err := accounts.EndpointDeviceRevoke.Call(ctx, admin, accounts.DeviceRequest{Account: "alice", Device: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accounts.EndpointAccountDelete.Call(ctx, admin, accounts.AccountRequest{Name: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := deviceConn(t, c.url(0), newCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := records(t, nc)
+	for i := range 20 {
+		if _, err := kv.Put(ctx, fmt.Sprintf("k%d", i), []byte("while node 2 was down")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c.open(1)
+	c.waitReady(1)
+	if nc, err := deviceConn(t, c.url(1), oldCreds); err == nil {
+		nc.Close()
+		t.Error("a device revoked while node 2 was down connects to node 2")
+	}
+	if _, err := deviceConn(t, c.url(1), newCreds); err != nil {
+		t.Errorf("a device issued while node 2 was down cannot connect to it: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.cfgs[1].Data, "resolver", bob.Account+".jwt")); !os.IsNotExist(err) {
+		t.Errorf("bob's account, deleted while node 2 was down, is still in its resolver (%v)", err)
+	}
+	// The JWT node 2 enforces for alice is the record's.
+	tok, err := os.ReadFile(filepath.Join(c.cfgs[1].Data, "resolver", mustAccount(t, admin, "alice")+".jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(string(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ac.Revocations) == 0 {
+		t.Error("node 2's JWT of alice has no revocation")
+	}
+	// Node 2's replica of the records catches up with the leader.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node 2's replica of alice's records is current", func() error {
+		s, err := js.Stream(ctx, "KV_"+accounts.RecordsBucket)
+		if err != nil {
+			return err
+		}
+		info := s.CachedInfo()
+		for _, r := range info.Cluster.Replicas {
+			if r.Name == "n2" && r.Current && r.Lag == 0 {
+				return nil
+			}
+		}
+		if info.Cluster.Leader == "n2" {
+			return nil
+		}
+		return fmt.Errorf("replicas %+v", info.Cluster.Replicas)
+	})
+}
+
+func mustAccount(t *testing.T, admin *accounts.AdminClient, name string) string {
+	t.Helper()
+	d, err := accounts.EndpointAccountShow.Call(t.Context(), admin, accounts.AccountRequest{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Account
+}
