@@ -22,7 +22,21 @@ import (
 const (
 	subjConnEvents = "$SYS.ACCOUNT.*.*"
 	subjShutdown   = "$SYS.SERVER.*.SHUTDOWN"
+	// subjStatsz is every server's heartbeat, sent at least every 10 s
+	// (nats-server's statsHBInterval).
+	subjStatsz = "$SYS.SERVER.*.STATSZ"
+	// subjPingConnz asks every server of the cluster for its connections.
+	subjPingConnz = "$SYS.REQ.SERVER.PING.CONNZ"
 )
+
+// silentAfter is how long a server may go unheard before presence takes
+// it for dead and forgets its connections: two missed heartbeats. A
+// server killed outright (kill -9, a lost machine) announces nothing, and
+// its clients' DISCONNECTs never come.
+var silentAfter = 20 * time.Second
+
+// sweepEvery is how often presence looks for silent servers.
+const sweepEvery = 2 * time.Second
 
 // subscriberBuffer is how many events a slow subscriber may fall behind
 // before it loses events.
@@ -64,6 +78,9 @@ type Presence struct {
 	// server has a new ID at each start, so a late event from a dead one
 	// is stale.
 	dead map[string]bool
+	// heard is when each other server was last heard from (a heartbeat
+	// or an event), for finding servers that died without a word.
+	heard map[string]time.Time
 	// local is the ID of srv, whose connections reconcile checks.
 	local    string
 	watchers map[*watcher]struct{}
@@ -140,13 +157,14 @@ func WatchPresence(nc *nats.Conn, srv *Server, log *slog.Logger) (*Presence, err
 		users:    make(map[userKey]*userState),
 		conns:    make(map[connKey]userKey),
 		dead:     make(map[string]bool),
+		heard:    make(map[string]time.Time),
 		watchers: make(map[*watcher]struct{}),
 		seeding:  srv != nil,
 	}
 	// One subscription carries both CONNECT and DISCONNECT, because
 	// nats.go delivers each subscription on its own goroutine: with two, a
 	// connection's disconnect could be handled before its connect.
-	for _, subj := range []string{subjConnEvents, subjShutdown} {
+	for _, subj := range []string{subjConnEvents, subjShutdown, subjStatsz} {
 		sub, err := nc.Subscribe(subj, p.receive)
 		if err != nil {
 			p.Close()
@@ -167,6 +185,7 @@ func WatchPresence(nc *nats.Conn, srv *Server, log *slog.Logger) (*Presence, err
 		}
 		p.wg.Go(p.reconcileLoop)
 	}
+	p.wg.Go(p.sweepLoop)
 	return p, nil
 }
 
@@ -186,11 +205,95 @@ func (p *Presence) seed(srv *Server) error {
 		}
 		p.connected(connKey{cz.ID, ci.Cid}, userKey{ci.Account, ci.AuthorizedUser}, cz.Now)
 	}
+	// The other servers of a cluster answer for their own connections.
+	// Those answers are applied like events, after the local list.
+	others := p.askOthers(cz.ID, len(srv.Routes()))
+	for _, r := range others {
+		p.heard[r.Server.ID] = time.Now()
+		for _, ci := range r.Data.Conns {
+			if ci.Account == "" || !nkeys.IsValidPublicUserKey(ci.AuthorizedUser) {
+				continue
+			}
+			p.connected(connKey{r.Server.ID, ci.Cid}, userKey{ci.Account, ci.AuthorizedUser}, r.Data.Now)
+		}
+	}
 	for _, m := range p.pending {
 		p.apply(m)
 	}
 	p.pending, p.seeding = nil, false
 	return nil
+}
+
+// askOthers asks every server of the cluster but local (of which there
+// are peers, by the routes) for its open connections, and returns the
+// answers that came within a few seconds. p.mu is held; the answers come
+// on an inbox of their own, not through receive.
+func (p *Presence) askOthers(local string, peers int) []server.ServerAPIConnzResponse {
+	if peers == 0 {
+		return nil
+	}
+	inbox := p.nc.NewRespInbox()
+	sub, err := p.nc.SubscribeSync(inbox)
+	if err != nil {
+		p.log.Warn("ask the cluster's servers for their connections", "err", err)
+		return nil
+	}
+	defer sub.Unsubscribe()
+	req, _ := json.Marshal(server.ConnzEventOptions{ConnzOptions: server.ConnzOptions{Username: true, State: server.ConnOpen, Limit: 1 << 20}})
+	if err := p.nc.PublishRequest(subjPingConnz, inbox, req); err != nil {
+		p.log.Warn("ask the cluster's servers for their connections", "err", err)
+		return nil
+	}
+	var out []server.ServerAPIConnzResponse
+	deadline := time.Now().Add(3 * time.Second)
+	for len(out) < peers {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			p.log.Warn("some servers of the cluster did not say which devices they have; those show online when they next connect",
+				"answered", len(out), "peers", peers)
+			break
+		}
+		var r server.ServerAPIConnzResponse
+		if json.Unmarshal(m.Data, &r) != nil || r.Server == nil || r.Data == nil || r.Server.ID == local {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (p *Presence) sweepLoop() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		p.sweep(time.Now())
+	}
+}
+
+// sweep forgets the connections of every server not heard from for
+// silentAfter.
+func (p *Presence) sweep(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, at := range p.heard {
+		if now.Sub(at) < silentAfter {
+			continue
+		}
+		delete(p.heard, id)
+		n := 0
+		for ck := range p.conns {
+			if ck.server == id {
+				p.disconnected(ck, at)
+				n++
+			}
+		}
+		p.log.Warn("a server of the cluster went silent; its devices are taken for offline", "server", id, "silent_since", at, "connections", n)
+	}
 }
 
 func (p *Presence) reconcileLoop() {
@@ -287,6 +390,12 @@ func (p *Presence) apply(m *nats.Msg) {
 		p.serverDown(toks[2], time.Now())
 		return
 	}
+	if len(toks) == 4 && toks[1] == "SERVER" && toks[3] == "STATSZ" {
+		if id := toks[2]; id != p.local && !p.dead[id] {
+			p.heard[id] = time.Now()
+		}
+		return
+	}
 	if len(toks) != 4 || (toks[3] != "CONNECT" && toks[3] != "DISCONNECT") {
 		return
 	}
@@ -309,6 +418,9 @@ func (p *Presence) apply(m *nats.Msg) {
 		t = time.Now()
 	}
 	ck := connKey{ev.Server.ID, ev.Client.ID}
+	if ev.Server.ID != p.local {
+		p.heard[ev.Server.ID] = time.Now()
+	}
 	if toks[3] == "CONNECT" {
 		p.connected(ck, userKey{acc, user}, t)
 	} else {
@@ -354,6 +466,7 @@ func (p *Presence) disconnected(ck connKey, t time.Time) {
 // comes for them. p.mu is held.
 func (p *Presence) serverDown(id string, t time.Time) {
 	p.dead[id] = true
+	delete(p.heard, id)
 	for ck := range p.conns {
 		if ck.server == id {
 			p.disconnected(ck, t)

@@ -383,3 +383,33 @@ func TestPresenceSeedsWhileDevicesChurn(t *testing.T) {
 		})
 	}
 }
+
+// A server that dies without a word (kill -9: no SHUTDOWN, no DISCONNECT
+// for its clients) stops sending heartbeats; presence takes its devices
+// for offline once it has been silent for two heartbeats.
+func TestPresenceForgetsSilentServer(t *testing.T) {
+	t.Cleanup(resolver.SetSilentAfter(time.Second)) // after the watcher stops
+	s := latchtest.MustStart(t, latchtest.Options{Dir: t.TempDir()})
+	alice := s.MustCreatePerson(t, "alice")
+	d := s.MustIssueDevice(t, "alice", "laptop")
+	p := mustWatchPresence(t, s)
+	events, cancel := p.Subscribe(alice.Account)
+	defer cancel()
+
+	// The CONNECT a server elsewhere in the cluster sends for one of its
+	// clients; then that server says nothing more.
+	ev := fmt.Sprintf(`{"type":"io.nats.server.advisory.v1.client_connect","server":{"name":"gone","id":"NGONE"},"client":{"id":7,"acc":%q,"user":%q}}`,
+		alice.Account, d.PublicKey)
+	if err := s.Sys.Publish("$SYS.ACCOUNT."+alice.Account+".CONNECT", []byte(ev)); err != nil {
+		t.Fatal(err)
+	}
+	if got := nextEvent(t, events, d.PublicKey); !got.Online {
+		t.Fatalf("first event %+v, want online", got)
+	}
+	if got := nextEvent(t, events, d.PublicKey); got.Online {
+		t.Fatalf("second event %+v, want offline once the server went silent", got)
+	}
+	if p.Online(alice.Account, d.PublicKey) {
+		t.Error("the device of a silent server is still online")
+	}
+}

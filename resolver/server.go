@@ -626,6 +626,22 @@ func (s *Server) StoredAccounts() (int, error) {
 	return n, nil
 }
 
+// Apply stores an account JWT in this server's own resolver when it is
+// newer (a later iat) than the one there, and applies it at once to the
+// account if it is loaded: revocations close connections, limits take
+// effect. It reaches no other server: each node applies latch's record
+// itself, in whatever order the JWTs arrive, and an older JWT never
+// replaces a newer one (unlike $SYS.REQ.CLAIMS.UPDATE, which stores
+// whatever it is sent, so that two pushes crossing on the routes could
+// leave a server with the older).
+func (s *Server) Apply(account, accountJWT string) error {
+	ar := s.ns.AccountResolver()
+	if ar == nil {
+		return errors.New("the server has no account resolver")
+	}
+	return ar.Store(account, accountJWT)
+}
+
 // StoredJWT is the JWT of an account in this server's own resolver
 // folder, "" when it holds none: what this node enforces, whatever its
 // peers hold.
