@@ -206,8 +206,26 @@ func (s *Service) adminHandlers() map[string]adminHandler {
 	handle(hs, EndpointAdminCredsRevoke, func(ctx context.Context, r AdminCredsRequest) (AdminCreds, error) {
 		return s.RevokeAdminCreds(ctx, r.Name)
 	})
+	handle(hs, EndpointClusterStatus, func(ctx context.Context, _ NoRequest) (ClusterStatus, error) {
+		return s.ClusterStatus(ctx, clusterStatusWait)
+	})
+	handle(hs, EndpointClusterRepair, func(ctx context.Context, _ NoRequest) (ClusterRepairReply, error) {
+		st, err := s.ClusterStatus(ctx, clusterStatusWait)
+		if err != nil {
+			return ClusterRepairReply{}, err
+		}
+		repaired, err := s.Repair(ctx, st.Drifted())
+		if repaired == nil {
+			repaired = []string{}
+		}
+		return ClusterRepairReply{Repaired: repaired}, err
+	})
 	return hs
 }
+
+// clusterStatusWait is how long the admin service waits for the nodes of
+// a cluster to say how they are.
+const clusterStatusWait = 3 * time.Second
 
 // subjectName turns "account.add" into "account_add", a valid endpoint name.
 func subjectName(subject string) string {

@@ -46,6 +46,8 @@ const (
 	EndpointAdminCredsIssue  Endpoint[AdminCredsRequest, AdminCredsReply]     = "admin.creds.issue"
 	EndpointAdminCredsList   Endpoint[NoRequest, []AdminCreds]                = "admin.creds.ls"
 	EndpointAdminCredsRevoke Endpoint[AdminCredsRequest, AdminCreds]          = "admin.creds.revoke"
+	EndpointClusterStatus    Endpoint[NoRequest, ClusterStatus]               = "cluster.status"
+	EndpointClusterRepair    Endpoint[NoRequest, ClusterRepairReply]          = "cluster.repair"
 )
 
 // Subject is where the endpoint listens.

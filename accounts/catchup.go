@@ -2,8 +2,8 @@ package accounts
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -26,7 +26,8 @@ type Drift struct {
 // CatchUpResult is what a catch-up did.
 type CatchUpResult struct {
 	// Pushed counts the accounts whose JWT this node lacked or held an
-	// older one of: changes made while it was down.
+	// older one of, and now has the record's: changes made while it was
+	// down.
 	Pushed int
 	// Filled counts accounts the record lacked and got from the resolver
 	// (accounts made before there was a record).
@@ -36,7 +37,7 @@ type CatchUpResult struct {
 
 // CatchUp brings this node's resolver up to latch's record of account
 // JWTs: every account whose JWT here is missing or older than the record's
-// is pushed again (what changed while the node was down: revocations,
+// gets the record's (what changed while the node was down: revocations,
 // limits), and one whose JWT here is newer, or as new and different, is
 // drift: reported, audited, and left for Repair. Accounts the record lacks
 // are filled in from the resolver first. Deleted accounts are
@@ -49,7 +50,35 @@ func (s *Service) CatchUp(ctx context.Context) (CatchUpResult, error) {
 		return res, err
 	}
 	res.Filled = filled
-	err = s.eachRecorded(ctx, func(account, tok string) error {
+	res.Drift, err = s.compare(ctx, func(account, tok string) error {
+		if err := s.apply(ctx, account, tok); err != nil {
+			return fmt.Errorf("apply account %s: %w", account, err)
+		}
+		res.Pushed++
+		return nil
+	})
+	for _, d := range res.Drift {
+		s.log.Warn("account drift: this node enforces a JWT that is not latch's record; `latch cluster repair` makes the record the one in force again",
+			"account", d.Account, "name", d.AccountName, "found_iat", d.Found, "found_issuer", d.FoundIssuer, "recorded_iat", d.Recorded)
+		s.auditAfter(ctx, AuditEvent{Action: ActionAccountDrift, Account: d.Account, AccountName: d.AccountName,
+			Detail: fmt.Sprintf("node %s holds a JWT issued %s by %s; latch's record was issued %s",
+				d.Node, d.Found.Format(time.RFC3339), d.FoundIssuer, d.Recorded.Format(time.RFC3339))})
+	}
+	return res, err
+}
+
+// Drift lists the accounts whose JWT on this node is not latch's record
+// and not simply older than it, changing nothing.
+func (s *Service) Drift(ctx context.Context) ([]Drift, error) {
+	return s.compare(ctx, func(string, string) error { return nil })
+}
+
+// compare goes through latch's record and this node's resolver: behind is
+// called for each account this node lacks or holds an older JWT of, and
+// the accounts it holds a newer or different JWT of are returned.
+func (s *Service) compare(ctx context.Context, behind func(account, tok string) error) ([]Drift, error) {
+	var drift []Drift
+	err := s.eachRecorded(ctx, func(account, tok string) error {
 		here, err := s.stored(ctx, account)
 		if err != nil {
 			return err
@@ -64,53 +93,91 @@ func (s *Service) CatchUp(ctx context.Context) (CatchUpResult, error) {
 		}
 		found, err := jwt.DecodeAccountClaims(here)
 		if here == "" || err == nil && found.IssuedAt < rec.IssuedAt {
-			if err := s.cfg.Directory.Push(ctx, tok); err != nil {
-				return fmt.Errorf("push account %s: %w", account, err)
-			}
-			res.Pushed++
-			return nil
+			return behind(account, tok)
 		}
 		d := Drift{Account: account, AccountName: rec.Name, Recorded: time.Unix(rec.IssuedAt, 0).UTC(), Node: s.cfg.Node}
 		if err == nil {
 			d.Found, d.FoundIssuer = time.Unix(found.IssuedAt, 0).UTC(), found.Issuer
 		}
-		res.Drift = append(res.Drift, d)
+		drift = append(drift, d)
 		return nil
 	})
-	for _, d := range res.Drift {
-		s.log.Warn("account drift: this node enforces a JWT that is not latch's record; `latch cluster repair` pushes the record again",
-			"account", d.Account, "name", d.AccountName, "found_iat", d.Found, "found_issuer", d.FoundIssuer, "recorded_iat", d.Recorded)
-		s.auditAfter(ctx, AuditEvent{Action: ActionAccountDrift, Account: d.Account, AccountName: d.AccountName,
-			Detail: fmt.Sprintf("node %s holds a JWT issued %s by %s; latch's record was issued %s",
-				d.Node, d.Found.Format(time.RFC3339), d.FoundIssuer, d.Recorded.Format(time.RFC3339))})
-	}
-	return res, err
+	return drift, err
 }
 
-// Repair pushes latch's record of each account again, every drifted
-// account of this node when none is named, and returns those it pushed.
-func (s *Service) Repair(ctx context.Context, accounts ...string) ([]string, error) {
+// Repair makes latch's record the JWT in force again of each drifted
+// account: the record is signed anew, later than the JWT any node was
+// found holding, and committed, so every node takes it as the newest.
+// It returns the accounts repaired.
+func (s *Service) Repair(ctx context.Context, drift []Drift) ([]string, error) {
+	after := map[string]int64{}
+	var order []string
+	for _, d := range drift {
+		if _, ok := after[d.Account]; !ok {
+			order = append(order, d.Account)
+		}
+		after[d.Account] = max(after[d.Account], d.Found.Unix())
+		if ahead := time.Until(d.Found); ahead > time.Minute {
+			return nil, fmt.Errorf("account %s: node %s holds a JWT issued %s from now; put the clock of whoever signed it right, or push latch's record by hand", d.Account, d.Node, ahead.Round(time.Second))
+		}
+	}
 	var repaired []string
-	err := s.eachRecorded(ctx, func(account, tok string) error {
-		if len(accounts) > 0 && !slices.Contains(accounts, account) {
-			return nil
-		}
-		here, err := s.stored(ctx, account)
-		if err != nil {
-			return err
-		}
-		if here == tok {
-			return nil
-		}
-		if err := s.cfg.Directory.Push(ctx, tok); err != nil {
-			return fmt.Errorf("push account %s: %w", account, err)
+	for _, account := range order {
+		if err := s.updateAfter(account, after[account], func(*jwt.AccountClaims) error { return nil }); err != nil {
+			return repaired, fmt.Errorf("repair account %s: %w", account, err)
 		}
 		repaired = append(repaired, account)
 		s.auditAfter(ctx, AuditEvent{Action: ActionAccountRepair, Account: account,
-			Detail: "latch's record pushed again over the JWT node " + s.cfg.Node + " held"})
-		return nil
-	})
-	return repaired, err
+			Detail: "latch's record signed anew over a JWT it did not make"})
+	}
+	return repaired, nil
+}
+
+// Follow applies every JWT committed to the record from now on to this
+// node's resolver (Config.Apply), until ctx ends: it is how a change made
+// on another node reaches this one. started is called once it follows:
+// a CatchUp from then on misses nothing committed before.
+func (s *Service) Follow(ctx context.Context, started func()) error {
+	if s.cfg.Apply == nil {
+		return errors.New("follow the record: this node cannot apply JWTs itself")
+	}
+	w, err := s.jwts.WatchAll(ctx, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	started()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("follow the record: the watch ended")
+			}
+			if e == nil {
+				continue
+			}
+			// A JWT committed just before its account was deleted must
+			// not bring the account back on a node that applies it after
+			// the delete.
+			if _, err := s.tombstones.Get(ctx, e.Key()); err == nil {
+				continue
+			}
+			if err := s.cfg.Apply(e.Key(), string(e.Value())); err != nil {
+				s.log.Warn("apply an account JWT from the record", "account", e.Key(), "err", err)
+			}
+		}
+	}
+}
+
+// apply makes tok this node's JWT of account (Config.Apply), or every
+// server's when the node cannot apply it itself.
+func (s *Service) apply(ctx context.Context, account, tok string) error {
+	if s.cfg.Apply != nil {
+		return s.cfg.Apply(account, tok)
+	}
+	return s.cfg.Directory.Push(ctx, tok)
 }
 
 // eachRecorded calls f with every account of the record and its JWT.

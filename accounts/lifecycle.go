@@ -134,21 +134,27 @@ func (s *Service) createRecordsBucket(ctx context.Context, account string, servi
 	if err != nil {
 		return err
 	}
-	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      RecordsBucket,
-		Description: "records synced between the person's devices",
-		History:     10,
-		Storage:     jetstream.FileStorage,
-		Replicas:    s.cfg.Replicas,
-		MaxBytes:    l.Disk,
+	// In a cluster, the node that places the bucket may not have applied
+	// the new account yet: until it has, it says JetStream is not enabled
+	// for it, and the request is made again.
+	err = s.untilPlaced(ctx, "the records bucket", func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      RecordsBucket,
+			Description: "records synced between the person's devices",
+			History:     10,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.cfg.Replicas,
+			MaxBytes:    l.Disk,
+		})
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("create the records bucket: %w", err)
+		return err
 	}
 	if err := limitConsumers(ctx, js); err != nil {
 		return err
 	}
-	return s.ensureHistory(ctx, js, l)
+	return s.untilPlaced(ctx, "the records history", func(ctx context.Context) error { return s.ensureHistory(ctx, js, l) })
 }
 
 // limitConsumers gives the records stream its consumer limit: every
@@ -368,9 +374,37 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		if err := s.cfg.Directory.Delete(ctx, s.cfg.Signer, pub); err != nil {
 			return err
 		}
+		// The delete reaches every server; the answer comes from the
+		// first. This node is not ready until its own resolver is rid of
+		// the account.
+		if err := s.untilGone(ctx, pub); err != nil {
+			return err
+		}
 		if err := s.jwts.Purge(ctx, pub); err != nil && !isNotFound(err) {
 			return err
 		}
 	}
 	return nil
+}
+
+// untilGone waits until this node's resolver holds no JWT of account.
+func (s *Service) untilGone(ctx context.Context, account string) error {
+	if s.cfg.Stored == nil {
+		return nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tok, err := s.cfg.Stored(account)
+		if err != nil || tok == "" {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("account %s: this node's resolver still holds it 10 s after its delete", account)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

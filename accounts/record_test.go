@@ -139,15 +139,24 @@ func TestCatchUpAndDrift(t *testing.T) {
 	if !auditHas(t, s.Service, accounts.ActionAccountDrift, p.Account) {
 		t.Error("no account.drift entry in the audit trail")
 	}
-	repaired, err := s.Service.Repair(ctx)
+	repaired, err := s.Service.Repair(ctx, res.Drift)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(repaired) != 1 || repaired[0] != p.Account {
 		t.Errorf("repair: %v, want alice's account", repaired)
 	}
-	if got, _ := s.Server.StoredJWT(p.Account); got != recorded {
-		t.Error("after the repair the node does not hold the record's JWT")
+	// The record, signed anew later than the JWT found, is in force.
+	got, _ := s.Server.StoredJWT(p.Account)
+	ac, err = jwt.DecodeAccountClaims(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ac.Tags.Contains("pushed-by-hand") || len(ac.Revocations) != 1 {
+		t.Errorf("after the repair the node holds tags %v and %d revocations, want latch's record (no tag, 1 revocation)", ac.Tags, len(ac.Revocations))
+	}
+	if res, err := s.Service.CatchUp(ctx); err != nil || len(res.Drift) != 0 {
+		t.Errorf("catch-up after the repair: %+v, %v; want no drift", res, err)
 	}
 	if !auditHas(t, s.Service, accounts.ActionAccountRepair, p.Account) {
 		t.Error("no account.repair entry in the audit trail")

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/internal/latchtest"
 	"github.com/latch-dev/latch/keys"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestRevokeDevice(t *testing.T) {
@@ -156,7 +158,7 @@ func TestRevokeWithoutLiveConnection(t *testing.T) {
 // TestSingleWriter fires revocations, issuances and disable/enable at one
 // account from many goroutines at once. The account service is its only
 // writer, so every revocation must survive every other change: each JWT
-// it pushes has a later iat than the one before and drops no revocation,
+// it commits has a later iat than the one before and drops no revocation,
 // and at the end every revoked device is out and every other one is in.
 func TestSingleWriter(t *testing.T) {
 	t.Parallel()
@@ -164,18 +166,21 @@ func TestSingleWriter(t *testing.T) {
 	ctx := testCtx(t)
 	alice := s.MustCreatePerson(t, "alice")
 
-	// Every JWT pushed to the resolver, in the order it was pushed: the
-	// service pushes through the stack's system connection, which hears
-	// its own messages.
-	pushes := make(chan *nats.Msg, 4096)
-	spy, err := s.Sys.ChanSubscribe("$SYS.REQ.CLAIMS.UPDATE", pushes)
+	// Every JWT committed to the record, in the order it was committed
+	// (the record's history of alice's key), each made the one in force.
+	js, err := jetstream.New(s.App)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer spy.Unsubscribe()
-	if err := s.Sys.Flush(); err != nil {
+	record, err := js.KeyValue(ctx, accounts.JWTsBucket)
+	if err != nil {
 		t.Fatal(err)
 	}
+	watch, err := record.Watch(ctx, alice.Account, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
 
 	const (
 		revoked   = 16 // devices revoked, each by two goroutines at once
@@ -260,34 +265,34 @@ func TestSingleWriter(t *testing.T) {
 		t.Errorf("person after the last enable: got %q, %v, want %q", p.Status, err, accounts.StatusActive)
 	}
 
-	// Every push is answered after the server passed it to the spy, and
-	// this round trip comes after the last answer.
-	if err := s.Sys.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	// The watch has every commit once the one in force is among them.
 	var history []*jwt.AccountClaims
-	for len(pushes) > 0 {
-		m := <-pushes
-		if ac, err := jwt.DecodeAccountClaims(string(m.Data)); err == nil && ac.Subject == alice.Account {
-			history = append(history, ac)
+	for len(history) == 0 || history[len(history)-1].ID != ac.ID {
+		select {
+		case e := <-watch.Updates():
+			if e == nil {
+				continue
+			}
+			if c, err := jwt.DecodeAccountClaims(string(e.Value())); err == nil {
+				history = append(history, c)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the record's history never reached the JWT in force (%d commits seen)", len(history))
 		}
 	}
 	if len(history) < 2*toggles {
-		t.Fatalf("pushes seen: got %d, want at least %d (one per disable and enable)", len(history), 2*toggles)
+		t.Fatalf("commits seen: got %d, want at least %d (one per disable and enable)", len(history), 2*toggles)
 	}
 	for i := 1; i < len(history); i++ {
 		prev, next := history[i-1], history[i]
 		if next.IssuedAt <= prev.IssuedAt {
-			t.Errorf("push %d: iat %d is not after the previous push's %d", i, next.IssuedAt, prev.IssuedAt)
+			t.Errorf("commit %d: iat %d is not after the previous commit's %d", i, next.IssuedAt, prev.IssuedAt)
 		}
 		for key := range prev.Revocations {
 			if _, ok := next.Revocations[key]; !ok {
-				t.Errorf("push %d dropped the revocation of %s", i, key)
+				t.Errorf("commit %d dropped the revocation of %s", i, key)
 			}
 		}
-	}
-	if last := history[len(history)-1]; last.IssuedAt != ac.IssuedAt {
-		t.Errorf("the resolver's iat: got %d, want the last push's %d", ac.IssuedAt, last.IssuedAt)
 	}
 
 	for i, c := range conns {

@@ -91,6 +91,11 @@ type Config struct {
 	// Stored reads this node's own copy of an account JWT ("" when it has
 	// none); nil compares the cluster's answer to a lookup instead.
 	Stored func(account string) (string, error)
+	// Apply stores an account JWT in this node's own resolver when it is
+	// newer than the one there (resolver.Server.Apply). With it each
+	// node applies latch's record itself (Follow); nil pushes every JWT
+	// to every server through $SYS.REQ.CLAIMS.UPDATE.
+	Apply func(account, accountJWT string) error
 	// Node names this node in drift reports and the audit trail.
 	Node string
 	// Log receives what the service reports.
@@ -173,7 +178,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	for i, b := range buckets {
 		wg.Go(func() {
 			errs[i] = s.untilPlaced(ctx, "bucket "+b.name, func(ctx context.Context) (err error) {
-				*b.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				kv, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 					Bucket:      b.name,
 					Description: b.desc,
 					History:     b.history,
@@ -181,6 +186,12 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 					Replicas:    cfg.Replicas,
 					TTL:         b.ttl,
 				})
+				if err == nil {
+					*b.kv = kv
+					if cfg.Replicas > 1 {
+						*b.kv = steadyKV{KeyValue: kv, nc: cfg.App, bucket: b.name}
+					}
+				}
 				return err
 			})
 		})
@@ -206,6 +217,48 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// ensureBucket makes one of latch's buckets when it is missing, brings its
+// description, replicas, history and TTL to want's when they differ, and
+// returns it bound. A replicated bucket answers reads from its leader
+// only: a KV bucket lets any replica answer a read (direct get) by
+// default, and the replica nearest a node may lag the leader by a moment,
+// so a session made on one node, an enrollment started there or a secret
+// another node just made could be "not found" on the next. latch's own
+// buckets are read to decide, so they read what the leader has, at the
+// price of a round trip to its region. The stream is changed only
+// when it must be: a change that switched direct gets back on (as
+// CreateOrUpdateKeyValue's would) could leave another node, starting at
+// the same moment, bound to reading any replica.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	_, err := js.KeyValue(ctx, want.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if _, err = js.CreateKeyValue(ctx, want); errors.Is(err, jetstream.ErrBucketExists) {
+			err = nil // another node made it at the same moment
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := js.Stream(ctx, "KV_"+want.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	cfg := st.CachedInfo().Config
+	next := cfg
+	next.Description, next.Replicas = want.Description, want.Replicas
+	next.MaxMsgsPerSubject, next.MaxAge = int64(max(want.History, 1)), want.TTL
+	if want.Replicas > 1 {
+		next.AllowDirect = false
+	}
+	if next.Description != cfg.Description || next.Replicas != cfg.Replicas || next.MaxMsgsPerSubject != cfg.MaxMsgsPerSubject ||
+		next.MaxAge != cfg.MaxAge || next.AllowDirect != cfg.AllowDirect {
+		if _, err := js.UpdateStream(ctx, next); err != nil {
+			return nil, fmt.Errorf("bring the bucket up to date: %w", err)
+		}
+	}
+	return js.KeyValue(ctx, want.Bucket)
 }
 
 // untilPlaced runs a JetStream request that makes or changes one of
@@ -249,12 +302,16 @@ func (s *Service) untilPlaced(ctx context.Context, what string, req func(context
 // cluster gives before it can place a replicated stream.
 func placementPending(err error) bool {
 	// nats-server's codes: no suitable peers (10005), JetStream system
-	// temporarily unavailable (10008), insufficient resources (10023).
+	// temporarily unavailable (10008), insufficient resources (10023); and
+	// JetStream not enabled for the account (10039), from a node that has
+	// not yet applied the account's JWT; and a stream not found (10059)
+	// right after it was made.
 	const noPeers, unavailable, insufficient = 10005, 10008, 10023
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case noPeers, unavailable, insufficient, jetstream.JSErrCodeJetStreamNotEnabled:
+		case noPeers, unavailable, insufficient, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
+			jetstream.JSErrCodeStreamNotFound: // a stream just made, asked after before the cluster settled
 			return true
 		}
 		return false

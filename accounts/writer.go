@@ -47,7 +47,10 @@ type writer struct {
 
 type pending struct {
 	change change
-	done   chan error
+	// after, when set, is an iat the new JWT must be later than (one
+	// found on a node that is not latch's, for a repair).
+	after int64
+	done  chan error
 }
 
 func (s *Service) writer(account string) *writer {
@@ -59,8 +62,13 @@ func (s *Service) writer(account string) *writer {
 // record, pushes it and returns once the resolver has it. It always waits
 // for the outcome, even when ctx ends: a revocation is never left in doubt.
 func (s *Service) update(account string, c change) error {
+	return s.updateAfter(account, 0, c)
+}
+
+// updateAfter is update with a JWT issued later than after.
+func (s *Service) updateAfter(account string, after int64, c change) error {
 	w := s.writer(account)
-	p := &pending{change: c, done: make(chan error, 1)}
+	p := &pending{change: c, after: after, done: make(chan error, 1)}
 	w.mu.Lock()
 	w.queue = append(w.queue, p)
 	if !w.running {
@@ -128,7 +136,11 @@ func (s *Service) commit(account string, w *writer, batch []*pending) {
 			applied++
 		}
 		if applied > 0 {
-			tok, iat, err := s.sign(next, w.iat)
+			last := w.iat
+			for _, p := range batch {
+				last = max(last, p.after)
+			}
+			tok, iat, err := s.sign(next, last)
 			if err != nil {
 				fail(err)
 				return
@@ -208,12 +220,19 @@ func (s *Service) record(ctx context.Context, account, tok string, last uint64) 
 	return rev, err
 }
 
-// push sends a committed JWT to every server's resolver. Another node may
-// have committed a later JWT and pushed it before this push arrived, and a
-// resolver takes the last JWT it is sent, not the newest: so when the
-// record moved on meanwhile its JWT goes out again, and the last push is
-// always of the last commit.
+// push makes a committed JWT the one in force. With Config.Apply this
+// node's resolver takes it now, and every other node's from the record
+// (Follow), each keeping the newest it has seen whatever the order the
+// JWTs arrive in. Without it (servers latch does not run in) the JWT goes
+// to every server's resolver through $SYS.REQ.CLAIMS.UPDATE. A resolver
+// takes the last JWT it is sent that way, not the newest, and another
+// node may have committed a later JWT and pushed it before this push
+// arrived: so when the record moved on meanwhile its JWT goes out again,
+// and the last push is of the last commit.
 func (s *Service) push(ctx context.Context, account, tok string, rev uint64) error {
+	if s.cfg.Apply != nil {
+		return s.cfg.Apply(account, tok)
+	}
 	if err := s.cfg.Directory.Push(ctx, tok); err != nil {
 		return err
 	}

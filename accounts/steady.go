@@ -1,0 +1,174 @@
+package accounts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// steadyKV is one of latch's buckets that rides out a change of its
+// stream's leader. When a node of a cluster goes down, the streams it led
+// elect a new leader among the others, which takes a few seconds; latch's
+// buckets are read from the leader only (leaderReads), so meanwhile a
+// request gets no responders, or no answer in time. steadyKV asks again,
+// for up to leaderWait: a read whatever went wrong of those two, a write
+// only when it reached no server (no responders), for a write that timed
+// out may have been done.
+type steadyKV struct {
+	jetstream.KeyValue
+	nc     *nats.Conn
+	bucket string
+}
+
+// leaderWait is how long a request to one of latch's buckets is made
+// again while the bucket has no leader.
+const leaderWait = 15 * time.Second
+
+// Get reads a key's last value from the stream's leader. It asks the
+// leader itself (STREAM.MSG.GET) rather than through the bound bucket,
+// which reads any replica when it was bound while the stream still
+// allowed that: on a cluster that is starting, one node may bind a
+// bucket just before another turns direct reads off.
+func (kv steadyKV) Get(ctx context.Context, key string) (e jetstream.KeyValueEntry, err error) {
+	err = steadily(ctx, true, func() error { e, err = kv.leaderGet(ctx, key); return err })
+	return e, err
+}
+
+func (kv steadyKV) leaderGet(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	subject := "$KV." + kv.bucket + "." + key
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
+	m, err := kv.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+kv.bucket, req)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return nil, fmt.Errorf("read %s: %w", subject, err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, jetstream.ErrKeyNotFound
+	case r.Error != nil:
+		return nil, r.Error
+	case r.Message == nil:
+		return nil, fmt.Errorf("read %s: an empty answer", subject)
+	}
+	e := entry{bucket: kv.bucket, key: key, value: r.Message.Data, rev: r.Message.Seq, created: r.Message.Time, op: jetstream.KeyValuePut}
+	if len(r.Message.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(r.Message.Header)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", subject, err)
+		}
+		switch h.Get("KV-Operation") {
+		case "DEL", "PURGE":
+			return nil, jetstream.ErrKeyNotFound
+		}
+		if reason := h.Get(jetstream.MarkerReasonHeader); reason != "" {
+			return nil, jetstream.ErrKeyNotFound
+		}
+	}
+	return e, nil
+}
+
+// entry is a key's value as leaderGet read it.
+type entry struct {
+	bucket, key string
+	value       []byte
+	rev         uint64
+	created     time.Time
+	op          jetstream.KeyValueOp
+}
+
+func (e entry) Bucket() string                  { return e.bucket }
+func (e entry) Key() string                     { return e.key }
+func (e entry) Value() []byte                   { return e.value }
+func (e entry) Revision() uint64                { return e.rev }
+func (e entry) Created() time.Time              { return e.created }
+func (e entry) Delta() uint64                   { return 0 }
+func (e entry) Operation() jetstream.KeyValueOp { return e.op }
+
+func (kv steadyKV) Put(ctx context.Context, key string, value []byte) (rev uint64, err error) {
+	err = steadily(ctx, false, func() error { rev, err = kv.KeyValue.Put(ctx, key, value); return err })
+	return rev, err
+}
+
+func (kv steadyKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (rev uint64, err error) {
+	err = steadily(ctx, false, func() error { rev, err = kv.KeyValue.Create(ctx, key, value, opts...); return err })
+	return rev, err
+}
+
+func (kv steadyKV) Update(ctx context.Context, key string, value []byte, last uint64) (rev uint64, err error) {
+	err = steadily(ctx, false, func() error { rev, err = kv.KeyValue.Update(ctx, key, value, last); return err })
+	return rev, err
+}
+
+func (kv steadyKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	return steadily(ctx, false, func() error { return kv.KeyValue.Delete(ctx, key, opts...) })
+}
+
+func (kv steadyKV) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	return steadily(ctx, false, func() error { return kv.KeyValue.Purge(ctx, key, opts...) })
+}
+
+func (kv steadyKV) ListKeys(ctx context.Context, opts ...jetstream.WatchOpt) (l jetstream.KeyLister, err error) {
+	err = steadily(ctx, true, func() error { l, err = kv.KeyValue.ListKeys(ctx, opts...); return err })
+	return l, err
+}
+
+func (kv steadyKV) ListKeysFiltered(ctx context.Context, filters ...string) (l jetstream.KeyLister, err error) {
+	err = steadily(ctx, true, func() error { l, err = kv.KeyValue.ListKeysFiltered(ctx, filters...); return err })
+	return l, err
+}
+
+// steadily runs req until it succeeds, fails for another reason, ctx
+// ends or leaderWait has passed; read says whether it may be made again
+// after a timeout.
+func steadily(ctx context.Context, read bool, req func() error) error {
+	deadline := time.Now().Add(leaderWait)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := req()
+		if err == nil || !leaderless(err, read) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// leaderless reports whether err is what a bucket whose stream is between
+// leaders answers: no responders, JetStream "temporarily unavailable"
+// (10008), or, for a read, no answer in time.
+func leaderless(err error, read bool) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return true
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == 10008:
+		return true
+	case read && (errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)):
+		return true
+	}
+	return false
+}
