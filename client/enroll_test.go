@@ -29,7 +29,7 @@ type server struct {
 func mustServer(tb testing.TB, persons ...string) *server {
 	tb.Helper()
 	st := latchtest.MustStart(tb, latchtest.Options{Dir: tb.TempDir()})
-	w, err := web.New(web.Config{PublicURL: "http://localhost", Servers: []string{st.Server.ClientURL()}, Accounts: st.Service})
+	w, err := web.New(web.Config{PublicURL: "http://localhost", Servers: func() []string { return []string{st.Server.ClientURL()} }, Accounts: st.Service})
 	if err != nil {
 		tb.Fatal(err)
 	}

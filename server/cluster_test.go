@@ -272,13 +272,18 @@ func TestClusterOfThree(t *testing.T) {
 	for err := range errs {
 		t.Errorf("revoke: %v", err)
 	}
+	aliceKey := mustAccount(t, c.admin(0), "alice")
 	for node := range c.nodes {
 		for i, cr := range append(creds, phoneCreds) {
 			eventually(t, fmt.Sprintf("device %d refused by node %d", i, node+1), func() error {
 				nc, err := deviceConn(t, c.url(node), cr)
 				if err == nil {
 					nc.Close()
-					return fmt.Errorf("a revoked device connects")
+					d, _ := accounts.EndpointAccountShow.Call(ctx, c.admin(0), accounts.AccountRequest{Name: "alice"})
+					tok, _ := os.ReadFile(filepath.Join(c.cfgs[node].Data, "resolver", aliceKey+".jwt"))
+					ac, _ := jwt.DecodeAccountClaims(string(tok))
+					return fmt.Errorf("a revoked device connects (the record revokes %d devices, iat %s; the node's JWT %d, iat %d)",
+						d.Revocations, d.IssuedAt, len(ac.Revocations), ac.IssuedAt)
 				}
 				return nil
 			})
@@ -286,6 +291,91 @@ func TestClusterOfThree(t *testing.T) {
 	}
 	if _, err := deviceConn(t, c.url(2), laptopCreds); err != nil {
 		t.Errorf("the laptop, not revoked, cannot connect to node 3: %v", err)
+	}
+
+	// Every node says how it is, and none has drift.
+	st, err := accounts.EndpointClusterStatus.Call(ctx, c.admin(1), accounts.NoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 3 || len(st.Drifted()) != 0 || st.MetaLeader == "" {
+		t.Fatalf("cluster status: %+v, want three nodes, a meta leader and no drift", st)
+	}
+	for i, n := range st.Nodes {
+		if want := fmt.Sprintf("n%d", i+1); n.Name != want || n.Region != fmt.Sprintf("r%d", i+1) || !n.Up || n.JetStream != "ok" {
+			t.Errorf("node %+v, want %s, up, in r%d, JetStream ok", n, want, i+1)
+		}
+	}
+	// A JWT pushed behind latch's back (as `nsc push` would) is drift on
+	// every node until repaired.
+	alice := mustAccount(t, c.admin(0), "alice")
+	tok, err := os.ReadFile(filepath.Join(c.cfgs[0].Data, "resolver", alice+".jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(string(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac.Tags.Add("by-hand")
+	signer, err := c.first.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for time.Now().Unix() <= ac.IssuedAt {
+		time.Sleep(50 * time.Millisecond) // the JWT by hand must be newer
+	}
+	foreign, err := ac.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysJWT, sysSeed, err := c.first.MintUser(c.first.SystemAccount, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := nats.Connect(c.url(1), nats.UserJWTAndSeed(sysJWT, string(sysSeed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	if _, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(foreign), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "drift on every node", func() error {
+		st, err := accounts.EndpointClusterStatus.Call(ctx, c.admin(2), accounts.NoRequest{})
+		if err != nil {
+			return err
+		}
+		if d := st.Drifted(); len(d) != 3 || d[0].Account != alice {
+			return fmt.Errorf("drift %+v", d)
+		}
+		return nil
+	})
+	r, err := accounts.EndpointClusterRepair.Call(ctx, c.admin(0), accounts.NoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Repaired) != 1 || r.Repaired[0] != alice {
+		t.Errorf("repaired %v, want alice's account", r.Repaired)
+	}
+	eventually(t, "no drift after the repair", func() error {
+		st, err := accounts.EndpointClusterStatus.Call(ctx, c.admin(2), accounts.NoRequest{})
+		if err != nil {
+			return err
+		}
+		if d := st.Drifted(); len(d) != 0 {
+			return fmt.Errorf("drift %+v", d)
+		}
+		return nil
+	})
+	for i := range c.nodes {
+		tok, err := os.ReadFile(filepath.Join(c.cfgs[i].Data, "resolver", alice+".jwt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ac, err := jwt.DecodeAccountClaims(string(tok)); err != nil || ac.Tags.Contains("by-hand") {
+			t.Errorf("node %d still enforces the JWT made by hand (%v)", i+1, err)
+		}
 	}
 }
 
@@ -331,6 +421,17 @@ func TestClusterNodeCatchesUp(t *testing.T) {
 
 	c.open(1)
 	c.waitReady(1)
+	// Node 2 knows the device connected to node 1 is online: it asked the
+	// other servers for their connections when it started.
+	ds, err := accounts.EndpointDeviceList.Call(ctx, c.admin(1), accounts.DeviceRequest{Account: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if want := map[string]int{"new": 1, "old": 0}[d.Name]; d.Conns != want {
+			t.Errorf("node 2 counts %d connections of %s, want %d", d.Conns, d.Name, want)
+		}
+	}
 	if nc, err := deviceConn(t, c.url(1), oldCreds); err == nil {
 		nc.Close()
 		t.Error("a device revoked while node 2 was down connects to node 2")
@@ -338,9 +439,13 @@ func TestClusterNodeCatchesUp(t *testing.T) {
 	if _, err := deviceConn(t, c.url(1), newCreds); err != nil {
 		t.Errorf("a device issued while node 2 was down cannot connect to it: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(c.cfgs[1].Data, "resolver", bob.Account+".jwt")); !os.IsNotExist(err) {
-		t.Errorf("bob's account, deleted while node 2 was down, is still in its resolver (%v)", err)
-	}
+	// Gone, and kept gone: nodes delete again what a peer brings back.
+	eventually(t, "bob's account, deleted while node 2 was down, gone from node 2's resolver", func() error {
+		if _, err := os.Stat(filepath.Join(c.cfgs[1].Data, "resolver", bob.Account+".jwt")); !os.IsNotExist(err) {
+			return fmt.Errorf("its JWT is there (%v)", err)
+		}
+		return nil
+	})
 	// The JWT node 2 enforces for alice is the record's.
 	tok, err := os.ReadFile(filepath.Join(c.cfgs[1].Data, "resolver", mustAccount(t, admin, "alice")+".jwt"))
 	if err != nil {

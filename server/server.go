@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -498,6 +500,7 @@ func (s *Server) run(ctx context.Context) error {
 		DeviceTTL:    cfg.DeviceTTL,
 		PublicURL:    cfg.PublicURL,
 		Stored:       ns.StoredJWT,
+		Apply:        ns.Apply,
 		Node:         cfg.Name,
 		Log:          log,
 	})
@@ -506,6 +509,16 @@ func (s *Server) run(ctx context.Context) error {
 	}
 	if err := svc.RegisterFirstAdmin(ctx, op.FirstAdmin); err != nil {
 		return err
+	}
+	// Every JWT another node commits reaches this node's resolver from
+	// the record; the follower starts before the catch-up, so that
+	// nothing committed between the two is missed.
+	following := make(chan struct{})
+	s.wg.Go(func() { follow(s.bgCtx, svc, log, following) })
+	select {
+	case <-following:
+	case <-ctx.Done():
+		return nil
 	}
 	// Before it serves, the node catches up with what changed while it
 	// was down: deleted accounts deleted again, every account JWT as
@@ -520,6 +533,11 @@ func (s *Server) run(ctx context.Context) error {
 	if caught.Pushed > 0 || caught.Filled > 0 {
 		log.Info("caught up with latch's record of account JWTs", "pushed", caught.Pushed, "recorded", caught.Filled)
 	}
+	// A deleted account can come back: a peer that missed the delete
+	// hands it on in the full resolvers' own sync, or a JWT of it is
+	// applied after the delete. Every node deletes such accounts again,
+	// now and then.
+	s.wg.Go(func() { reconcileEvery(s.bgCtx, svc, log, reconcileInterval) })
 	s.wg.Go(func() {
 		resigned, templated, err := svc.Refresh(s.bgCtx)
 		if err != nil {
@@ -542,6 +560,15 @@ func (s *Server) run(ctx context.Context) error {
 		return fmt.Errorf("device API: %w", err)
 	}
 	defer deviceAPI.Stop()
+	// Every node says how it is, for `latch cluster status`.
+	statusSub, err := appNC.Subscribe(accounts.NodeStatusSubject, func(m *nats.Msg) {
+		b, _ := json.Marshal(s.nodeStatus(s.bgCtx, svc))
+		m.Respond(b)
+	})
+	if err != nil {
+		return fmt.Errorf("node status: %w", err)
+	}
+	defer statusSub.Unsubscribe()
 
 	s.wg.Go(func() { recordLastSeen(s.bgCtx, presence, svc, log) })
 
@@ -549,9 +576,9 @@ func (s *Server) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("web session keys: %w", err)
 	}
-	servers := cfg.DeviceServers
-	if len(servers) == 0 {
-		servers = []string{ns.ClientURL()}
+	servers := func() []string { return cfg.DeviceServers }
+	if len(cfg.DeviceServers) == 0 {
+		servers = func() []string { return s.deviceServers(appNC) }
 	}
 	g, err := web.New(web.Config{
 		Name:          op.Name,
@@ -630,6 +657,109 @@ func (s *Server) handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// deviceServers are the NATS URLs a device is given: this node's (or the
+// address it advertises), and in a cluster every other node's the cluster
+// has told latch's own connection of, so that a device whose node is
+// down reaches another from the start.
+func (s *Server) deviceServers(nc *nats.Conn) []string {
+	own := s.ns.ClientURL()
+	if a := s.cfg.ClientAdvertise; a != "" {
+		scheme := "nats://"
+		if s.certs != nil {
+			scheme = "tls://"
+		}
+		own = scheme + a
+	}
+	out := []string{own}
+	for _, u := range nc.DiscoveredServers() {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// nodeStatus is this node as it sees itself: its JetStream, the meta
+// group, the replicas behind in the streams it leads, and the accounts
+// whose JWT here is not latch's record.
+func (s *Server) nodeStatus(ctx context.Context, svc *accounts.Service) accounts.NodeStatus {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n := accounts.NodeStatus{Name: s.cfg.Name, Region: s.cfg.Cluster.Region, Version: s.cfg.Version, JetStream: "ok"}
+	if err := s.ns.Healthy(); err != nil {
+		n.JetStream = err.Error()
+	}
+	meta := s.ns.Meta()
+	n.MetaLeader = meta.Leader
+	for _, p := range meta.Peers {
+		n.Peers = append(n.Peers, p.Name)
+		if p.Name == s.cfg.Name {
+			n.Current = p.Current
+		}
+	}
+	var problems []string
+	lagging, err := s.ns.Lagging()
+	if err != nil {
+		problems = append(problems, "streams: "+err.Error())
+	}
+	for _, l := range lagging {
+		n.Lagging = append(n.Lagging, accounts.StreamLag(l))
+	}
+	if n.Drift, err = svc.Drift(ctx); err != nil {
+		problems = append(problems, "drift: "+err.Error())
+	}
+	n.Error = strings.Join(problems, "; ")
+	return n
+}
+
+// reconcileInterval is how often a node deletes again the deleted
+// accounts its resolver holds.
+const reconcileInterval = 15 * time.Second
+
+func reconcileEvery(ctx context.Context, svc *accounts.Service, log *slog.Logger, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := svc.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("reconcile deleted accounts", "err", err)
+		}
+	}
+}
+
+// follow keeps the node following latch's record of account JWTs until
+// ctx ends, and closes following once it first does. After a failure it
+// follows again and catches up with what was committed meanwhile.
+func follow(ctx context.Context, svc *accounts.Service, log *slog.Logger, following chan<- struct{}) {
+	var once sync.Once
+	for again := false; ; again = true {
+		err := svc.Follow(ctx, func() {
+			once.Do(func() { close(following) })
+			if !again {
+				return // the first catch-up is the start's
+			}
+			// What the record took while the node did not follow; the
+			// watch holds what comes meanwhile.
+			if _, err := svc.CatchUp(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("catch up with the record of account JWTs", "err", err)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("following the record of account JWTs stopped; starting again", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // ListenError names the flag of a listener nats-server could not open;

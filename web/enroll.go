@@ -235,7 +235,10 @@ func (s *Server) handleEnrollPoll(w http.ResponseWriter, r *http.Request) {
 // enrollment and to a renewal alike: the servers a list even when there
 // are none, the expiry RFC 3339 or null.
 func (s *Server) deviceJWT(token, account, accountName string, expires *time.Time) enrollPollResponse {
-	resp := enrollPollResponse{JWT: token, Account: account, AccountName: accountName, Servers: s.cfg.Servers}
+	resp := enrollPollResponse{JWT: token, Account: account, AccountName: accountName}
+	if s.cfg.Servers != nil {
+		resp.Servers = s.cfg.Servers()
+	}
 	if resp.Servers == nil {
 		resp.Servers = []string{}
 	}

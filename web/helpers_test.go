@@ -59,7 +59,7 @@ func mustWeb(tb testing.TB, o webOptions) *testWeb {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	tw.Web, err = New(Config{
-		PublicURL: tw.URL, Signup: o.Signup, Servers: []string{st.Server.ClientURL()},
+		PublicURL: tw.URL, Signup: o.Signup, Servers: func() []string { return []string{st.Server.ClientURL()} },
 		Accounts: st.Service, Presence: testPresence{pr}, Log: log, Now: o.Now, BodyTimeout: o.BodyTimeout,
 	})
 	if err != nil {

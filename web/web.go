@@ -90,8 +90,9 @@ type Config struct {
 	// Name is the deployment's name (the operator's), and Version latch's;
 	// every page shows them.
 	Name, Version string
-	// Servers are the NATS URLs handed to enrolled devices.
-	Servers []string
+	// Servers are the NATS URLs handed to enrolled devices, asked anew
+	// for each: in a cluster, the nodes known at that moment.
+	Servers func() []string
 	// SessionSecret is the secret the session cookie's keys are derived
 	// from; every node that shares it accepts the others' sessions. Empty
 	// makes keys of this process only.

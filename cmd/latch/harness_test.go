@@ -243,6 +243,10 @@ func (s *served) healthz() (int, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		// Ready since the addresses were read: the NATS one is known now.
+		s.attach(0)
+	}
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 

@@ -103,6 +103,7 @@ func runEnv(ctx context.Context, args []string, e *env) error {
 			serveCommand(e),
 			operatorCommand(e),
 			identityCommand(e),
+			clusterCommand(e),
 			accountCommand(e),
 			deviceCommand(e),
 			adminCommand(e),

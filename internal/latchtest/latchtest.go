@@ -6,8 +6,11 @@ package latchtest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +112,7 @@ func Start(o Options) (*Stack, error) {
 		AppAccount:  op.AppAccount.PublicKey,
 		Connections: ns,
 		Stored:      ns.StoredJWT,
+		Apply:       ns.Apply,
 		Node:        "test",
 	})
 	if err == nil {
@@ -288,7 +292,7 @@ func (s *Stack) OtherService(tb testing.TB) *accounts.Service {
 	svc, err := accounts.Open(context.Background(), accounts.Config{
 		Signer: signer, Directory: resolver.NewClaims(sys, 10*time.Second), App: app, Dial: dial,
 		DeviceTTL: time.Hour, AdminAccount: s.Operator.AdminAccount.PublicKey, AppAccount: s.Operator.AppAccount.PublicKey,
-		Stored: s.Server.StoredJWT, Node: "other",
+		Stored: s.Server.StoredJWT, Apply: s.Server.Apply, Node: "other",
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -299,18 +303,21 @@ func (s *Stack) OtherService(tb testing.TB) *accounts.Service {
 // RouteAddrs picks n free loopback addresses for route listeners. The
 // nodes of a cluster must know each other's route addresses before any of
 // them starts (a clustered JetStream refuses to start without routes), so
-// unlike the other listeners these cannot be port 0: each port is taken
-// from the system and let go at once, for the node to listen on.
+// unlike the other listeners these cannot be port 0. The ports come from
+// below Linux's ephemeral range (32768 and up), where neither the other
+// listeners' port 0 nor an outgoing connection's local port can take one
+// between the check and the node's listen.
 func RouteAddrs(tb testing.TB, n int) []string {
 	tb.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
+	var addrs []string
+	for len(addrs) < n {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil || slices.Contains(addrs, addr) {
+			continue
 		}
-		addrs[i] = l.Addr().String()
 		l.Close()
+		addrs = append(addrs, addr)
 	}
 	return addrs
 }
