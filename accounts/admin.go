@@ -220,6 +220,12 @@ func (s *Service) adminHandlers() map[string]adminHandler {
 		}
 		return ClusterRepairReply{Repaired: repaired}, err
 	})
+	handle(hs, EndpointClusterRebalance, func(ctx context.Context, _ NoRequest) (RebalanceResult, error) {
+		if _, _, err := s.Refresh(ctx); err != nil {
+			return RebalanceResult{}, err
+		}
+		return s.Rebalance(ctx)
+	})
 	return hs
 }
 

@@ -48,6 +48,7 @@ const (
 	EndpointAdminCredsRevoke Endpoint[AdminCredsRequest, AdminCreds]          = "admin.creds.revoke"
 	EndpointClusterStatus    Endpoint[NoRequest, ClusterStatus]               = "cluster.status"
 	EndpointClusterRepair    Endpoint[NoRequest, ClusterRepairReply]          = "cluster.repair"
+	EndpointClusterRebalance Endpoint[NoRequest, RebalanceResult]             = "cluster.rebalance"
 )
 
 // Subject is where the endpoint listens.

@@ -48,6 +48,9 @@ const (
 	// pushed again over it.
 	ActionAccountDrift  Action = "account.drift"
 	ActionAccountRepair Action = "account.repair"
+	// ActionRecordsReplicas is a person's records moved to the number of
+	// replicas latch runs with (a deployment that grew to three nodes).
+	ActionRecordsReplicas Action = "records.replicas"
 )
 
 // AuditEvent is one entry of the audit trail.

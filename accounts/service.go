@@ -76,6 +76,9 @@ type Config struct {
 	Limits Limits
 	// Replicas of latch's buckets and of each records bucket.
 	Replicas int
+	// Clustered says the node is one of a cluster: a stream may wait to
+	// be placed, and a request that is not answered is made again.
+	Clustered bool
 	// DeviceTTL is the default lifetime of an issued device JWT; 0 is none.
 	DeviceTTL time.Duration
 	// Connections counts and closes devices' connections; nil leaves the
@@ -177,7 +180,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	errs := make([]error, len(buckets)+1)
 	for i, b := range buckets {
 		wg.Go(func() {
-			errs[i] = s.untilPlaced(ctx, "bucket "+b.name, func(ctx context.Context) (err error) {
+			errs[i] = s.untilPlacedWaiting(ctx, "bucket "+b.name, time.Second, func(ctx context.Context) (err error) {
 				kv, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 					Bucket:      b.name,
 					Description: b.desc,
@@ -197,7 +200,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		})
 	}
 	wg.Go(func() {
-		errs[len(buckets)] = s.untilPlaced(ctx, "stream "+AuditStream, func(ctx context.Context) error {
+		errs[len(buckets)] = s.untilPlacedWaiting(ctx, "stream "+AuditStream, time.Second, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 				Name:        AuditStream,
 				Description: "latch audit trail: who did what, when",
@@ -267,20 +270,27 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 // the request times out, or JetStream says it lacks resources or peers.
 // And when the nodes of a new cluster all create the same stream at the
 // same moment, nats-server (2.15.2) answers none of them, though it makes
-// the stream: so a try waits 1 s at first, then longer, and the next finds
-// the stream made. Alone, the first answer is final.
+// the stream: so latch's own streams are first tried for 1 s
+// (untilPlacedWaiting), then longer, and the next try finds the stream
+// made. Alone (Config.Clustered unset), the first answer is final.
 func (s *Service) untilPlaced(ctx context.Context, what string, req func(context.Context) error) error {
+	return s.untilPlacedWaiting(ctx, what, 5*time.Second, req)
+}
+
+// untilPlacedWaiting is untilPlaced whose first try waits first, in a
+// cluster (alone, 5 s).
+func (s *Service) untilPlacedWaiting(ctx context.Context, what string, first time.Duration, req func(context.Context) error) error {
 	began, said := time.Now(), time.Now()
 	wait := 5 * time.Second
-	if s.cfg.Replicas > 1 {
-		wait = time.Second
+	if s.cfg.Clustered {
+		wait = first
 	}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, wait)
 		err := req(rctx)
 		cancel()
 		wait = min(2*wait, 5*time.Second)
-		if err == nil || s.cfg.Replicas <= 1 || !placementPending(err) {
+		if err == nil || !s.cfg.Clustered || !placementPending(err) {
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}

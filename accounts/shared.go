@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -29,11 +30,23 @@ func (s *Service) SharedSecret(ctx context.Context, name string) ([]byte, error)
 	} else if !errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, fmt.Errorf("shared secret %s: %w", name, err)
 	}
-	e, err := s.secrets.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("shared secret %s: %w", name, err)
+	// The winner's write may still be on its way to the leader's log: in a
+	// replicated bucket a create is refused while another one of the same
+	// key is proposed, before it is committed.
+	for wait := 20 * time.Millisecond; ; wait *= 2 {
+		e, err := s.secrets.Get(ctx, key)
+		if err == nil {
+			return checkShared(name, e.Value())
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || wait > 5*time.Second {
+			return nil, fmt.Errorf("shared secret %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
 	}
-	return checkShared(name, e.Value())
 }
 
 func checkShared(name string, b []byte) ([]byte, error) {
