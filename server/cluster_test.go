@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +34,13 @@ type testCluster struct {
 // startCluster starts three nodes and waits until every one is ready.
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
+	return startClusterOf(t, 0)
+}
+
+// startClusterOf starts three nodes that keep replicas copies (0: the
+// default, 3).
+func startClusterOf(t *testing.T, replicas int) *testCluster {
+	t.Helper()
 	first, err := operator.Init(filepath.Join(t.TempDir(), "n1"), "acme")
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +59,7 @@ func startCluster(t *testing.T) *testCluster {
 			cfg.Data = filepath.Join(t.TempDir(), cfg.Name)
 		}
 		cfg.Identity = id
+		cfg.Replicas = replicas
 		cfg.Cluster = server.Cluster{Listen: routes[i], Routes: routes, Region: fmt.Sprintf("r%d", i+1)}
 		c.cfgs = append(c.cfgs, cfg)
 		c.nodes = append(c.nodes, nil)
@@ -488,4 +498,163 @@ func mustAccount(t *testing.T, admin *accounts.AdminClient, name string) string 
 		t.Fatal(err)
 	}
 	return d.Account
+}
+
+// A data folder a node alone made cannot become a node of a cluster:
+// nats-server would delete the streams the cluster does not know (every
+// person's records) as orphans. The start is refused, says why, and the
+// folder, run alone again, still has every record.
+func TestClusterRefusesAStandaloneFolder(t *testing.T) {
+	ctx := t.Context()
+	first, err := operator.Init(filepath.Join(t.TempDir(), "n1"), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone := config(t)
+	alone.Data, alone.Name = first.Dir, "n1"
+	runAlone := func() *server.Server {
+		s, err := server.Open(ctx, alone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.Ready():
+		case <-time.After(60 * time.Second):
+			t.Fatal("the node alone is not ready")
+		}
+		return s
+	}
+	s := runAlone()
+	nc, err := nats.Connect(s.Addrs().NATS, nats.UserCredentials(filepath.Join(first.Dir, operator.AdminCredsFile)),
+		nats.CustomInboxPrefix(operator.AdminInboxPrefix(first.FirstAdmin)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := accounts.NewAdminClient(nc)
+	if _, err := accounts.EndpointAccountAdd.Call(ctx, admin, accounts.AccountAddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := accounts.EndpointDeviceIssue.Call(ctx, admin, accounts.DeviceIssueRequest{Account: "alice", Name: "laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(t.TempDir(), "laptop.creds")
+	if err := keys.WriteFileNew(creds, []byte(r.Creds)); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := deviceConn(t, s.Addrs().NATS, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := records(t, dc).Put(ctx, "kept", []byte("yes")); err != nil {
+		t.Fatal(err)
+	}
+	dc.Close()
+	nc.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	clustered := alone
+	clustered.Cluster = server.Cluster{Listen: latchtest.RouteAddrs(t, 1)[0], Region: "r1"}
+	_, err = server.Open(ctx, clustered)
+	var ce *server.ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "ran alone") || !strings.Contains(err.Error(), "orphan") {
+		t.Fatalf("a clustered start on a folder a node alone made: %v, want a refusal that says why", err)
+	}
+	s = runAlone()
+	defer s.Close()
+	dc, err = deviceConn(t, s.Addrs().NATS, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := records(t, dc).Get(ctx, "kept"); err != nil || string(e.Value()) != "yes" {
+		t.Errorf("the record after the refused start: %v", err)
+	}
+}
+
+// Three nodes that kept one copy of everything, restarted to keep three,
+// move latch's streams and every person's records to three replicas, one
+// a region, and lose no record.
+func TestClusterMovesToThreeReplicas(t *testing.T) {
+	c := startClusterOf(t, 1)
+	ctx := t.Context()
+	if _, err := accounts.EndpointAccountAdd.Call(ctx, c.admin(0), accounts.AccountAddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	_, creds := c.issue(0, "alice", "laptop")
+	dc, err := deviceConn(t, c.url(0), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	kv := records(t, dc)
+	for i := range n {
+		if _, err := kv.Put(ctx, fmt.Sprintf("k%02d", i), []byte("kept")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dc.Close()
+	for i := range c.nodes {
+		if err := c.nodes[i].Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range c.nodes {
+		c.cfgs[i].Replicas = 3
+		c.open(i)
+	}
+	for i := range c.nodes {
+		c.waitReady(i)
+	}
+	dc, err = deviceConn(t, c.url(2), creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (The records history is not the device's to see; the audit entry
+	// below comes only once both streams moved.)
+	for _, name := range []string{"KV_" + accounts.RecordsBucket} {
+		eventually(t, name+" of alice on three replicas", func() error {
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return err
+			}
+			got := replicaServers(st.CachedInfo())
+			slices.Sort(got)
+			if !slices.Equal(got, []string{"n1", "n2", "n3"}) {
+				return fmt.Errorf("replicas on %v", got)
+			}
+			return nil
+		})
+	}
+	kv = records(t, dc)
+	for i := range n {
+		if e, err := kv.Get(ctx, fmt.Sprintf("k%02d", i)); err != nil || string(e.Value()) != "kept" {
+			t.Errorf("k%02d after the move: %v", i, err)
+		}
+	}
+	st, err := jetstream.New(c.latchConn(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	persons, err := st.Stream(ctx, "KV_"+accounts.PersonsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := persons.CachedInfo().Config.Replicas; got != 3 {
+		t.Errorf("latch's persons bucket has %d replicas, want 3", got)
+	}
+	es, err := accounts.EndpointAuditList.Call(ctx, c.admin(0), accounts.AuditRequest{Last: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(es, func(e accounts.AuditEvent) bool {
+		return e.Action == accounts.ActionRecordsReplicas && e.AccountName == "alice"
+	}) {
+		t.Error("no records.replicas entry for alice in the audit trail")
+	}
 }

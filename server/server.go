@@ -291,6 +291,9 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
+	if cluster.Listen != "" && standaloneData(cfg.Data, op.SystemAccount.PublicKey) {
+		return &ConfigError{fmt.Sprintf("%s holds the JetStream data of a node that ran alone; started as a node of a cluster, nats-server would delete every stream the cluster does not know (each person's records) as an orphan. Run this folder alone (without --cluster), or make the cluster of nodes with new data folders; moving a node's data into a cluster is not done yet (docs/operations.md, \"Three nodes\")", cfg.Data)}
+	}
 	if s.certs != nil {
 		log.Info("TLS on NATS, the monitoring port and HTTP", "cert", cfg.TLSCert,
 			"expires", s.certs.NotAfter().UTC().Format(time.RFC3339), "client_certs", s.certs.VerifiesClients())
@@ -318,6 +321,18 @@ func (s *Server) open() error {
 		return ListenError(err)
 	}
 	return nil
+}
+
+// standaloneData reports whether a data folder's JetStream holds streams
+// made by a node alone: streams, and no JetStream meta group (which a node
+// of a cluster keeps under the system account).
+func standaloneData(data, sysAccount string) bool {
+	js := filepath.Join(data, "jetstream")
+	if _, err := os.Stat(filepath.Join(js, sysAccount, "_js_", "_meta_")); err == nil {
+		return false
+	}
+	streams, _ := filepath.Glob(filepath.Join(js, "*", "streams", "*"))
+	return len(streams) > 0
 }
 
 // clusterConfig is the embedded server's part in the cluster, with the
@@ -497,6 +512,7 @@ func (s *Server) run(ctx context.Context) error {
 		Dial:         dial,
 		Limits:       cfg.Limits,
 		Replicas:     s.cfg.Replicas,
+		Clustered:    s.cfg.Cluster.Listen != "",
 		DeviceTTL:    cfg.DeviceTTL,
 		PublicURL:    cfg.PublicURL,
 		Stored:       ns.StoredJWT,
@@ -548,6 +564,17 @@ func (s *Server) run(ctx context.Context) error {
 		}
 		if templated > 0 {
 			log.Info("gave person accounts today's device permissions", "accounts", templated)
+		}
+		// A deployment that grew from one node: every person's records
+		// get their replicas.
+		if s.cfg.Replicas > 1 {
+			r, err := svc.Rebalance(s.bgCtx)
+			if err != nil && s.bgCtx.Err() == nil {
+				log.Warn("give persons' records their replicas", "err", err)
+			}
+			if r.Moved > 0 || len(r.Failed) > 0 {
+				log.Info("gave persons' records their replicas", "replicas", s.cfg.Replicas, "moved", r.Moved, "failed", len(r.Failed))
+			}
 		}
 	})
 	admin, err := svc.ServeAdmin(appNC, cfg.Version)

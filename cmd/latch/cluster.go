@@ -64,6 +64,26 @@ is down or not current, a replica is behind, or there is drift.`,
 						return nil
 					}),
 			},
+			{
+				Name:  "rebalance",
+				Usage: "give every person's records as many replicas as the nodes run with (--replicas): after growing from one node to three",
+				Description: `Each node moves latch's own streams when it starts, and every person's
+records in the background after it; this does the persons' now and says
+how many moved. JetStream copies each stream to its new replicas while it
+keeps serving: nothing is lost or stopped. Audited (records.replicas).`,
+				Flags: withGlobals(jsonFlag()),
+				Action: adminCall(e, nil, accounts.EndpointClusterRebalance, noRequest,
+					func(_ *cli.Context, r accounts.RebalanceResult) error {
+						for name, why := range r.Failed {
+							fmt.Fprintf(e.stdout, "not moved: %s: %s\n", name, why)
+						}
+						fmt.Fprintf(e.stderr, "moved the records of %d persons\n", r.Moved)
+						if len(r.Failed) > 0 {
+							return fmt.Errorf("the records of %d persons were not moved; run it again", len(r.Failed))
+						}
+						return nil
+					}),
+			},
 		},
 	}
 }
