@@ -25,21 +25,21 @@ import (
 // testCluster is three latch nodes of one deployment in one process, in
 // regions r1, r2 and r3, on loopback.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*server.Server
 	cfgs  []server.Config
 	first *operator.Tree // node 1's data folder, where admin.creds is
 }
 
 // startCluster starts three nodes and waits until every one is ready.
-func startCluster(t *testing.T) *testCluster {
+func startCluster(t testing.TB) *testCluster {
 	t.Helper()
 	return startClusterOf(t, 0)
 }
 
 // startClusterOf starts three nodes that keep replicas copies (0: the
 // default, 3).
-func startClusterOf(t *testing.T, replicas int) *testCluster {
+func startClusterOf(t testing.TB, replicas int) *testCluster {
 	t.Helper()
 	first, err := operator.Init(filepath.Join(t.TempDir(), "n1"), "acme")
 	if err != nil {
@@ -139,7 +139,7 @@ func (c *testCluster) issue(i int, person, name string) (accounts.Device, string
 	return r.Device, path
 }
 
-func deviceConn(t *testing.T, url, creds string, opts ...nats.Option) (*nats.Conn, error) {
+func deviceConn(t testing.TB, url, creds string, opts ...nats.Option) (*nats.Conn, error) {
 	t.Helper()
 	opts = append([]nats.Option{nats.UserCredentials(creds), nats.NoReconnect(), nats.Timeout(5 * time.Second), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})}, opts...)
 	nc, err := nats.Connect(url, opts...)
@@ -149,7 +149,7 @@ func deviceConn(t *testing.T, url, creds string, opts ...nats.Option) (*nats.Con
 	return nc, err
 }
 
-func records(t *testing.T, nc *nats.Conn) jetstream.KeyValue {
+func records(t testing.TB, nc *nats.Conn) jetstream.KeyValue {
 	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -163,7 +163,7 @@ func records(t *testing.T, nc *nats.Conn) jetstream.KeyValue {
 }
 
 // eventually waits for cond, up to 30 s.
-func eventually(t *testing.T, what string, cond func() error) {
+func eventually(t testing.TB, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -491,7 +491,7 @@ func TestClusterNodeCatchesUp(t *testing.T) {
 	})
 }
 
-func mustAccount(t *testing.T, admin *accounts.AdminClient, name string) string {
+func mustAccount(t testing.TB, admin *accounts.AdminClient, name string) string {
 	t.Helper()
 	d, err := accounts.EndpointAccountShow.Call(t.Context(), admin, accounts.AccountRequest{Name: name})
 	if err != nil {

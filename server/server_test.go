@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-func config(t *testing.T) server.Config {
+func config(t testing.TB) server.Config {
 	return server.Config{
 		Data: filepath.Join(t.TempDir(), "data"), NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Monitor: "127.0.0.1:0",
 		Name: "test", Signup: "invite", Limits: accounts.DefaultLimits(), DeviceTTL: time.Hour,
