@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/latchtest"
+	"github.com/latch-dev/latch/operator"
+	"github.com/nats-io/nats.go"
+)
+
+// TestMain lets the test binary be latch itself in a process of its own:
+// a test that needs a latch it can kill -9 runs os.Args[0] with
+// LATCH_TEST_AS_LATCH=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("LATCH_TEST_AS_LATCH") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// node is `latch serve` in a process of its own.
+type node struct {
+	cmd  *exec.Cmd
+	nats string
+	http string
+	logs *syncBuffer
+}
+
+var readyLine = regexp.MustCompile(`msg="latch is ready" nats=(\S+) http=(\S+)`)
+
+// startNode runs `latch serve` with args in a process and waits until it
+// says it is ready.
+func startNode(t *testing.T, args ...string) *node {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0", "--monitor", ""}, args...)...)
+	cmd.Env = append(os.Environ(), "LATCH_TEST_AS_LATCH=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n := &node{cmd: cmd, logs: &syncBuffer{}}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	ready := make(chan [2]string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			n.logs.Write(append(sc.Bytes(), '\n'))
+			if m := readyLine.FindStringSubmatch(sc.Text()); m != nil {
+				ready <- [2]string{m[1], m[2]}
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case a := <-ready:
+		n.nats, n.http = a[0], a[1]
+	case <-time.After(90 * time.Second):
+		t.Fatalf("latch serve %v is not ready after 90 s", args)
+	}
+	return n
+}
+
+// A node killed outright (kill -9: no shutdown, no disconnects sent) has
+// its devices shown offline on the other nodes once it has been silent
+// for two heartbeats: 20 to 22 s after the kill. The test allows 60 s, for
+// the admin requests that ask, slow on a loaded machine, and logs how
+// long it took.
+func TestClusterNodeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three latch processes; not with -short")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	first, err := operator.Init(filepath.Join(dir, "n1"), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := first.Identity(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := id.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile := filepath.Join(dir, "acme.identity")
+	if err := os.WriteFile(idFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	routes := latchtest.RouteAddrs(t, 3)
+	nodes := make([]*node, 3)
+	started := make(chan int, 3)
+	for i := range nodes {
+		go func() {
+			nodes[i] = startNode(t, "--data", filepath.Join(dir, fmt.Sprintf("n%d", i+1)), "--identity", idFile,
+				"--server-name", fmt.Sprintf("n%d", i+1), "--region", fmt.Sprintf("r%d", i+1),
+				"--cluster", routes[i], "--routes", strings.Join(routes, ","))
+			started <- i
+		}()
+	}
+	for range nodes {
+		<-started
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	nc, err := nats.Connect(nodes[0].nats, nats.UserCredentials(filepath.Join(first.Dir, operator.AdminCredsFile)),
+		nats.CustomInboxPrefix(operator.AdminInboxPrefix(first.FirstAdmin)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	admin := accounts.NewAdminClient(nc)
+	ctx := context.Background()
+	if _, err := accounts.EndpointAccountAdd.Call(ctx, admin, accounts.AccountAddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := accounts.EndpointDeviceIssue.Call(ctx, admin, accounts.DeviceIssueRequest{Account: "alice", Name: "phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(dir, "phone.creds")
+	if err := os.WriteFile(creds, []byte(r.Creds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// On node 3, and staying off the others when node 3 is gone.
+	phone, err := nats.Connect(nodes[2].nats, nats.UserCredentials(creds), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	var lastErr error
+	conns := func() int {
+		// Right after a node dies a request may wait on a stream that is
+		// electing its leader: ask again rather than wait.
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		ds, err := accounts.EndpointDeviceList.Call(ctx, admin, accounts.DeviceRequest{Account: "alice"})
+		if err != nil || len(ds) != 1 {
+			lastErr = err
+			return -1
+		}
+		return ds[0].Conns
+	}
+	for deadline := time.Now().Add(30 * time.Second); conns() != 1; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the phone on node 3 is not shown online on node 1")
+		}
+	}
+	killed := time.Now()
+	if err := nodes[2].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for conns() != 0 {
+		if time.Since(killed) > 60*time.Second {
+			for _, l := range strings.Split(nodes[0].logs.String(), "\n") {
+				if strings.Contains(l, "presence") {
+					t.Log(l)
+				}
+			}
+			t.Fatalf("the phone of the killed node is still shown online on node 1 after %s (%d, %v)", time.Since(killed).Round(time.Second), conns(), lastErr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("shown offline %s after node 3 was killed", time.Since(killed).Round(100*time.Millisecond))
+}
