@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/latch-dev/latch/internal/latchtest"
 	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestMain lets the test binary be latch itself in a process of its own:
@@ -80,16 +82,17 @@ func startNode(t *testing.T, args ...string) *node {
 	return n
 }
 
-// A node killed outright (kill -9: no shutdown, no disconnects sent) has
-// its devices shown offline on the other nodes once it has been silent
-// for two heartbeats: 20 to 22 s after the kill. The test allows 60 s, for
-// the admin requests that ask, slow on a loaded machine, and logs how
-// long it took.
-func TestClusterNodeKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts three latch processes; not with -short")
-	}
-	t.Parallel()
+// processCluster is three `latch serve` processes of one deployment, in
+// regions r1, r2, r3, and an admin client of node 1.
+type processCluster struct {
+	dir   string
+	first *operator.Tree
+	nodes []*node
+	admin *accounts.AdminClient
+}
+
+func startProcessCluster(t *testing.T) *processCluster {
+	t.Helper()
 	dir := t.TempDir()
 	first, err := operator.Init(filepath.Join(dir, "n1"), "acme")
 	if err != nil {
@@ -112,10 +115,10 @@ func TestClusterNodeKilled(t *testing.T) {
 	started := make(chan int, 3)
 	for i := range nodes {
 		go func() {
+			defer func() { started <- i }()
 			nodes[i] = startNode(t, "--data", filepath.Join(dir, fmt.Sprintf("n%d", i+1)), "--identity", idFile,
 				"--server-name", fmt.Sprintf("n%d", i+1), "--region", fmt.Sprintf("r%d", i+1),
 				"--cluster", routes[i], "--routes", strings.Join(routes, ","))
-			started <- i
 		}()
 	}
 	for range nodes {
@@ -129,20 +132,41 @@ func TestClusterNodeKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	admin := accounts.NewAdminClient(nc)
+	t.Cleanup(nc.Close)
+	return &processCluster{dir: dir, first: first, nodes: nodes, admin: accounts.NewAdminClient(nc)}
+}
+
+// device issues a device of person through node 1 and writes its creds.
+func (c *processCluster) device(t *testing.T, person, name string) string {
+	t.Helper()
+	r, err := accounts.EndpointDeviceIssue.Call(context.Background(), c.admin, accounts.DeviceIssueRequest{Account: person, Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(c.dir, name+".creds")
+	if err := os.WriteFile(creds, []byte(r.Creds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return creds
+}
+
+// A node killed outright (kill -9: no shutdown, no disconnects sent) has
+// its devices shown offline on the other nodes once it has been silent
+// for two heartbeats: 20 to 22 s after the kill. The test allows 60 s, for
+// the admin requests that ask, slow on a loaded machine, and logs how
+// long it took.
+func TestClusterNodeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three latch processes; not with -short")
+	}
+	t.Parallel()
+	c := startProcessCluster(t)
+	nodes, admin := c.nodes, c.admin
 	ctx := context.Background()
 	if _, err := accounts.EndpointAccountAdd.Call(ctx, admin, accounts.AccountAddRequest{Name: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := accounts.EndpointDeviceIssue.Call(ctx, admin, accounts.DeviceIssueRequest{Account: "alice", Name: "phone"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := filepath.Join(dir, "phone.creds")
-	if err := os.WriteFile(creds, []byte(r.Creds), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds := c.device(t, "alice", "phone")
 	// On node 3, and staying off the others when node 3 is gone.
 	phone, err := nats.Connect(nodes[2].nats, nats.UserCredentials(creds), nats.NoReconnect())
 	if err != nil {
@@ -183,4 +207,137 @@ func TestClusterNodeKilled(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("shown offline %s after node 3 was killed", time.Since(killed).Round(100*time.Millisecond))
+}
+
+// SIGKILL of the node that leads a person's records while two devices
+// write to them with acknowledgements: no acknowledged write is lost, and
+// the devices carry on through the other nodes.
+func TestClusterRecordsLeaderKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three latch processes; not with -short")
+	}
+	t.Parallel()
+	c := startProcessCluster(t)
+	ctx := context.Background()
+	if _, err := accounts.EndpointAccountAdd.Call(ctx, c.admin, accounts.AccountAddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	// Which node leads alice's records, as the first device sees it.
+	probe, err := nats.Connect(c.nodes[0].nats, nats.UserCredentials(c.device(t, "alice", "probe")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	pjs, err := jetstream.New(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pjs.Stream(ctx, "KV_"+accounts.RecordsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := st.CachedInfo().Cluster.Leader
+	var victim int
+	fmt.Sscanf(leader, "n%d", &victim)
+	if victim < 1 || victim > 3 {
+		t.Fatalf("the records' leader is %q", leader)
+	}
+	victim--
+	// The two writers are on the nodes that stay.
+	var others []int
+	for i := range c.nodes {
+		if i != victim {
+			others = append(others, i)
+		}
+	}
+	type writer struct {
+		acked []string // keys whose put was acknowledged
+		n     atomic.Int64
+		err   error
+	}
+	writers := make([]*writer, 2)
+	stop := make(chan struct{})
+	done := make(chan struct{}, 2)
+	for w := range writers {
+		writers[w] = &writer{}
+		nc, err := nats.Connect(c.nodes[others[w]].nats, nats.UserCredentials(c.device(t, "alice", fmt.Sprintf("writer%d", w))),
+			nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := js.KeyValue(ctx, accounts.RecordsBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%05d", w, i)
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := kv.Put(pctx, key, []byte(key))
+				cancel()
+				if err == nil {
+					writers[w].acked = append(writers[w].acked, key)
+					writers[w].n.Add(1)
+				} else {
+					writers[w].err = err // not acknowledged: it may or may not be there
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	before := writers[0].n.Load() + writers[1].n.Load()
+	if err := c.nodes[victim].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	time.Sleep(8 * time.Second)
+	close(stop)
+	<-done
+	<-done
+	after := writers[0].n.Load() + writers[1].n.Load()
+	t.Logf("killed %s, the leader of alice's records: %d puts acknowledged before, %d in all (last error: %v, %v)",
+		leader, before, after, writers[0].err, writers[1].err)
+	if after <= before {
+		t.Errorf("no put was acknowledged in the %s after %s was killed: the devices did not carry on", time.Since(killed).Round(time.Second), leader)
+	}
+	// Every acknowledged put is there, read from a node that stayed.
+	nc, err := nats.Connect(c.nodes[others[0]].nats, nats.UserCredentials(c.device(t, "alice", "reader")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, accounts.RecordsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for _, w := range writers {
+		for _, key := range w.acked {
+			if e, err := kv.Get(ctx, key); err != nil || string(e.Value()) != key {
+				lost++
+				if lost <= 5 {
+					t.Errorf("acknowledged put %s is lost: %v", key, err)
+				}
+			}
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d acknowledged puts lost", lost)
+	}
 }
