@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/resolver"
@@ -99,8 +100,12 @@ func (c connections) Disconnect(account, user string) (int, error) {
 	return c.server.Disconnect(account, user)
 }
 
-// serverStatus is what the admin page shows of the embedded server.
-type serverStatus struct{ ns *resolver.Server }
+// serverStatus is what the admin page shows of the embedded server and,
+// asked of every node, of the deployment.
+type serverStatus struct {
+	ns  *resolver.Server
+	svc *accounts.Service
+}
 
 func (s serverStatus) Status(ctx context.Context) (web.ServerStatus, error) {
 	st := s.ns.Stats()
@@ -113,6 +118,9 @@ func (s serverStatus) Status(ctx context.Context) (web.ServerStatus, error) {
 		out.ResolverError = err.Error()
 	}
 	out.Accounts = n
+	if cs, err := s.svc.ClusterStatus(ctx, 2*time.Second); err == nil {
+		out.Nodes, out.Drift = cs.Nodes, cs.Drifted()
+	}
 	return out, nil
 }
 

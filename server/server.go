@@ -617,7 +617,7 @@ func (s *Server) run(ctx context.Context) error {
 		SessionSecret: sessionSecret,
 		Accounts:      svc,
 		Presence:      webPresence{presence},
-		Status:        serverStatus{ns: ns},
+		Status:        serverStatus{ns: ns, svc: svc},
 		Log:           log,
 	})
 	if err != nil {

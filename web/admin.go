@@ -233,11 +233,26 @@ func (s *Server) serverStatus(ctx context.Context) views.ServerStatus {
 		s.log.Error("server status", "err", err)
 		return views.ServerStatus{Unavailable: "not available: " + err.Error()}
 	}
-	return views.ServerStatus{
+	out := views.ServerStatus{
 		Name: st.Name, Version: st.Version, Uptime: st.Uptime, Connections: st.Connections,
 		JetStream: st.JetStream, StorageUsed: st.StorageUsed, MemoryUsed: st.MemoryUsed,
 		Accounts: st.Accounts, ClientURL: st.ClientURL, ResolverError: st.ResolverError,
 	}
+	leader := ""
+	for _, n := range st.Nodes {
+		if n.MetaLeader != "" {
+			leader = n.MetaLeader
+		}
+	}
+	for _, n := range st.Nodes {
+		out.Nodes = append(out.Nodes, views.ClusterNode{Name: n.Name, Region: n.Region, JetStream: n.JetStream,
+			Up: n.Up, Current: n.Current, Leader: n.Name == leader, Behind: len(n.Lagging)})
+	}
+	for _, d := range st.Drift {
+		out.Drift = append(out.Drift, views.Drift{Account: d.Account, AccountName: d.AccountName, Node: d.Node,
+			FoundIssuer: d.FoundIssuer, Found: d.Found, Recorded: d.Recorded})
+	}
+	return out
 }
 
 // personService is what the account service does for persons: sign-up,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/nats-io/jwt/v2"
 )
 
 // TestAdminOnly: a person who is not an admin gets 403 from every admin
@@ -270,6 +271,10 @@ func (s stackStatus) Status(ctx context.Context) (ServerStatus, error) {
 	if err != nil {
 		out.ResolverError = err.Error()
 	}
+	// As latch serve does (through every node's answer), for the one node.
+	if out.Drift, err = s.tw.Service.Drift(ctx); err != nil {
+		return out, err
+	}
 	return out, nil
 }
 
@@ -316,5 +321,52 @@ func TestAdminPasskeyLink(t *testing.T) {
 	}
 	if resp := c.do("POST", "/admin/persons/nobody/invite", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("passkey link for nobody: got %d, want 404", resp.StatusCode)
+	}
+}
+
+// A JWT someone else pushed (nsc) is drift, and the admin page says so,
+// with what repairs it.
+func TestAdminPageShowsDrift(t *testing.T) {
+	t.Parallel()
+	tw := mustWeb(t, webOptions{Admins: []string{"root"}, Status: true})
+	root := tw.loginAs(t, "root")
+	p, err := tw.Service.CreatePerson(context.Background(), accounts.NewPerson{Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := root.mustGet("/admin", http.StatusOK)
+	if strings.Contains(page, `id="drift"`) {
+		t.Fatal("the admin page shows drift before there is any")
+	}
+	tok, err := tw.Server.StoredJWT(p.Account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac.Tags.Add("by-hand")
+	signer, err := tw.Operator.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for time.Now().Unix() <= ac.IssuedAt {
+		time.Sleep(50 * time.Millisecond) // the JWT by hand must be newer
+	}
+	foreign, err := ac.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Claims.Push(context.Background(), foreign); err != nil {
+		t.Fatal(err)
+	}
+	page = root.mustGet("/admin", http.StatusOK)
+	i := strings.Index(page, `id="drift"`)
+	if i < 0 {
+		t.Fatal("the admin page does not show the drift")
+	}
+	if d := page[i:]; !strings.Contains(d, ">alice<") || !strings.Contains(d, p.Account) || !strings.Contains(d, "latch cluster repair") {
+		t.Errorf("the drift section does not name alice's account and the repair:\n%.600s", d)
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
+	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/views"
 )
 
@@ -78,6 +79,10 @@ type ServerStatus struct {
 	Accounts      int // account JWTs the resolver holds
 	ClientURL     string
 	ResolverError string
+	// Nodes are the deployment's nodes, when there are several.
+	Nodes []accounts.NodeStatus
+	// Drift are the accounts whose JWT on a node is not latch's record.
+	Drift []accounts.Drift
 }
 
 // Config is what the web server needs.
