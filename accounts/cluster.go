@@ -28,8 +28,8 @@ type NodeStatus struct {
 	MetaLeader string `json:"meta_leader,omitempty"`
 	// Peers are the servers of the cluster this node knows of.
 	Peers []string `json:"peers,omitempty"`
-	// Lagging are the replicas behind their leader, of the streams this
-	// node leads.
+	// Lagging are the replicas behind their leader, of latch's own
+	// streams this node leads.
 	Lagging []StreamLag `json:"lagging,omitempty"`
 	// Drift are the accounts whose JWT on this node is not latch's record.
 	Drift []Drift `json:"drift,omitempty"`
@@ -120,4 +120,25 @@ func (s *Service) ClusterStatus(ctx context.Context, wait time.Duration) (Cluste
 // force again.
 type ClusterRepairReply struct {
 	Repaired []string `json:"repaired"`
+}
+
+// Lagging lists the replicas that are behind, of latch's own streams
+// (LATCH's buckets and audit trail) that this node leads: each stream is
+// reported once in a cluster, by its leader. (Persons' streams are left
+// out: reading every account's streams from the embedded server races
+// with account updates inside nats-server 2.15.2.)
+func (s *Service) Lagging(ctx context.Context) ([]StreamLag, error) {
+	var out []StreamLag
+	lister := s.js.ListStreams(ctx)
+	for info := range lister.Info() {
+		if info.Cluster == nil || info.Cluster.Leader != s.cfg.Node {
+			continue
+		}
+		for _, r := range info.Cluster.Replicas {
+			if r.Lag > 0 || !r.Current || r.Offline {
+				out = append(out, StreamLag{Account: s.cfg.AppAccount, Stream: info.Config.Name, Replica: r.Name, Lag: r.Lag, Current: r.Current, Offline: r.Offline})
+			}
+		}
+	}
+	return out, lister.Err()
 }

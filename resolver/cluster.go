@@ -44,36 +44,3 @@ func (s *Server) Meta() Meta {
 	})
 	return m
 }
-
-// StreamLag is a replica of a stream that is behind its leader.
-type StreamLag struct {
-	Account string `json:"account"`
-	Stream  string `json:"stream"`
-	Replica string `json:"replica"` // the server whose replica lags
-	Lag     uint64 `json:"lag"`     // operations behind
-	Current bool   `json:"current"`
-	Offline bool   `json:"offline"`
-}
-
-// Lagging lists the replicas that are behind, of the streams this server
-// leads: each stream is reported once in a cluster, by its leader.
-func (s *Server) Lagging() ([]StreamLag, error) {
-	jsz, err := s.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true, StreamLeaderOnly: true, Limit: 1 << 20})
-	if err != nil {
-		return nil, err
-	}
-	var out []StreamLag
-	for _, a := range jsz.AccountDetails {
-		for _, st := range a.Streams {
-			if st.Cluster == nil {
-				continue
-			}
-			for _, r := range st.Cluster.Replicas {
-				if r.Lag > 0 || !r.Current || r.Offline {
-					out = append(out, StreamLag{Account: a.Id, Stream: st.Name, Replica: r.Name, Lag: r.Lag, Current: r.Current, Offline: r.Offline})
-				}
-			}
-		}
-	}
-	return out, nil
-}

@@ -727,12 +727,9 @@ func (s *Server) nodeStatus(ctx context.Context, svc *accounts.Service) accounts
 		}
 	}
 	var problems []string
-	lagging, err := s.ns.Lagging()
-	if err != nil {
+	var err error
+	if n.Lagging, err = svc.Lagging(ctx); err != nil {
 		problems = append(problems, "streams: "+err.Error())
-	}
-	for _, l := range lagging {
-		n.Lagging = append(n.Lagging, accounts.StreamLag(l))
 	}
 	if n.Drift, err = svc.Drift(ctx); err != nil {
 		problems = append(problems, "drift: "+err.Error())

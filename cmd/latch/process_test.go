@@ -152,9 +152,11 @@ func (c *processCluster) device(t *testing.T, person, name string) string {
 
 // A node killed outright (kill -9: no shutdown, no disconnects sent) has
 // its devices shown offline on the other nodes once it has been silent
-// for two heartbeats: 20 to 22 s after the kill. The test allows 60 s, for
-// the admin requests that ask, slow on a loaded machine, and logs how
-// long it took.
+// for two heartbeats: 20 to 22 s after the kill. The test asks through
+// the admin service, whose device list can be held up to its one-minute
+// limit right after a node dies (a request waiting on a stream that is
+// electing its leader holds the endpoint), so it allows 150 s, and logs
+// how long it took.
 func TestClusterNodeKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three latch processes; not with -short")
@@ -196,7 +198,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	for conns() != 0 {
-		if time.Since(killed) > 60*time.Second {
+		if time.Since(killed) > 150*time.Second {
 			for _, l := range strings.Split(nodes[0].logs.String(), "\n") {
 				if strings.Contains(l, "presence") {
 					t.Log(l)
