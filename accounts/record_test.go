@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/latchtest"
 	"github.com/nats-io/jwt/v2"
 )
 
@@ -107,22 +107,11 @@ func TestCatchUpAndDrift(t *testing.T) {
 	}
 
 	// A newer JWT from someone else (as `nsc push` would send).
-	ac, err := jwt.DecodeAccountClaims(recorded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac.Tags.Add("pushed-by-hand")
 	signer, err := s.Operator.Signer()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for time.Now().Unix() <= ac.IssuedAt {
-		time.Sleep(50 * time.Millisecond) // iat is in seconds: the hand-made JWT must be newer
-	}
-	foreign, err := ac.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	foreign := latchtest.ForeignJWT(t, signer, recorded, "pushed-by-hand")
 	if err := s.Claims.Push(ctx, foreign); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +137,7 @@ func TestCatchUpAndDrift(t *testing.T) {
 	}
 	// The record, signed anew later than the JWT found, is in force.
 	got, _ := s.Server.StoredJWT(p.Account)
-	ac, err = jwt.DecodeAccountClaims(got)
+	ac, err := jwt.DecodeAccountClaims(got)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -132,6 +133,10 @@ type Service struct {
 	// key → signingKeys).
 	signers sync.Map
 
+	// replicasMoved says latch's buckets were given another number of
+	// replicas when the service opened.
+	replicasMoved atomic.Bool
+
 	// watchTTL is the lifetime of the service user behind a records
 	// watch; 0 is recordsWatchTTL. Tests shorten it.
 	watchTTL time.Duration
@@ -181,7 +186,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	for i, b := range buckets {
 		wg.Go(func() {
 			errs[i] = s.untilPlacedWaiting(ctx, "bucket "+b.name, time.Second, func(ctx context.Context) (err error) {
-				kv, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
+				kv, moved, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 					Bucket:      b.name,
 					Description: b.desc,
 					History:     b.history,
@@ -189,6 +194,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 					Replicas:    cfg.Replicas,
 					TTL:         b.ttl,
 				})
+				if moved {
+					s.replicasMoved.Store(true)
+				}
 				if err == nil {
 					*b.kv = kv
 					if cfg.Replicas > 1 {
@@ -234,19 +242,19 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 // when it must be: a change that switched direct gets back on (as
 // CreateOrUpdateKeyValue's would) could leave another node, starting at
 // the same moment, bound to reading any replica.
-func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	_, err := js.KeyValue(ctx, want.Bucket)
+func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (kv jetstream.KeyValue, moved bool, err error) {
+	_, err = js.KeyValue(ctx, want.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		if _, err = js.CreateKeyValue(ctx, want); errors.Is(err, jetstream.ErrBucketExists) {
 			err = nil // another node made it at the same moment
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	st, err := js.Stream(ctx, "KV_"+want.Bucket)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	cfg := st.CachedInfo().Config
 	next := cfg
@@ -258,11 +266,17 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	if next.Description != cfg.Description || next.Replicas != cfg.Replicas || next.MaxMsgsPerSubject != cfg.MaxMsgsPerSubject ||
 		next.MaxAge != cfg.MaxAge || next.AllowDirect != cfg.AllowDirect {
 		if _, err := js.UpdateStream(ctx, next); err != nil {
-			return nil, fmt.Errorf("bring the bucket up to date: %w", err)
+			return nil, false, fmt.Errorf("bring the bucket up to date: %w", err)
 		}
 	}
-	return js.KeyValue(ctx, want.Bucket)
+	kv, err = js.KeyValue(ctx, want.Bucket)
+	return kv, next.Replicas != cfg.Replicas, err
 }
+
+// ReplicasMoved reports whether latch's own buckets were given another
+// number of replicas when the service opened: the deployment's number
+// changed, and persons' records are to follow (Rebalance).
+func (s *Service) ReplicasMoved() bool { return s.replicasMoved.Load() }
 
 // untilPlaced runs a JetStream request that makes or changes one of
 // latch's streams until the cluster places it. While the nodes of a new
@@ -308,6 +322,13 @@ func (s *Service) untilPlacedWaiting(ctx context.Context, what string, first tim
 	}
 }
 
+// nats-server's JetStream error codes latch waits out in a cluster.
+const (
+	jsNoPeers      jetstream.ErrorCode = 10005 // no suitable peers for placement
+	jsUnavailable  jetstream.ErrorCode = 10008 // JetStream system temporarily unavailable
+	jsInsufficient jetstream.ErrorCode = 10023 // insufficient resources
+)
+
 // placementPending reports whether a JetStream error is one a forming
 // cluster gives before it can place a replicated stream.
 func placementPending(err error) bool {
@@ -316,11 +337,10 @@ func placementPending(err error) bool {
 	// JetStream not enabled for the account (10039), from a node that has
 	// not yet applied the account's JWT; and a stream not found (10059)
 	// right after it was made.
-	const noPeers, unavailable, insufficient = 10005, 10008, 10023
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case noPeers, unavailable, insufficient, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
+		case jsNoPeers, jsUnavailable, jsInsufficient, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
 			jetstream.JSErrCodeStreamNotFound: // a stream just made, asked after before the cluster settled
 			return true
 		}

@@ -165,7 +165,7 @@ func leaderless(err error, read bool) bool {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
 		return true
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == 10008:
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsUnavailable:
 		return true
 	case read && (errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)):
 		return true

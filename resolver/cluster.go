@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -33,14 +34,6 @@ func (s *Server) Meta() Meta {
 	for _, p := range jsz.Meta.Replicas {
 		m.Peers = append(m.Peers, Peer{Name: p.Name, Current: p.Current, Offline: p.Offline, Active: p.Active})
 	}
-	slices.SortFunc(m.Peers, func(a, b Peer) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(m.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	return m
 }

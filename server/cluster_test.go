@@ -323,22 +323,11 @@ func TestClusterOfThree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ac, err := jwt.DecodeAccountClaims(string(tok))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac.Tags.Add("by-hand")
 	signer, err := c.first.Signer()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for time.Now().Unix() <= ac.IssuedAt {
-		time.Sleep(50 * time.Millisecond) // the JWT by hand must be newer
-	}
-	foreign, err := ac.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	foreign := latchtest.ForeignJWT(t, signer, string(tok), "by-hand")
 	sysJWT, sysSeed, err := c.first.MintUser(c.first.SystemAccount, "test")
 	if err != nil {
 		t.Fatal(err)

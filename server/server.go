@@ -549,11 +549,12 @@ func (s *Server) run(ctx context.Context) error {
 	if caught.Pushed > 0 || caught.Filled > 0 {
 		log.Info("caught up with latch's record of account JWTs", "pushed", caught.Pushed, "recorded", caught.Filled)
 	}
-	// A deleted account can come back: a peer that missed the delete
-	// hands it on in the full resolvers' own sync, or a JWT of it is
-	// applied after the delete. Every node deletes such accounts again,
-	// now and then.
-	s.wg.Go(func() { reconcileEvery(s.bgCtx, svc, log, reconcileInterval) })
+	// In a cluster a deleted account can come back: a peer that missed
+	// the delete hands it on in the full resolvers' own sync. Every node
+	// deletes such accounts again, now and then.
+	if s.cfg.Cluster.Listen != "" {
+		s.wg.Go(func() { reconcileEvery(s.bgCtx, svc, log, reconcileInterval) })
+	}
 	s.wg.Go(func() {
 		resigned, templated, err := svc.Refresh(s.bgCtx)
 		if err != nil {
@@ -565,9 +566,11 @@ func (s *Server) run(ctx context.Context) error {
 		if templated > 0 {
 			log.Info("gave person accounts today's device permissions", "accounts", templated)
 		}
-		// A deployment that grew from one node: every person's records
-		// get their replicas.
-		if s.cfg.Replicas > 1 {
+		// When the deployment's number of replicas changed (latch's own
+		// buckets moved at open), every person's records follow. Not at
+		// every start: it opens a connection into each person's account;
+		// a move cut short is finished with `latch cluster rebalance`.
+		if svc.ReplicasMoved() {
 			r, err := svc.Rebalance(s.bgCtx)
 			if err != nil && s.bgCtx.Err() == nil {
 				log.Warn("give persons' records their replicas", "err", err)

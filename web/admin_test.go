@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
-	"github.com/nats-io/jwt/v2"
+	"github.com/latch-dev/latch/internal/latchtest"
 )
 
 // TestAdminOnly: a person who is not an admin gets 403 from every admin
@@ -342,22 +342,11 @@ func TestAdminPageShowsDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ac, err := jwt.DecodeAccountClaims(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac.Tags.Add("by-hand")
 	signer, err := tw.Operator.Signer()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for time.Now().Unix() <= ac.IssuedAt {
-		time.Sleep(50 * time.Millisecond) // the JWT by hand must be newer
-	}
-	foreign, err := ac.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	foreign := latchtest.ForeignJWT(t, signer, tok, "by-hand")
 	if err := tw.Claims.Push(context.Background(), foreign); err != nil {
 		t.Fatal(err)
 	}

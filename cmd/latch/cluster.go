@@ -66,10 +66,11 @@ is down or not current, a replica is behind, or there is drift.`,
 			},
 			{
 				Name:  "rebalance",
-				Usage: "give every person's records as many replicas as the nodes run with (--replicas): after growing from one node to three",
-				Description: `Each node moves latch's own streams when it starts, and every person's
-records in the background after it; this does the persons' now and says
-how many moved. JetStream copies each stream to its new replicas while it
+				Usage: "give every person's records as many replicas as the nodes run with (--replicas), after that number changed",
+				Description: `A node that starts with another --replicas than latch's own streams have
+moves them, and then every person's records in the background; this does
+the persons' now (a move cut short by a restart is finished this way) and
+says how many moved. JetStream copies each stream to its new replicas while it
 keeps serving: nothing is lost or stopped. Audited (records.replicas).`,
 				Flags: withGlobals(jsonFlag()),
 				Action: adminCall(e, nil, accounts.EndpointClusterRebalance, noRequest,

@@ -19,7 +19,9 @@ import (
 	"github.com/latch-dev/latch/keys"
 	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/resolver"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // Stack is a running latch for one test.
@@ -320,4 +322,24 @@ func RouteAddrs(tb testing.TB, n int) []string {
 		addrs = append(addrs, addr)
 	}
 	return addrs
+}
+
+// ForeignJWT is accountJWT re-signed with signer and tagged tag, issued
+// later than accountJWT: a JWT of the account as someone other than latch
+// (nsc) would push it, newer than latch's record.
+func ForeignJWT(tb testing.TB, signer nkeys.KeyPair, accountJWT, tag string) string {
+	tb.Helper()
+	ac, err := jwt.DecodeAccountClaims(accountJWT)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ac.Tags.Add(tag)
+	for time.Now().Unix() <= ac.IssuedAt {
+		time.Sleep(50 * time.Millisecond) // iat is in seconds: it must be later
+	}
+	tok, err := ac.Encode(signer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
 }
