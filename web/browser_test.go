@@ -3,51 +3,40 @@ package web
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
-	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/latch-dev/latch/accounts"
 	latchclient "github.com/latch-dev/latch/client"
+	"github.com/latch-dev/latch/internal/browsertest"
 	"github.com/latch-dev/latch/views"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// screenshotsEnv names the folder the browser test leaves a picture of
-// each page in: `make screenshots` sets it to docs/screenshots, for the
-// README. Unset, the pictures go to a temporary folder, and a test run
-// leaves the working tree as it was.
-const screenshotsEnv = "LATCH_SCREENSHOTS"
-
 // TestBrowser walks a person through latch in headless Chromium, with a
 // virtual passkey authenticator: first-run setup, log out and in, enroll a
 // device that made its own key, approve it, use its creds on NATS, revoke
 // it from the Devices page, add a second passkey and log in with it. Each
-// step is a subtest; they share one browser and run in order.
+// step is a subtest; they share one browser and run in order. The picture
+// of each page goes to the folder browsertest.ScreenshotsEnv names, which
+// `make screenshots` sets to docs/screenshots.
 func TestBrowser(t *testing.T) {
-	chromium := findChromium(t)
+	chromium := browsertest.FindChromium(t)
 	// The web server's clock runs ahead by skew, so a step can make the
 	// last passkey check stale without waiting a minute.
 	var skew atomic.Int64
 	tw := mustWeb(t, webOptions{Status: true, Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
-	b := startBrowser(t, chromium)
+	b := browsertest.Start(t, chromium)
 	f := &browserFlow{top: t, tw: tw, b: b, done: map[string]bool{}, skew: &skew}
 
 	for _, step := range []struct {
@@ -80,296 +69,16 @@ func TestBrowser(t *testing.T) {
 			f.done[step.name] = !t.Failed()
 		})
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, e := range b.pageErrors {
+	for _, e := range b.PageErrors() {
 		t.Errorf("the page's console: %s", e)
 	}
-}
-
-// findChromium returns the Chromium to drive. Without one the test fails
-// in CI and says why it skips elsewhere.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium not installed; .ci/run installs it with apt-get")
-	}
-	t.Skip("SKIP: the browser test needs Chromium (Debian: apt-get install chromium); .ci/run installs it, and in CI its absence fails the test")
-	return ""
-}
-
-// browser is one headless Chromium tab with a virtual authenticator.
-type browser struct {
-	ctx   context.Context
-	auth  cdpwebauthn.AuthenticatorID
-	shots string // where screenshots go
-
-	mu         sync.Mutex
-	dialogs    []page.EventJavascriptDialogOpening
-	pageErrors []string // uncaught script errors and CSP refusals
-}
-
-// startBrowser starts Chromium with a fixed window size, so screenshots
-// look the same on every machine, and a CTAP 2.1 platform authenticator
-// that verifies the user and answers every ceremony at once.
-func startBrowser(t *testing.T, chromium string) *browser {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.WindowSize(1200, 800),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-quic", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc()
-		wg.Wait()
-	})
-	b := &browser{ctx: ctx, shots: os.Getenv(screenshotsEnv)}
-	if b.shots == "" {
-		b.shots = t.TempDir()
-	}
-
-	// The first action starts the browser, and the browser lives as long
-	// as the context of that action: so it gets the tab's own context.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1200, 800)); err != nil {
-		t.Fatalf("start %s: %v", chromium, err)
-	}
-	start, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err := chromedp.Do(start, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		// A reader far from UTC: pages show times in the reader's zone.
-		if _, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: browserZone}); err != nil {
-			return err
-		}
-		if _, err := cdp.Call(ctx, tg, cdpwebauthn.Enable, cdpwebauthn.EnableParams{}); err != nil {
-			return err
-		}
-		res, err := cdp.Call(ctx, tg, cdpwebauthn.AddVirtualAuthenticator, cdpwebauthn.AddVirtualAuthenticatorParams{
-			Options: &cdpwebauthn.VirtualAuthenticatorOptions{
-				Protocol: cdpwebauthn.AuthenticatorProtocolCtap2, Ctap2version: cdpwebauthn.Ctap2versionCtap21,
-				Transport:      cdpwebauthn.AuthenticatorTransportInternal,
-				HasResidentKey: true, HasUserVerification: true,
-				// Both have no omitempty: left false, every ceremony hangs.
-				IsUserVerified: true, AutomaticPresenceSimulation: true,
-			},
-		})
-		b.auth = res.AuthenticatorID
-		return err
-	}))
-	if err != nil {
-		t.Fatalf("start chromium with a virtual authenticator: %v", err)
-	}
-
-	// A dialog blocks the page and the click that opened it, so another
-	// goroutine accepts each one; the test reads which ones opened.
-	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
-	wg.Go(func() {
-		for ev, err := range dialogs {
-			if err != nil {
-				return
-			}
-			b.mu.Lock()
-			b.dialogs = append(b.dialogs, ev)
-			b.mu.Unlock()
-			wg.Go(func() {
-				// An error here means the tab is gone; the waiting step says so.
-				chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
-			})
-		}
-	})
-	// The console tells of script errors, of htmx's errors (a swap whose
-	// target is missing, say) and of what the Content-Security-Policy
-	// refused; with -v it is shown as it comes.
-	console := chromedp.Console(ctx)
-	wg.Go(func() {
-		for m, err := range console {
-			if err != nil {
-				return
-			}
-			if testing.Verbose() {
-				fmt.Fprintf(os.Stderr, "chromium console %s: %s\n", m.Type, m.Text)
-			}
-			if m.Type == chromedp.ConsoleException || strings.Contains(m.Text, "Content Security Policy") ||
-				strings.HasPrefix(m.Text, "htmx:") {
-				b.mu.Lock()
-				b.pageErrors = append(b.pageErrors, m.Text)
-				b.mu.Unlock()
-			}
-		}
-	})
-	return b
-}
-
-// stepTimeout bounds one browser action; generous, as a loaded CI machine
-// can be slow. It is a limit, not an expectation.
-const stepTimeout = 20 * time.Second
-
-// do runs browser steps, failing the test with what was being done.
-func (b *browser) do(t testing.TB, what string, steps ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatalf("%s: %v (page %s)", what, err, b.path())
-	}
-}
-
-// browserValue runs one browser action that returns a value.
-func browserValue[T any](t testing.TB, b *browser, what string, a chromedp.Action[T]) T {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	v, err := chromedp.Run(ctx, a)
-	if err != nil {
-		t.Fatalf("%s: %v (page %s)", what, err, b.path())
-	}
-	return v
-}
-
-// path is the path of the page shown, for messages.
-func (b *browser) path() string {
-	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
-	defer cancel()
-	loc, err := chromedp.Run(ctx, chromedp.Location())
-	if err != nil {
-		return "?"
-	}
-	if u, err := url.Parse(loc); err == nil {
-		return u.Path
-	}
-	return loc
-}
-
-// waitFor evaluates the JavaScript expression cond until it is true.
-func (b *browser) waitFor(t testing.TB, what, cond string) {
-	t.Helper()
-	if err := b.poll(cond); err != nil {
-		t.Fatalf("waited %v for %s; page %s, body: %q (%v)", stepTimeout, what, b.path(), b.bodyText(), err)
-	}
-}
-
-// poll evaluates cond until it is true, for stepTimeout at most. It polls
-// from Go, so it survives the page navigating meanwhile.
-func (b *browser) poll(cond string) error {
-	deadline := time.Now().Add(stepTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
-		cancel()
-		if err == nil && ok {
-			return nil
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("last error: %v", last)
-}
-
-// waitPath waits until the page shown has the given path and has loaded.
-func (b *browser) waitPath(t testing.TB, path string) {
-	t.Helper()
-	b.waitFor(t, "page "+path, fmt.Sprintf(`location.pathname === %s && document.readyState === "complete"`, jsString(path)))
-}
-
-// bodyText is what the page says, cut short, for failure messages.
-func (b *browser) bodyText() string {
-	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 600 {
-		s = s[:600] + "…"
-	}
-	return s
-}
-
-// dialogCount is how many JavaScript dialogs have opened so far.
-func (b *browser) dialogCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.dialogs)
-}
-
-func (b *browser) dialog(i int) page.EventJavascriptDialogOpening {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.dialogs[i]
-}
-
-// credentials are the passkeys the virtual authenticator holds.
-func (b *browser) credentials(t testing.TB) []*cdpwebauthn.Credential {
-	t.Helper()
-	res := browserValue(t, b, "list the authenticator's credentials", func(ctx context.Context, tg *chromedp.Target) (cdpwebauthn.GetCredentialsResult, error) {
-		return cdp.Call(ctx, tg, cdpwebauthn.GetCredentials, cdpwebauthn.GetCredentialsParams{AuthenticatorID: b.auth})
-	})
-	return res.Credentials
-}
-
-// screenshot saves the page shown as <name>.png in the screenshots folder.
-func (b *browser) screenshot(t testing.TB, name string) {
-	t.Helper()
-	png := browserValue(t, b, "screenshot "+name, chromedp.FullScreenshot(100))
-	if err := os.MkdirAll(b.shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// buttonNamed selects a <button> by its text.
-func buttonNamed(text string) chromedp.Search {
-	return chromedp.Search(fmt.Sprintf(`//button[normalize-space(.)=%s]`, xpathString(text)))
-}
-
-// controlNamed selects a <button> or an <a> by its text, for a control that
-// may be a link or a form.
-func controlNamed(text string) chromedp.Search {
-	s := xpathString(text)
-	return chromedp.Search(fmt.Sprintf(`//button[normalize-space(.)=%[1]s] | //a[normalize-space(.)=%[1]s]`, s))
-}
-
-// xpathString quotes s for XPath 1.0, which has no escapes.
-func xpathString(s string) string {
-	if !strings.Contains(s, `"`) {
-		return `"` + s + `"`
-	}
-	return `'` + s + `'`
-}
-
-// jsString quotes a Go string as a JavaScript string literal.
-func jsString(s string) string {
-	j, _ := json.Marshal(s)
-	return string(j)
-}
-
-// rowJS is a JavaScript expression for the table row that mentions text,
-// or undefined.
-func rowJS(text string) string {
-	return fmt.Sprintf(`[...document.querySelectorAll("main tr")].find(r => r.textContent.includes(%s))`, jsString(text))
 }
 
 // browserFlow is the state the steps of TestBrowser hand on.
 type browserFlow struct {
 	top  *testing.T // for what outlives a step, like the device's connection
 	tw   *testWeb
-	b    *browser
+	b    *browsertest.Browser
 	done map[string]bool
 
 	person   accounts.Person
@@ -379,13 +88,6 @@ type browserFlow struct {
 	asyncErr chan error    // what the server told the device's connection
 	skew     *atomic.Int64 // how far the web server's clock runs ahead
 }
-
-// browserZone is the browser's time zone: far from UTC, and off the hour.
-const browserZone = "Asia/Kolkata"
-
-// sseOpen is true once the htmx SSE extension's stream of the page is
-// open. The extension keeps its EventSource in htmx's data of the element.
-const sseOpen = `document.querySelector("[sse-connect]")?.["htmx-internal-data"]?.sseEventSource?.readyState === EventSource.OPEN`
 
 const displayName = "Ada Lovelace"
 
@@ -397,14 +99,14 @@ func (f *browserFlow) setup(t *testing.T) {
 		t.Fatalf("SetupInvite: ok %v, err %v; want a token", ok, err)
 	}
 	b := f.b
-	b.do(t, "open the setup link",
+	b.Do(t, "open the setup link",
 		chromedp.Navigate(f.tw.URL+"/setup/"+token),
 		chromedp.WaitVisible(chromedp.ID("display_name")),
 		chromedp.SendKeys(chromedp.ID("display_name"), displayName),
 	)
-	b.screenshot(t, "setup")
-	b.do(t, `click "Create a passkey"`, chromedp.Click(buttonNamed("Create a passkey"), chromedp.NodeVisible))
-	b.waitPath(t, "/devices")
+	b.Screenshot(t, "setup")
+	b.Do(t, `click "Create a passkey"`, chromedp.Click(browsertest.ButtonNamed("Create a passkey"), chromedp.NodeVisible))
+	b.WaitPath(t, "/devices")
 
 	ps, err := f.tw.Service.Persons(context.Background())
 	if err != nil || len(ps) != 1 {
@@ -414,7 +116,7 @@ func (f *browserFlow) setup(t *testing.T) {
 	if f.person.Role != accounts.RoleAdmin || f.person.DisplayName != displayName {
 		t.Errorf("person: got role %q, display name %q; want %q, %q", f.person.Role, f.person.DisplayName, accounts.RoleAdmin, displayName)
 	}
-	if n := len(b.credentials(t)); n != 1 {
+	if n := len(b.Credentials(t)); n != 1 {
 		t.Errorf("authenticator holds %d credentials, want 1", n)
 	}
 }
@@ -423,13 +125,13 @@ func (f *browserFlow) setup(t *testing.T) {
 // typed.
 func (f *browserFlow) logOutAndIn(t *testing.T) {
 	b := f.b
-	b.do(t, `click "Log out"`, chromedp.Click(buttonNamed("Log out"), chromedp.NodeVisible))
-	b.waitPath(t, "/login")
-	b.screenshot(t, "login")
-	b.do(t, `click "Log in with a passkey"`, chromedp.Click(buttonNamed("Log in with a passkey"), chromedp.NodeVisible))
-	b.waitPath(t, "/devices")
-	if !strings.Contains(b.bodyText(), displayName) {
-		t.Errorf("after login the page does not name %q: %q", displayName, b.bodyText())
+	b.Do(t, `click "Log out"`, chromedp.Click(browsertest.ButtonNamed("Log out"), chromedp.NodeVisible))
+	b.WaitPath(t, "/login")
+	b.Screenshot(t, "login")
+	b.Do(t, `click "Log in with a passkey"`, chromedp.Click(browsertest.ButtonNamed("Log in with a passkey"), chromedp.NodeVisible))
+	b.WaitPath(t, "/devices")
+	if !strings.Contains(b.BodyText(), displayName) {
+		t.Errorf("after login the page does not name %q: %q", displayName, b.BodyText())
 	}
 }
 
@@ -460,40 +162,40 @@ func (f *browserFlow) enrollAndApprove(t *testing.T) {
 		wait <- waited{d, err}
 	}()
 
-	b.do(t, `click "Enroll a device"`,
+	b.Do(t, `click "Enroll a device"`,
 		chromedp.Navigate(f.tw.URL+"/devices"),
-		chromedp.Click(controlNamed("Enroll a device"), chromedp.NodeVisible),
+		chromedp.Click(browsertest.ControlNamed("Enroll a device"), chromedp.NodeVisible),
 	)
-	b.waitPath(t, "/enroll")
+	b.WaitPath(t, "/enroll")
 	code := chromedp.CSS(`main form input:not([type=hidden])`)
-	b.do(t, "find the code field", chromedp.WaitVisible(code))
-	b.screenshot(t, "enroll")
+	b.Do(t, "find the code field", chromedp.WaitVisible(code))
+	b.Screenshot(t, "enroll")
 	// Typed in lower case without the dash: entry is case- and dash-insensitive.
 	typed := strings.ToLower(strings.ReplaceAll(p.UserCode, "-", ""))
-	b.do(t, "type the code", chromedp.SendKeys(code, typed+kb.Enter))
+	b.Do(t, "type the code", chromedp.SendKeys(code, typed+kb.Enter))
 
-	b.waitFor(t, "the review page with the device's name and fingerprint",
+	b.WaitFor(t, "the review page with the device's name and fingerprint",
 		fmt.Sprintf(`document.body.innerText.includes(%s) && document.body.innerText.includes(%s) && !!document.evaluate(%s, document, null, 9, null).singleNodeValue`,
-			jsString(p.Name), jsString(p.Fingerprint), jsString(string(buttonNamed("Approve")))))
+			browsertest.JSString(p.Name), browsertest.JSString(p.Fingerprint), browsertest.JSString(string(browsertest.ButtonNamed("Approve")))))
 	for _, want := range []string{"Approve", "Deny"} {
-		if n := len(browserValue(t, b, "look for "+want, chromedp.Nodes(buttonNamed(want), chromedp.AtLeast(0)))); n != 1 {
+		if n := len(browsertest.Value(t, b, "look for "+want, chromedp.Nodes(browsertest.ButtonNamed(want), chromedp.AtLeast(0)))); n != 1 {
 			t.Errorf("review page: %d %q buttons, want 1", n, want)
 		}
 	}
 	// The page's own link as a QR code, drawn, to go on with on a phone.
-	label := browserValue(t, b, "read the QR code", chromedp.Evaluate[string](`(() => {
+	label := browsertest.Value(t, b, "read the QR code", chromedp.Evaluate[string](`(() => {
 		const q = document.querySelector("svg.qr");
 		return q && q.getBoundingClientRect().width > 100 && q.querySelector("path").getAttribute("d").length > 100 ? q.getAttribute("aria-label") : "";
 	})()`))
 	if want := "/enroll?code=" + p.UserCode; !strings.HasSuffix(label, want) {
 		t.Errorf("review page's QR code: %q, want one of a link ending %s", label, want)
 	}
-	b.screenshot(t, "enroll-review")
+	b.Screenshot(t, "enroll-review")
 
 	// The virtual authenticator answers the fresh passkey check that the
 	// Approve form asks for; then the form posts.
-	b.do(t, `click "Approve"`, chromedp.Click(buttonNamed("Approve"), chromedp.NodeVisible))
-	b.waitFor(t, "the enrollment's result", `/is enrolled/.test(document.getElementById("enroll-result")?.innerText ?? "")`)
+	b.Do(t, `click "Approve"`, chromedp.Click(browsertest.ButtonNamed("Approve"), chromedp.NodeVisible))
+	b.WaitFor(t, "the enrollment's result", `/is enrolled/.test(document.getElementById("enroll-result")?.innerText ?? "")`)
 	var dev *latchclient.Device
 	select {
 	case w := <-wait:
@@ -511,11 +213,11 @@ func (f *browserFlow) enrollAndApprove(t *testing.T) {
 
 	// The devices page is open before the device connects, so that it
 	// must learn of the connection over its event stream.
-	b.do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
-	row := rowJS(dev.Name)
-	b.waitFor(t, "the device's row", "!!"+row)
-	b.waitFor(t, "the page's event stream to open", sseOpen)
-	if txt := browserValue(t, b, "read the row", chromedp.Evaluate[string](row+".innerText")); regexp.MustCompile(`(?i)\bonline\b`).MatchString(txt) {
+	b.Do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
+	row := browsertest.RowJS(dev.Name)
+	b.WaitFor(t, "the device's row", "!!"+row)
+	b.WaitFor(t, "the page's event stream to open", browsertest.SSEOpen)
+	if txt := browsertest.Value(t, b, "read the row", chromedp.Evaluate[string](row+".innerText")); regexp.MustCompile(`(?i)\bonline\b`).MatchString(txt) {
 		t.Errorf("device row before the device connected: got %q, want it not online", txt)
 	}
 
@@ -554,16 +256,16 @@ func (f *browserFlow) deviceOnlineThenRevoked(t *testing.T) {
 	b := f.b
 	d := f.device
 	// No reload: the row turns online through the page's event stream.
-	row := rowJS(d.Name)
-	if txt := browserValue(t, b, "read the row", chromedp.Evaluate[string](row+".textContent")); !strings.Contains(txt, views.Fingerprint(d.PublicKey)) {
+	row := browsertest.RowJS(d.Name)
+	if txt := browsertest.Value(t, b, "read the row", chromedp.Evaluate[string](row+".textContent")); !strings.Contains(txt, views.Fingerprint(d.PublicKey)) {
 		t.Errorf("device row: got %q, want the fingerprint %q", strings.Join(strings.Fields(txt), " "), views.Fingerprint(d.PublicKey))
 	}
-	b.waitFor(t, `the row to say "online"`, fmt.Sprintf(`/\bonline\b/i.test((%s).innerText)`, row))
-	b.screenshot(t, "devices")
+	b.WaitFor(t, `the row to say "online"`, fmt.Sprintf(`/\bonline\b/i.test((%s).innerText)`, row))
+	b.Screenshot(t, "devices")
 
-	n := b.dialogCount()
-	revoke := chromedp.Search(fmt.Sprintf(`//tr[contains(., %s)]//button[normalize-space(.)="Revoke"]`, xpathString(d.Name)))
-	b.do(t, `click "Revoke"`, chromedp.Click(revoke, chromedp.NodeVisible))
+	n := b.DialogCount()
+	revoke := chromedp.Search(fmt.Sprintf(`//tr[contains(., %s)]//button[normalize-space(.)="Revoke"]`, browsertest.XPathString(d.Name)))
+	b.Do(t, `click "Revoke"`, chromedp.Click(revoke, chromedp.NodeVisible))
 	select {
 	case <-f.closed:
 	case <-time.After(15 * time.Second):
@@ -577,17 +279,17 @@ func (f *browserFlow) deviceOnlineThenRevoked(t *testing.T) {
 	default:
 		t.Errorf("the device was not told why its connection closed; want %v", nats.ErrAuthRevoked)
 	}
-	if b.dialogCount() != n+1 {
-		t.Errorf("Revoke opened %d dialogs, want 1 confirm", b.dialogCount()-n)
-	} else if ev := b.dialog(n); ev.Type != page.DialogTypeConfirm {
+	if b.DialogCount() != n+1 {
+		t.Errorf("Revoke opened %d dialogs, want 1 confirm", b.DialogCount()-n)
+	} else if ev := b.Dialog(n); ev.Type != page.DialogTypeConfirm {
 		t.Errorf("Revoke's dialog: got type %q, want confirm", ev.Type)
 	}
-	if err := b.poll(fmt.Sprintf(`/\brevoked\b/i.test((%s).innerText)`, row)); err != nil {
+	if err := b.Poll(fmt.Sprintf(`/\brevoked\b/i.test((%s).innerText)`, row)); err != nil {
 		// Tell a page that missed an update from a server that did not
 		// revoke: the page is read again.
-		shown := b.bodyText()
-		b.do(t, "reload the devices page", chromedp.Reload())
-		t.Fatalf("the row did not turn revoked without a reload (%v); page: %q; after a reload: %q", err, shown, b.bodyText())
+		shown := b.BodyText()
+		b.Do(t, "reload the devices page", chromedp.Reload())
+		t.Fatalf("the row did not turn revoked without a reload (%v); page: %q; after a reload: %q", err, shown, b.BodyText())
 	}
 	if nc, err := d.Connect(nats.NoReconnect()); err == nil {
 		nc.Close()
@@ -615,25 +317,25 @@ func (f *browserFlow) deviceNameShownAsText(t *testing.T) {
 	if _, _, err := f.tw.Service.IssueDevice(context.Background(), accounts.NewDevice{Person: f.person.Name, Name: xssName}); err != nil {
 		t.Fatalf("IssueDevice %q: %v", xssName, err)
 	}
-	n := b.dialogCount()
-	b.do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
-	// rowJS matches the row's textContent: the name is there as text.
-	b.waitFor(t, "a row with the name as text", fmt.Sprintf(`!!(%s)`, rowJS(xssName)))
-	imgs := browserValue(t, b, "count images in the table", chromedp.Evaluate[int](`document.querySelectorAll("main table img").length`))
+	n := b.DialogCount()
+	b.Do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
+	// RowJS matches the row's textContent: the name is there as text.
+	b.WaitFor(t, "a row with the name as text", fmt.Sprintf(`!!(%s)`, browsertest.RowJS(xssName)))
+	imgs := browsertest.Value(t, b, "count images in the table", chromedp.Evaluate[int](`document.querySelectorAll("main table img").length`))
 	if imgs != 0 {
 		t.Errorf("the devices table holds %d <img> elements, want 0: the name was rendered as HTML", imgs)
 	}
-	if got := b.dialogCount() - n; got != 0 {
-		t.Errorf("%d dialogs opened on the devices page, want none (first: %q)", got, b.dialog(n).Message)
+	if got := b.DialogCount() - n; got != 0 {
+		t.Errorf("%d dialogs opened on the devices page, want none (first: %q)", got, b.Dialog(n).Message)
 	}
 	// The admin page's audit trail names the device too.
-	b.do(t, "open the admin page", chromedp.Navigate(f.tw.URL+"/admin"))
-	b.waitFor(t, "the audit trail names the device as text", fmt.Sprintf(`document.querySelector("main").textContent.includes(%s)`, jsString(xssName)))
-	if n := browserValue(t, b, "count images", chromedp.Evaluate[int](`document.querySelectorAll("main img").length`)); n != 0 {
+	b.Do(t, "open the admin page", chromedp.Navigate(f.tw.URL+"/admin"))
+	b.WaitFor(t, "the audit trail names the device as text", fmt.Sprintf(`document.querySelector("main").textContent.includes(%s)`, browsertest.JSString(xssName)))
+	if n := browsertest.Value(t, b, "count images", chromedp.Evaluate[int](`document.querySelectorAll("main img").length`)); n != 0 {
 		t.Errorf("the admin page holds %d <img> elements, want 0: a name was rendered as HTML", n)
 	}
-	if got := b.dialogCount() - n; got != 0 {
-		t.Errorf("%d dialogs opened, want none (first: %q)", got, b.dialog(n).Message)
+	if got := b.DialogCount() - n; got != 0 {
+		t.Errorf("%d dialogs opened, want none (first: %q)", got, b.Dialog(n).Message)
 	}
 }
 
@@ -642,12 +344,12 @@ func (f *browserFlow) deviceNameShownAsText(t *testing.T) {
 func (f *browserFlow) secondPasskey(t *testing.T) {
 	b := f.b
 	ctx := context.Background()
-	b.do(t, "open the passkeys page",
+	b.Do(t, "open the passkeys page",
 		chromedp.Navigate(f.tw.URL+"/devices"),
-		chromedp.Click(controlNamed("Passkeys"), chromedp.NodeVisible),
+		chromedp.Click(browsertest.ControlNamed("Passkeys"), chromedp.NodeVisible),
 	)
-	b.waitPath(t, "/passkeys")
-	first := b.credentials(t)
+	b.WaitPath(t, "/passkeys")
+	first := b.Credentials(t)
 	if len(first) != 1 {
 		t.Fatalf("authenticator holds %d credentials, want 1", len(first))
 	}
@@ -659,9 +361,9 @@ func (f *browserFlow) secondPasskey(t *testing.T) {
 	firstID := b64.EncodeToString(first[0].CredentialID)
 	f.skew.Store(int64(2 * time.Minute))
 	clicked := time.Now()
-	b.do(t, `click "Add a passkey" with a stale passkey check`,
-		chromedp.Click(buttonNamed("Add a passkey"), chromedp.NodeVisible))
-	b.waitFor(t, "the page to say the authenticator refused", `!document.getElementById("passkey-error").hidden`)
+	b.Do(t, `click "Add a passkey" with a stale passkey check`,
+		chromedp.Click(browsertest.ButtonNamed("Add a passkey"), chromedp.NodeVisible))
+	b.WaitFor(t, "the page to say the authenticator refused", `!document.getElementById("passkey-error").hidden`)
 	if pk, err := f.tw.Service.Passkey(ctx, firstID); err != nil || pk.LastUsed == nil || pk.LastUsed.Before(clicked.Add(-time.Second)) {
 		t.Errorf("the first passkey after a stale add: %+v, %v; want it used for a fresh check just now", pk, err)
 	}
@@ -671,21 +373,18 @@ func (f *browserFlow) secondPasskey(t *testing.T) {
 
 	// So the first leaves the authenticator: the second then stands for a
 	// new phone or key. The passkey check just made is still fresh.
-	b.do(t, "remove the first passkey from the authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, cdpwebauthn.RemoveCredential, cdpwebauthn.RemoveCredentialParams{AuthenticatorID: b.auth, CredentialID: first[0].CredentialID})
-		return err
-	}))
-	b.do(t, `name the new passkey and click "Add a passkey"`,
+	b.RemoveCredential(t, first[0].CredentialID)
+	b.Do(t, `name the new passkey and click "Add a passkey"`,
 		chromedp.SendKeys(chromedp.ID("passkey-name"), "Backup key"),
-		chromedp.Click(buttonNamed("Add a passkey"), chromedp.NodeVisible),
+		chromedp.Click(browsertest.ButtonNamed("Add a passkey"), chromedp.NodeVisible),
 	)
-	b.waitFor(t, "both passkeys listed", `document.querySelectorAll("#passkeys tbody tr").length === 2`)
+	b.WaitFor(t, "both passkeys listed", `document.querySelectorAll("#passkeys tbody tr").length === 2`)
 
 	pks, err := f.tw.Service.Passkeys(ctx, f.person.Name)
 	if err != nil || len(pks) != 2 {
 		t.Fatalf("passkeys: %d, %v; want 2", len(pks), err)
 	}
-	now := b.credentials(t)
+	now := b.Credentials(t)
 	if len(now) != 1 {
 		t.Fatalf("authenticator holds %d credentials, want the new one", len(now))
 	}
@@ -697,15 +396,15 @@ func (f *browserFlow) secondPasskey(t *testing.T) {
 		t.Errorf("the new passkey: got %+v, %v; want it named %q", pk, err, "Backup key")
 	}
 	lastUsed := lastUsedJS(second)
-	if got := browserValue(t, b, "read the new passkey's last use", chromedp.Evaluate[string](lastUsed)); got != "never" {
+	if got := browsertest.Value(t, b, "read the new passkey's last use", chromedp.Evaluate[string](lastUsed)); got != "never" {
 		t.Errorf("the new passkey's last use before any login with it: got %q, want never", got)
 	}
 
-	b.do(t, `click "Log out"`, chromedp.Click(buttonNamed("Log out"), chromedp.NodeVisible))
-	b.waitPath(t, "/login")
+	b.Do(t, `click "Log out"`, chromedp.Click(browsertest.ButtonNamed("Log out"), chromedp.NodeVisible))
+	b.WaitPath(t, "/login")
 	loggedOut := time.Now()
-	b.do(t, `click "Log in with a passkey"`, chromedp.Click(buttonNamed("Log in with a passkey"), chromedp.NodeVisible))
-	b.waitPath(t, "/devices")
+	b.Do(t, `click "Log in with a passkey"`, chromedp.Click(browsertest.ButtonNamed("Log in with a passkey"), chromedp.NodeVisible))
+	b.WaitPath(t, "/devices")
 
 	pk, err := f.tw.Service.Passkey(ctx, second)
 	if err != nil {
@@ -714,22 +413,22 @@ func (f *browserFlow) secondPasskey(t *testing.T) {
 	if pk.LastUsed == nil || pk.LastUsed.Before(loggedOut.Add(-time.Second)) {
 		t.Errorf("second passkey's last use: got %v, want after %v", pk.LastUsed, loggedOut)
 	}
-	b.do(t, "open the passkeys page", chromedp.Navigate(f.tw.URL+"/passkeys"))
-	b.waitFor(t, "the second passkey's row", fmt.Sprintf(`!!document.getElementById(%s)`, jsString("passkey-"+second)))
-	got := browserValue(t, b, "read the second passkey's last use", chromedp.Evaluate[string](lastUsed))
-	zone, err := time.LoadLocation(browserZone)
+	b.Do(t, "open the passkeys page", chromedp.Navigate(f.tw.URL+"/passkeys"))
+	b.WaitFor(t, "the second passkey's row", fmt.Sprintf(`!!document.getElementById(%s)`, browsertest.JSString("passkey-"+second)))
+	got := browsertest.Value(t, b, "read the second passkey's last use", chromedp.Evaluate[string](lastUsed))
+	zone, err := time.LoadLocation(browsertest.Zone)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// In the reader's zone, with the UTC time on hover.
 	if stamp := pk.LastUsed.In(zone).Format("2006-01-02 15:04"); !strings.Contains(got, stamp) || strings.Contains(got, "UTC") {
-		t.Errorf("second passkey's last use on the page: got %q, want %s, in %s", got, stamp, browserZone)
+		t.Errorf("second passkey's last use on the page: got %q, want %s, in %s", got, stamp, browsertest.Zone)
 	}
-	title := browserValue(t, b, "read its title", chromedp.Evaluate[string](lastUsedTitleJS(second)))
+	title := browsertest.Value(t, b, "read its title", chromedp.Evaluate[string](lastUsedTitleJS(second)))
 	if stamp := pk.LastUsed.UTC().Format("2006-01-02 15:04 UTC"); !strings.Contains(title, stamp) {
 		t.Errorf("the last use's title: %q, want %s", title, stamp)
 	}
-	b.screenshot(t, "passkeys")
+	b.Screenshot(t, "passkeys")
 }
 
 // lastUsedJS is a JavaScript expression for the "Last used" cell of a
@@ -739,7 +438,7 @@ func lastUsedJS(id string) string {
 		const row = document.getElementById(%s);
 		const i = [...row.closest("table").querySelectorAll("thead th")].findIndex(th => /last used/i.test(th.textContent));
 		return i < 0 ? "no Last used column" : row.cells[i].innerText.trim();
-	})()`, jsString("passkey-"+id))
+	})()`, browsertest.JSString("passkey-"+id))
 }
 
 // lastUsedTitleJS is the title of the time in that cell: the time in UTC.
@@ -749,7 +448,7 @@ func lastUsedTitleJS(id string) string {
 		const i = [...row.closest("table").querySelectorAll("thead th")].findIndex(th => /last used/i.test(th.textContent));
 		const t = i < 0 ? null : row.cells[i].querySelector("time");
 		return t ? t.title : "no time in the Last used cell";
-	})()`, jsString("passkey-"+id))
+	})()`, browsertest.JSString("passkey-"+id))
 }
 
 // adminPage: the admin sees persons, invites and the audit trail.
@@ -759,15 +458,15 @@ func (f *browserFlow) adminPage(t *testing.T) {
 	if _, _, err := f.tw.Service.CreateInvite(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
-	b.do(t, "open the admin page",
+	b.Do(t, "open the admin page",
 		chromedp.Navigate(f.tw.URL+"/devices"),
-		chromedp.Click(controlNamed("Admin"), chromedp.NodeVisible),
+		chromedp.Click(browsertest.ControlNamed("Admin"), chromedp.NodeVisible),
 	)
-	b.waitPath(t, "/admin")
-	if body := b.bodyText(); !strings.Contains(body, f.person.Name) {
+	b.WaitPath(t, "/admin")
+	if body := b.BodyText(); !strings.Contains(body, f.person.Name) {
 		t.Errorf("admin page does not list %q: %q", f.person.Name, body)
 	}
-	b.screenshot(t, "admin")
+	b.Screenshot(t, "admin")
 }
 
 // revokedElsewhere: a device revoked by another account service (as the
@@ -776,13 +475,13 @@ func (f *browserFlow) adminPage(t *testing.T) {
 func (f *browserFlow) revokedElsewhere(t *testing.T) {
 	b := f.b
 	d := f.tw.MustIssueDevice(t, f.person.Name, "tablet")
-	b.do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
-	b.waitFor(t, "the tablet's row and the live stream", fmt.Sprintf(`!!document.getElementById(%s) && %s`, jsString("device-"+d.PublicKey), sseOpen))
+	b.Do(t, "open the devices page", chromedp.Navigate(f.tw.URL+"/devices"))
+	b.WaitFor(t, "the tablet's row and the live stream", fmt.Sprintf(`!!document.getElementById(%s) && %s`, browsertest.JSString("device-"+d.PublicKey), browsertest.SSEOpen))
 	if _, err := f.tw.OtherService(t).RevokeDevice(context.Background(), f.person.Name, d.PublicKey); err != nil {
 		t.Fatal(err)
 	}
-	b.waitFor(t, "the tablet's row says revoked, without a reload",
-		fmt.Sprintf(`document.getElementById(%s).innerText.includes("revoked")`, jsString("device-"+d.PublicKey)))
+	b.WaitFor(t, "the tablet's row says revoked, without a reload",
+		fmt.Sprintf(`document.getElementById(%s).innerText.includes("revoked")`, browsertest.JSString("device-"+d.PublicKey)))
 }
 
 // phoneWidth: every page fits a phone's screen, 390 px wide, without
@@ -798,12 +497,12 @@ func (f *browserFlow) phoneWidth(t *testing.T) {
 		t.Fatal(err)
 	}
 	review := strings.TrimPrefix(p.VerificationURIComplete, f.tw.URL)
-	b.do(t, "a phone's screen", chromedp.EmulateViewport(390, 844))
-	defer b.do(t, "back to the desktop's", chromedp.EmulateViewport(1200, 800))
+	b.Do(t, "a phone's screen", chromedp.EmulateViewport(390, 844))
+	defer b.Do(t, "back to the desktop's", chromedp.EmulateViewport(1200, 800))
 	for _, path := range []string{"/devices", "/enroll", review, "/records", "/records/live-note", "/passkeys", "/admin", "/admin/audit"} {
-		b.do(t, "open "+path, chromedp.Navigate(f.tw.URL+path))
-		b.waitFor(t, path+" loaded", `document.readyState === "complete"`)
-		wide := browserValue(t, b, "measure "+path, chromedp.Evaluate[string](`(() => {
+		b.Do(t, "open "+path, chromedp.Navigate(f.tw.URL+path))
+		b.WaitFor(t, path+" loaded", `document.readyState === "complete"`)
+		wide := browsertest.Value(t, b, "measure "+path, chromedp.Evaluate[string](`(() => {
 			const w = document.documentElement.clientWidth;
 			if (document.documentElement.scrollWidth <= w) return "";
 			const out = [];
@@ -822,7 +521,7 @@ func (f *browserFlow) phoneWidth(t *testing.T) {
 			t.Errorf("%s on a phone: %s", path, wide)
 		}
 		if path == "/devices" {
-			b.screenshot(t, "phone-devices")
+			b.Screenshot(t, "phone-devices")
 		}
 	}
 }
@@ -842,17 +541,17 @@ func (f *browserFlow) passkeyFor(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := f.b
-	before := len(b.credentials(t))
-	b.do(t, `log out`,
+	before := len(b.Credentials(t))
+	b.Do(t, `log out`,
 		chromedp.Navigate(f.tw.URL+"/devices"),
-		chromedp.Click(buttonNamed("Log out"), chromedp.NodeVisible),
+		chromedp.Click(browsertest.ButtonNamed("Log out"), chromedp.NodeVisible),
 	)
-	b.waitPath(t, "/login")
-	b.do(t, "open the link for carol", chromedp.Navigate(f.tw.URL+"/invite/"+token))
-	b.waitFor(t, "the page names carol", `document.body.innerText.includes("Carol Shaw")`)
-	b.do(t, `click "Create a passkey"`, chromedp.Click(buttonNamed("Create a passkey"), chromedp.NodeVisible))
-	b.waitPath(t, "/devices")
-	if body := b.bodyText(); !strings.Contains(body, "Carol Shaw") {
+	b.WaitPath(t, "/login")
+	b.Do(t, "open the link for carol", chromedp.Navigate(f.tw.URL+"/invite/"+token))
+	b.WaitFor(t, "the page names carol", `document.body.innerText.includes("Carol Shaw")`)
+	b.Do(t, `click "Create a passkey"`, chromedp.Click(browsertest.ButtonNamed("Create a passkey"), chromedp.NodeVisible))
+	b.WaitPath(t, "/devices")
+	if body := b.BodyText(); !strings.Contains(body, "Carol Shaw") {
 		t.Errorf("after the link the page does not name Carol Shaw: %q", body)
 	}
 	if pks, err := f.tw.Service.Passkeys(ctx, "carol"); err != nil || len(pks) != 1 {
@@ -862,7 +561,7 @@ func (f *browserFlow) passkeyFor(t *testing.T) {
 	if len(ps) != 2 {
 		t.Errorf("persons: %d, want the admin and carol, nobody new", len(ps))
 	}
-	creds := b.credentials(t)
+	creds := b.Credentials(t)
 	if len(creds) != before+1 {
 		t.Fatalf("authenticator holds %d credentials, want %d", len(creds), before+1)
 	}
@@ -874,8 +573,8 @@ func (f *browserFlow) passkeyFor(t *testing.T) {
 		t.Errorf("no credential carries carol's user handle %s", carol.Handle)
 	}
 	// The link works once.
-	b.do(t, "open the link again", chromedp.Navigate(f.tw.URL+"/invite/"+token))
-	b.waitFor(t, "the page says the link is used", `document.body.innerText.includes("not valid")`)
+	b.Do(t, "open the link again", chromedp.Navigate(f.tw.URL+"/invite/"+token))
+	b.WaitFor(t, "the page says the link is used", `document.body.innerText.includes("not valid")`)
 }
 
 // recordsPage: the record the enrolled device wrote is listed, its value
@@ -883,13 +582,13 @@ func (f *browserFlow) passkeyFor(t *testing.T) {
 // reload.
 func (f *browserFlow) recordsPage(t *testing.T) {
 	b := f.b
-	b.do(t, "open the records page",
+	b.Do(t, "open the records page",
 		chromedp.Navigate(f.tw.URL+"/devices"),
-		chromedp.Click(controlNamed("Records"), chromedp.NodeVisible),
+		chromedp.Click(browsertest.ControlNamed("Records"), chromedp.NodeVisible),
 	)
-	b.waitPath(t, "/records")
-	b.waitFor(t, "note1 to be listed", `document.getElementById("record-rows") && /note1/.test(document.getElementById("record-rows").innerText)`)
-	b.waitFor(t, "the page's event stream to open", sseOpen)
+	b.WaitPath(t, "/records")
+	b.WaitFor(t, "note1 to be listed", `document.getElementById("record-rows") && /note1/.test(document.getElementById("record-rows").innerText)`)
+	b.WaitFor(t, "the page's event stream to open", browsertest.SSEOpen)
 
 	// Another device of the same person writes while the page is open.
 	d := f.tw.MustIssueDevice(t, f.person.Name, "desktop")
@@ -905,14 +604,14 @@ func (f *browserFlow) recordsPage(t *testing.T) {
 	if _, err := kv.Put(context.Background(), "live-note", []byte("written while the page is open")); err != nil {
 		t.Fatal(err)
 	}
-	b.waitFor(t, "the new record to appear without a reload", `/live-note/.test(document.getElementById("record-rows").innerText)`)
-	if got := browserValue(t, b, "read the count line", chromedp.Evaluate[string](`document.getElementById("records-count").innerText`)); got != "1 new key since the page was loaded, at the top." {
+	b.WaitFor(t, "the new record to appear without a reload", `/live-note/.test(document.getElementById("record-rows").innerText)`)
+	if got := browsertest.Value(t, b, "read the count line", chromedp.Evaluate[string](`document.getElementById("records-count").innerText`)); got != "1 new key since the page was loaded, at the top." {
 		t.Errorf("count line after a live new key: got %q, want it to count the new key", got)
 	}
-	b.screenshot(t, "records")
+	b.Screenshot(t, "records")
 
-	b.do(t, "open note1", chromedp.Navigate(f.tw.URL+"/records/note1"))
-	if body := b.bodyText(); !strings.Contains(body, "hello from the browser test") {
+	b.Do(t, "open note1", chromedp.Navigate(f.tw.URL+"/records/note1"))
+	if body := b.BodyText(); !strings.Contains(body, "hello from the browser test") {
 		t.Errorf("record page of note1: got %q, want its value", body)
 	}
 }
@@ -921,12 +620,12 @@ func (f *browserFlow) recordsPage(t *testing.T) {
 // virtual authenticator answers it), then the server issues the device.
 func (f *browserFlow) downloadCreds(t *testing.T) {
 	b := f.b
-	b.do(t, "open the devices page and ask for creds",
+	b.Do(t, "open the devices page and ask for creds",
 		chromedp.Navigate(f.tw.URL+"/devices"),
 		chromedp.SendKeys(chromedp.ID("download-name"), "build-box", chromedp.NodeVisible),
-		chromedp.Click(controlNamed("Download creds"), chromedp.NodeVisible),
+		chromedp.Click(browsertest.ControlNamed("Download creds"), chromedp.NodeVisible),
 	)
-	deadline := time.Now().Add(stepTimeout)
+	deadline := time.Now().Add(browsertest.StepTimeout)
 	for {
 		ds, err := f.tw.Service.Devices(context.Background(), f.person.Name)
 		if err != nil {
@@ -941,7 +640,7 @@ func (f *browserFlow) downloadCreds(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no device build-box after %v; page %s: %q", stepTimeout, b.path(), b.bodyText())
+			t.Fatalf("no device build-box after %v; page %s: %q", browsertest.StepTimeout, b.Path(), b.BodyText())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -956,10 +655,10 @@ func (f *browserFlow) downloadCreds(t *testing.T) {
 // invites elsewhere on the page, fails beside itself in the person's row,
 // and its notice goes when it succeeds.
 func TestBrowserErrorsBesideTheirCause(t *testing.T) {
-	chromium := findChromium(t)
+	chromium := browsertest.FindChromium(t)
 	tw := mustWeb(t, webOptions{})
-	b := startBrowser(t, chromium)
-	b.shots = t.TempDir() // this test's pictures are not the README's
+	b := browsertest.Start(t, chromium)
+	b.Shots = t.TempDir() // this test's pictures are not the README's
 	f := &browserFlow{top: t, tw: tw, b: b}
 	f.setup(t)
 	ctx := context.Background()
@@ -974,11 +673,11 @@ func TestBrowserErrorsBesideTheirCause(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		row := fmt.Sprintf(`//tr[@id=%s]`, xpathString("passkey-"+pks[0].ID))
+		row := fmt.Sprintf(`//tr[@id=%s]`, browsertest.XPathString("passkey-"+pks[0].ID))
 		form, name, rename := row+"//form", row+`//input[@name="name"]`, row+`//button[normalize-space(.)="Rename"]`
-		end := fmt.Sprintf(`//tr[@id=%s]//button[normalize-space(.)="End"]`, xpathString("session-"+other.ID[:16]))
-		b.do(t, "open the passkeys page", chromedp.Navigate(tw.URL+"/passkeys"))
-		b.waitFor(t, "the passkey's row and the other session's End", fmt.Sprintf(`!!%s && !!%s`, xpathJS(form), xpathJS(end)))
+		end := fmt.Sprintf(`//tr[@id=%s]//button[normalize-space(.)="End"]`, browsertest.XPathString("session-"+other.ID[:16]))
+		b.Do(t, "open the passkeys page", chromedp.Navigate(tw.URL+"/passkeys"))
+		b.WaitFor(t, "the passkey's row and the other session's End", fmt.Sprintf(`!!%s && !!%s`, xpathJS(form), xpathJS(end)))
 		// The other browser is logged out meanwhile, as from another tab.
 		if err := tw.Service.EndSessionID(ctx, me, other.ID); err != nil {
 			t.Fatal(err)
@@ -986,31 +685,31 @@ func TestBrowserErrorsBesideTheirCause(t *testing.T) {
 
 		// A name of spaces passes the field's "required"; the server,
 		// which trims it, finds it empty.
-		b.do(t, "rename the passkey to spaces", chromedp.SetValue(chromedp.Search(name), "   "), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
-		b.waitFor(t, "the rename's error after its form", fmt.Sprintf(`%s.includes("a passkey name is required")`, noticeAfterJS(form)))
-		b.do(t, "end the session ended meanwhile", chromedp.Click(chromedp.Search(end), chromedp.NodeVisible))
-		b.waitFor(t, "the End's error after its button", fmt.Sprintf(`%s.includes("has no session")`, noticeAfterJS(end)))
-		if got := browserValue(t, b, "read the rename's error", chromedp.Evaluate[string](noticeAfterJS(form))); !strings.Contains(got, "a passkey name is required") {
+		b.Do(t, "rename the passkey to spaces", chromedp.SetValue(chromedp.Search(name), "   "), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
+		b.WaitFor(t, "the rename's error after its form", fmt.Sprintf(`%s.includes("a passkey name is required")`, noticeAfterJS(form)))
+		b.Do(t, "end the session ended meanwhile", chromedp.Click(chromedp.Search(end), chromedp.NodeVisible))
+		b.WaitFor(t, "the End's error after its button", fmt.Sprintf(`%s.includes("has no session")`, noticeAfterJS(end)))
+		if got := browsertest.Value(t, b, "read the rename's error", chromedp.Evaluate[string](noticeAfterJS(form))); !strings.Contains(got, "a passkey name is required") {
 			t.Errorf("after the End failed, the rename's error: got %q, want it still there", got)
 		}
 		wantErrorNotices(t, b, 2)
 
 		// A page whose field lost its maxlength would send this; a
 		// script's value is not held to it.
-		b.do(t, "rename the passkey to 65 characters", chromedp.SetValue(chromedp.Search(name), strings.Repeat("x", 65)), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
-		b.waitFor(t, "the second error in place of the first", fmt.Sprintf(`%s.includes("longer than 64")`, noticeAfterJS(form)))
+		b.Do(t, "rename the passkey to 65 characters", chromedp.SetValue(chromedp.Search(name), strings.Repeat("x", 65)), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
+		b.WaitFor(t, "the second error in place of the first", fmt.Sprintf(`%s.includes("longer than 64")`, noticeAfterJS(form)))
 		wantErrorNotices(t, b, 2)
 
-		b.do(t, "rename the passkey", chromedp.SetValue(chromedp.Search(name), "Laptop key"), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
-		b.waitFor(t, "the renamed passkey, its error gone, the End's left", fmt.Sprintf(
+		b.Do(t, "rename the passkey", chromedp.SetValue(chromedp.Search(name), "Laptop key"), chromedp.Click(chromedp.Search(rename), chromedp.NodeVisible))
+		b.WaitFor(t, "the renamed passkey, its error gone, the End's left", fmt.Sprintf(
 			`%s?.value === "Laptop key" && %s === "" && %s.includes("has no session") && %s`,
 			xpathJS(name), noticeAfterJS(form), noticeAfterJS(end), errorNoticesJS+` === 1`))
 		if pk, err := tw.Service.Passkey(ctx, pks[0].ID); err != nil || pk.Name != "Laptop key" {
 			t.Errorf("the passkey after the rename: %q, %v; want %q", pk.Name, err, "Laptop key")
 		}
 		// The sessions section comes back whole, without the End's error.
-		b.do(t, `click "Log out everywhere else"`, chromedp.Click(buttonNamed("Log out everywhere else"), chromedp.NodeVisible))
-		b.waitFor(t, "the sessions logged out, no error left", `!!document.querySelector("#sessions .notice.ok") && `+errorNoticesJS+` === 0`)
+		b.Do(t, `click "Log out everywhere else"`, chromedp.Click(browsertest.ButtonNamed("Log out everywhere else"), chromedp.NodeVisible))
+		b.WaitFor(t, "the sessions logged out, no error left", `!!document.querySelector("#sessions .notice.ok") && `+errorNoticesJS+` === 0`)
 		wantErrorNotices(t, b, 0)
 	})
 
@@ -1019,15 +718,15 @@ func TestBrowserErrorsBesideTheirCause(t *testing.T) {
 			t.Fatal(err)
 		}
 		link := `//tr[@id="person-dave"]//button[normalize-space(.)="Passkey link"]`
-		b.do(t, "open the admin page", chromedp.Navigate(tw.URL+"/admin"))
-		b.waitFor(t, `dave's "Passkey link"`, "!!"+xpathJS(link))
+		b.Do(t, "open the admin page", chromedp.Navigate(tw.URL+"/admin"))
+		b.WaitFor(t, `dave's "Passkey link"`, "!!"+xpathJS(link))
 		// Another admin disables dave meanwhile.
 		if _, err := tw.Service.DisablePerson(ctx, "dave"); err != nil {
 			t.Fatal(err)
 		}
-		b.do(t, `click dave's "Passkey link"`, chromedp.Click(chromedp.Search(link), chromedp.NodeVisible))
-		b.waitFor(t, "the error in dave's row, after the button", fmt.Sprintf(`%s.includes("disabled")`, noticeAfterJS(link)))
-		if got := browserValue(t, b, "look for a link", chromedp.Evaluate[bool](`!!document.getElementById("invite-link")`)); got {
+		b.Do(t, `click dave's "Passkey link"`, chromedp.Click(chromedp.Search(link), chromedp.NodeVisible))
+		b.WaitFor(t, "the error in dave's row, after the button", fmt.Sprintf(`%s.includes("disabled")`, noticeAfterJS(link)))
+		if got := browsertest.Value(t, b, "look for a link", chromedp.Evaluate[bool](`!!document.getElementById("invite-link")`)); got {
 			t.Error("a refused passkey link shows a link")
 		}
 		wantErrorNotices(t, b, 1)
@@ -1037,14 +736,12 @@ func TestBrowserErrorsBesideTheirCause(t *testing.T) {
 		if _, err := tw.Service.EnablePerson(ctx, "dave"); err != nil {
 			t.Fatal(err)
 		}
-		b.do(t, `click dave's "Passkey link" again`, chromedp.Click(chromedp.Search(link), chromedp.NodeVisible))
-		b.waitFor(t, "the new link, and no error", fmt.Sprintf(`!!document.getElementById("invite-link") && %s === "" && %s === 0`, noticeAfterJS(link), errorNoticesJS))
+		b.Do(t, `click dave's "Passkey link" again`, chromedp.Click(chromedp.Search(link), chromedp.NodeVisible))
+		b.WaitFor(t, "the new link, and no error", fmt.Sprintf(`!!document.getElementById("invite-link") && %s === "" && %s === 0`, noticeAfterJS(link), errorNoticesJS))
 		wantErrorNotices(t, b, 0)
 	})
 
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, e := range b.pageErrors {
+	for _, e := range b.PageErrors() {
 		t.Errorf("the page's console: %s", e)
 	}
 }
@@ -1052,7 +749,7 @@ func TestBrowserErrorsBesideTheirCause(t *testing.T) {
 // xpathJS is a JavaScript expression for the first element an XPath finds,
 // or null.
 func xpathJS(xpath string) string {
-	return fmt.Sprintf(`document.evaluate(%s, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue`, jsString(xpath))
+	return fmt.Sprintf(`document.evaluate(%s, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue`, browsertest.JSString(xpath))
 }
 
 // noticeAfterJS is a JavaScript expression for the text of the error
@@ -1068,12 +765,12 @@ const errorNoticesJS = `document.querySelectorAll("main .notice.error:not(#passk
 
 // wantErrorNotices checks that the page shows n htmx error notices, and
 // that its slot at the top stays hidden.
-func wantErrorNotices(t *testing.T, b *browser, n int) {
+func wantErrorNotices(t *testing.T, b *browsertest.Browser, n int) {
 	t.Helper()
-	if got := browserValue(t, b, "count the error notices", chromedp.Evaluate[int](errorNoticesJS)); got != n {
-		t.Errorf("error notices on the page: got %d, want %d; page: %q", got, n, b.bodyText())
+	if got := browsertest.Value(t, b, "count the error notices", chromedp.Evaluate[int](errorNoticesJS)); got != n {
+		t.Errorf("error notices on the page: got %d, want %d; page: %q", got, n, b.BodyText())
 	}
-	if !browserValue(t, b, "look at the page's error slot", chromedp.Evaluate[bool](`document.getElementById("passkey-error").hidden`)) {
-		t.Errorf("the page's error slot #passkey-error shows: %q", b.bodyText())
+	if !browsertest.Value(t, b, "look at the page's error slot", chromedp.Evaluate[bool](`document.getElementById("passkey-error").hidden`)) {
+		t.Errorf("the page's error slot #passkey-error shows: %q", b.BodyText())
 	}
 }
