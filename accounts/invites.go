@@ -29,8 +29,10 @@ type Invite struct {
 	ID    string `json:"id"`
 	Admin bool   `json:"admin"` // whoever signs up with it becomes an admin
 	// Setup marks the first-run invite that `latch serve` prints; it works
-	// only while no admin has a passkey.
-	Setup bool `json:"setup,omitempty"`
+	// only while no admin has a passkey. Node is the node that printed
+	// it: each node of a cluster has its own.
+	Setup bool   `json:"setup,omitempty"`
+	Node  string `json:"node,omitempty"`
 	// For names an existing person: whoever opens the link adds a passkey
 	// to that person, and signs in as them, instead of signing up.
 	// Recover marks such a link made for a person who had a passkey.
@@ -62,11 +64,7 @@ func (s *Service) InviteLink(token string) string {
 // CreateInvite makes an invite and returns its token, which is shown
 // once: only its hash is kept. The audit trail names the invite by its ID.
 func (s *Service) CreateInvite(ctx context.Context, admin bool) (string, Invite, error) {
-	return s.createInvite(ctx, admin, false)
-}
-
-func (s *Service) createInvite(ctx context.Context, admin, setup bool) (string, Invite, error) {
-	return s.newInvite(ctx, Invite{Admin: admin, Setup: setup})
+	return s.newInvite(ctx, Invite{Admin: admin})
 }
 
 // newInvite stores inv, its ID and times filled in, under a new token.
@@ -278,9 +276,11 @@ func (s *Service) RevokeInvite(ctx context.Context, id string) error {
 }
 
 // SetupInvite makes the first-run invite while no admin has a passkey
-// (NeedsSetup): an admin invite whose link `latch serve` prints. Earlier
-// setup invites stop working, so only the link printed last does. When an
-// admin can log in it makes nothing and ok is false.
+// (NeedsSetup): an admin invite whose link `latch serve` prints. The
+// setup invites this node made before stop working, so only the link it
+// printed last does; in a cluster each node's last link works, whichever
+// node printed its own last. When an admin can log in it makes nothing
+// and ok is false.
 func (s *Service) SetupInvite(ctx context.Context) (token string, ok bool, err error) {
 	need, err := s.NeedsSetup(ctx)
 	if err != nil || !need {
@@ -291,41 +291,38 @@ func (s *Service) SetupInvite(ctx context.Context) (token string, ok bool, err e
 		return "", false, err
 	}
 	for i, inv := range invs {
-		if inv.Setup {
+		if inv.Setup && (inv.Node == s.cfg.Node || inv.Node == "") {
 			if err := s.invites.Delete(ctx, keys[i]); err != nil {
 				return "", false, err
 			}
 		}
 	}
-	token, _, err = s.createInvite(ctx, true, true)
+	token, _, err = s.newInvite(ctx, Invite{Admin: true, Setup: true, Node: s.cfg.Node})
 	if err != nil {
-		return "", false, err
-	}
-	if err := putJSON(ctx, s.invites, setupPointer, setupRef{Key: inviteKey(token)}); err != nil {
 		return "", false, err
 	}
 	return token, true, nil
 }
 
-// setupPointer is the key of the invites bucket that names the setup
-// invite's key, so that creating a person finds it in one read.
+// setupPointer is a key of the invites bucket in which earlier versions
+// kept the key of the one setup invite; it is no invite.
 const setupPointer = "setup"
 
-type setupRef struct {
-	Key string `json:"setup_key"`
-}
-
-// consumeSetupInvite removes the setup invite, if there is one.
+// consumeSetupInvite removes every node's setup invites.
 func (s *Service) consumeSetupInvite(ctx context.Context) error {
-	var ref setupRef
-	if _, err := getJSON(ctx, s.invites, setupPointer, &ref); err != nil {
-		if isNotFound(err) {
-			return nil
+	invs, keys, err := s.allInvites(ctx)
+	if err != nil {
+		return err
+	}
+	for i, inv := range invs {
+		if inv.Setup {
+			if err := s.invites.Purge(ctx, keys[i]); err != nil && !isNotFound(err) {
+				return err
+			}
 		}
-		return err
 	}
-	if err := s.invites.Purge(ctx, ref.Key); err != nil && !isNotFound(err) {
-		return err
+	if _, err := s.invites.Get(ctx, setupPointer); err == nil {
+		return s.invites.Purge(ctx, setupPointer)
 	}
-	return s.invites.Purge(ctx, setupPointer)
+	return nil
 }

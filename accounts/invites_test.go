@@ -183,6 +183,18 @@ func TestSetupInvite(t *testing.T) {
 	if _, err := s.Service.Invite(ctx, second); err != nil {
 		t.Fatalf("the last setup invite: %v", err)
 	}
+	// Another node of a cluster prints its own link, and leaves this
+	// node's working; each node's next start replaces only its own.
+	other := s.OtherService(t)
+	otherLink, ok, err := other.SetupInvite(ctx)
+	if err != nil || !ok || otherLink == "" {
+		t.Fatalf("another node's setup invite: got %q, %v, %v", otherLink, ok, err)
+	}
+	for _, tok := range []string{second, otherLink} {
+		if _, err := s.Service.Invite(ctx, tok); err != nil {
+			t.Fatalf("each node's last setup invite works: %v", err)
+		}
+	}
 
 	// A member and an admin made on the command line, neither with a
 	// passkey: nobody can log in yet, so each start still makes a link.
@@ -196,6 +208,9 @@ func TestSetupInvite(t *testing.T) {
 	}
 	_, err = s.Service.Invite(ctx, second)
 	wantErrIs(t, "the earlier setup invite", err, accounts.ErrNotFound)
+	if _, err := other.Invite(ctx, otherLink); err != nil {
+		t.Fatalf("the other node's setup invite after this node made a new one: %v", err)
+	}
 
 	// A member's passkey changes nothing; an admin's ends the setup.
 	cred := json.RawMessage(`{"publicKey":"pQECAyYgASFYIA","authenticator":{"signCount":0}}`)
@@ -217,6 +232,8 @@ func TestSetupInvite(t *testing.T) {
 	}
 	_, err = s.Service.Invite(ctx, third)
 	wantErrIs(t, "a setup invite once an admin has a passkey", err, accounts.ErrNotFound)
+	_, err = s.Service.Invite(ctx, otherLink)
+	wantErrIs(t, "the other node's setup invite once an admin has a passkey", err, accounts.ErrNotFound)
 
 	// Used up for good: with the admin deleted again, the old link still
 	// does not work; the next start makes a new one.

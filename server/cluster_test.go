@@ -38,8 +38,9 @@ func startCluster(t testing.TB) *testCluster {
 }
 
 // startClusterOf starts three nodes that keep replicas copies (0: the
-// default, 3).
-func startClusterOf(t testing.TB, replicas int) *testCluster {
+// default, 3); edit, when given, changes node i's configuration before it
+// first opens.
+func startClusterOf(t testing.TB, replicas int, edit ...func(i int, cfg *server.Config)) *testCluster {
 	t.Helper()
 	first, err := operator.Init(filepath.Join(t.TempDir(), "n1"), "acme")
 	if err != nil {
@@ -61,6 +62,9 @@ func startClusterOf(t testing.TB, replicas int) *testCluster {
 		cfg.Identity = id
 		cfg.Replicas = replicas
 		cfg.Cluster = server.Cluster{Listen: routes[i], Routes: routes, Region: fmt.Sprintf("r%d", i+1)}
+		for _, e := range edit {
+			e(i, &cfg)
+		}
 		c.cfgs = append(c.cfgs, cfg)
 		c.nodes = append(c.nodes, nil)
 		c.open(i)
