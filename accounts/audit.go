@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/nats-io/nuid"
 )
 
 // Action is what an audit event says was done.
@@ -100,8 +102,15 @@ func (s *Service) audit(ctx context.Context, e AuditEvent) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.js.Publish(ctx, auditEventSubject(e.Account, e.Action), b)
-	return err
+	// In a cluster the audit stream may be between leaders for a few
+	// seconds (a node died): the event is sent again, under one message
+	// ID, so that a first try that was stored but not acknowledged is
+	// not stored twice (the stream's duplicate window).
+	id := nuid.Next()
+	return steadily(ctx, true, func(ctx context.Context) error {
+		_, err := s.js.Publish(ctx, auditEventSubject(e.Account, e.Action), b, jetstream.WithMsgID(id))
+		return err
+	})
 }
 
 // auditEventSubject is where an event of an account goes: latch.audit.

@@ -35,16 +35,11 @@ const leaderWait = 15 * time.Second
 // allowed that: on a cluster that is starting, one node may bind a
 // bucket just before another turns direct reads off.
 func (kv steadyKV) Get(ctx context.Context, key string) (e jetstream.KeyValueEntry, err error) {
-	err = steadily(ctx, true, func() error { e, err = kv.leaderGet(ctx, key); return err })
+	err = steadily(ctx, true, func(ctx context.Context) error { e, err = kv.leaderGet(ctx, key); return err })
 	return e, err
 }
 
 func (kv steadyKV) leaderGet(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
 	subject := "$KV." + kv.bucket + "." + key
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
 	m, err := kv.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+kv.bucket, req)
@@ -107,45 +102,54 @@ func (e entry) Delta() uint64                   { return 0 }
 func (e entry) Operation() jetstream.KeyValueOp { return e.op }
 
 func (kv steadyKV) Put(ctx context.Context, key string, value []byte) (rev uint64, err error) {
-	err = steadily(ctx, false, func() error { rev, err = kv.KeyValue.Put(ctx, key, value); return err })
+	err = steadily(ctx, false, func(ctx context.Context) error { rev, err = kv.KeyValue.Put(ctx, key, value); return err })
 	return rev, err
 }
 
 func (kv steadyKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (rev uint64, err error) {
-	err = steadily(ctx, false, func() error { rev, err = kv.KeyValue.Create(ctx, key, value, opts...); return err })
+	err = steadily(ctx, false, func(ctx context.Context) error { rev, err = kv.KeyValue.Create(ctx, key, value, opts...); return err })
 	return rev, err
 }
 
 func (kv steadyKV) Update(ctx context.Context, key string, value []byte, last uint64) (rev uint64, err error) {
-	err = steadily(ctx, false, func() error { rev, err = kv.KeyValue.Update(ctx, key, value, last); return err })
+	err = steadily(ctx, false, func(ctx context.Context) error { rev, err = kv.KeyValue.Update(ctx, key, value, last); return err })
 	return rev, err
 }
 
 func (kv steadyKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-	return steadily(ctx, false, func() error { return kv.KeyValue.Delete(ctx, key, opts...) })
+	return steadily(ctx, false, func(ctx context.Context) error { return kv.KeyValue.Delete(ctx, key, opts...) })
 }
 
 func (kv steadyKV) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-	return steadily(ctx, false, func() error { return kv.KeyValue.Purge(ctx, key, opts...) })
+	return steadily(ctx, false, func(ctx context.Context) error { return kv.KeyValue.Purge(ctx, key, opts...) })
 }
 
 func (kv steadyKV) ListKeys(ctx context.Context, opts ...jetstream.WatchOpt) (l jetstream.KeyLister, err error) {
-	err = steadily(ctx, true, func() error { l, err = kv.KeyValue.ListKeys(ctx, opts...); return err })
+	// The lister reads on after the try: it keeps the caller's context.
+	err = steadily(ctx, true, func(context.Context) error { l, err = kv.KeyValue.ListKeys(ctx, opts...); return err })
 	return l, err
 }
 
 func (kv steadyKV) ListKeysFiltered(ctx context.Context, filters ...string) (l jetstream.KeyLister, err error) {
-	err = steadily(ctx, true, func() error { l, err = kv.KeyValue.ListKeysFiltered(ctx, filters...); return err })
+	err = steadily(ctx, true, func(context.Context) error { l, err = kv.KeyValue.ListKeysFiltered(ctx, filters...); return err })
 	return l, err
 }
 
+// tryWait bounds one try of a request to a bucket, whatever the caller's
+// deadline: a request to a stream with no leader is answered by no one,
+// and would otherwise wait out the caller's deadline (an admin request's
+// minute) rather than be made again once a leader is elected.
+const tryWait = 5 * time.Second
+
 // steadily runs req until it succeeds, fails for another reason, ctx
 // ends or leaderWait has passed; read says whether it may be made again
-// after a timeout.
-func steadily(ctx context.Context, read bool, req func() error) error {
+// after a timeout. Each try has tryWait at most.
+func steadily(ctx context.Context, read bool, req func(context.Context) error) error {
 	deadline := time.Now().Add(leaderWait)
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := req()
+		tctx, cancel := context.WithTimeout(ctx, tryWait)
+		err := req(tctx)
+		cancel()
 		if err == nil || !leaderless(err, read) || time.Now().After(deadline) {
 			return err
 		}
