@@ -28,6 +28,9 @@ type NodeStatus struct {
 	MetaLeader string `json:"meta_leader,omitempty"`
 	// Peers are the servers of the cluster this node knows of.
 	Peers []string `json:"peers,omitempty"`
+	// Servers are the NATS servers of an external cluster the node uses,
+	// each with its state: "current", "behind" or "offline".
+	Servers []string `json:"servers,omitempty"`
 	// Lagging are the replicas behind their leader, of latch's own
 	// streams this node leads.
 	Lagging []StreamLag `json:"lagging,omitempty"`
@@ -124,14 +127,15 @@ type ClusterRepairReply struct {
 
 // Lagging lists the replicas that are behind, of latch's own streams
 // (LATCH's buckets and audit trail) that this node leads: each stream is
-// reported once in a cluster, by its leader. (Persons' streams are left
+// reported once in a cluster, by its leader. On external servers
+// (Config.External) every one of latch's streams is reported. (Persons' streams are left
 // out: reading every account's streams from the embedded server races
 // with account updates inside nats-server 2.15.2.)
 func (s *Service) Lagging(ctx context.Context) ([]StreamLag, error) {
 	var out []StreamLag
 	lister := s.js.ListStreams(ctx)
 	for info := range lister.Info() {
-		if info.Cluster == nil || info.Cluster.Leader != s.cfg.Node {
+		if info.Cluster == nil || (info.Cluster.Leader != s.cfg.Node && !s.cfg.External) {
 			continue
 		}
 		for _, r := range info.Cluster.Replicas {

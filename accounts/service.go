@@ -102,6 +102,9 @@ type Config struct {
 	Apply func(account, accountJWT string) error
 	// Node names this node in drift reports and the audit trail.
 	Node string
+	// External says latch uses NATS servers it does not run: no stream's
+	// leader is this node, and it reports on all of latch's streams.
+	External bool
 	// Log receives what the service reports.
 	Log *slog.Logger
 	// PublicURL is where people reach the web GUI, such as

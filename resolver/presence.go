@@ -143,6 +143,17 @@ type connEvent struct {
 // server announces its shutdown. Events missed while nc is reconnecting
 // are not recovered.
 func WatchPresence(nc *nats.Conn, srv *Server, log *slog.Logger) (*Presence, error) {
+	return watchPresence(nc, srv, srv != nil, log)
+}
+
+// WatchRemotePresence is WatchPresence for a cluster latch does not run:
+// every server is asked for its connections at the start, and each one's
+// are forgotten when it announces its shutdown or goes silent.
+func WatchRemotePresence(nc *nats.Conn, log *slog.Logger) (*Presence, error) {
+	return watchPresence(nc, nil, true, log)
+}
+
+func watchPresence(nc *nats.Conn, srv *Server, seed bool, log *slog.Logger) (*Presence, error) {
 	if nc == nil {
 		return nil, errors.New("presence: no NATS connection")
 	}
@@ -159,7 +170,7 @@ func WatchPresence(nc *nats.Conn, srv *Server, log *slog.Logger) (*Presence, err
 		dead:     make(map[string]bool),
 		heard:    make(map[string]time.Time),
 		watchers: make(map[*watcher]struct{}),
-		seeding:  srv != nil,
+		seeding:  seed,
 	}
 	// One subscription carries both CONNECT and DISCONNECT, because
 	// nats.go delivers each subscription on its own goroutine: with two, a
@@ -178,36 +189,44 @@ func WatchPresence(nc *nats.Conn, srv *Server, log *slog.Logger) (*Presence, err
 		p.Close()
 		return nil, fmt.Errorf("presence: %w", err)
 	}
-	if srv != nil {
+	if seed {
 		if err := p.seed(srv); err != nil {
 			p.Close()
 			return nil, err
 		}
+	}
+	if srv != nil {
 		p.wg.Go(p.reconcileLoop)
 	}
 	p.wg.Go(p.sweepLoop)
 	return p, nil
 }
 
-// seed counts the connections srv has now, then applies the events held
-// back meanwhile.
+// seed counts the connections srv has now (with no srv, every server's),
+// then applies the events held back meanwhile.
 func (p *Presence) seed(srv *Server) error {
-	cz, err := connz(srv.ns)
-	if err != nil {
-		return fmt.Errorf("presence: read connections: %w", err)
+	peers := -1 // as many as answer
+	if srv != nil {
+		cz, err := connz(srv.ns)
+		if err != nil {
+			return fmt.Errorf("presence: read connections: %w", err)
+		}
+		p.mu.Lock()
+		p.local = cz.ID
+		for _, ci := range cz.Conns {
+			if ci.Account == "" || !nkeys.IsValidPublicUserKey(ci.AuthorizedUser) {
+				continue
+			}
+			p.connected(connKey{cz.ID, ci.Cid}, userKey{ci.Account, ci.AuthorizedUser}, cz.Now)
+		}
+		p.mu.Unlock()
+		peers = len(srv.Routes())
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.local = cz.ID
-	for _, ci := range cz.Conns {
-		if ci.Account == "" || !nkeys.IsValidPublicUserKey(ci.AuthorizedUser) {
-			continue
-		}
-		p.connected(connKey{cz.ID, ci.Cid}, userKey{ci.Account, ci.AuthorizedUser}, cz.Now)
-	}
 	// The other servers of a cluster answer for their own connections.
 	// Those answers are applied like events, after the local list.
-	others := p.askOthers(cz.ID, len(srv.Routes()))
+	others := p.askOthers(p.local, peers)
 	for _, r := range others {
 		p.heard[r.Server.ID] = time.Now()
 		for _, ci := range r.Data.Conns {
@@ -225,9 +244,10 @@ func (p *Presence) seed(srv *Server) error {
 }
 
 // askOthers asks every server of the cluster but local (of which there
-// are peers, by the routes) for its open connections, and returns the
-// answers that came within a few seconds. p.mu is held; the answers come
-// on an inbox of their own, not through receive.
+// are peers, by the routes; -1: unknown) for its open connections, and
+// returns the answers that came within a few seconds (an unknown number:
+// every answer within one second). p.mu is held; the answers come on an
+// inbox of their own, not through receive.
 func (p *Presence) askOthers(local string, peers int) []server.ServerAPIConnzResponse {
 	if peers == 0 {
 		return nil
@@ -246,8 +266,14 @@ func (p *Presence) askOthers(local string, peers int) []server.ServerAPIConnzRes
 	}
 	var out []server.ServerAPIConnzResponse
 	deadline := time.Now().Add(3 * time.Second)
-	for len(out) < peers {
+	if peers < 0 {
+		deadline = time.Now().Add(time.Second)
+	}
+	for peers < 0 || len(out) < peers {
 		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil && peers < 0 {
+			break
+		}
 		if err != nil {
 			p.log.Warn("some servers of the cluster did not say which devices they have; those show online when they next connect",
 				"answered", len(out), "peers", peers)

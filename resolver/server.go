@@ -22,6 +22,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
@@ -532,6 +533,12 @@ func (s *Server) Routes() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// Connect makes a client connection to the server in-process, not
+// through TCP.
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect("", append(opts, nats.InProcessServer(s.ns))...)
 }
 
 // InProcessConn gives a client connection that does not go through TCP

@@ -88,10 +88,10 @@ func recordLastSeen(ctx context.Context, p *resolver.Presence, svc *accounts.Ser
 }
 
 // connections counts a device's connections from presence and closes them
-// on the embedded server.
+// on the NATS servers.
 type connections struct {
 	presence *resolver.Presence
-	server   *resolver.Server
+	server   natsNode
 }
 
 func (c connections) Conns(account, user string) int { return c.presence.Conns(account, user) }
@@ -103,7 +103,7 @@ func (c connections) Disconnect(account, user string) (int, error) {
 // serverStatus is what the admin page shows of the embedded server and,
 // asked of every node, of the deployment.
 type serverStatus struct {
-	ns  *resolver.Server
+	ns  natsNode
 	svc *accounts.Service
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/web"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 )
@@ -80,6 +81,23 @@ type Config struct {
 	// Replicas of latch's streams and of each person's records: 0 is 1
 	// alone and 3 in a cluster.
 	Replicas int
+	// External, when it names servers, is a nats-server cluster latch
+	// uses instead of an embedded server.
+	External External
+}
+
+// External is a nats-server cluster that latch does not run, configured
+// with `latch operator config` of latch's data folder: latch's operator,
+// its system account, the full resolver, JetStream.
+type External struct {
+	// URLs are the servers' client URLs.
+	URLs []string
+	// SystemCreds is a creds file of a user of latch's system account;
+	// empty, latch makes its own user from its keys.
+	SystemCreds string
+	// CA is a PEM file of the CA the servers' TLS certificates chain to;
+	// empty, the system's.
+	CA string
 }
 
 // Cluster is a node's part in a cluster of latch nodes.
@@ -114,13 +132,16 @@ type Addrs struct {
 
 // Server is a running latch.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	op    *operator.Tree
-	ns    *resolver.Server
-	hl    net.Listener
-	hs    *http.Server
-	certs *tlsfiles.Files
+	cfg Config
+	log *slog.Logger
+	op  *operator.Tree
+	ns  natsNode
+	// embedded is the embedded server, nil when latch uses an external
+	// cluster.
+	embedded *resolver.Server
+	hl       net.Listener
+	hs       *http.Server
+	certs    *tlsfiles.Files
 
 	ready atomic.Bool
 	gui   atomic.Pointer[web.Server]
@@ -137,6 +158,24 @@ type Server struct {
 	bgCtx     context.Context
 	bgCancel  context.CancelFunc
 	serveErrs chan error
+}
+
+// natsNode is the NATS latch serves on: the embedded server
+// (*resolver.Server), or a cluster it does not run (*resolver.Remote).
+type natsNode interface {
+	WaitReady(context.Context) error
+	Healthy() error
+	Failed() <-chan struct{}
+	Err() error
+	ClientURL() string
+	MonitorURL() string
+	Shutdown(context.Context)
+	Connect(opts ...nats.Option) (*nats.Conn, error)
+	Disconnect(account, user string) (int, error)
+	StoredAccounts() (int, error)
+	StoredJWT(account string) (string, error)
+	Stats() resolver.Stats
+	Meta() resolver.Meta
 }
 
 // Open checks the configuration and the data folder (initialising an
@@ -162,7 +201,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	// A port in use fails before anything is written, a new data folder
 	// included.
 	for _, l := range []struct{ name, addr string }{{"client", cfg.NATS}, {"monitor", cfg.Monitor}} {
-		if l.addr == "" {
+		if l.addr == "" || len(cfg.External.URLs) > 0 {
 			continue
 		}
 		if err := resolver.TryListen(l.name, l.addr); err != nil {
@@ -287,6 +326,9 @@ func (s *Server) open() error {
 		log.Info("re-signed SYS and LATCH with the operator signing key in use", "key", op.SigningKey)
 	}
 	s.op = op
+	if len(cfg.External.URLs) > 0 {
+		return s.openExternal()
+	}
 	cluster, err := s.clusterConfig()
 	if err != nil {
 		return err
@@ -298,7 +340,7 @@ func (s *Server) open() error {
 		log.Info("TLS on NATS, the monitoring port and HTTP", "cert", cfg.TLSCert,
 			"expires", s.certs.NotAfter().UTC().Format(time.RFC3339), "client_certs", s.certs.VerifiesClients())
 	}
-	s.ns, err = resolver.Launch(resolver.Config{
+	s.embedded, err = resolver.Launch(resolver.Config{
 		TLS:              natsTLS,
 		Name:             cfg.Name,
 		DataDir:          cfg.Data,
@@ -320,7 +362,85 @@ func (s *Server) open() error {
 	if err != nil {
 		return ListenError(err)
 	}
+	s.ns = s.embedded
 	return nil
+}
+
+// openExternal makes the server use the external cluster of
+// Config.External: no embedded server, no JetStream key of its own (the
+// cluster's servers encrypt what they store, or not, by their config).
+func (s *Server) openExternal() error {
+	cfg := s.cfg
+	switch {
+	case cfg.Cluster.Listen != "" || len(cfg.Cluster.Routes) > 0 || cfg.Cluster.Region != "":
+		return &ConfigError{"--nats-external uses NATS servers latch does not run: --cluster, --routes and --region are theirs to set, not latch's"}
+	case cfg.ClientAdvertise != "":
+		return &ConfigError{"--client-advertise is the embedded server's; with --nats-external, devices are given the external servers' URLs (or --device-servers)"}
+	case cfg.TLSCA != "":
+		return &ConfigError{"--tls-ca asks NATS clients of the embedded server for certificates; with --nats-external, that is the external servers' config"}
+	case cfg.Replicas < 0 || cfg.Replicas > 5:
+		return &ConfigError{fmt.Sprintf("--replicas %d: want 1 to 5 (3 for three regions)", cfg.Replicas)}
+	}
+	for i, u := range cfg.External.URLs {
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		p, err := url.Parse(u)
+		if err != nil || p.Port() == "" || !slices.Contains([]string{"nats", "tls"}, p.Scheme) {
+			return &ConfigError{fmt.Sprintf("--nats-external %q: want host:port, nats://host:port or tls://host:port", cfg.External.URLs[i])}
+		}
+		s.cfg.External.URLs[i] = u
+	}
+	var opts []nats.Option
+	if cfg.External.CA != "" {
+		if _, err := os.Stat(cfg.External.CA); err != nil {
+			return &ConfigError{fmt.Sprintf("--nats-external-ca: %v", err)}
+		}
+		opts = append(opts, nats.RootCAs(cfg.External.CA))
+	}
+	system, err := s.systemUser()
+	if err != nil {
+		return err
+	}
+	s.ns, err = resolver.NewRemote(resolver.RemoteConfig{URLs: cfg.External.URLs, System: system, Options: opts, Log: s.log})
+	if err != nil {
+		return &ConfigError{err.Error()}
+	}
+	return nil
+}
+
+// systemUser authenticates latch's connections to the system account: the
+// creds file of Config.External, checked to be of latch's system account,
+// or a user latch makes.
+func (s *Server) systemUser() (nats.Option, error) {
+	file := s.cfg.External.SystemCreds
+	if file == "" {
+		tok, seed, err := s.op.MintUser(s.op.SystemAccount, "latch-server")
+		if err != nil {
+			return nil, err
+		}
+		return nats.UserJWTAndSeed(tok, string(seed)), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &ConfigError{fmt.Sprintf("--system-creds: %v", err)}
+	}
+	tok, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return nil, &ConfigError{fmt.Sprintf("--system-creds %s: not a creds file: %v", file, err)}
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return nil, &ConfigError{fmt.Sprintf("--system-creds %s: not a user's creds: %v", file, err)}
+	}
+	issuer := uc.Issuer
+	if uc.IssuerAccount != "" {
+		issuer = uc.IssuerAccount
+	}
+	if issuer != s.op.SystemAccount.PublicKey {
+		return nil, &ConfigError{fmt.Sprintf("--system-creds %s: a user of account %s, not of latch's system account %s (`latch operator show`)", file, issuer, s.op.SystemAccount.PublicKey)}
+	}
+	return nats.UserCredentials(file), nil
 }
 
 // standaloneData reports whether a data folder's JetStream holds streams
@@ -443,8 +563,13 @@ func (s *Server) run(ctx context.Context) error {
 	// in their person account.
 	inbox := "_LATCH_INBOX." + nuid.Next()
 	dial := func(userJWT string, seed []byte) (*nats.Conn, error) {
-		return nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(userJWT, string(seed)),
-			nats.Name("latch"), nats.CustomInboxPrefix(inbox))
+		return ns.Connect(nats.UserJWTAndSeed(userJWT, string(seed)), nats.Name("latch"), nats.CustomInboxPrefix(inbox))
+	}
+	external := s.embedded == nil
+	if external && cfg.Replicas == 0 {
+		// As many copies as the cluster has servers, three at most.
+		s.cfg.Replicas = min(3, max(1, len(ns.Meta().Peers)))
+		cfg.Replicas = s.cfg.Replicas
 	}
 	// The server's two long-lived connections (SYS and LATCH) reconnect
 	// for ever; while one is away /healthz says so. nats-server may also
@@ -453,12 +578,17 @@ func (s *Server) run(ctx context.Context) error {
 	own := &ownConns{lost: make(chan error, 1)}
 	s.own.Store(own)
 	connect := func(a operator.AccountJWT) (*nats.Conn, error) {
-		tok, seed, err := op.MintUser(a, "latch-server")
+		user, err := s.systemUser()
+		if a.PublicKey != op.SystemAccount.PublicKey {
+			var tok string
+			var seed []byte
+			tok, seed, err = op.MintUser(a, "latch-server")
+			user = nats.UserJWTAndSeed(tok, string(seed))
+		}
 		if err != nil {
 			return nil, err
 		}
-		nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserJWTAndSeed(tok, string(seed)),
-			nats.Name("latch"), nats.CustomInboxPrefix(inbox),
+		nc, err := ns.Connect(user, nats.Name("latch"), nats.CustomInboxPrefix(inbox),
 			nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 				log.Warn("latch's own NATS connection is away; reconnecting", "account", a.Name, "err", err)
@@ -486,8 +616,24 @@ func (s *Server) run(ctx context.Context) error {
 	// Registered after the closes, so it runs before them: the server
 	// closing its own connections is no loss.
 	defer own.stopping.Store(true)
+	if external {
+		// The servers preloaded latch's own accounts from their config;
+		// latch may have re-signed them since (a new signing key, new
+		// exports). A JWT no newer than theirs changes nothing.
+		claims := resolver.NewClaims(sysNC, 10*time.Second)
+		for pub, tok := range op.Preload() {
+			if err := claims.Push(ctx, tok); err != nil {
+				return fmt.Errorf("give the NATS servers latch's own account %s: %w", pub, err)
+			}
+		}
+	}
 
-	presence, err := resolver.WatchPresence(sysNC, ns, log)
+	var presence *resolver.Presence
+	if external {
+		presence, err = resolver.WatchRemotePresence(sysNC, log)
+	} else {
+		presence, err = resolver.WatchPresence(sysNC, s.embedded, log)
+	}
 	if err != nil {
 		return fmt.Errorf("presence: %w", err)
 	}
@@ -501,6 +647,13 @@ func (s *Server) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The embedded server stores a JWT itself, only when it is newer
+	// than its own; an external cluster is sent it ($SYS.REQ.CLAIMS.UPDATE).
+	var apply func(account, accountJWT string) error
+	if !external {
+		apply = s.embedded.Apply
+	}
+	clustered := s.cfg.Cluster.Listen != "" || external
 	svc, err := accounts.Open(ctx, accounts.Config{
 		Connections:  connections{presence, ns},
 		AdminAccount: op.AdminAccount.PublicKey,
@@ -511,13 +664,14 @@ func (s *Server) run(ctx context.Context) error {
 		App:          appNC,
 		Dial:         dial,
 		Limits:       cfg.Limits,
-		Replicas:     s.cfg.Replicas,
-		Clustered:    s.cfg.Cluster.Listen != "",
+		Replicas:     cfg.Replicas,
+		Clustered:    clustered,
 		DeviceTTL:    cfg.DeviceTTL,
 		PublicURL:    cfg.PublicURL,
 		Stored:       ns.StoredJWT,
-		Apply:        ns.Apply,
+		Apply:        apply,
 		Node:         cfg.Name,
+		External:     external,
 		Log:          log,
 	})
 	if err != nil {
@@ -529,12 +683,14 @@ func (s *Server) run(ctx context.Context) error {
 	// Every JWT another node commits reaches this node's resolver from
 	// the record; the follower starts before the catch-up, so that
 	// nothing committed between the two is missed.
-	following := make(chan struct{})
-	s.wg.Go(func() { follow(s.bgCtx, svc, log, following) })
-	select {
-	case <-following:
-	case <-ctx.Done():
-		return nil
+	if !external {
+		following := make(chan struct{})
+		s.wg.Go(func() { follow(s.bgCtx, svc, log, following) })
+		select {
+		case <-following:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	// Before it serves, the node catches up with what changed while it
 	// was down: deleted accounts deleted again, every account JWT as
@@ -552,7 +708,7 @@ func (s *Server) run(ctx context.Context) error {
 	// In a cluster a deleted account can come back: a peer that missed
 	// the delete hands it on in the full resolvers' own sync. Every node
 	// deletes such accounts again, now and then.
-	if s.cfg.Cluster.Listen != "" {
+	if clustered {
 		s.wg.Go(func() { reconcileEvery(s.bgCtx, svc, log, reconcileInterval) })
 	}
 	s.wg.Go(func() {
@@ -703,6 +859,9 @@ func (s *Server) deviceServers(nc *nats.Conn) []string {
 		own = scheme + a
 	}
 	out := []string{own}
+	if s.embedded == nil {
+		out = slices.Clone(s.cfg.External.URLs)
+	}
 	for _, u := range nc.DiscoveredServers() {
 		if !slices.Contains(out, u) {
 			out = append(out, u)
@@ -723,10 +882,28 @@ func (s *Server) nodeStatus(ctx context.Context, svc *accounts.Service) accounts
 	}
 	meta := s.ns.Meta()
 	n.MetaLeader = meta.Leader
-	for _, p := range meta.Peers {
-		n.Peers = append(n.Peers, p.Name)
-		if p.Name == s.cfg.Name {
-			n.Current = p.Current
+	if s.embedded == nil {
+		// Latch on an external cluster is none of its servers: it is as
+		// current as they are, all of them. They are not latch nodes,
+		// which cluster status expects to answer.
+		n.Current = meta.Leader != ""
+		for _, p := range meta.Peers {
+			state := "current"
+			switch {
+			case p.Offline:
+				state = "offline"
+			case !p.Current:
+				state = "behind"
+			}
+			n.Servers = append(n.Servers, p.Name+" "+state)
+			n.Current = n.Current && state == "current"
+		}
+	} else {
+		for _, p := range meta.Peers {
+			n.Peers = append(n.Peers, p.Name)
+			if p.Name == s.cfg.Name {
+				n.Current = p.Current
+			}
 		}
 	}
 	var problems []string

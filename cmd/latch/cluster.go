@@ -37,6 +37,9 @@ is down or not current, a replica is behind, or there is drift.`,
 							return err
 						}
 						for _, n := range st.Nodes {
+							if len(n.Servers) > 0 {
+								fmt.Fprintf(e.stdout, "%s uses the NATS servers: %s\n", n.Name, strings.Join(n.Servers, ", "))
+							}
 							for _, l := range n.Lagging {
 								fmt.Fprintf(e.stdout, "behind: stream %s of %s: replica on %s is %d behind (current %v)\n", l.Stream, l.Account, l.Replica, l.Lag, l.Current)
 							}

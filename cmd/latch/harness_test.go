@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,8 +167,11 @@ func launchServe(t testing.TB, data string, environ map[string]string, log io.Wr
 	// Every port is 0: the server picks free ones, which the test reads
 	// back (a --nats, --http or --monitor in extra wins: the last of a
 	// flag given twice counts).
-	args := append([]string{"latch", "serve", "--data", data, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0",
-		"--monitor", "127.0.0.1:0", "--lame-duck", "1s"}, extra...)
+	ports := []string{"--nats", "127.0.0.1:0", "--monitor", "127.0.0.1:0"}
+	if slices.Contains(extra, "--nats-external") {
+		ports = nil // the external servers' business
+	}
+	args := append(append([]string{"latch", "serve", "--data", data, "--http", "127.0.0.1:0", "--lame-duck", "1s"}, ports...), extra...)
 	var w io.Writer = s.logs
 	if log != nil {
 		w = io.MultiWriter(s.logs, log)
@@ -213,8 +217,10 @@ func (s *served) waitHealthy(t testing.TB, d time.Duration) {
 		select {
 		case err := <-s.done:
 			s.exited, s.exitErr = true, err
-			t.Fatalf("latch serve stopped: %v\n%s", err, s.logs)
 		default:
+		}
+		if s.exited {
+			t.Fatalf("latch serve stopped: %v\n%s", s.exitErr, s.logs)
 		}
 		if code, _ := s.healthz(); code == http.StatusOK {
 			s.attach(0) // the NATS address, now that it is ready

@@ -49,7 +49,13 @@ routes authenticated with the deployment's secret, and, with --region,
 JetStream puts each replica of latch's streams and of every person's
 records in another region (--replicas, 3 by default). A node that starts
 catches up before it is ready: deleted accounts are deleted again and
-every account JWT is brought to latch's record.`,
+every account JWT is brought to latch's record.
+With --nats-external latch runs no nats-server of its own: it uses an
+existing cluster configured with ` + "`latch operator config`" + ` (latch's
+operator, system account and the full resolver, JetStream on), pushes
+every account JWT to it over $SYS.REQ.CLAIMS.UPDATE, and keeps its
+streams there; --nats, --monitor and the cluster flags are the servers'
+business then.`,
 		Flags: withData(
 			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
@@ -82,6 +88,9 @@ every account JWT is brought to latch's record.`,
 			&cli.StringFlag{Name: "cluster-advertise", Usage: "route address (host:port) the other nodes are told to use, when --cluster's is not reachable from them [on fly.io: <machine>.vm.<app>.internal]"},
 			&cli.IntFlag{Name: "replicas", Usage: "copies of latch's streams and of each person's records (default: 1 alone, 3 with --cluster)"},
 			&cli.StringFlag{Name: "client-advertise", Usage: "NATS address (host:port) clients are told to connect and reconnect to instead of this node's own [$LATCH_CLIENT_ADVERTISE]"},
+			&cli.StringFlag{Name: "nats-external", Usage: "comma-separated URLs of an existing nats-server cluster to use instead of an embedded server (configured with `latch operator config`) [$LATCH_NATS_EXTERNAL]"},
+			&cli.StringFlag{Name: "system-creds", Usage: "with --nats-external: creds of a user of latch's system account (default: a user latch makes from its keys)"},
+			&cli.StringFlag{Name: "nats-external-ca", Usage: "with --nats-external: the CA (PEM) of the servers' TLS certificates (default: the system's)"},
 		),
 		Action: func(c *cli.Context) error {
 			if _, err := args(c); err != nil {
@@ -111,6 +120,7 @@ type serveConfig struct {
 	cluster                         server.Cluster
 	clientAdvertise                 string
 	replicas                        int
+	external                        server.External
 }
 
 func (e *env) serveConfig(c *cli.Context) (serveConfig, error) {
@@ -246,6 +256,22 @@ func (e *env) clusterFlags(c *cli.Context, cfg *serveConfig) error {
 	}
 	cfg.clientAdvertise = flagOrEnv("client-advertise", "LATCH_CLIENT_ADVERTISE")
 	cfg.replicas = c.Int("replicas")
+	for _, u := range strings.Split(flagOrEnv("nats-external", "LATCH_NATS_EXTERNAL"), ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.external.URLs = append(cfg.external.URLs, u)
+		}
+	}
+	cfg.external.SystemCreds, cfg.external.CA = c.String("system-creds"), c.String("nats-external-ca")
+	if len(cfg.external.URLs) == 0 && (cfg.external.SystemCreds != "" || cfg.external.CA != "") {
+		return errors.New("--system-creds and --nats-external-ca go with --nats-external URL,…")
+	}
+	if len(cfg.external.URLs) > 0 {
+		for _, f := range []string{"nats", "monitor", "js-max-store", "js-max-memory", "start-stall"} {
+			if c.IsSet(f) {
+				return fmt.Errorf("--%s is the embedded server's; with --nats-external the NATS servers are configured apart", f)
+			}
+		}
+	}
 	return nil
 }
 
@@ -259,7 +285,8 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		LameDuck: cfg.lameDuck, StartStall: cfg.startStall,
 		TLSCert: cfg.tlsCert, TLSKey: cfg.tlsKey, TLSCA: cfg.tlsCA, HangupReloads: true,
 		Identity: cfg.identity, Cluster: cfg.cluster, ClientAdvertise: cfg.clientAdvertise, Replicas: cfg.replicas,
-		Version: version, Getenv: e.getenv, Log: log,
+		External: cfg.external,
+		Version:  version, Getenv: e.getenv, Log: log,
 		SetupLink: func(link string, ok bool) { showSetupLink(e.stderr, log, cfg.data, link, ok) },
 	})
 	var ce *server.ConfigError

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/latchtest"
+	"github.com/latch-dev/latch/operator"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// stockServer is a nats-server process built from the module in go.mod.
+type stockServer struct {
+	name, url string
+	resolver  string // its resolver folder
+	cmd       *exec.Cmd
+	logs      *syncBuffer
+}
+
+// buildNATSServer builds the nats-server of go.mod's module into a
+// temporary folder.
+func buildNATSServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var clientURLLine = regexp.MustCompile(`Listening for client connections on (\S+)`)
+
+// startStockCluster runs three nats-server processes as one cluster with
+// JetStream, each configured with `latch operator config` of data (in a
+// file the server's own config includes), and waits until each listens.
+func startStockCluster(t *testing.T, bin, data string) []*stockServer {
+	t.Helper()
+	dir := t.TempDir()
+	routes := latchtest.RouteAddrs(t, 3)
+	var routeURLs []string
+	for _, r := range routes {
+		routeURLs = append(routeURLs, "nats://"+r)
+	}
+	servers := make([]*stockServer, 3)
+	for i := range servers {
+		name := fmt.Sprintf("s%d", i+1)
+		sd := filepath.Join(dir, name)
+		if err := os.MkdirAll(sd, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		s := &stockServer{name: name, resolver: filepath.Join(sd, "resolver"), logs: &syncBuffer{}}
+		latchConf := mustLatch(t, nil, "operator", "config", "--data", data, "--resolver-dir", s.resolver).stdout
+		if err := os.WriteFile(filepath.Join(sd, "latch.conf"), []byte(latchConf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		conf := fmt.Sprintf(`server_name: %s
+listen: "127.0.0.1:-1"
+server_tags: ["region:r%d"]
+jetstream { store_dir: %q, unique_tag: "region:" }
+cluster {
+  name: acme
+  listen: %q
+  routes: [%s]
+}
+include ./latch.conf
+`, name, i+1, filepath.Join(sd, "jetstream"), routes[i], strings.Join(routeURLs, ", "))
+		confFile := filepath.Join(sd, "nats-server.conf")
+		if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.cmd = exec.Command(bin, "-c", confFile)
+		stderr, err := s.cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			s.cmd.Process.Signal(syscall.SIGTERM)
+			s.cmd.Wait()
+		})
+		listening := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				s.logs.Write(append(sc.Bytes(), '\n'))
+				if m := clientURLLine.FindStringSubmatch(sc.Text()); m != nil {
+					listening <- m[1]
+				}
+			}
+			io.Copy(io.Discard, stderr)
+		}()
+		select {
+		case s.url = <-listening:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("nats-server %s does not listen after 30 s:\n%s", name, s.logs)
+		}
+		servers[i] = s
+	}
+	return servers
+}
+
+// TestExternalCluster runs latch against three stock nats-server processes
+// configured from `latch operator config`: latch runs no server of its
+// own, and what it does with an embedded one it does there — persons and
+// devices on any server, revocations in force on every one, records in
+// three replicas, deletions, drift found and repaired.
+func TestExternalCluster(t *testing.T) {
+	t.Parallel()
+	bin := buildNATSServer(t)
+	data := filepath.Join(t.TempDir(), "latch")
+	mustLatch(t, nil, "init", "--data", data, "--name", "acme")
+	stock := startStockCluster(t, bin, data)
+	var urls []string
+	for _, s := range stock {
+		urls = append(urls, s.url)
+	}
+
+	// Flags of the embedded server make no sense here and are refused.
+	r := latch(t, nil, "serve", "--data", data, "--nats-external", strings.Join(urls, ","), "--nats", "127.0.0.1:0")
+	if exitCode(r.err) != 2 || !strings.Contains(fmt.Sprint(r.err), "--nats is the embedded server's") {
+		t.Errorf("serve --nats-external --nats: exit %d, %v; want 2 and why", exitCode(r.err), r.err)
+	}
+
+	s := launchServe(t, data, nil, nil, "--nats-external", strings.Join(urls, ","), "--server-name", "latch1")
+	s.waitHealthy(t, 90*time.Second)
+	s.env["LATCH_SERVER"] = strings.Join(urls, ",")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("latch serve's log:\n%s", s.logs)
+			for _, st := range stock {
+				t.Logf("%s's log:\n%s", st.name, st.logs)
+			}
+		}
+	})
+	if !strings.Contains(s.logs.String(), "nats is ready") || strings.Contains(s.logs.String(), "Listening for client connections") {
+		t.Fatalf("latch serve --nats-external should use the external servers and start none:\n%s", s.logs)
+	}
+
+	// A person made through latch; a device on s3, another on s2.
+	alice := strings.TrimSpace(s.mustAdmin(t, "account", "add", "alice").stdout)
+	dir := t.TempDir()
+	laptopCreds, phoneCreds := filepath.Join(dir, "laptop.creds"), filepath.Join(dir, "phone.creds")
+	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "laptop", "--out", laptopCreds)
+	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "phone", "--out", phoneCreds)
+	laptop := mustWatch(t, stock[2].url, laptopCreds).Conn
+	phone := mustWatch(t, stock[1].url, phoneCreds)
+	putRecord(t, laptop, "note1", "from the laptop")
+	eventuallyCmd(t, "the phone reads the laptop's record", func() error {
+		if got := tryGetRecord(phone.Conn, "note1"); got != "from the laptop" {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
+	// Three replicas, one per region, of the person's records.
+	js, err := jetstream.New(laptop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := js.Stream(context.Background(), "KV_records")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si := info.CachedInfo(); si.Config.Replicas != 3 || si.Cluster == nil || len(si.Cluster.Replicas) != 2 {
+		t.Errorf("records: %d replicas (cluster %+v), want 3", si.Config.Replicas, si.Cluster)
+	}
+
+	// The phone revoked through latch: its connection on s2 closes, and
+	// no server lets it in again.
+	s.mustAdmin(t, "device", "revoke", "--account", "alice", "phone")
+	phone.waitClosed(t, "the revoked phone on s2")
+	for _, st := range stock {
+		mustBeRefused(t, st.url, phoneCreds, "the revoked phone on "+st.name, authViolation)
+	}
+
+	// A JWT pushed behind latch's back (as with nsc) is drift, which
+	// status shows and repair undoes.
+	op, err := operator.Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := op.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysJWT, sysSeed, err := op.MintUser(op.SystemAccount, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, err := nats.Connect(stock[1].url, nats.UserJWTAndSeed(sysJWT, string(sysSeed)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	current, err := sys.Request("$SYS.REQ.ACCOUNT."+alice+".CLAIMS.LOOKUP", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := latchtest.ForeignJWT(t, signer, string(current.Data), "by-hand")
+	if _, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(foreign), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var st accounts.ClusterStatus
+	eventuallyCmd(t, "cluster status shows the drift", func() error {
+		r := s.admin(t, "cluster", "status", "--json")
+		st = accounts.ClusterStatus{}
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			return fmt.Errorf("%v: %s %v", err, r.stdout, r.err)
+		}
+		if d := st.Drifted(); len(d) == 0 || d[0].Account != alice {
+			return fmt.Errorf("drift %+v", d)
+		}
+		return nil
+	})
+	if len(st.Nodes) != 1 || st.Nodes[0].Name != "latch1" || len(st.Nodes[0].Servers) != 3 {
+		t.Errorf("cluster status: nodes %+v; want latch1 alone, using three NATS servers", st.Nodes)
+	}
+	s.mustAdmin(t, "cluster", "repair")
+	eventuallyCmd(t, "no drift after repair", func() error {
+		r := s.admin(t, "cluster", "status")
+		if r.err != nil {
+			return fmt.Errorf("%v: %s", r.err, r.stdout)
+		}
+		return nil
+	})
+
+	// A person deleted: gone from every server's resolver.
+	bob := strings.TrimSpace(s.mustAdmin(t, "account", "add", "bob").stdout)
+	eventuallyCmd(t, "bob on every server", func() error { return onEvery(stock, bob, true) })
+	s.mustAdmin(t, "account", "delete", "bob", "--yes")
+	eventuallyCmd(t, "bob gone from every server", func() error { return onEvery(stock, bob, false) })
+}
+
+// onEvery checks that every live server's resolver folder holds (or not)
+// the JWT of account.
+func onEvery(servers []*stockServer, account string, want bool) error {
+	for _, s := range servers {
+		_, err := os.Stat(filepath.Join(s.resolver, account+".jwt"))
+		if (err == nil) != want {
+			return fmt.Errorf("%s holds %s: %v, want %v", s.name, account, err == nil, want)
+		}
+	}
+	return nil
+}
+
+// tryGetRecord reads a record, "" when it cannot.
+func tryGetRecord(nc *nats.Conn, key string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return ""
+	}
+	kv, err := js.KeyValue(ctx, "records")
+	if err != nil {
+		return ""
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return ""
+	}
+	return string(e.Value())
+}
+
+// eventuallyCmd retries cond for 30 s.
+func eventuallyCmd(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
