@@ -167,6 +167,8 @@ func TestExternalCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// Presence from the servers' events: the laptop on s3 is online.
+	eventuallyCmd(t, "the laptop shown online", func() error { return wantConns(t, s, "laptop", 1) })
 	// Three replicas, one per region, of the person's records.
 	js, err := jetstream.New(laptop)
 	if err != nil {
@@ -239,11 +241,36 @@ func TestExternalCluster(t *testing.T) {
 		return nil
 	})
 
+	// latch restarted: it asks every server for the connections open
+	// meanwhile, and the laptop is still shown online.
+	s.stop()
+	s = launchServe(t, data, nil, nil, "--nats-external", strings.Join(urls, ","), "--server-name", "latch1")
+	s.waitHealthy(t, 90*time.Second)
+	s.env["LATCH_SERVER"] = strings.Join(urls, ",")
+	if err := wantConns(t, s, "laptop", 1); err != nil {
+		t.Errorf("after latch's restart: %v", err)
+	}
+
 	// A person deleted: gone from every server's resolver.
 	bob := strings.TrimSpace(s.mustAdmin(t, "account", "add", "bob").stdout)
 	eventuallyCmd(t, "bob on every server", func() error { return onEvery(stock, bob, true) })
 	s.mustAdmin(t, "account", "delete", "bob", "--yes")
 	eventuallyCmd(t, "bob gone from every server", func() error { return onEvery(stock, bob, false) })
+}
+
+// wantConns checks that latch counts n connections of alice's device.
+func wantConns(t *testing.T, s *served, device string, n int) error {
+	var devices []accounts.Device
+	decodeJSON(t, s.mustAdmin(t, "device", "ls", "--account", "alice", "--json"), &devices)
+	for _, d := range devices {
+		if d.Name == device {
+			if d.Conns != n {
+				return fmt.Errorf("%s has %d connections, want %d", device, d.Conns, n)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no device %s in %+v", device, devices)
 }
 
 // onEvery checks that every live server's resolver folder holds (or not)
