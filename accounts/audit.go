@@ -53,6 +53,9 @@ const (
 	// ActionRecordsReplicas is a person's records moved to the number of
 	// replicas latch runs with (a deployment that grew to three nodes).
 	ActionRecordsReplicas Action = "records.replicas"
+	// ActionRecordsMoveIn is a person's records moved into a cluster from
+	// the data of a node that ran alone.
+	ActionRecordsMoveIn Action = "records.move-in"
 )
 
 // AuditEvent is one entry of the audit trail.

@@ -102,6 +102,9 @@ type Config struct {
 	Apply func(account, accountJWT string) error
 	// Node names this node in drift reports and the audit trail.
 	Node string
+	// Joined says this node joined the deployment (operator.Join): it
+	// waits for the first node to make latch's buckets.
+	Joined bool
 	// External says latch uses NATS servers it does not run: no stream's
 	// leader is this node, and it reports on all of latch's streams.
 	External bool
@@ -163,6 +166,11 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, log: log, js: js}
+	if cfg.Joined {
+		if err := waitForFirstNode(ctx, js, log); err != nil {
+			return nil, err
+		}
+	}
 	buckets := []struct {
 		kv      *jetstream.KeyValue
 		name    string
@@ -231,6 +239,106 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Keys of the secrets bucket that say how far the deployment's first node
+// is: openedKey that it has made latch's buckets as a node of a cluster
+// (and brought in its data of when it ran alone); movingInKey that it is
+// bringing that data in. The nodes that joined wait for openedKey before
+// they open latch's buckets, which they would otherwise make anew, empty.
+const (
+	openedKey   = "opened.cluster"
+	movingInKey = "moving-in"
+)
+
+// joinWaitLimit is how long a node that joined waits for a first node
+// that says nothing, before it opens latch's buckets itself.
+const joinWaitLimit = 2 * time.Minute
+
+// waitForFirstNode waits until the deployment's first node has made
+// latch's buckets, saying every 10 s what it waits for: as long as the
+// first node says it brings in data, else up to joinWaitLimit. A
+// deployment whose nodes ran as a cluster before there was such a key
+// (its buckets replicated, its web sessions' secret made) needs no wait.
+func waitForFirstNode(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
+	began, said := time.Now(), time.Now()
+	for {
+		status, moving := "latch's buckets are not made yet", false
+		tctx, cancel := context.WithTimeout(ctx, tryWait)
+		kv, err := js.KeyValue(tctx, SecretsBucket)
+		if err == nil {
+			if _, err := kv.Get(tctx, openedKey); err == nil {
+				cancel()
+				return nil
+			}
+			_, movingErr := kv.Get(tctx, movingInKey)
+			_, secretErr := kv.Get(tctx, "shared.web-session")
+			switch {
+			case movingErr == nil:
+				status, moving = "the first node is bringing in its data of when it ran alone", true
+			case secretErr == nil && replicated(tctx, js):
+				cancel()
+				return nil
+			}
+		}
+		cancel()
+		if !moving && time.Since(began) > joinWaitLimit {
+			log.Warn("the deployment's first node has not said it made latch's buckets; making them here", "waited", joinWaitLimit)
+			return nil
+		}
+		if time.Since(said) >= 10*time.Second {
+			said = time.Now()
+			log.Info("waiting for the deployment's first node (the one made with latch init)", "status", status)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// replicated reports whether the secrets bucket has more than one replica.
+func replicated(ctx context.Context, js jetstream.JetStream) bool {
+	st, err := js.Stream(ctx, "KV_"+SecretsBucket)
+	return err == nil && st.CachedInfo().Config.Replicas > 1
+}
+
+// MarkOpened says, for the nodes that joined, that latch's buckets are
+// made (and the data of when the first node ran alone brought in).
+func (s *Service) MarkOpened(ctx context.Context) error {
+	// Made again after a try that timed out: a second create of a key the
+	// first made is refused, and that is success too. (A bucket that has
+	// just moved to more replicas may take a while.)
+	err := steadily(ctx, true, func(ctx context.Context) error {
+		_, err := s.secrets.Create(ctx, openedKey, []byte(s.cfg.Node))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("say that latch's buckets are made: %w", err)
+	}
+	if _, err := s.secrets.Get(ctx, movingInKey); err == nil {
+		return s.secrets.Purge(ctx, movingInKey)
+	}
+	return nil
+}
+
+// MarkMovingIn says, over nc (a connection of LATCH), that the first
+// node is bringing in its data of when it ran alone: the nodes that
+// joined wait for it however long it takes.
+func MarkMovingIn(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, SecretsBucket)
+	if err == nil {
+		_, err = kv.Put(ctx, movingInKey, []byte(time.Now().UTC().Format(time.RFC3339)))
+	}
+	return err
 }
 
 // ensureBucket makes one of latch's buckets when it is missing, brings its
@@ -330,6 +438,7 @@ const (
 	jsNoPeers      jetstream.ErrorCode = 10005 // no suitable peers for placement
 	jsUnavailable  jetstream.ErrorCode = 10008 // JetStream system temporarily unavailable
 	jsInsufficient jetstream.ErrorCode = 10023 // insufficient resources
+	jsNoTier       jetstream.ErrorCode = 10120 // no JetStream default or applicable tiered limit present
 )
 
 // placementPending reports whether a JetStream error is one a forming
@@ -338,12 +447,13 @@ func placementPending(err error) bool {
 	// nats-server's codes: no suitable peers (10005), JetStream system
 	// temporarily unavailable (10008), insufficient resources (10023); and
 	// JetStream not enabled for the account (10039), from a node that has
-	// not yet applied the account's JWT; and a stream not found (10059)
-	// right after it was made.
+	// not yet applied the account's JWT, or no tier of the stream's
+	// replicas (10120), from one that has not yet applied the JWT that
+	// gives it; and a stream not found (10059) right after it was made.
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case jsNoPeers, jsUnavailable, jsInsufficient, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
+		case jsNoPeers, jsUnavailable, jsInsufficient, jsNoTier, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
 			jetstream.JSErrCodeStreamNotFound: // a stream just made, asked after before the cluster settled
 			return true
 		}

@@ -42,6 +42,7 @@ func (o *Tree) Identity(getenv func(string) string) (*Identity, error) {
 		return nil, err
 	}
 	id := &Identity{Format: IdentityFormat, Manifest: o.Manifest, Seeds: map[string]string{}, Secrets: map[string]string{}}
+	id.Joined = false // whoever joins with it is marked so by Join
 	pubs, err := o.Keys.List()
 	if err != nil {
 		return nil, err
@@ -172,7 +173,9 @@ func Join(dir string, id *Identity) (*Tree, error) {
 		if err := keys.WriteFileNew(filepath.Join(tmp, SysCredsFile), sysCreds); err != nil {
 			return err
 		}
-		return writeManifest(tmp, id.Manifest)
+		m := id.Manifest
+		m.Joined = true
+		return writeManifest(tmp, m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("join: %w", err)

@@ -49,6 +49,10 @@ type Manifest struct {
 	// the server registers as the admin "admin" when it first starts.
 	FirstAdmin string    `json:"first_admin,omitempty"`
 	Created    time.Time `json:"created"`
+	// Joined marks a folder made from an identity (Join): a node that
+	// joined a deployment, whose first node (made with Init) makes
+	// latch's buckets.
+	Joined bool `json:"joined,omitempty"`
 }
 
 // AccountJWT is one of latch's own accounts.

@@ -135,6 +135,12 @@ func TestIdentityJoin(t *testing.T) {
 	if node.HasIdentityKey() {
 		t.Error("the joined node holds the operator identity key")
 	}
+	if !node.Joined || first.Joined {
+		t.Errorf("joined: the first node's folder %v, the joined node's %v; want false, true", first.Joined, node.Joined)
+	}
+	if again, err := node.Identity(getenv); err != nil || again.Joined {
+		t.Errorf("an identity exported from a joined node says joined (%v, %v); whoever joins with it is marked so by Join", again.Joined, err)
+	}
 	for _, pub := range []string{first.SigningKey, first.SystemAccount.SigningKey, first.AppAccount.SigningKey, first.AdminAccount.SigningKey} {
 		if mustSeed(t, node, pub) != mustSeed(t, first, pub) {
 			t.Errorf("seed of %s differs", pub)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +45,13 @@ func startClusterOf(t testing.TB, replicas int, edit ...func(i int, cfg *server.
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startClusterFrom(t, first, replicas, edit...)
+}
+
+// startClusterFrom starts three nodes of first's deployment, node 1 on
+// first's data folder.
+func startClusterFrom(t testing.TB, first *operator.Tree, replicas int, edit ...func(i int, cfg *server.Config)) *testCluster {
+	t.Helper()
 	id, err := first.Identity(func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -493,11 +499,11 @@ func mustAccount(t testing.TB, admin *accounts.AdminClient, name string) string 
 	return d.Account
 }
 
-// A data folder a node alone made cannot become a node of a cluster:
-// nats-server would delete the streams the cluster does not know (every
-// person's records) as orphans. The start is refused, says why, and the
-// folder, run alone again, still has every record.
-func TestClusterRefusesAStandaloneFolder(t *testing.T) {
+// A node that ran alone, started as a node of a cluster, brings its data
+// in: every person's records as they were (values, revisions, history,
+// deletes), latch's own buckets, three replicas each once it has moved
+// them. nats-server alone would delete its streams as orphans.
+func TestClusterMovesInANodeThatRanAlone(t *testing.T) {
 	ctx := t.Context()
 	first, err := operator.Init(filepath.Join(t.TempDir(), "n1"), "acme")
 	if err != nil {
@@ -505,41 +511,50 @@ func TestClusterRefusesAStandaloneFolder(t *testing.T) {
 	}
 	alone := config(t)
 	alone.Data, alone.Name = first.Dir, "n1"
-	runAlone := func() *server.Server {
-		s, err := server.Open(ctx, alone)
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-s.Ready():
-		case <-time.After(60 * time.Second):
-			t.Fatal("the node alone is not ready")
-		}
-		return s
+	s, err := server.Open(ctx, alone)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := runAlone()
+	select {
+	case <-s.Ready():
+	case <-time.After(60 * time.Second):
+		t.Fatal("the node alone is not ready")
+	}
 	nc, err := nats.Connect(s.Addrs().NATS, nats.UserCredentials(filepath.Join(first.Dir, operator.AdminCredsFile)),
 		nats.CustomInboxPrefix(operator.AdminInboxPrefix(first.FirstAdmin)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	admin := accounts.NewAdminClient(nc)
-	if _, err := accounts.EndpointAccountAdd.Call(ctx, admin, accounts.AccountAddRequest{Name: "alice"}); err != nil {
-		t.Fatal(err)
+	creds := map[string]string{}
+	for _, person := range []string{"alice", "bob"} {
+		if _, err := accounts.EndpointAccountAdd.Call(ctx, admin, accounts.AccountAddRequest{Name: person}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := accounts.EndpointDeviceIssue.Call(ctx, admin, accounts.DeviceIssueRequest{Account: person, Name: "laptop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds[person] = filepath.Join(t.TempDir(), person+".creds")
+		if err := keys.WriteFileNew(creds[person], []byte(r.Creds)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	r, err := accounts.EndpointDeviceIssue.Call(ctx, admin, accounts.DeviceIssueRequest{Account: "alice", Name: "laptop"})
+	dc, err := deviceConn(t, s.Addrs().NATS, creds["alice"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds := filepath.Join(t.TempDir(), "laptop.creds")
-	if err := keys.WriteFileNew(creds, []byte(r.Creds)); err != nil {
+	kv := records(t, dc)
+	for _, w := range []struct{ key, value string }{{"kept", "yes"}, {"twice", "one"}, {"gone", "soon"}, {"twice", "two"}} {
+		if _, err := kv.Put(ctx, w.key, []byte(w.value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kv.Delete(ctx, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	dc, err := deviceConn(t, s.Addrs().NATS, creds)
+	before, err := kv.Get(ctx, "twice")
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := records(t, dc).Put(ctx, "kept", []byte("yes")); err != nil {
 		t.Fatal(err)
 	}
 	dc.Close()
@@ -548,21 +563,61 @@ func TestClusterRefusesAStandaloneFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	clustered := alone
-	clustered.Cluster = server.Cluster{Listen: latchtest.RouteAddrs(t, 1)[0], Region: "r1"}
-	_, err = server.Open(ctx, clustered)
-	var ce *server.ConfigError
-	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "ran alone") || !strings.Contains(err.Error(), "orphan") {
-		t.Fatalf("a clustered start on a folder a node alone made: %v, want a refusal that says why", err)
+	c := startClusterFrom(t, first, 0)
+	if _, err := os.Stat(filepath.Join(first.Dir, "standalone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the folder set aside is still there once the node is ready: %v", err)
 	}
-	s = runAlone()
-	defer s.Close()
-	dc, err = deviceConn(t, s.Addrs().NATS, creds)
+	if kept, _ := filepath.Glob(filepath.Join(first.Dir, "standalone-moved-*", "jetstream")); len(kept) != 1 {
+		t.Errorf("the old store kept aside: %v, want one standalone-moved-* folder", kept)
+	}
+
+	// alice's laptop, on node 3, finds her records as they were.
+	dc, err = deviceConn(t, c.url(2), creds["alice"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, err := records(t, dc).Get(ctx, "kept"); err != nil || string(e.Value()) != "yes" {
-		t.Errorf("the record after the refused start: %v", err)
+	defer dc.Close()
+	// Every person is there, through node 2.
+	persons, err := accounts.EndpointAccountList.Call(ctx, c.admin(1), accounts.NoRequest{})
+	if err != nil || len(persons) != 2 {
+		t.Fatalf("persons after the move: %v, %v; want alice and bob", persons, err)
+	}
+	// Each stream gets its three replicas (a read meanwhile may be served by
+	// a replica still catching up).
+	js, err := jetstream.New(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "alice's records in three replicas", func() error {
+		st, err := js.Stream(ctx, "KV_records")
+		if err != nil {
+			return err
+		}
+		if got := replicaServers(st.CachedInfo()); len(got) != 3 {
+			return fmt.Errorf("on %v", got)
+		}
+		for _, r := range st.CachedInfo().Cluster.Replicas {
+			if !r.Current || r.Lag > 0 {
+				return fmt.Errorf("the replica on %s is behind", r.Name)
+			}
+		}
+		return nil
+	})
+	kv = records(t, dc)
+	if e, err := kv.Get(ctx, "kept"); err != nil || string(e.Value()) != "yes" {
+		t.Errorf("kept after the move: %v", err)
+	}
+	if e, err := kv.Get(ctx, "twice"); err != nil || string(e.Value()) != "two" || e.Revision() != before.Revision() {
+		t.Errorf("twice after the move: %v (revision %v), want two at revision %d", err, e, before.Revision())
+	}
+	if h, err := kv.History(ctx, "twice"); err != nil || len(h) != 2 {
+		t.Errorf("the history of twice after the move: %d entries, %v; want 2", len(h), err)
+	}
+	if _, err := kv.Get(ctx, "gone"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("a deleted record after the move: %v, want not found", err)
+	}
+	if _, err := kv.Put(ctx, "new", []byte("in the cluster")); err != nil {
+		t.Errorf("a write after the move: %v", err)
 	}
 }
 

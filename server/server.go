@@ -139,6 +139,10 @@ type Server struct {
 	// embedded is the embedded server, nil when latch uses an external
 	// cluster.
 	embedded *resolver.Server
+	// movingIn says the node ran alone and its JetStream data, set
+	// aside, moves into the cluster at this start.
+	movingIn bool
+	jsKey    string
 	hl       net.Listener
 	hs       *http.Server
 	certs    *tlsfiles.Files
@@ -334,8 +338,21 @@ func (s *Server) open() error {
 		return err
 	}
 	if cluster.Listen != "" && standaloneData(cfg.Data, op.SystemAccount.PublicKey) {
-		return &ConfigError{fmt.Sprintf("%s holds the JetStream data of a node that ran alone; started as a node of a cluster, nats-server would delete every stream the cluster does not know (each person's records) as an orphan. Run this folder alone (without --cluster), or make the cluster of nodes with new data folders; moving a node's data into a cluster is not done yet (docs/operations.md, \"Three nodes\")", cfg.Data)}
+		// nats-server in a cluster would delete every stream its meta
+		// group does not know (each person's records) as an orphan: the
+		// store is set aside first, and moved in once the node has joined.
+		if err := setAside(cfg.Data); err != nil {
+			return fmt.Errorf("set aside the JetStream data of when the node ran alone: %w", err)
+		}
+		log.Info("this node ran alone: its JetStream data is set aside and moves into the cluster once the node has joined",
+			"aside", filepath.Join(cfg.Data, standaloneDir))
 	}
+	if cluster.Listen != "" {
+		if s.movingIn, err = movingIn(cfg.Data); err != nil {
+			return fmt.Errorf("set aside the JetStream data of when the node ran alone: %w", err)
+		}
+	}
+	s.jsKey = jsKey
 	if s.certs != nil {
 		log.Info("TLS on NATS, the monitoring port and HTTP", "cert", cfg.TLSCert,
 			"expires", s.certs.NotAfter().UTC().Format(time.RFC3339), "client_certs", s.certs.VerifiesClients())
@@ -628,6 +645,24 @@ func (s *Server) run(ctx context.Context) error {
 		}
 	}
 
+	// A node that ran alone brings its streams in before the account
+	// service opens latch's buckets (it would make them anew, empty).
+	var mv *mover
+	if s.movingIn {
+		if mv, err = s.startMover(wctx, s.jsKey); err != nil {
+			return err
+		}
+		defer mv.stop()
+		n, err := mv.moveOwn(wctx, op, dial)
+		if err != nil {
+			return err
+		}
+		log.Info("moved latch's own streams into the cluster", "streams", n)
+		if err := accounts.MarkMovingIn(wctx, appNC); err != nil {
+			return fmt.Errorf("say that the node brings in its data: %w", err)
+		}
+	}
+
 	var presence *resolver.Presence
 	if external {
 		presence, err = resolver.WatchRemotePresence(sysNC, log)
@@ -654,7 +689,7 @@ func (s *Server) run(ctx context.Context) error {
 		apply = s.embedded.Apply
 	}
 	clustered := s.cfg.Cluster.Listen != "" || external
-	svc, err := accounts.Open(ctx, accounts.Config{
+	svc, err := accounts.Open(wctx, accounts.Config{
 		Connections:  connections{presence, ns},
 		AdminAccount: op.AdminAccount.PublicKey,
 		AdminSigner:  adminSigner,
@@ -672,13 +707,27 @@ func (s *Server) run(ctx context.Context) error {
 		Apply:        apply,
 		Node:         cfg.Name,
 		External:     external,
+		Joined:       op.Joined && s.cfg.Cluster.Listen != "",
 		Log:          log,
 	})
 	if err != nil {
+		if wctx.Err() != nil {
+			return nil // stopped while starting: a clean stop
+		}
 		return fmt.Errorf("account service: %w", err)
 	}
 	if err := svc.RegisterFirstAdmin(ctx, op.FirstAdmin); err != nil {
 		return err
+	}
+	if mv != nil {
+		if err := s.movePersons(wctx, mv, svc); err != nil {
+			return err
+		}
+	}
+	if s.cfg.Cluster.Listen != "" {
+		if err := svc.MarkOpened(wctx); err != nil {
+			return err
+		}
 	}
 	// Every JWT another node commits reaches this node's resolver from
 	// the record; the follower starts before the catch-up, so that

@@ -49,7 +49,9 @@ routes authenticated with the deployment's secret, and, with --region,
 JetStream puts each replica of latch's streams and of every person's
 records in another region (--replicas, 3 by default). A node that starts
 catches up before it is ready: deleted accounts are deleted again and
-every account JWT is brought to latch's record.
+every account JWT is brought to latch's record. A data folder of a node
+that ran alone, started with --cluster, brings its streams into the
+cluster (docs/operations.md, "Growing from one node").
 With --nats-external latch runs no nats-server of its own: it uses an
 existing cluster configured with ` + "`latch operator config`" + ` (latch's
 operator, system account and the full resolver, JetStream on), pushes

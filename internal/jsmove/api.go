@@ -87,7 +87,7 @@ func request(ctx context.Context, nc *nats.Conn, subject string, req, resp any) 
 	return decode(m, resp)
 }
 
-var errNoJetStream = errors.New("no JetStream answered; is JetStream enabled for this account?")
+var errNoJetStream = fmt.Errorf("no JetStream answered (%w); is JetStream enabled for this account?", nats.ErrNoResponders)
 
 // decode reads a JetStream API reply; an empty one with a 503 status is
 // the server's "no responders".
