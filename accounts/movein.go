@@ -119,13 +119,13 @@ func moveStream(ctx context.Context, src, dst *nats.Conn, name string, replicas 
 	edit := func(c *jetstream.StreamConfig) { c.Replicas = replicas }
 	m, err := jsmove.Move(ctx, src, dst, name, edit)
 	if errors.Is(err, jsmove.ErrStreamExists) {
-		same, err := sameStream(ctx, src, dst, name)
-		if err != nil || same {
-			return 0, same, err
+		same, serr := sameStream(ctx, src, dst, name)
+		if serr != nil || same {
+			return 0, same, serr
 		}
-		djs, err := jetstream.New(dst)
-		if err != nil {
-			return 0, false, err
+		djs, jerr := jetstream.New(dst)
+		if jerr != nil {
+			return 0, false, jerr
 		}
 		if err := djs.DeleteStream(ctx, name); err != nil {
 			return 0, false, fmt.Errorf("stream %s, moved in part before: delete it to move it again: %w", name, err)
