@@ -119,7 +119,7 @@ include ./latch.conf
 // configured from `latch operator config`: latch runs no server of its
 // own, and what it does with an embedded one it does there — persons and
 // devices on any server, revocations in force on every one, records in
-// three replicas, deletions, drift found and repaired.
+// three replicas, deletions, drift found and repaired, a server lost.
 func TestExternalCluster(t *testing.T) {
 	t.Parallel()
 	bin := buildNATSServer(t)
@@ -256,6 +256,43 @@ func TestExternalCluster(t *testing.T) {
 	eventuallyCmd(t, "bob on every server", func() error { return onEvery(stock, bob, true) })
 	s.mustAdmin(t, "account", "delete", "bob", "--yes")
 	eventuallyCmd(t, "bob gone from every server", func() error { return onEvery(stock, bob, false) })
+
+	// s3 killed under a device connected to it: the device goes on
+	// through another server, and latch goes on issuing devices once the
+	// streams s3 led have new leaders. (A request that reached s3, or a
+	// stream between leaders, gets no answer: clients ask again.)
+	laptop2, err := nats.Connect(strings.Join([]string{stock[2].url, stock[0].url, stock[1].url}, ","),
+		nats.UserCredentials(laptopCreds), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer laptop2.Close()
+	stock[2].cmd.Process.Signal(syscall.SIGKILL)
+	stock[2].cmd.Wait()
+	killed := time.Now()
+	eventuallyCmd(t, "a write from the laptop after s3 died", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		js, err := jetstream.New(laptop2)
+		if err != nil {
+			return err
+		}
+		kv, err := js.KeyValue(ctx, "records")
+		if err == nil {
+			_, err = kv.Put(ctx, "note2", []byte("after s3 died"))
+		}
+		return err
+	})
+	tabletCreds := filepath.Join(dir, "tablet.creds")
+	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "tablet", "--out", tabletCreds)
+	t.Logf("a device issued %v after s3 was killed", time.Since(killed).Round(time.Millisecond))
+	tablet := mustWatch(t, stock[0].url, tabletCreds)
+	eventuallyCmd(t, "the tablet reads the laptop's record", func() error {
+		if got := tryGetRecord(tablet.Conn, "note2"); got != "after s3 died" {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
 }
 
 // wantConns checks that latch counts n connections of alice's device.
