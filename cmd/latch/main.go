@@ -16,8 +16,12 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
+// version and commit are set at build time with
+// -ldflags "-X main.version=… -X main.commit=…" (Makefile, .goreleaser.yaml).
+var (
+	version = "0.1.0-dev"
+	commit  = "unknown"
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -90,7 +94,7 @@ func runEnv(ctx context.Context, args []string, e *env) error {
 		HideVersion: true,
 		Action: func(c *cli.Context) error {
 			if c.Bool("version") {
-				fmt.Fprintf(e.stdout, "latch version %s\n", version)
+				fmt.Fprintf(e.stdout, "latch version %s (commit %s)\n", version, commit)
 				return nil
 			}
 			if c.Args().Present() {
