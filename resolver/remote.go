@@ -96,7 +96,7 @@ func (r *Remote) WaitReady(ctx context.Context) error {
 	nc, err := r.Connect(r.cfg.System, nats.Name("latch-system"),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			if authError(err) {
 				authErr.Store(err)
 			}
 		}),
@@ -111,6 +111,9 @@ func (r *Remote) WaitReady(ctx context.Context) error {
 				return
 			}
 			r.failErr = fmt.Errorf("the system connection to the NATS servers closed: %v", nc.LastError())
+			if authError(nc.LastError()) {
+				r.failErr = r.refused(nc.LastError())
+			}
 			close(r.failed)
 		}))
 	if err != nil {
@@ -124,8 +127,7 @@ func (r *Remote) WaitReady(ctx context.Context) error {
 	reported := time.Now()
 	for {
 		if e, ok := authErr.Load().(error); ok {
-			return fmt.Errorf("the NATS servers at %s refuse latch's system user (%v): are they configured with `latch operator config` of this data folder?",
-				strings.Join(r.cfg.URLs, ","), e)
+			return r.refused(e)
 		}
 		if nc.IsConnected() {
 			if err := r.look(ctx); err == nil {
@@ -147,6 +149,16 @@ func (r *Remote) WaitReady(ctx context.Context) error {
 			r.log.Info("waiting for the NATS servers", "urls", strings.Join(r.cfg.URLs, ","), "status", r.Healthy())
 		}
 	}
+}
+
+func authError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)
+}
+
+// refused says what to check when the servers refuse latch's system user.
+func (r *Remote) refused(err error) error {
+	return fmt.Errorf("the NATS servers at %s refuse latch's system user (%v): are they configured with `latch operator config` of this data folder, and is --system-creds a user of its system account?",
+		strings.Join(r.cfg.URLs, ","), err)
 }
 
 // watch reads the servers' health again now and then, for Healthy.

@@ -137,6 +137,15 @@ func TestExternalCluster(t *testing.T) {
 		t.Errorf("serve --nats-external --nats: exit %d, %v; want 2 and why", exitCode(r.err), r.err)
 	}
 
+	// Another deployment's latch is refused by the servers, and says what
+	// to check rather than wait.
+	other := filepath.Join(t.TempDir(), "other")
+	mustLatch(t, nil, "init", "--data", other)
+	r = latchWithin(t, 60*time.Second, nil, "serve", "--data", other, "--nats-external", strings.Join(urls, ","), "--http", "127.0.0.1:0")
+	if r.err == nil || !strings.Contains(r.err.Error(), "refuse latch's system user") || !strings.Contains(r.err.Error(), "latch operator config") {
+		t.Errorf("serve --nats-external with another operator's folder: %v; want a refusal that says what to check", r.err)
+	}
+
 	s := launchServe(t, data, nil, nil, "--nats-external", strings.Join(urls, ","), "--server-name", "latch1")
 	s.waitHealthy(t, 90*time.Second)
 	s.env["LATCH_SERVER"] = strings.Join(urls, ",")
