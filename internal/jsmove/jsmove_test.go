@@ -48,7 +48,7 @@ func TestMove(t *testing.T) {
 					t.Fatalf("move %s: %v", stream, err)
 				}
 				t.Cleanup(func() { mustDeleteStream(t, dst, stream) })
-				si := mustStreamInfo(t, dst, stream)
+				si := waitCurrent(t, dst, stream)
 				if si.Config.Replicas != tc.replicas || si.Cluster == nil || len(si.Cluster.Replicas) != tc.replicas-1 {
 					t.Errorf("%s: got %d replicas configured, cluster %+v; want %d", stream, si.Config.Replicas, si.Cluster, tc.replicas)
 				}
@@ -317,7 +317,14 @@ func assertSameKV(tb testing.TB, src, dst *nats.Conn, keys []string) {
 		if err != nil {
 			tb.Fatal(err)
 		}
+		// Right after a replicated restore, a watcher may be served by a
+		// replica still applying the leader's snapshot, and see nothing
+		// for a moment; a client asks again.
 		got, err := to.History(ctx, key)
+		for deadline := time.Now().Add(5 * time.Second); errors.Is(err, jetstream.ErrKeyNotFound) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			got, err = to.History(ctx, key)
+		}
 		if err != nil {
 			tb.Fatalf("history of %s: %v", key, err)
 		}
@@ -516,6 +523,30 @@ func mustStream(tb testing.TB, nc *nats.Conn, name string) jetstream.Stream {
 		tb.Fatalf("stream %s: %v", name, err)
 	}
 	return s
+}
+
+// waitCurrent waits until every replica of a stream has caught up with
+// its leader: a restored replicated stream's followers catch up from the
+// leader, and a read meanwhile may be answered by one that has not.
+func waitCurrent(tb testing.TB, nc *nats.Conn, name string) *jetstream.StreamInfo {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		si := mustStreamInfo(tb, nc, name)
+		behind := si.Cluster != nil && si.Cluster.Leader == ""
+		if si.Cluster != nil {
+			for _, r := range si.Cluster.Replicas {
+				behind = behind || !r.Current || r.Lag > 0
+			}
+		}
+		if !behind {
+			return si
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: replicas still behind after 30 s: %+v", name, si.Cluster)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func mustStreamInfo(tb testing.TB, nc *nats.Conn, name string) *jetstream.StreamInfo {
