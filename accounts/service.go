@@ -439,6 +439,7 @@ const (
 	jsUnavailable  jetstream.ErrorCode = 10008 // JetStream system temporarily unavailable
 	jsInsufficient jetstream.ErrorCode = 10023 // insufficient resources
 	jsNoTier       jetstream.ErrorCode = 10120 // no JetStream default or applicable tiered limit present
+	jsNoAccount    jetstream.ErrorCode = 10035 // account not found
 )
 
 // placementPending reports whether a JetStream error is one a forming
@@ -447,13 +448,14 @@ func placementPending(err error) bool {
 	// nats-server's codes: no suitable peers (10005), JetStream system
 	// temporarily unavailable (10008), insufficient resources (10023); and
 	// JetStream not enabled for the account (10039), from a node that has
-	// not yet applied the account's JWT, or no tier of the stream's
+	// not yet applied the account's JWT (or account not found, 10035, on
+	// the server a stream is placed on), or no tier of the stream's
 	// replicas (10120), from one that has not yet applied the JWT that
 	// gives it; and a stream not found (10059) right after it was made.
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case jsNoPeers, jsUnavailable, jsInsufficient, jsNoTier, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
+		case jsNoPeers, jsUnavailable, jsInsufficient, jsNoTier, jsNoAccount, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
 			jetstream.JSErrCodeStreamNotFound: // a stream just made, asked after before the cluster settled
 			return true
 		}
