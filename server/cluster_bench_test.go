@@ -104,19 +104,22 @@ func BenchmarkClusterPut(b *testing.B) {
 }
 
 // BenchmarkClusterCatchUp measures a node coming back. Node 2 is stopped;
-// through node 1, while it is down, M account JWTs change (of every 20:
-// 16 revocations, each of a device issued while node 2 was down, 3 persons
-// made and 1 deleted) and a person's device writes 10 records a change.
-// Node 2 is then started again, and the benchmark reports the time from
-// its start until it is ready (latch reports ready only once it has caught
-// up with the record of account JWTs) and until its copy of every stream
-// holds what the stream's leader holds, with the process's CPU time over
-// the restart (all three nodes).
+// while it is down, M account JWTs change through node 1 (of every 20: 16
+// revocations, each of a device issued while node 2 was down, 3 persons
+// made and 1 deleted) and a person's device puts 10 records a change.
+// Node 2 is then started again on its data folder. Reported, from that
+// start: nats-ready-ms, until its nats-server is current with the meta
+// leader; ready-ms, until latch says it is ready (it has caught up with
+// the record of account JWTs by then); latch-current-ms, until its copy
+// of LATCH's streams and the person's records holds everything their
+// leaders held at the start; current-ms, the same of every stream, with
+// the meta leader counting node 2 current; cpu-ms, the process's CPU time
+// (all three nodes) until node 2 is both ready and current.
 //
 // The cases with down=1m keep node 2 down for a minute, the changes
-// spread over it: against the cases without, they show that the time down
-// matters only through what changed meanwhile. JetStream catches a
-// replica up by sequence, and the catch-up compares JWTs, not times.
+// spread over it. Against the cases without, they show the time down
+// counting only through what changed meanwhile: JetStream catches a
+// replica up from its last sequence, and latch compares JWTs, not times.
 func BenchmarkClusterCatchUp(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
