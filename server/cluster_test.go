@@ -172,22 +172,6 @@ func records(t testing.TB, nc *nats.Conn) jetstream.KeyValue {
 	return kv
 }
 
-// eventually waits for cond, up to 30 s.
-func eventually(t testing.TB, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // replicaServers names the servers of a stream's replicas, leader first.
 func replicaServers(info *jetstream.StreamInfo) []string {
 	if info.Cluster == nil {
@@ -229,8 +213,8 @@ func TestClusterOfThree(t *testing.T) {
 	if _, err := onLaptop.Put(ctx, "from-laptop", []byte("l")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the laptop reads the phone's record", func() error { _, err := onLaptop.Get(ctx, "from-phone"); return err })
-	eventually(t, "the phone reads the laptop's record", func() error { _, err := onPhone.Get(ctx, "from-laptop"); return err })
+	latchtest.Eventually(t, "the laptop reads the phone's record", func() error { _, err := onLaptop.Get(ctx, "from-phone"); return err })
+	latchtest.Eventually(t, "the phone reads the laptop's record", func() error { _, err := onPhone.Get(ctx, "from-laptop"); return err })
 
 	// A replica in each region: each node is in a region of its own.
 	js, err := jetstream.New(phone)
@@ -295,7 +279,7 @@ func TestClusterOfThree(t *testing.T) {
 	aliceKey := mustAccount(t, c.admin(0), "alice")
 	for node := range c.nodes {
 		for i, cr := range append(creds, phoneCreds) {
-			eventually(t, fmt.Sprintf("device %d refused by node %d", i, node+1), func() error {
+			latchtest.Eventually(t, fmt.Sprintf("device %d refused by node %d", i, node+1), func() error {
 				nc, err := deviceConn(t, c.url(node), cr)
 				if err == nil {
 					nc.Close()
@@ -350,7 +334,7 @@ func TestClusterOfThree(t *testing.T) {
 	if _, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(foreign), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "drift on every node", func() error {
+	latchtest.Eventually(t, "drift on every node", func() error {
 		st, err := accounts.EndpointClusterStatus.Call(ctx, c.admin(2), accounts.NoRequest{})
 		if err != nil {
 			return err
@@ -367,7 +351,7 @@ func TestClusterOfThree(t *testing.T) {
 	if len(r.Repaired) != 1 || r.Repaired[0] != alice {
 		t.Errorf("repaired %v, want alice's account", r.Repaired)
 	}
-	eventually(t, "no drift after the repair", func() error {
+	latchtest.Eventually(t, "no drift after the repair", func() error {
 		st, err := accounts.EndpointClusterStatus.Call(ctx, c.admin(2), accounts.NoRequest{})
 		if err != nil {
 			return err
@@ -449,7 +433,7 @@ func TestClusterNodeCatchesUp(t *testing.T) {
 		t.Errorf("a device issued while node 2 was down cannot connect to it: %v", err)
 	}
 	// Gone, and kept gone: nodes delete again what a peer brings back.
-	eventually(t, "bob's account, deleted while node 2 was down, gone from node 2's resolver", func() error {
+	latchtest.Eventually(t, "bob's account, deleted while node 2 was down, gone from node 2's resolver", func() error {
 		if _, err := os.Stat(filepath.Join(c.cfgs[1].Data, "resolver", bob.Account+".jwt")); !os.IsNotExist(err) {
 			return fmt.Errorf("its JWT is there (%v)", err)
 		}
@@ -472,7 +456,7 @@ func TestClusterNodeCatchesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node 2's replica of alice's records is current", func() error {
+	latchtest.Eventually(t, "node 2's replica of alice's records is current", func() error {
 		s, err := js.Stream(ctx, "KV_"+accounts.RecordsBucket)
 		if err != nil {
 			return err
@@ -588,7 +572,7 @@ func TestClusterMovesInANodeThatRanAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "alice's records in three replicas", func() error {
+	latchtest.Eventually(t, "alice's records in three replicas", func() error {
 		st, err := js.Stream(ctx, "KV_records")
 		if err != nil {
 			return err
@@ -666,7 +650,7 @@ func TestClusterMovesToThreeReplicas(t *testing.T) {
 	// (The records history is not the device's to see; the audit entry
 	// below comes only once both streams moved.)
 	for _, name := range []string{"KV_" + accounts.RecordsBucket} {
-		eventually(t, name+" of alice on three replicas", func() error {
+		latchtest.Eventually(t, name+" of alice on three replicas", func() error {
 			st, err := js.Stream(ctx, name)
 			if err != nil {
 				return err

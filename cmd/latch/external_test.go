@@ -170,14 +170,14 @@ func TestExternalCluster(t *testing.T) {
 	laptop := mustWatch(t, stock[2].url, laptopCreds).Conn
 	phone := mustWatch(t, stock[1].url, phoneCreds)
 	putRecord(t, laptop, "note1", "from the laptop")
-	eventuallyCmd(t, "the phone reads the laptop's record", func() error {
+	latchtest.Eventually(t, "the phone reads the laptop's record", func() error {
 		if got := tryGetRecord(phone.Conn, "note1"); got != "from the laptop" {
 			return fmt.Errorf("got %q", got)
 		}
 		return nil
 	})
 	// Presence from the servers' events: the laptop on s3 is online.
-	eventuallyCmd(t, "the laptop shown online", func() error { return wantConns(t, s, "laptop", 1) })
+	latchtest.Eventually(t, "the laptop shown online", func() error { return wantConns(t, s, "laptop", 1) })
 	// Three replicas, one per region, of the person's records.
 	js, err := jetstream.New(laptop)
 	if err != nil {
@@ -227,7 +227,7 @@ func TestExternalCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st accounts.ClusterStatus
-	eventuallyCmd(t, "cluster status shows the drift", func() error {
+	latchtest.Eventually(t, "cluster status shows the drift", func() error {
 		r := s.admin(t, "cluster", "status", "--json")
 		st = accounts.ClusterStatus{}
 		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
@@ -242,7 +242,7 @@ func TestExternalCluster(t *testing.T) {
 		t.Errorf("cluster status: nodes %+v; want latch1 alone, using three NATS servers", st.Nodes)
 	}
 	s.mustAdmin(t, "cluster", "repair")
-	eventuallyCmd(t, "no drift after repair", func() error {
+	latchtest.Eventually(t, "no drift after repair", func() error {
 		r := s.admin(t, "cluster", "status")
 		if r.err != nil {
 			return fmt.Errorf("%v: %s", r.err, r.stdout)
@@ -262,9 +262,9 @@ func TestExternalCluster(t *testing.T) {
 
 	// A person deleted: gone from every server's resolver.
 	bob := strings.TrimSpace(s.mustAdmin(t, "account", "add", "bob").stdout)
-	eventuallyCmd(t, "bob on every server", func() error { return onEvery(stock, bob, true) })
+	latchtest.Eventually(t, "bob on every server", func() error { return onEvery(stock, bob, true) })
 	s.mustAdmin(t, "account", "delete", "bob", "--yes")
-	eventuallyCmd(t, "bob gone from every server", func() error { return onEvery(stock, bob, false) })
+	latchtest.Eventually(t, "bob gone from every server", func() error { return onEvery(stock, bob, false) })
 
 	// s3 killed under a device connected to it: the device goes on
 	// through another server, and latch goes on issuing devices once the
@@ -279,7 +279,7 @@ func TestExternalCluster(t *testing.T) {
 	stock[2].cmd.Process.Signal(syscall.SIGKILL)
 	stock[2].cmd.Wait()
 	killed := time.Now()
-	eventuallyCmd(t, "a write from the laptop after s3 died", func() error {
+	latchtest.Eventually(t, "a write from the laptop after s3 died", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		js, err := jetstream.New(laptop2)
@@ -296,7 +296,7 @@ func TestExternalCluster(t *testing.T) {
 	s.mustAdmin(t, "device", "issue", "--account", "alice", "--name", "tablet", "--out", tabletCreds)
 	t.Logf("a device issued %v after s3 was killed", time.Since(killed).Round(time.Millisecond))
 	tablet := mustWatch(t, stock[0].url, tabletCreds)
-	eventuallyCmd(t, "the tablet reads the laptop's record", func() error {
+	latchtest.Eventually(t, "the tablet reads the laptop's record", func() error {
 		if got := tryGetRecord(tablet.Conn, "note2"); got != "after s3 died" {
 			return fmt.Errorf("got %q", got)
 		}
@@ -348,20 +348,4 @@ func tryGetRecord(nc *nats.Conn, key string) string {
 		return ""
 	}
 	return string(e.Value())
-}
-
-// eventuallyCmd retries cond for 30 s.
-func eventuallyCmd(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

@@ -343,3 +343,20 @@ func ForeignJWT(tb testing.TB, signer nkeys.KeyPair, accountJWT, tag string) str
 	}
 	return tok
 }
+
+// Eventually waits for cond to return nil, for up to 30 s, and fails the
+// test with what and cond's last error if it does not.
+func Eventually(tb testing.TB, what string, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
