@@ -356,15 +356,21 @@ func assertSameKV(tb testing.TB, src, dst *nats.Conn, keys []string) {
 // with the source's delivered and ack state.
 func assertConsumer(tb testing.TB, nc *nats.Conn, want jetstream.ConsumerInfo) {
 	tb.Helper()
-	ctx := mustContext(tb)
-	c, err := mustStream(tb, nc, want.Stream).Consumer(ctx, want.Name)
-	if err != nil {
-		tb.Fatalf("consumer %s: %v", want.Name, err)
-	}
-	got, err := c.Info(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	// A restored replicated consumer answers once its replicas have
+	// elected a leader; until then a request goes unanswered, so each
+	// try is short and the test waits for one that is.
+	stream := mustStream(tb, nc, want.Stream)
+	var got *jetstream.ConsumerInfo
+	latchtest.Eventually(tb, "a restored consumer answers", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := stream.Consumer(ctx, want.Name)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", want.Name, err)
+		}
+		got, err = c.Info(ctx)
+		return err
+	})
 	// The sequences, not the times of last activity: a snapshot carries
 	// the consumer's stored state, which has none.
 	type seqs struct{ ackConsumer, ackStream, delConsumer, delStream uint64 }
