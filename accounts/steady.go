@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,9 +17,8 @@ import (
 // elect a new leader among the others, which takes a few seconds; latch's
 // buckets are read from the leader only (leaderReads), so meanwhile a
 // request gets no responders, or no answer in time. steadyKV asks again,
-// for up to leaderWait: a read whatever went wrong of those two, a write
-// only when it reached no server (no responders), for a write that timed
-// out may have been done.
+// for up to leaderWait, whichever of those two went wrong (see Put for
+// the writes).
 type steadyKV struct {
 	jetstream.KeyValue
 	nc     *nats.Conn
@@ -101,27 +101,56 @@ func (e entry) Created() time.Time              { return e.created }
 func (e entry) Delta() uint64                   { return 0 }
 func (e entry) Operation() jetstream.KeyValueOp { return e.op }
 
+// Writes are made again after no responders, and after a timeout too: a
+// write sent while the stream changes leader or replicas (R1 to R3 when
+// a node joins) may be lost, and one that was done is done again to the
+// same effect. A put or a delete made twice leaves the key as once; a
+// conditional delete (LastRevision) is not made again after a timeout,
+// for it takes something once and cannot tell its own try from another's.
+// A create or an update made again after a timeout may find its own first
+// try done, and fail on the revision it expected: when the key then holds
+// the value it wrote, that is the write having been done, and it succeeds.
+
 func (kv steadyKV) Put(ctx context.Context, key string, value []byte) (rev uint64, err error) {
-	err = steadily(ctx, false, func(ctx context.Context) error { rev, err = kv.KeyValue.Put(ctx, key, value); return err })
+	err = steadily(ctx, true, func(ctx context.Context) error { rev, err = kv.KeyValue.Put(ctx, key, value); return err })
 	return rev, err
 }
 
 func (kv steadyKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (rev uint64, err error) {
-	err = steadily(ctx, false, func(ctx context.Context) error { rev, err = kv.KeyValue.Create(ctx, key, value, opts...); return err })
+	err = kv.casAgain(ctx, key, value, &rev, func(ctx context.Context) (uint64, error) { return kv.KeyValue.Create(ctx, key, value, opts...) })
 	return rev, err
 }
 
 func (kv steadyKV) Update(ctx context.Context, key string, value []byte, last uint64) (rev uint64, err error) {
-	err = steadily(ctx, false, func(ctx context.Context) error { rev, err = kv.KeyValue.Update(ctx, key, value, last); return err })
+	err = kv.casAgain(ctx, key, value, &rev, func(ctx context.Context) (uint64, error) { return kv.KeyValue.Update(ctx, key, value, last) })
 	return rev, err
 }
 
+// casAgain runs write, a create or an update of key to value, steadily.
+// If a try timed out and a later one fails because the key has changed,
+// it reads the key: holding value, the timed-out try was done.
+func (kv steadyKV) casAgain(ctx context.Context, key string, value []byte, rev *uint64, write func(context.Context) (uint64, error)) error {
+	timedOut := false
+	return steadily(ctx, true, func(ctx context.Context) error {
+		r, err := write(ctx)
+		if timedOut && errors.Is(err, jetstream.ErrKeyExists) {
+			if e, gerr := kv.leaderGet(ctx, key); gerr == nil && bytes.Equal(e.Value(), value) {
+				*rev = e.Revision()
+				return nil
+			}
+		}
+		timedOut = timedOut || isTimeout(err)
+		*rev = r
+		return err
+	})
+}
+
 func (kv steadyKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-	return steadily(ctx, false, func(ctx context.Context) error { return kv.KeyValue.Delete(ctx, key, opts...) })
+	return steadily(ctx, len(opts) == 0, func(ctx context.Context) error { return kv.KeyValue.Delete(ctx, key, opts...) })
 }
 
 func (kv steadyKV) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-	return steadily(ctx, false, func(ctx context.Context) error { return kv.KeyValue.Purge(ctx, key, opts...) })
+	return steadily(ctx, len(opts) == 0, func(ctx context.Context) error { return kv.KeyValue.Purge(ctx, key, opts...) })
 }
 
 func (kv steadyKV) ListKeys(ctx context.Context, opts ...jetstream.WatchOpt) (l jetstream.KeyLister, err error) {
@@ -142,15 +171,15 @@ func (kv steadyKV) ListKeysFiltered(ctx context.Context, filters ...string) (l j
 const tryWait = 5 * time.Second
 
 // steadily runs req until it succeeds, fails for another reason, ctx
-// ends or leaderWait has passed; read says whether it may be made again
+// ends or leaderWait has passed; again says whether it may be made again
 // after a timeout. Each try has tryWait at most.
-func steadily(ctx context.Context, read bool, req func(context.Context) error) error {
+func steadily(ctx context.Context, again bool, req func(context.Context) error) error {
 	deadline := time.Now().Add(leaderWait)
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		tctx, cancel := context.WithTimeout(ctx, tryWait)
 		err := req(tctx)
 		cancel()
-		if err == nil || !leaderless(err, read) || time.Now().After(deadline) {
+		if err == nil || !leaderless(err, again) || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -163,16 +192,20 @@ func steadily(ctx context.Context, read bool, req func(context.Context) error) e
 
 // leaderless reports whether err is what a bucket whose stream is between
 // leaders answers: no responders, JetStream "temporarily unavailable"
-// (10008), or, for a read, no answer in time.
-func leaderless(err error, read bool) bool {
+// (10008), or, when again, no answer in time.
+func leaderless(err error, again bool) bool {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
 		return true
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsUnavailable:
 		return true
-	case read && (errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)):
+	case again && isTimeout(err):
 		return true
 	}
 	return false
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }
