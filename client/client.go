@@ -97,8 +97,11 @@ type Device struct {
 	Home      string `json:"-"`
 	CredsPath string `json:"-"`
 
-	URL       string     `json:"url"`              // the latch server's web address
-	Servers   []string   `json:"servers"`          // NATS URLs to connect to
+	URL     string   `json:"url"`     // the latch server's web address
+	Servers []string `json:"servers"` // NATS URLs to connect to
+	// TLSFirst connects to Servers with the TLS handshake first: they are
+	// a proxy that ends TLS from the first byte (latch on fly.io).
+	TLSFirst  bool       `json:"tls_first,omitempty"`
 	Account   string     `json:"account"`          // the person account's public key (A…)
 	Person    string     `json:"person,omitempty"` // the person's name, the account's name
 	Name      string     `json:"name"`
@@ -192,7 +195,7 @@ func (d *Device) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	if len(d.Servers) == 0 {
 		return nil, fmt.Errorf("%s lists no NATS servers; enroll again with --force", filepath.Join(d.Home, ConfigFile))
 	}
-	opts = append(append([]nats.Option{nats.UserCredentials(d.CredsPath), nats.Name("latch client " + d.Name)}, natsTLS(d.CAFile, d.CertFile, d.KeyFile)...), opts...)
+	opts = append(append([]nats.Option{nats.UserCredentials(d.CredsPath), nats.Name("latch client " + d.Name)}, d.natsTLS()...), opts...)
 	return nats.Connect(strings.Join(d.Servers, ","), opts...)
 }
 

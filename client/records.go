@@ -215,7 +215,7 @@ func (d *Device) Records(ctx context.Context, opts ...Option) (*Records, error) 
 				r.fail(explainConnErr(err))
 			}
 		}),
-	}, append(natsTLS(d.CAFile, d.CertFile, d.KeyFile), o.nats...)...)
+	}, append(d.natsTLS(), o.nats...)...)
 	r.nc, err = nats.Connect(strings.Join(d.Servers, ","), nopts...)
 	if errors.Is(err, nats.ErrMaxAccountConnectionsExceeded) && d.URL != "" {
 		// A disabled account has a limit of no connections; the server

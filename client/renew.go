@@ -129,7 +129,7 @@ func (d *Device) renewed(res renewResult, expires *time.Time) {
 		d.Person = res.AccountName
 	}
 	if len(res.Servers) > 0 {
-		d.Servers = res.Servers
+		d.Servers, d.TLSFirst = res.Servers, res.TLSFirst
 	}
 }
 

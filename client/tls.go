@@ -49,15 +49,18 @@ func httpClientFor(hc *http.Client, caFile string) (*http.Client, error) {
 	return hc, nil
 }
 
-// natsTLS are the connection options that trust caFile and show the
-// client certificate, those that are set.
-func natsTLS(caFile, certFile, keyFile string) []nats.Option {
+// natsTLS are the device's TLS connection options: the CA it trusts, its
+// client certificate, and the handshake first, those that are set.
+func (d *Device) natsTLS() []nats.Option {
 	var opts []nats.Option
-	if caFile != "" {
-		opts = append(opts, nats.RootCAs(caFile))
+	if d.CAFile != "" {
+		opts = append(opts, nats.RootCAs(d.CAFile))
 	}
-	if certFile != "" {
-		opts = append(opts, nats.ClientCert(certFile, keyFile))
+	if d.CertFile != "" {
+		opts = append(opts, nats.ClientCert(d.CertFile, d.KeyFile))
+	}
+	if d.TLSFirst {
+		opts = append(opts, nats.TLSHandshakeFirst())
 	}
 	return opts
 }

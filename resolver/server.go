@@ -42,6 +42,15 @@ type Config struct {
 	// Latch's own in-process connections need none. With ClientAuth
 	// RequireAndVerifyClientCert, every client shows a certificate.
 	TLS *tls.Config
+	// BehindTLSProxy says NATS clients reach Listen through a proxy that
+	// ends their TLS before the NATS protocol starts (fly.io's tls
+	// handler): the clients do the TLS handshake first, with the proxy,
+	// and the server gets plain text. The server then takes plain text on
+	// Listen and tells clients TLS is available (tls_available), without
+	// which nats.go, natscli and nats.js refuse a tls:// server. With TLS
+	// it takes TLS too; without, it has a throwaway certificate of its own
+	// that no client is meant to trust. Monitor stays as TLS says.
+	BehindTLSProxy bool
 	// OperatorJWT is the signed operator JWT the server trusts.
 	OperatorJWT string
 	// SystemAccount is the public key of the system account.
@@ -142,6 +151,7 @@ type Server struct {
 	jwtDir string // the full resolver's folder
 	stall  time.Duration
 	tls    bool // client and monitoring ports speak TLS
+	plain  bool // the client port takes plain text (BehindTLSProxy)
 }
 
 // DefaultSyncInterval is how often the full resolver compares its JWTs
@@ -204,7 +214,7 @@ func Launch(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		ns: ns, log: log, stall: cfg.StallTimeout, tls: cfg.TLS != nil,
+		ns: ns, log: log, stall: cfg.StallTimeout, tls: cfg.TLS != nil, plain: cfg.BehindTLSProxy,
 		jwtDir: filepath.Join(cfg.DataDir, "resolver"),
 		st:     newStartup(filepath.Join(cfg.DataDir, "jetstream"), cfg.Listen, cfg.Monitor),
 	}
@@ -286,6 +296,21 @@ func options(cfg Config) (*server.Options, error) {
 	if cfg.TLS != nil {
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2
 		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+	}
+	if cfg.BehindTLSProxy {
+		if cfg.TLS != nil && opts.TLSVerify {
+			res.Close()
+			return nil, errors.New("client certificates cannot be asked for behind a proxy that ends TLS")
+		}
+		if opts.TLSConfig == nil {
+			c, err := throwawayTLS()
+			if err != nil {
+				res.Close()
+				return nil, err
+			}
+			opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, c, 2
+		}
+		opts.AllowNonTLS = true
 	}
 	opts.ClientAdvertise = cfg.ClientAdvertise
 	if err := clusterOptions(opts, cfg.Cluster); err != nil {
@@ -495,7 +520,14 @@ func (s *Server) Err() error {
 
 // ClientURL is the URL clients connect to: tls:// when the server speaks
 // TLS, else nats://.
-func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+// Behind a TLS proxy it is nats://: the port itself takes plain text.
+func (s *Server) ClientURL() string {
+	u := s.ns.ClientURL()
+	if s.plain {
+		u = "nats://" + strings.TrimPrefix(u, "tls://")
+	}
+	return u
+}
 
 // MonitorURL is the http:// (or, with TLS, https://) URL of the
 // monitoring port, or "" when off.

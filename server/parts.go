@@ -127,10 +127,20 @@ func (s serverStatus) Status(ctx context.Context) (web.ServerStatus, error) {
 // warnPlain warns of each address that takes plain text from other
 // machines: anyone on the way reads the creds' signatures, the records and
 // the web sessions.
+// Behind a proxy that ends TLS the plain text goes no further than the
+// proxy: NATS with NATSBehindTLSProxy, the web with TrustProxy and an
+// https public URL.
 func warnPlain(log *slog.Logger, cfg Config) {
-	for _, a := range []struct{ flag, addr string }{{"--nats", cfg.NATS}, {"--http", cfg.HTTP}, {"--monitor", cfg.Monitor}} {
+	for _, a := range []struct {
+		flag, addr string
+		proxied    bool
+	}{
+		{"--nats", cfg.NATS, cfg.NATSBehindTLSProxy},
+		{"--http", cfg.HTTP, cfg.TrustProxy && strings.HasPrefix(cfg.PublicURL, "https://")},
+		{"--monitor", cfg.Monitor, false},
+	} {
 		host, _, err := net.SplitHostPort(a.addr)
-		if a.addr == "" || err != nil || loopback(host) {
+		if a.addr == "" || err != nil || loopback(host) || a.proxied {
 			continue
 		}
 		log.Warn("serving plain text on an address other machines reach; give --tls-cert and --tls-key, or bind to 127.0.0.1 behind a TLS proxy (docs/operations.md)",

@@ -58,7 +58,13 @@ type Config struct {
 	// TLSCert and TLSKey turn TLS on for NATS, monitoring and HTTP;
 	// TLSCA requires NATS client certificates of that CA.
 	TLSCert, TLSKey, TLSCA string
-	Version                string
+	// NATSBehindTLSProxy says NATS clients come through a proxy that ends
+	// their TLS before the NATS protocol (fly.io's tls handler), at
+	// ClientAdvertise: the client port takes the proxy's plain text and
+	// says TLS is available, and devices are told to connect to tls://
+	// ClientAdvertise with the TLS handshake first.
+	NATSBehindTLSProxy bool
+	Version            string
 	// Getenv reads LATCH_JETSTREAM_KEY and LATCH_JETSTREAM_PREV_KEY; nil
 	// is os.Getenv.
 	Getenv func(string) string
@@ -201,6 +207,12 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, &ConfigError{"--tls-cert and --tls-key go together"}
 	case cfg.TLSCA != "" && cfg.TLSCert == "":
 		return nil, &ConfigError{"--tls-ca needs --tls-cert and --tls-key"}
+	case cfg.NATSBehindTLSProxy && cfg.ClientAdvertise == "":
+		return nil, &ConfigError{"--nats-behind-tls-proxy needs --client-advertise: the proxy's public host:port, which devices are told to connect to"}
+	case cfg.NATSBehindTLSProxy && cfg.TLSCA != "":
+		return nil, &ConfigError{"--tls-ca cannot be used with --nats-behind-tls-proxy: client certificates end at the proxy"}
+	case cfg.NATSBehindTLSProxy && len(cfg.External.URLs) > 0:
+		return nil, &ConfigError{"--nats-behind-tls-proxy is the embedded server's; with --nats-external, configure the NATS servers' TLS apart"}
 	}
 	// A port in use fails before anything is written, a new data folder
 	// included.
@@ -359,6 +371,7 @@ func (s *Server) open() error {
 	}
 	s.embedded, err = resolver.Launch(resolver.Config{
 		TLS:              natsTLS,
+		BehindTLSProxy:   cfg.NATSBehindTLSProxy,
 		Name:             cfg.Name,
 		DataDir:          cfg.Data,
 		Listen:           cfg.NATS,
@@ -822,6 +835,7 @@ func (s *Server) run(ctx context.Context) error {
 		Signup:        cfg.Signup,
 		TrustProxy:    cfg.TrustProxy,
 		Servers:       servers,
+		TLSFirst:      cfg.NATSBehindTLSProxy,
 		SessionSecret: sessionSecret,
 		Accounts:      svc,
 		Presence:      webPresence{presence},
@@ -902,7 +916,7 @@ func (s *Server) deviceServers(nc *nats.Conn) []string {
 	own := s.ns.ClientURL()
 	if a := s.cfg.ClientAdvertise; a != "" {
 		scheme := "nats://"
-		if s.certs != nil {
+		if s.certs != nil || s.cfg.NATSBehindTLSProxy {
 			scheme = "tls://"
 		}
 		own = scheme + a
@@ -911,12 +925,26 @@ func (s *Server) deviceServers(nc *nats.Conn) []string {
 	if s.embedded == nil {
 		out = slices.Clone(s.cfg.External.URLs)
 	}
+	// Nodes that advertise one public name (a proxy's) are one URL.
+	hosts := map[string]bool{}
+	for _, u := range out {
+		hosts[hostPort(u)] = true
+	}
 	for _, u := range nc.DiscoveredServers() {
-		if !slices.Contains(out, u) {
+		if !hosts[hostPort(u)] {
+			hosts[hostPort(u)] = true
 			out = append(out, u)
 		}
 	}
 	return out
+}
+
+// hostPort is a NATS URL's host:port.
+func hostPort(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		u = u[i+3:]
+	}
+	return u
 }
 
 // nodeStatus is this node as it sees itself: its JetStream, the meta

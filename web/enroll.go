@@ -71,7 +71,9 @@ type enrollPollResponse struct {
 	// AccountName is the person's name, the account's name.
 	AccountName string   `json:"account_name"`
 	Servers     []string `json:"servers"`
-	ExpiresAt   *string  `json:"expires_at"`
+	// TLSFirst says to connect to Servers with the TLS handshake first.
+	TLSFirst  bool    `json:"tls_first,omitempty"`
+	ExpiresAt *string `json:"expires_at"`
 }
 
 // readJSONBody decodes a JSON object of at most limit bytes into v.
@@ -235,7 +237,7 @@ func (s *Server) handleEnrollPoll(w http.ResponseWriter, r *http.Request) {
 // enrollment and to a renewal alike: the servers a list even when there
 // are none, the expiry RFC 3339 or null.
 func (s *Server) deviceJWT(token, account, accountName string, expires *time.Time) enrollPollResponse {
-	resp := enrollPollResponse{JWT: token, Account: account, AccountName: accountName}
+	resp := enrollPollResponse{JWT: token, Account: account, AccountName: accountName, TLSFirst: s.cfg.TLSFirst}
 	if s.cfg.Servers != nil {
 		resp.Servers = s.cfg.Servers()
 	}

@@ -20,7 +20,7 @@ import (
 //	 "signature": "<base64url, no padding, of the device key's ed25519
 //	               signature over the bytes of \"latch-renew:\"+nonce>"}
 //
-//	200 {"jwt", "account", "account_name", "servers": [...], "expires_at": RFC 3339 or null}
+//	200 {"jwt", "account", "account_name", "servers": [...], "tls_first": true (or absent), "expires_at": RFC 3339 or null}
 //	400 {"error": "invalid_request"}   malformed, not a device's user JWT, bad nonce or signature
 //	403 {"error": "revoked"}           the key was revoked: enroll again with a new key
 //	403 {"error": "unknown_device"}    latch does not know the key (or its person was deleted)

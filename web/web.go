@@ -98,6 +98,9 @@ type Config struct {
 	// Servers are the NATS URLs handed to enrolled devices, asked anew
 	// for each: in a cluster, the nodes known at that moment.
 	Servers func() []string
+	// TLSFirst tells devices to connect to Servers with the TLS handshake
+	// first: they are a proxy that ends TLS from the first byte.
+	TLSFirst bool
 	// SessionSecret is the secret the session cookie's keys are derived
 	// from; every node that shares it accepts the others' sessions. Empty
 	// makes keys of this process only.

@@ -150,7 +150,9 @@ func (e *env) device(c *cli.Context) (*client.Device, error) {
 		return nil, err
 	}
 	if s := given(c, "server"); s != "" {
-		d.Servers = []string{s}
+		// TLS first is for the servers given at enrollment, a proxy's
+		// tls:// URL; a nats:// one given here has no TLS to start.
+		d.Servers, d.TLSFirst = []string{s}, d.TLSFirst && strings.HasPrefix(s, "tls://")
 	}
 	if len(d.Servers) == 0 {
 		return nil, usagef("no NATS server is known for %s; give one with --server", d.CredsPath)
@@ -580,7 +582,7 @@ func clientStatusCommand(e *env) *cli.Command {
 			}()
 			if c.Bool("json") {
 				return printJSON(e.stdout, map[string]any{
-					"url": d.URL, "servers": d.Servers, "account": d.Account, "person": d.Person, "name": d.Name,
+					"url": d.URL, "servers": d.Servers, "tls_first": d.TLSFirst, "account": d.Account, "person": d.Person, "name": d.Name,
 					"public_key": d.PublicKey, "fingerprint": client.Fingerprint(d.PublicKey),
 					"creds": d.CredsPath, "expires": d.Expires, "connected": connected == "yes", "detail": detail,
 					"usage": usage,
@@ -592,7 +594,7 @@ func clientStatusCommand(e *env) *cli.Command {
 			}
 			return fields(e.stdout,
 				"server", d.URL,
-				"nats", strings.Join(d.Servers, ", "),
+				"nats", natsLine(d),
 				"account", personOf(d),
 				"device", d.Name,
 				"key", d.PublicKey,
@@ -613,4 +615,14 @@ func personOf(d *client.Device) string {
 		return "account " + d.Account
 	}
 	return oneLine(d.Person) + "'s account (" + d.Account + ")"
+}
+
+// natsLine is the device's NATS servers as `client status` shows them,
+// saying when they are reached with the TLS handshake first.
+func natsLine(d *client.Device) string {
+	line := strings.Join(d.Servers, ", ")
+	if d.TLSFirst {
+		line += " (TLS handshake first)"
+	}
+	return line
 }

@@ -64,26 +64,33 @@ func TestNatsJSWithDeviceCreds(t *testing.T) {
 			s.mustAdmin(t, "account", "add", person)
 			creds := filepath.Join(t.TempDir(), "device.creds")
 			s.mustAdmin(t, "device", "issue", "--account", person, "--name", strings.TrimSuffix(script, ".mjs"), "--out", creds)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, node, script, s.nats, creds)
-			cmd.Dir = jsDir
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
-			}
-			var r jsResult
-			if err := json.Unmarshal(out, &r); err != nil {
-				t.Fatalf("node %s printed %q: %v", script, out, err)
-			}
-			want := jsResult{Get: "one", Updated: true, StaleUpdate: "refused", Deleted: true,
-				Keys: []string{"note"}, History: []string{"one", "two"}, Watched: true}
-			if r.Get != want.Get || r.Updated != want.Updated || r.StaleUpdate != want.StaleUpdate || r.Deleted != want.Deleted ||
-				!slices.Equal(r.Keys, want.Keys) || !slices.Equal(r.History, want.History) || r.Watched != want.Watched {
-				t.Errorf("node %s: got %+v, want %+v", script, r, want)
-			}
+			mustDriveJS(t, node, script, s.nats, creds)
 		})
+	}
+}
+
+// mustDriveJS runs interop/js's script (kv3.mjs or kv2.mjs) with URL,
+// creds and args, and checks what it did with the device's records.
+func mustDriveJS(t *testing.T, node, script, url, creds string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, append([]string{script, url, creds}, args...)...)
+	cmd.Dir = jsDir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
+	}
+	var r jsResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("node %s printed %q: %v", script, out, err)
+	}
+	want := jsResult{Get: "one", Updated: true, StaleUpdate: "refused", Deleted: true,
+		Keys: []string{"note"}, History: []string{"one", "two"}, Watched: true}
+	if r.Get != want.Get || r.Updated != want.Updated || r.StaleUpdate != want.StaleUpdate || r.Deleted != want.Deleted ||
+		!slices.Equal(r.Keys, want.Keys) || !slices.Equal(r.History, want.History) || r.Watched != want.Watched {
+		t.Errorf("node %s: got %+v, want %+v", script, r, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,12 +63,13 @@ business then.`,
 			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
 			&cli.StringFlag{Name: "monitor", Value: "127.0.0.1:8222", Usage: "NATS monitoring address (/healthz, /varz, /connz); empty turns it off"},
-			&cli.StringFlag{Name: "public-url", Usage: "where people reach the web GUI; passkeys are bound to its host (default: http://localhost:<--http port>, https with --tls-cert)"},
+			&cli.StringFlag{Name: "public-url", Usage: "where people reach the web GUI; passkeys are bound to its host (default: http://localhost:<--http port>, https with --tls-cert) [$LATCH_PUBLIC_URL; on fly.io: https://<app>.fly.dev]"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "serve NATS, the monitoring port and HTTPS with this certificate (PEM); reloaded on SIGHUP and when the file changes"},
 			&cli.StringFlag{Name: "tls-key", Usage: "the key of --tls-cert (PEM)"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "require NATS clients to show a certificate signed by this CA (PEM); optional"},
 			&cli.StringFlag{Name: "signup", Value: web.SignupInvite, Usage: "who may sign up: invite (with an invite link), open (anyone), closed (nobody new)"},
-			&cli.BoolFlag{Name: "trust-proxy", Usage: "take clients' addresses (rate limits, the audit trail) from X-Forwarded-For; only behind a reverse proxy that every request passes"},
+			&cli.BoolFlag{Name: "trust-proxy", Usage: "take clients' addresses (rate limits, the audit trail) from X-Forwarded-For; only behind a reverse proxy that every request passes [on fly.io: on]"},
+			&cli.BoolFlag{Name: "nats-behind-tls-proxy", Usage: "NATS clients come through a proxy that ends TLS from the first byte, at --client-advertise: take its plain text, and tell devices to connect with the TLS handshake first [$LATCH_NATS_BEHIND_TLS_PROXY; on fly.io: on]"},
 			&cli.StringFlag{Name: "device-servers", Usage: "comma-separated NATS URLs handed to enrolled devices (default: the NATS client URL)"},
 			&cli.StringFlag{Name: "server-name", Value: "latch", Usage: "the NATS server's name"},
 			&cli.StringFlag{Name: "account-disk", Value: "64MiB", Usage: "JetStream disk quota of each new person account"},
@@ -89,7 +91,7 @@ business then.`,
 			&cli.StringFlag{Name: "cluster-name", Usage: "the cluster's name, the same on every node (default: the operator's name)"},
 			&cli.StringFlag{Name: "cluster-advertise", Usage: "route address (host:port) the other nodes are told to use, when --cluster's is not reachable from them [on fly.io: <machine>.vm.<app>.internal]"},
 			&cli.IntFlag{Name: "replicas", Usage: "copies of latch's streams and of each person's records (default: 1 alone, 3 with --cluster)"},
-			&cli.StringFlag{Name: "client-advertise", Usage: "NATS address (host:port) clients are told to connect and reconnect to instead of this node's own [$LATCH_CLIENT_ADVERTISE]"},
+			&cli.StringFlag{Name: "client-advertise", Usage: "NATS address (host:port) clients are told to connect and reconnect to instead of this node's own [$LATCH_CLIENT_ADVERTISE; on fly.io: <app>.fly.dev:4222]"},
 			&cli.StringFlag{Name: "nats-external", Usage: "comma-separated URLs of an existing nats-server cluster to use instead of an embedded server (configured with `latch operator config`) [$LATCH_NATS_EXTERNAL]"},
 			&cli.StringFlag{Name: "system-creds", Usage: "with --nats-external: creds of a user of latch's system account (default: a user latch makes from its keys)"},
 			&cli.StringFlag{Name: "nats-external-ca", Usage: "with --nats-external: the CA (PEM) of the servers' TLS certificates (default: the system's)"},
@@ -118,6 +120,7 @@ type serveConfig struct {
 	lameDuck, startStall            time.Duration
 	logLevel                        slog.Level
 	tlsCert, tlsKey, tlsCA          string
+	natsBehindTLSProxy              bool
 	identity                        *operator.Identity
 	cluster                         server.Cluster
 	clientAdvertise                 string
@@ -257,6 +260,17 @@ func (e *env) clusterFlags(c *cli.Context, cfg *serveConfig) error {
 		}
 	}
 	cfg.clientAdvertise = flagOrEnv("client-advertise", "LATCH_CLIENT_ADVERTISE")
+	if !c.IsSet("public-url") {
+		cfg.publicURL = strings.TrimSpace(e.getenv("LATCH_PUBLIC_URL"))
+	}
+	cfg.natsBehindTLSProxy = c.Bool("nats-behind-tls-proxy")
+	if v := strings.TrimSpace(e.getenv("LATCH_NATS_BEHIND_TLS_PROXY")); v != "" && !c.IsSet("nats-behind-tls-proxy") {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("$LATCH_NATS_BEHIND_TLS_PROXY %q: want true or false", v)
+		}
+		cfg.natsBehindTLSProxy = b
+	}
 	cfg.replicas = c.Int("replicas")
 	for _, u := range strings.Split(flagOrEnv("nats-external", "LATCH_NATS_EXTERNAL"), ",") {
 		if u = strings.TrimSpace(u); u != "" {
@@ -274,6 +288,23 @@ func (e *env) clusterFlags(c *cli.Context, cfg *serveConfig) error {
 			}
 		}
 	}
+	if fly {
+		// fly's proxy ends TLS for the web (https://<app>.fly.dev) and,
+		// with fly.toml's tls handler, for NATS on 4222; every request
+		// passes it.
+		if cfg.publicURL == "" {
+			cfg.publicURL = "https://" + app + ".fly.dev"
+		}
+		if cfg.clientAdvertise == "" && len(cfg.external.URLs) == 0 {
+			cfg.clientAdvertise = app + ".fly.dev:4222"
+		}
+		if !c.IsSet("trust-proxy") {
+			cfg.trustProxy = true
+		}
+		if !c.IsSet("nats-behind-tls-proxy") && e.getenv("LATCH_NATS_BEHIND_TLS_PROXY") == "" && len(cfg.external.URLs) == 0 {
+			cfg.natsBehindTLSProxy = true
+		}
+	}
 	return nil
 }
 
@@ -285,7 +316,7 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		PublicURL: cfg.publicURL, Signup: cfg.signup, TrustProxy: cfg.trustProxy, DeviceServers: cfg.deviceServers,
 		Limits: cfg.limits, DeviceTTL: cfg.deviceTTL, MaxStore: cfg.maxStore, MaxMemory: cfg.maxMemory,
 		LameDuck: cfg.lameDuck, StartStall: cfg.startStall,
-		TLSCert: cfg.tlsCert, TLSKey: cfg.tlsKey, TLSCA: cfg.tlsCA, HangupReloads: true,
+		TLSCert: cfg.tlsCert, TLSKey: cfg.tlsKey, TLSCA: cfg.tlsCA, HangupReloads: true, NATSBehindTLSProxy: cfg.natsBehindTLSProxy,
 		Identity: cfg.identity, Cluster: cfg.cluster, ClientAdvertise: cfg.clientAdvertise, Replicas: cfg.replicas,
 		External: cfg.external,
 		Version:  version, Getenv: e.getenv, Log: log,
