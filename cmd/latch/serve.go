@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,7 +59,14 @@ existing cluster configured with ` + "`latch operator config`" + ` (latch's
 operator, system account and the full resolver, JetStream on), pushes
 every account JWT to it over $SYS.REQ.CLAIMS.UPDATE, and keeps its
 streams there; --nats, --monitor and the cluster flags are the servers'
-business then.`,
+business then.
+On fly.io (FLY_APP_NAME set) the defaults come from the platform: the
+machine's name and region, the app's other machines as routes, the
+public URL https://<app>.fly.dev, NATS behind fly's TLS handler at
+<app>.fly.dev:4222, --trust-proxy (docs/deploy-fly.md).
+Started as root with $LATCH_RUN_AS=uid:gid (the container image sets
+it), latch gives the data folder to that user, then drops root before
+it opens anything.`,
 		Flags: withData(
 			&cli.StringFlag{Name: "nats", Value: "127.0.0.1:4222", Usage: "NATS client address (host:port); use 0.0.0.0:4222 to serve other machines"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8080", Usage: "HTTP address (host:port)"},
@@ -87,7 +95,7 @@ business then.`,
 			&cli.StringFlag{Name: "identity", Usage: "a deployment's identity file (`latch identity export`): an empty --data folder becomes a node of that deployment, another deployment's folder is refused [$LATCH_IDENTITY holds the file's contents]"},
 			&cli.StringFlag{Name: "cluster", Usage: "route listener (host:port): run as a node of a cluster of latch nodes [$LATCH_CLUSTER]"},
 			&cli.StringFlag{Name: "routes", Usage: "comma-separated route addresses of the other nodes (host:port); names are resolved again on every attempt [$LATCH_ROUTES; on fly.io: <app>.internal]"},
-			&cli.StringFlag{Name: "region", Usage: "where this node runs; each replica of a stream goes to another region [$LATCH_REGION; on fly.io: $FLY_REGION]"},
+			&cli.StringFlag{Name: "region", Usage: "where this node runs; each replica of a stream goes to another region (a warning when not one of $LATCH_REGIONS, the deployment's, where set) [$LATCH_REGION; on fly.io: $FLY_REGION]"},
 			&cli.StringFlag{Name: "cluster-name", Usage: "the cluster's name, the same on every node (default: the operator's name)"},
 			&cli.StringFlag{Name: "cluster-advertise", Usage: "route address (host:port) the other nodes are told to use, when --cluster's is not reachable from them [on fly.io: <machine>.vm.<app>.internal]"},
 			&cli.IntFlag{Name: "replicas", Usage: "copies of latch's streams and of each person's records (default: 1 alone, 3 with --cluster)"},
@@ -103,6 +111,9 @@ business then.`,
 			cfg, err := e.serveConfig(c)
 			if err != nil {
 				return usageError{msg: err.Error()}
+			}
+			if err := runAs(e.getenv("LATCH_RUN_AS"), cfg.data); err != nil {
+				return err
 			}
 			return serve(c.Context, cfg, e)
 		},
@@ -121,6 +132,7 @@ type serveConfig struct {
 	logLevel                        slog.Level
 	tlsCert, tlsKey, tlsCA          string
 	natsBehindTLSProxy              bool
+	warnings                        []string // said once the log exists
 	identity                        *operator.Identity
 	cluster                         server.Cluster
 	clientAdvertise                 string
@@ -288,6 +300,11 @@ func (e *env) clusterFlags(c *cli.Context, cfg *serveConfig) error {
 			}
 		}
 	}
+	if regions := strings.TrimSpace(e.getenv("LATCH_REGIONS")); regions != "" && cfg.cluster.Region != "" &&
+		!slices.Contains(strings.Split(regions, ","), cfg.cluster.Region) {
+		cfg.warnings = append(cfg.warnings, fmt.Sprintf("this node's region %s is not one of the deployment's ($LATCH_REGIONS %s): "+
+			"its replicas do not spread as planned; move the machine, or add the region to LATCH_REGIONS in fly.toml", cfg.cluster.Region, regions))
+	}
 	if fly {
 		// fly's proxy ends TLS for the web (https://<app>.fly.dev) and,
 		// with fly.toml's tls handler, for NATS on 4222; every request
@@ -311,6 +328,9 @@ func (e *env) clusterFlags(c *cli.Context, cfg *serveConfig) error {
 // serve runs the server until ctx ends.
 func serve(ctx context.Context, cfg serveConfig, e *env) error {
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
 	s, err := server.Open(ctx, server.Config{
 		Data: cfg.data, NATS: cfg.nats, HTTP: cfg.http, Monitor: cfg.monitor, Name: cfg.name,
 		PublicURL: cfg.publicURL, Signup: cfg.signup, TrustProxy: cfg.trustProxy, DeviceServers: cfg.deviceServers,
