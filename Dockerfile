@@ -4,8 +4,8 @@
 #   docker run -it -v latch:/data -p 8080:8080 -p 4222:4222 latch
 #
 # prints the one-time setup link (without -t it goes to /data/setup-link:
-# docker exec <container> cat /data/setup-link). docs/deploy-fly.md has
-# the rest.
+# docker exec <container> /latch setup-link). docs/deploy-fly.md has the
+# rest.
 
 # The Go of go.mod's go line; a test checks the two agree.
 ARG GO_VERSION=1.26
@@ -31,6 +31,9 @@ COPY --from=build --chown=65532:65532 /out/data /data
 # A volume arrives owned by root (fly.io's do): latch starts as root only
 # to give /data to 65532, then drops root before it opens anything.
 ENV LATCH_RUN_AS=65532:65532
+# Every latch command run in the container (fly ssh console -C "/latch
+# setup-link") finds the data folder.
+ENV LATCH_DATA=/data
 VOLUME /data
 # 8080 the web (behind fly's https), 4222 NATS, 6222 routes between nodes.
 EXPOSE 8080 4222 6222

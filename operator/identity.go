@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,6 +33,13 @@ type Identity struct {
 	// Secrets are the named secrets of the key store: JetStreamKeyName,
 	// RouteSecretName.
 	Secrets map[string]string `json:"secrets"`
+	// FirstNodeServed says the identity comes from a deployment's first
+	// folder (made with init) after it ran a server: that node may bring
+	// its data into the cluster, so the nodes that join with the identity
+	// wait for it to make latch's buckets (Manifest.Joined). From a folder
+	// that never ran (latch init on a laptop, then every node made from
+	// the identity: fly.io), nobody has data to bring, nobody waits.
+	FirstNodeServed bool `json:"first_node_served,omitempty"`
 }
 
 // Identity exports the tree as an Identity. The JetStream key is the one
@@ -43,6 +51,7 @@ func (o *Tree) Identity(getenv func(string) string) (*Identity, error) {
 	}
 	id := &Identity{Format: IdentityFormat, Manifest: o.Manifest, Seeds: map[string]string{}, Secrets: map[string]string{}}
 	id.Joined = false // whoever joins with it is marked so by Join
+	id.FirstNodeServed = !o.Joined && o.served()
 	pubs, err := o.Keys.List()
 	if err != nil {
 		return nil, err
@@ -174,7 +183,7 @@ func Join(dir string, id *Identity) (*Tree, error) {
 			return err
 		}
 		m := id.Manifest
-		m.Joined = true
+		m.Joined = id.FirstNodeServed
 		return writeManifest(tmp, m)
 	})
 	if err != nil {
@@ -227,4 +236,15 @@ func (o *Tree) RouteSecret() (string, error) {
 		return "", fmt.Errorf("route secret: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// served reports whether a server ran on the folder: it has a JetStream
+// store, or one set aside when the node joined a cluster.
+func (o *Tree) served() bool {
+	for _, d := range []string{"jetstream", "standalone"} {
+		if entries, err := os.ReadDir(filepath.Join(o.Dir, d)); err == nil && len(entries) > 0 {
+			return true
+		}
+	}
+	return false
 }

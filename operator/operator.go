@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,9 +50,10 @@ type Manifest struct {
 	// the server registers as the admin "admin" when it first starts.
 	FirstAdmin string    `json:"first_admin,omitempty"`
 	Created    time.Time `json:"created"`
-	// Joined marks a folder made from an identity (Join): a node that
-	// joined a deployment, whose first node (made with Init) makes
-	// latch's buckets.
+	// Joined marks a folder made from an identity (Join) of a first node
+	// that had run a server (Identity.FirstNodeServed): a node that joined
+	// a deployment whose first node may bring data in, and makes latch's
+	// buckets.
 	Joined bool `json:"joined,omitempty"`
 }
 
@@ -91,11 +93,19 @@ func Init(dir, name string) (*Tree, error) {
 }
 
 // create makes the data folder dir with fill, which writes into a
-// temporary folder beside it that is then moved into place in one step:
-// a failure leaves nothing behind. dir must not exist or be empty.
+// temporary folder; a failure leaves nothing behind. dir must not exist or
+// be empty. A dir that does not exist is made beside it and moved into
+// place in one step. One that exists, empty, is filled where it is: it
+// may be a mount point (a container's volume), which cannot be replaced,
+// and its parent may not be writable. The manifest goes in last, and a
+// marker says meanwhile that the folder is being made, so that a start
+// cut short is started again rather than taken for a data folder.
 func create(dir string, fill func(tmp string) error) error {
 	if err := checkFreshDir(dir); err != nil {
 		return err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return createIn(dir, fill)
 	}
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
@@ -121,7 +131,76 @@ func create(dir string, fill func(tmp string) error) error {
 	return nil
 }
 
-// checkFreshDir accepts a folder that does not exist or is empty.
+// initMarker is in a data folder while createIn makes it.
+const initMarker = ".latch-init-incomplete"
+
+// createIn fills the existing, empty folder dir: in a temporary folder
+// inside it, whose entries are then moved up, the manifest last.
+func createIn(dir string, fill func(tmp string) error) (err error) {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, initMarker), nil, 0o600); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			emptyDir(dir)
+		}
+	}()
+	tmp, err := os.MkdirTemp(dir, ".latch-init-*")
+	if err != nil {
+		return err
+	}
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int {
+		return cmp.Compare(boolInt(a.Name() == ManifestFile), boolInt(b.Name() == ManifestFile))
+	})
+	for _, e := range entries {
+		if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("move the new data folder into place: %w", err)
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	os.Remove(tmp)
+	return os.Remove(filepath.Join(dir, initMarker))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// emptyDir removes everything in dir, and not dir.
+func emptyDir(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+}
+
+// syncDir makes dir's entries durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// checkFreshDir accepts a folder that does not exist or is empty, or one
+// that createIn began and did not finish (which it empties).
 func checkFreshDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -132,6 +211,10 @@ func checkFreshDir(dir string) error {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err == nil {
 		return fmt.Errorf("%s is already initialised; nothing was changed (use another --data folder to start afresh)", dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, initMarker)); err == nil {
+		emptyDir(dir) // an earlier init cut short: all of it is its
+		return nil
 	}
 	if len(entries) > 0 {
 		return fmt.Errorf("%s is not empty and is not a latch data folder; nothing was changed (choose an empty or new folder)", dir)

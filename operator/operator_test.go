@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/latch-dev/latch/operator"
@@ -37,6 +38,57 @@ func TestInitIntoEmptyFolder(t *testing.T) {
 	_, err = operator.Init(full, "test")
 	if err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Errorf("init a folder with a file in it: got %v, want an error containing %q", err, "not empty")
+	}
+}
+
+// A volume's mount point is filled where it is: it cannot be replaced by
+// a folder made beside it (rename(2) refuses a mount point), and its
+// parent may not be writable. An init cut short there is started again.
+func TestInitIntoMountPoint(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("this test bind-mounts a folder, which needs root")
+		}
+		t.Skip("this test bind-mounts a folder, which needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind-mount %s on itself: %v", dir, err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	if err := syscall.Rename(t.TempDir(), dir); err == nil {
+		t.Fatal("rename(2) replaced the mount point; the test shows nothing")
+	}
+
+	// What an init cut short leaves: its marker, part of the tree.
+	if err := os.WriteFile(filepath.Join(dir, ".latch-init-incomplete"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	op, err := operator.Init(dir, "test")
+	if err != nil {
+		t.Fatalf("init a mount point: %v", err)
+	}
+	if _, err := operator.Load(dir); err != nil || !op.HasIdentityKey() {
+		t.Fatalf("load what init made: %v", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".latch-init") {
+			t.Errorf("init left %s behind", e.Name())
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the data folder's mode: %v, %v; want 0700", fi.Mode().Perm(), err)
 	}
 }
 
@@ -135,8 +187,20 @@ func TestIdentityJoin(t *testing.T) {
 	if node.HasIdentityKey() {
 		t.Error("the joined node holds the operator identity key")
 	}
-	if !node.Joined || first.Joined {
-		t.Errorf("joined: the first node's folder %v, the joined node's %v; want false, true", first.Joined, node.Joined)
+	// The first folder never ran a server: nobody waits for it.
+	if node.Joined || first.Joined || parsed.FirstNodeServed {
+		t.Errorf("joined: the first node's folder %v, the joined node's %v, first node served %v; want all false (it never ran)",
+			first.Joined, node.Joined, parsed.FirstNodeServed)
+	}
+	if err := os.MkdirAll(filepath.Join(first.Dir, "jetstream", "jsa"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	served, err := first.Identity(getenv)
+	if err != nil || !served.FirstNodeServed {
+		t.Fatalf("an identity from a first node that ran: first node served %v, %v; want true", served.FirstNodeServed, err)
+	}
+	if waits, err := operator.Join(filepath.Join(t.TempDir(), "n3"), served); err != nil || !waits.Joined {
+		t.Errorf("a node joined with it: joined %v, %v; want true (it waits for the first node)", waits != nil && waits.Joined, err)
 	}
 	if again, err := node.Identity(getenv); err != nil || again.Joined {
 		t.Errorf("an identity exported from a joined node says joined (%v, %v); whoever joins with it is marked so by Join", again.Joined, err)

@@ -154,6 +154,10 @@ type Server struct {
 	plain  bool // the client port takes plain text (BehindTLSProxy)
 }
 
+// ProxyPingInterval is how often the server pings each client behind a
+// TLS proxy (Config.BehindTLSProxy).
+const ProxyPingInterval = 30 * time.Second
+
 // DefaultSyncInterval is how often the full resolver compares its JWTs
 // with its peers, in latch and in the configuration WriteConfig writes.
 const DefaultSyncInterval = 2 * time.Minute
@@ -311,6 +315,10 @@ func options(cfg Config) (*server.Options, error) {
 			opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, c, 2
 		}
 		opts.AllowNonTLS = true
+		// A proxy may close a connection that has been quiet for a
+		// minute; the server's pings keep every device's busier than that
+		// (and find a dead one sooner than the default two minutes).
+		opts.PingInterval = ProxyPingInterval
 	}
 	opts.ClientAdvertise = cfg.ClientAdvertise
 	if err := clusterOptions(opts, cfg.Cluster); err != nil {

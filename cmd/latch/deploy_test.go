@@ -337,6 +337,9 @@ func TestDockerfile(t *testing.T) {
 	if !chowned {
 		t.Errorf("runtime COPY %v: want /data made owned by %s (LATCH_RUN_AS)", copies, rc.runAs)
 	}
+	if rc.env["LATCH_DATA"] != argAfter(rc.cmd, "--data") {
+		t.Errorf("ENV LATCH_DATA %q, CMD --data %q: want the same, for commands run in the container", rc.env["LATCH_DATA"], argAfter(rc.cmd, "--data"))
+	}
 	if rc.cmd[0] != "serve" || argAfter(rc.cmd, "--http") == "" || argAfter(rc.cmd, "--nats") == "" {
 		t.Errorf("CMD %v: want serve with --http and --nats other machines reach", rc.cmd)
 	}

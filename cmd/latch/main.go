@@ -105,6 +105,7 @@ func runEnv(ctx context.Context, args []string, e *env) error {
 		Commands: []*cli.Command{
 			initCommand(e),
 			serveCommand(e),
+			setupLinkCommand(e),
 			operatorCommand(e),
 			identityCommand(e),
 			clusterCommand(e),

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/latch-dev/latch/client"
 	"github.com/latch-dev/latch/internal/latchtest"
+	"github.com/latch-dev/latch/resolver"
 	"github.com/nats-io/nats.go"
 )
 
@@ -98,6 +101,20 @@ func TestServeBehindTLSProxy(t *testing.T) {
 		t.Errorf("the start warned of plain NATS, which only the proxy sees:\n%s", logs)
 	}
 	s.mustAdmin(t, "account", "add", "alice") // plain, on the node
+	// The server pings every client twice a minute, so that a proxy that
+	// drops quiet connections does not drop the devices'.
+	resp, err := http.Get(s.monitor + "/varz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var varz struct {
+		PingInterval time.Duration `json:"ping_interval"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&varz)
+	resp.Body.Close()
+	if err != nil || varz.PingInterval != resolver.ProxyPingInterval {
+		t.Errorf("/varz ping_interval %v (%v), want %v", varz.PingInterval, err, resolver.ProxyPingInterval)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
