@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
@@ -47,11 +49,31 @@ func (e *env) adminClient(c *cli.Context) (*accounts.AdminClient, func(), error)
 	case cert != "" || key != "":
 		return nil, nil, usagef("--cert and --key go together")
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := connectAdmin(url, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach the latch server at %s: %v; is `latch serve` running? (set --server or LATCH_SERVER)", url, err)
 	}
 	return accounts.NewAdminClient(nc), nc.Close, nil
+}
+
+// connectAdmin connects to url. A tls:// server may be a proxy that ends
+// TLS from the first byte (latch on fly.io), which a client reaches only
+// with the TLS handshake first: that is tried first, and a server that
+// speaks NATS first answers it at once with its INFO line, which fails
+// the handshake, so the usual connection is tried next.
+func connectAdmin(url string, opts []nats.Option) (*nats.Conn, error) {
+	if !strings.HasPrefix(url, "tls://") {
+		return nats.Connect(url, opts...)
+	}
+	nc, firstErr := nats.Connect(url, append(slices.Clip(opts), nats.TLSHandshakeFirst())...)
+	if firstErr == nil {
+		return nc, nil
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%v (and with the TLS handshake first: %v)", err, firstErr)
+	}
+	return nc, nil
 }
 
 // adminAction wraps an admin command's action: it checks the positional

@@ -143,6 +143,13 @@ func TestServeBehindTLSProxy(t *testing.T) {
 	}
 	creds := filepath.Join(home, client.CredsFile)
 
+	// Admin commands from afar, through the proxy: a tls:// server is
+	// tried with the TLS handshake first.
+	remote := map[string]string{"LATCH_DATA": s.data, "LATCH_SERVER": "tls://" + public, "LATCH_CA": certs.CA}
+	if out := latch(t, remote, "account", "ls"); out.err != nil || !strings.Contains(out.stdout, "alice") {
+		t.Errorf("latch account ls through the proxy: %v\n%s%s", out.err, out.stdout, out.stderr)
+	}
+
 	// nats.go: TLS first through the proxy works; without it, the
 	// client waits for an INFO that the proxy's TLS hides, and fails.
 	nc, err := nats.Connect("tls://"+public, nats.UserCredentials(creds), nats.RootCAs(certs.CA), nats.TLSHandshakeFirst())
