@@ -28,7 +28,12 @@ func (s *Server) devicesPage(ctx context.Context, p accounts.Person) (views.Devi
 	if err != nil {
 		return views.DevicesPage{}, err
 	}
-	page := views.DevicesPage{Viewer: viewerOf(p), DownloadTTL: s.cfg.DownloadTTL}
+	page := views.DevicesPage{Viewer: viewerOf(p), DownloadTTL: s.cfg.DownloadTTL, TLSFirst: s.cfg.TLSFirst}
+	if s.cfg.Servers != nil {
+		if urls := s.cfg.Servers(); len(urls) > 0 {
+			page.NATSURL = urls[0]
+		}
+	}
 	for _, d := range devs {
 		page.Devices = append(page.Devices, s.deviceView(d))
 	}

@@ -99,6 +99,7 @@ func TestDevicesPage(t *testing.T) {
 		">Revoke</button>",
 		`<button type="submit">Download creds</button>`,
 		"expires in 7 days",
+		"<code>nats --server " + tw.Server.ClientURL() + " --creds FILE</code>",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("devices page lacks %q", want)
@@ -113,6 +114,14 @@ func TestDevicesPage(t *testing.T) {
 	if strings.Contains(body, bobs.PublicKey) || strings.Contains(body, "bobs-tablet") {
 		t.Error("alice's devices page shows bob's device")
 	}
+
+	// Behind a proxy that ends TLS from the first byte (fly.io), the
+	// nats CLI needs --tlsfirst.
+	tw.Web.cfg.TLSFirst = true
+	if body := text(t, tw.loginAs(t, "alice").do("GET", "/devices", nil)); !strings.Contains(body, " --tlsfirst --creds FILE</code>") {
+		t.Error("the devices page does not tell the nats CLI to do TLS first")
+	}
+	tw.Web.cfg.TLSFirst = false
 
 	// Offline now: last seen, from presence.
 	conn.Close()
