@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/latch-dev/latch/internal/latchtest"
 	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/jwt/v2"
 )
@@ -46,12 +47,7 @@ func TestInitIntoEmptyFolder(t *testing.T) {
 // parent may not be writable. An init cut short there is started again.
 func TestInitIntoMountPoint(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("this test bind-mounts a folder, which needs root")
-		}
-		t.Skip("this test bind-mounts a folder, which needs root")
-	}
+	latchtest.NeedRoot(t, "it bind-mounts a folder")
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
