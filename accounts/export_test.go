@@ -21,3 +21,6 @@ func (s *Service) UnlimitRecordsConsumers(ctx context.Context, person string) er
 		return err
 	})
 }
+
+// KVStreamConfig is the stream a bucket of latch's is made as.
+var KVStreamConfig = kvStreamConfig

@@ -356,8 +356,15 @@ func MarkMovingIn(ctx context.Context, nc *nats.Conn) error {
 func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (kv jetstream.KeyValue, moved bool, err error) {
 	_, err = js.KeyValue(ctx, want.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		if _, err = js.CreateKeyValue(ctx, want); errors.Is(err, jetstream.ErrBucketExists) {
-			err = nil // another node made it at the same moment
+		// Made as a stream with its final configuration, not with
+		// CreateKeyValue: that makes it with direct reads on, to be turned
+		// off after, and a node whose CreateKeyValue finds the bucket made
+		// by another turns them on again. Nodes of a new cluster make the
+		// buckets at the same moment, and flipped each other's configuration
+		// back and forth until a request timed out. Made the same by each,
+		// the stream is made once and the others' requests find it so.
+		if _, err = js.CreateStream(ctx, kvStreamConfig(want)); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			err = nil // another node made it at the same moment, otherwise: brought up to date below
 		}
 	}
 	if err != nil {
@@ -382,6 +389,35 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	}
 	kv, err = js.KeyValue(ctx, want.Bucket)
 	return kv, next.Replicas != cfg.Replicas, err
+}
+
+// kvStreamConfig is the stream of a bucket of want's, as nats.go's
+// CreateKeyValue makes it, but that a bucket of several replicas is read
+// from its leader only (AllowDirect off): latch reads its own writes.
+func kvStreamConfig(want jetstream.KeyValueConfig) jetstream.StreamConfig {
+	replicas := max(want.Replicas, 1)
+	dups := 2 * time.Minute
+	if want.TTL > 0 && want.TTL < dups {
+		dups = want.TTL
+	}
+	return jetstream.StreamConfig{
+		Name:              "KV_" + want.Bucket,
+		Description:       want.Description,
+		Subjects:          []string{"$KV." + want.Bucket + ".>"},
+		MaxMsgsPerSubject: int64(max(want.History, 1)),
+		MaxBytes:          -1,
+		MaxAge:            want.TTL,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           want.Storage,
+		Replicas:          replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        dups,
+		AllowDirect:       replicas == 1,
+		Discard:           jetstream.DiscardNew,
+	}
 }
 
 // ReplicasMoved reports whether latch's own buckets were given another

@@ -181,13 +181,19 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// emptyDir removes everything in dir, and not dir.
+// emptyDir removes everything in dir but lost+found, and not dir.
 func emptyDir(dir string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		os.RemoveAll(filepath.Join(dir, e.Name()))
+		if e.Name() != lostFound {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
 	}
 }
+
+// lostFound is what mkfs leaves at the top of a new ext4 file system (a
+// fly.io volume): a folder that holds it counts as empty.
+const lostFound = "lost+found"
 
 // syncDir makes dir's entries durable.
 func syncDir(dir string) error {
@@ -199,8 +205,9 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// checkFreshDir accepts a folder that does not exist or is empty, or one
-// that createIn began and did not finish (which it empties).
+// checkFreshDir accepts a folder that does not exist or is empty (but for
+// lost+found), or one that createIn began and did not finish (which it
+// empties).
 func checkFreshDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -216,8 +223,10 @@ func checkFreshDir(dir string) error {
 		emptyDir(dir) // an earlier init cut short: all of it is its
 		return nil
 	}
-	if len(entries) > 0 {
-		return fmt.Errorf("%s is not empty and is not a latch data folder; nothing was changed (choose an empty or new folder)", dir)
+	for _, e := range entries {
+		if e.Name() != lostFound {
+			return fmt.Errorf("%s is not empty and is not a latch data folder; nothing was changed (choose an empty or new folder)", dir)
+		}
 	}
 	return nil
 }

@@ -60,7 +60,11 @@ func TestInitIntoMountPoint(t *testing.T) {
 		t.Fatal("rename(2) replaced the mount point; the test shows nothing")
 	}
 
-	// What an init cut short leaves: its marker, part of the tree.
+	// A new ext4 file system's lost+found, and what an init cut short
+	// leaves: its marker, part of the tree.
+	if err := os.Mkdir(filepath.Join(dir, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, ".latch-init-incomplete"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +86,9 @@ func TestInitIntoMountPoint(t *testing.T) {
 		if strings.HasPrefix(e.Name(), ".latch-init") {
 			t.Errorf("init left %s behind", e.Name())
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lost+found")); err != nil {
+		t.Errorf("lost+found: %v; want it left alone", err)
 	}
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("the data folder's mode: %v, %v; want 0700", fi.Mode().Perm(), err)

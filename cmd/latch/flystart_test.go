@@ -25,7 +25,8 @@ import (
 // flyNet is three network namespaces on a bridge, each a stand-in for a
 // fly machine: its own address (FLY_PRIVATE_IP), its own ports, and an
 // /etc/hosts that answers the names fly's DNS does: fly-local-6pn (the
-// machine's private address), <app>.internal (every machine) and
+// machine's private address), <app>.internal (every machine),
+// <region>.<app>.internal (the machines of a region; one here) and
 // <machine>.vm.<app>.internal.
 type flyNet struct {
 	app, bridge string
@@ -37,7 +38,7 @@ type flyNet struct {
 // nobody is the uid and gid the machines' latch runs as.
 const nobody = 65534
 
-func mustFlyNet(t *testing.T, app string, n int) *flyNet {
+func mustFlyNet(t *testing.T, app string, regions []string) *flyNet {
 	t.Helper()
 	latchtest.NeedRoot(t, "it makes network namespaces")
 	ip, err := exec.LookPath("ip")
@@ -63,7 +64,7 @@ func mustFlyNet(t *testing.T, app string, n int) *flyNet {
 	run("link", "add", f.bridge, "type", "bridge")
 	run("addr", "add", f.prefix+"254/24", "dev", f.bridge)
 	run("link", "set", f.bridge, "up")
-	for i := 1; i <= n; i++ {
+	for i := 1; i <= len(regions); i++ {
 		f.ns = append(f.ns, fmt.Sprintf("lfn%d-%d", i, id))
 		f.machines = append(f.machines, fmt.Sprintf("m%d%d", i, id))
 	}
@@ -79,7 +80,8 @@ func mustFlyNet(t *testing.T, app string, n int) *flyNet {
 		// ip netns exec mounts /etc/netns/<ns>/hosts on /etc/hosts.
 		hosts := fmt.Sprintf("127.0.0.1 localhost\n%s fly-local-6pn\n", f.addr(i))
 		for j, m := range f.machines {
-			hosts += fmt.Sprintf("%s %s.internal\n%s %s.vm.%s.internal\n", f.addr(j), app, f.addr(j), m, app)
+			hosts += fmt.Sprintf("%s %s.internal\n%s %s.vm.%s.internal\n%s %s.%s.internal\n",
+				f.addr(j), app, f.addr(j), m, app, f.addr(j), regions[j], app)
 		}
 		if err := os.MkdirAll(filepath.Join("/etc/netns", ns), 0o755); err != nil {
 			t.Fatal(err)
@@ -114,9 +116,9 @@ type flyMachine struct {
 func TestFlyStartUp(t *testing.T) {
 	t.Parallel()
 	fly := mustFlyConfig(t)
-	net := mustFlyNet(t, "latchfly", 3)
-	rc := mustRuntimeCommand(t, mustDockerfile(t))
 	regions := strings.Split(fly.Env["LATCH_REGIONS"], ",")
+	net := mustFlyNet(t, "latchfly", regions)
+	rc := mustRuntimeCommand(t, mustDockerfile(t))
 
 	base, err := os.MkdirTemp("", "latchfly-")
 	if err != nil {
@@ -165,7 +167,11 @@ func TestFlyStartUp(t *testing.T) {
 		}
 		cmdline := append([]string{"netns", "exec", net.ns[i]}, append([]string{bin}, args...)...)
 		if i == 0 {
-			// As the image starts: root, with LATCH_RUN_AS.
+			// As the image starts: root, with LATCH_RUN_AS, on a new ext4
+			// volume as fly mounts it (root's, with lost+found).
+			if err := os.Mkdir(filepath.Join(m.data, "lost+found"), 0o700); err != nil {
+				t.Fatal(err)
+			}
 			environ = append(environ, "LATCH_RUN_AS="+rc.runAs)
 		} else {
 			if err := os.Chown(m.data, nobody, nobody); err != nil {

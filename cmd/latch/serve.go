@@ -94,7 +94,7 @@ it opens anything.`,
 			&cli.DurationFlag{Name: "start-stall", Value: resolver.DefaultStall, Usage: "give up starting when nats-server has made no progress for this long (a start that makes progress is waited for, however long)"},
 			&cli.StringFlag{Name: "identity", Usage: "a deployment's identity file (`latch identity export`): an empty --data folder becomes a node of that deployment, another deployment's folder is refused [$LATCH_IDENTITY holds the file's contents]"},
 			&cli.StringFlag{Name: "cluster", Usage: "route listener (host:port): run as a node of a cluster of latch nodes [$LATCH_CLUSTER]"},
-			&cli.StringFlag{Name: "routes", Usage: "comma-separated route addresses of the other nodes (host:port); names are resolved again on every attempt [$LATCH_ROUTES; on fly.io: <app>.internal]"},
+			&cli.StringFlag{Name: "routes", Usage: "comma-separated route addresses of the other nodes (host:port); names are resolved again on every attempt [$LATCH_ROUTES; on fly.io: <region>.<app>.internal of each of $LATCH_REGIONS, else <app>.internal]"},
 			&cli.StringFlag{Name: "region", Usage: "where this node runs; each replica of a stream goes to another region (a warning when not one of $LATCH_REGIONS, the deployment's, where set) [$LATCH_REGION; on fly.io: $FLY_REGION]"},
 			&cli.StringFlag{Name: "cluster-name", Usage: "the cluster's name, the same on every node (default: the operator's name)"},
 			&cli.StringFlag{Name: "cluster-advertise", Usage: "route address (host:port) the other nodes are told to use, when --cluster's is not reachable from them [on fly.io: <machine>.vm.<app>.internal]"},
@@ -263,9 +263,20 @@ func (e *env) clusterFlags(c *cli.Context, cfg *serveConfig) error {
 			return fmt.Errorf("--cluster %q: want host:port", cfg.cluster.Listen)
 		}
 		if fly && len(cfg.cluster.Routes) == 0 {
-			// Every machine of the app, itself among them (nats-server
-			// skips its own address), found again on every attempt.
-			cfg.cluster.Routes = []string{net.JoinHostPort(app+".internal", port)}
+			// The machine of each of the deployment's regions by its
+			// region's name, itself among them (nats-server skips its own
+			// address), found again on every attempt: a route to each node
+			// configured on every node. One name for every machine
+			// (<app>.internal) leaves the rest to gossip, and nats-server
+			// 2.15 then sometimes leaves a pair of nodes short of a pooled
+			// route, and the accounts on it without interest between them.
+			if regions := strings.TrimSpace(e.getenv("LATCH_REGIONS")); regions != "" {
+				for _, r := range strings.Split(regions, ",") {
+					cfg.cluster.Routes = append(cfg.cluster.Routes, net.JoinHostPort(strings.TrimSpace(r)+"."+app+".internal", port))
+				}
+			} else {
+				cfg.cluster.Routes = []string{net.JoinHostPort(app+".internal", port)}
+			}
 		}
 		if fly && machine != "" && cfg.cluster.Advertise == "" {
 			cfg.cluster.Advertise = net.JoinHostPort(machine+".vm."+app+".internal", port)
