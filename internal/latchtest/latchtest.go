@@ -348,7 +348,13 @@ func ForeignJWT(tb testing.TB, signer nkeys.KeyPair, accountJWT, tag string) str
 // test with what and cond's last error if it does not.
 func Eventually(tb testing.TB, what string, cond func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	EventuallyWithin(tb, 30*time.Second, what, cond)
+}
+
+// EventuallyWithin is Eventually for up to d.
+func EventuallyWithin(tb testing.TB, d time.Duration, what string, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		err := cond()
 		if err == nil {
