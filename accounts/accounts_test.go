@@ -768,8 +768,9 @@ func TestRefreshBringsTheDeviceTemplateUpToDate(t *testing.T) {
 	if !found {
 		t.Fatal("no device key after refresh")
 	}
-	if len(ac.Imports) != 1 || ac.Imports[0].Subject != operator.DeviceAPISubject || ac.Imports[0].Account != s.Operator.AppAccount.PublicKey || !ac.Imports[0].Share {
-		t.Errorf("imports after refresh: %+v, want the device API from LATCH with share on", ac.Imports)
+	if len(ac.Imports) != 2 || ac.Imports[0].Subject != operator.DeviceAPISubject || ac.Imports[0].Account != s.Operator.AppAccount.PublicKey || !ac.Imports[0].Share ||
+		ac.Imports[1].Subject != operator.ReleaseSubjectPrefix+".>" || ac.Imports[1].Type != jwt.Stream || ac.Imports[1].Account != s.Operator.AppAccount.PublicKey {
+		t.Errorf("imports after refresh: %d, want the device API from LATCH with share on and the release announcements", len(ac.Imports))
 	}
 	if got, want := ac.Limits.JetStreamTieredLimits["R1"].DiskStorage, 2*accounts.DefaultLimits().Disk+accounts.DeleteReserve(accounts.DefaultLimits().Disk); got != want {
 		t.Errorf("disk tier after refresh: %d, want %d", got, want)

@@ -105,6 +105,10 @@ func (s *Service) adminHandlers() map[string]adminHandler {
 		return s.CreatePerson(ctx, NewPerson{Name: r.Name, DisplayName: r.DisplayName, Role: r.Role, Limits: r.Limits})
 	})
 	handle(hs, EndpointAccountList, func(ctx context.Context, _ NoRequest) ([]Person, error) { return s.Persons(ctx) })
+	handle(hs, EndpointReleaseUpload, s.UploadReleaseChunk)
+	handle(hs, EndpointReleasePublish, s.PublishRelease)
+	handle(hs, EndpointReleaseList, func(ctx context.Context, _ NoRequest) ([]Release, error) { return s.Releases(ctx) })
+	handle(hs, EndpointReleaseYank, s.YankRelease)
 	handle(hs, EndpointAccountShow, byName(s.Account))
 	handle(hs, EndpointAccountEdit, func(ctx context.Context, r AccountEditRequest) (Person, error) {
 		return s.EditLimits(ctx, r.Name, r.LimitsEdit)

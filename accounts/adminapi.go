@@ -49,6 +49,10 @@ const (
 	EndpointClusterStatus    Endpoint[NoRequest, ClusterStatus]               = "cluster.status"
 	EndpointClusterRepair    Endpoint[NoRequest, ClusterRepairReply]          = "cluster.repair"
 	EndpointClusterRebalance Endpoint[NoRequest, RebalanceResult]             = "cluster.rebalance"
+	EndpointReleaseUpload    Endpoint[ReleaseChunk, ReleaseChunkReply]        = "release.upload"
+	EndpointReleasePublish   Endpoint[ReleasePublishRequest, Release]         = "release.publish"
+	EndpointReleaseList      Endpoint[NoRequest, []Release]                   = "release.ls"
+	EndpointReleaseYank      Endpoint[ReleaseYankRequest, []Release]          = "release.yank"
 )
 
 // Subject is where the endpoint listens.

@@ -56,6 +56,10 @@ const (
 	// ActionRecordsMoveIn is a person's records moved into a cluster from
 	// the data of a node that ran alone.
 	ActionRecordsMoveIn Action = "records.move-in"
+	// ActionReleasePublish and ActionReleaseYank are a release published
+	// and withdrawn, by an admin.
+	ActionReleasePublish Action = "release.publish"
+	ActionReleaseYank    Action = "release.yank"
 )
 
 // AuditEvent is one entry of the audit trail.

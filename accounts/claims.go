@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/latch-dev/latch/operator"
@@ -84,33 +85,40 @@ func DeviceTemplate(deviceSubs int64) jwt.UserPermissionLimits {
 	return t
 }
 
-// deviceAPIImport is a person account's import of the device API.
-func deviceAPIImport(appPub string) *jwt.Import {
-	return &jwt.Import{Name: "latch device api", Subject: operator.DeviceAPISubject, Account: appPub, Type: jwt.Service, Share: true}
+// latchImports are a person account's imports from LATCH: the device API
+// (a service, shared so that latch learns the caller) and the release
+// announcements (a stream).
+func latchImports(appPub string) []*jwt.Import {
+	return []*jwt.Import{
+		{Name: "latch device api", Subject: operator.DeviceAPISubject, Account: appPub, Type: jwt.Service, Share: true},
+		{Name: "latch releases", Subject: operator.ReleaseSubjectPrefix + ".>", Account: appPub, Type: jwt.Stream},
+	}
 }
 
-// hasDeviceAPI reports whether an account imports the device API from
-// appPub as deviceAPIImport says.
-func hasDeviceAPI(ac *jwt.AccountClaims, appPub string) bool {
-	want := deviceAPIImport(appPub)
-	for _, im := range ac.Imports {
-		if im.Subject == want.Subject && im.Account == appPub && im.Type == jwt.Service && im.Share {
-			return true
+// hasLatchImports reports whether an account imports from appPub all
+// that latchImports says.
+func hasLatchImports(ac *jwt.AccountClaims, appPub string) bool {
+	for _, want := range latchImports(appPub) {
+		if !slices.ContainsFunc(ac.Imports, func(im *jwt.Import) bool {
+			return im.Subject == want.Subject && im.Account == appPub && im.Type == want.Type && im.Share == want.Share
+		}) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
-// setDeviceAPI gives an account the device API's import, replacing any
-// import of its subject.
-func setDeviceAPI(ac *jwt.AccountClaims, appPub string) {
+// setLatchImports gives an account latchImports, replacing any import of
+// their subjects.
+func setLatchImports(ac *jwt.AccountClaims, appPub string) {
+	want := latchImports(appPub)
 	var kept jwt.Imports
 	for _, im := range ac.Imports {
-		if im.Subject != operator.DeviceAPISubject {
+		if !slices.ContainsFunc(want, func(w *jwt.Import) bool { return w.Subject == im.Subject }) {
 			kept = append(kept, im)
 		}
 	}
-	ac.Imports = append(kept, deviceAPIImport(appPub))
+	ac.Imports = append(kept, want...)
 }
 
 // Limits are the quotas of a person account.
@@ -260,7 +268,7 @@ func personAccountClaims(name string, k personKeys, l Limits, appPub string, rep
 	ac.SigningKeys.Add(svcPub)
 	l.apply(ac, replicas)
 	if appPub != "" {
-		setDeviceAPI(ac, appPub)
+		setLatchImports(ac, appPub)
 	}
 	return ac
 }

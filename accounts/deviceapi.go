@@ -18,7 +18,17 @@ const (
 	// DeviceEndpointRecordsDelete deletes a record, also when the
 	// records bucket is too full for the device to write even a delete.
 	DeviceEndpointRecordsDelete = "records.delete"
+	// DeviceEndpointReleasesLatest answers the newest client release for
+	// an os and arch (ReleasesLatestRequest): a device asks when it
+	// connects, then hears of new ones on latch.releases.<os>.<arch>.
+	DeviceEndpointReleasesLatest = "releases.latest"
 )
+
+// ReleasesLatestRequest names a device's platform.
+type ReleasesLatestRequest struct {
+	OS   string `json:"os"`
+	Arch string `json:"arch"`
+}
 
 // DeviceAPIRequestSubject is the subject a device sends a request for
 // endpoint to.
@@ -104,6 +114,16 @@ func (s *Service) ServeDeviceAPI(nc *nats.Conn, version string) (micro.Service, 
 				return nil, err
 			}
 			return RecordsDeleteReply{Key: rec.Key, Revision: rec.Revision}, nil
+		},
+		DeviceEndpointReleasesLatest: func(ctx context.Context, _ deviceCaller, data []byte) (any, error) {
+			var r ReleasesLatestRequest
+			if err := decode(data, &r); err != nil {
+				return nil, err
+			}
+			if !platformName.MatchString(r.OS) || !platformName.MatchString(r.Arch) {
+				return nil, invalid("os", "name the device's os and arch, such as linux and amd64")
+			}
+			return s.LatestRelease(ctx, ReleaseClient, r.OS, r.Arch)
 		},
 	}
 	for endpoint, h := range handlers {

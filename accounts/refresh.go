@@ -64,8 +64,9 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 		// Accounts made before the records history get room for it, and
 		// on more nodes the tier of the records' replicas.
 		short := t.name != "" && tiersShort(ac, t.disk, s.cfg.Replicas)
-		// Accounts made before the device API get its import.
-		noAPI := t.name != "" && s.cfg.AppAccount != "" && !hasDeviceAPI(ac, s.cfg.AppAccount)
+		// Accounts made before the device API or the release
+		// announcements get their imports.
+		noAPI := t.name != "" && s.cfg.AppAccount != "" && !hasLatchImports(ac, s.cfg.AppAccount)
 		oldTemplate := t.name != "" && (deviceScopeDiffers(ac, want) || unlimited || short || noAPI)
 		if !stale && !oldTemplate {
 			continue
@@ -81,8 +82,8 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 					r1 := ac.Limits.JetStreamTieredLimits["R1"]
 					setTiers(ac, t.disk, r1.MemoryStorage, r1.Consumer, s.cfg.Replicas)
 				}
-				if s.cfg.AppAccount != "" && !hasDeviceAPI(ac, s.cfg.AppAccount) {
-					setDeviceAPI(ac, s.cfg.AppAccount)
+				if s.cfg.AppAccount != "" && !hasLatchImports(ac, s.cfg.AppAccount) {
+					setLatchImports(ac, s.cfg.AppAccount)
 				}
 			}
 			return nil

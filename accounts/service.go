@@ -113,6 +113,9 @@ type Config struct {
 	// PublicURL is where people reach the web GUI, such as
 	// https://latch.example.com; invite links start with it.
 	PublicURL string
+	// ReleaseSigner is the release signing key: it signs the manifest of
+	// each release published. Nil refuses to publish.
+	ReleaseSigner nkeys.KeyPair
 }
 
 // Service manages persons, their accounts and their devices.
@@ -130,6 +133,8 @@ type Service struct {
 	admins     jetstream.KeyValue
 	sessions   jetstream.KeyValue
 	jwts       jetstream.KeyValue
+	// releaseIndex holds each release: kind.os.arch.version → Release.
+	releaseIndex jetstream.KeyValue
 
 	writers sync.Map // account public key → *writer
 	// statusMu serializes the status changes of one person (name →
@@ -190,6 +195,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		// A session outlives its TTL only in a bucket that has not yet
 		// expired it; the service refuses one older than SessionLifetime.
 		{&s.sessions, SessionsBucket, "web sessions: s.<sha256 of the token> → session; p.<account>.<id> lists them", 1, SessionLifetime + time.Hour},
+		{&s.releaseIndex, ReleaseIndexBucket, "releases: kind.os.arch.version → signed manifest, publisher, yanked", 1, 0},
 	}
 	// All at once: in a new cluster each waits to be placed.
 	var wg sync.WaitGroup

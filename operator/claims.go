@@ -65,6 +65,9 @@ func appAccountClaims(pub, signingKey string) *jwt.AccountClaims {
 		// signs account JWTs, so only its persons import it, and the
 		// service learns each caller from the server.
 		&jwt.Export{Name: "latch device api", Subject: DeviceAPISubject, Type: jwt.Service},
+		// Release announcements, for every person account: a public
+		// stream that only latch publishes to.
+		&jwt.Export{Name: "latch releases", Subject: ReleaseSubjectPrefix + ".>", Type: jwt.Stream},
 	)
 	return ac
 }

@@ -50,6 +50,9 @@ type Manifest struct {
 	// the server registers as the admin "admin" when it first starts.
 	FirstAdmin string    `json:"first_admin,omitempty"`
 	Created    time.Time `json:"created"`
+	// ReleaseKey is the public key that signs release manifests; its seed
+	// is in the key store. Devices learn it at enrollment.
+	ReleaseKey string `json:"release_key,omitempty"`
 	// Joined marks a folder made from an identity (Join) of a first node
 	// that had run a server (Identity.FirstNodeServed): a node that joined
 	// a deployment whose first node may bring data in, and makes latch's
@@ -290,6 +293,14 @@ func writeOperatorTree(dir, name string) error {
 	if err := addAdminAccount(dir, store, &m, appSignKP); err != nil {
 		return err
 	}
+	relKP, relPub, err := newReleaseKey()
+	if err != nil {
+		return err
+	}
+	if err := store.Put(relKP); err != nil {
+		return err
+	}
+	m.ReleaseKey = relPub
 	if err := store.PutSecret(JetStreamKeyName, keys.RandomSecret(32)); err != nil {
 		return err
 	}

@@ -141,12 +141,14 @@ func TestUpgradeAppExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	ac, _ = jwt.DecodeAccountClaims(op.AppAccount.JWT)
-	found := false
+	found, releases := false, false
 	for _, e := range ac.Exports {
 		found = found || string(e.Subject) == operator.DeviceAPISubject && e.Type == jwt.Service && !e.TokenReq
+		releases = releases || string(e.Subject) == operator.ReleaseSubjectPrefix+".>" && e.Type == jwt.Stream && !e.TokenReq
 	}
-	if !found || len(ac.Exports) != 3 {
-		t.Errorf("LATCH's exports after the upgrade: %+v, want the admin's and the device service's", ac.Exports)
+	if !found || !releases || len(ac.Exports) != 4 {
+		t.Errorf("LATCH's exports after the upgrade: %d, device service %v, releases %v; want the admin's two, the device service's and the releases'",
+			len(ac.Exports), found, releases)
 	}
 	if changed, err := op.UpgradeAppExports(); err != nil || changed {
 		t.Errorf("second upgrade: changed %v, %v; want nothing to do", changed, err)

@@ -316,6 +316,11 @@ func (s *Server) open() error {
 			"a new one replaces it, and `latch admin creds issue` makes one for each admin",
 			"admin_creds", filepath.Join(cfg.Data, operator.AdminCredsFile))
 	}
+	if changed, err := op.UpgradeReleaseKey(); err != nil {
+		return fmt.Errorf("make a release signing key: %w", err)
+	} else if changed {
+		log.Info("made a release signing key; nodes made from an earlier identity need a new one to publish releases", "release_key", op.ReleaseKey)
+	}
 	if changed, err := op.UpgradeAppExports(); err != nil {
 		return fmt.Errorf("bring the LATCH account up to date: %w", err)
 	} else if changed {
@@ -695,6 +700,12 @@ func (s *Server) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A node made from an identity of before releases has no release key:
+	// it serves releases, and refuses to publish one.
+	releaseSigner, err := op.ReleaseSigner()
+	if err != nil && !errors.Is(err, operator.ErrNoReleaseKey) {
+		return err
+	}
 	// The embedded server stores a JWT itself, only when it is newer
 	// than its own; an external cluster is sent it ($SYS.REQ.CLAIMS.UPDATE).
 	var apply func(account, accountJWT string) error
@@ -703,25 +714,26 @@ func (s *Server) run(ctx context.Context) error {
 	}
 	clustered := s.cfg.Cluster.Listen != "" || external
 	svc, err := accounts.Open(wctx, accounts.Config{
-		Connections:  connections{presence, ns},
-		AdminAccount: op.AdminAccount.PublicKey,
-		AdminSigner:  adminSigner,
-		AppAccount:   op.AppAccount.PublicKey,
-		Signer:       signer,
-		Directory:    resolver.NewClaims(sysNC, 10*time.Second),
-		App:          appNC,
-		Dial:         dial,
-		Limits:       cfg.Limits,
-		Replicas:     cfg.Replicas,
-		Clustered:    clustered,
-		DeviceTTL:    cfg.DeviceTTL,
-		PublicURL:    cfg.PublicURL,
-		Stored:       ns.StoredJWT,
-		Apply:        apply,
-		Node:         cfg.Name,
-		External:     external,
-		Joined:       op.Joined && s.cfg.Cluster.Listen != "",
-		Log:          log,
+		Connections:   connections{presence, ns},
+		AdminAccount:  op.AdminAccount.PublicKey,
+		AdminSigner:   adminSigner,
+		AppAccount:    op.AppAccount.PublicKey,
+		Signer:        signer,
+		Directory:     resolver.NewClaims(sysNC, 10*time.Second),
+		App:           appNC,
+		Dial:          dial,
+		Limits:        cfg.Limits,
+		Replicas:      cfg.Replicas,
+		Clustered:     clustered,
+		DeviceTTL:     cfg.DeviceTTL,
+		PublicURL:     cfg.PublicURL,
+		Stored:        ns.StoredJWT,
+		Apply:         apply,
+		Node:          cfg.Name,
+		External:      external,
+		Joined:        op.Joined && s.cfg.Cluster.Listen != "",
+		ReleaseSigner: releaseSigner,
+		Log:           log,
 	})
 	if err != nil {
 		if wctx.Err() != nil {

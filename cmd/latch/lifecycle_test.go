@@ -291,8 +291,8 @@ func checkInitFolder(t *testing.T, data, opPub string) {
 		t.Errorf("jetstream.key holds %d bytes, want 32 random bytes in hex", len(b))
 	}
 	seeds, _ := filepath.Glob(filepath.Join(data, "keys", "*.nk"))
-	if len(seeds) != 5 {
-		t.Errorf("keys/ holds %d seeds, want 5 (operator, its signing key, SYS's, LATCH's and LATCH_ADMIN's signing keys)", len(seeds))
+	if len(seeds) != 6 {
+		t.Errorf("keys/ holds %d seeds, want 6 (operator, its signing key, SYS's, LATCH's and LATCH_ADMIN's signing keys, the release key)", len(seeds))
 	}
 	var haveOperator bool
 	for _, f := range seeds {

@@ -114,6 +114,7 @@ func runEnv(ctx context.Context, args []string, e *env) error {
 			adminCommand(e),
 			inviteCommand(e),
 			auditCommand(e),
+			releaseCommand(e),
 			clientCommand(e),
 		},
 		HideHelpCommand: true,

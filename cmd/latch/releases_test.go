@@ -1,0 +1,205 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/operator"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// releaseListener is a device's subscription to release announcements,
+// with its own creds, as a client subscribes.
+type releaseListener struct {
+	nc  *nats.Conn
+	got chan releaseHeard
+}
+
+type releaseHeard struct {
+	a  accounts.ReleaseAnnouncement
+	at time.Time
+}
+
+func mustListenReleases(t *testing.T, url, creds string) *releaseListener {
+	t.Helper()
+	nc, err := connectCreds(url, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	l := &releaseListener{nc: nc, got: make(chan releaseHeard, 16)}
+	_, err = nc.Subscribe(accounts.ReleaseSubject("linux", "amd64"), func(m *nats.Msg) {
+		var a accounts.ReleaseAnnouncement
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			t.Errorf("announcement %q: %v", m.Data, err)
+			return
+		}
+		l.got <- releaseHeard{a, time.Now()}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (l *releaseListener) next(t *testing.T) releaseHeard {
+	t.Helper()
+	select {
+	case h := <-l.got:
+		return h
+	case <-time.After(10 * time.Second):
+		t.Fatal("no release announcement within 10 s")
+		return releaseHeard{}
+	}
+}
+
+// mustBuildFile writes n random bytes, and returns the file and its SHA-256.
+func mustBuildFile(t *testing.T, n int) (string, string) {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	f := filepath.Join(t.TempDir(), "latch")
+	if err := os.WriteFile(f, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return f, hex.EncodeToString(sum[:])
+}
+
+// latch release publish: the file lands in NATS, its manifest is signed
+// with the deployment's release key, and every device of the platform
+// hears of it at once with its own creds, without asking: persons made
+// before any release and after alike. A device that was away asks for the
+// latest. ls lists, yank withdraws and tells devices; a version is
+// published once.
+func TestReleasePublish(t *testing.T) {
+	t.Parallel()
+	s := mustServe(t, "")
+	releaseKey := mustOperatorTree(t, s.data).ReleaseKey
+	aliceCreds := mustIssueDevice(t, s, "alice", "laptop")
+	alice := mustListenReleases(t, s.nats, aliceCreds)
+	before := alice.nc.Stats().OutMsgs
+
+	file, sum := mustBuildFile(t, 3*accounts.ReleaseChunkSize+1234)
+	began := time.Now()
+	mustLatch(t, s.env, "release", "publish", file, "--version", "1.4.0", "--os", "linux", "--arch", "amd64", "--notes", "faster <sync>")
+	returned := time.Now()
+	h := alice.next(t)
+	t.Logf("announced %s after the publish began, %s before or after it returned (a %d-byte file in %d chunks)",
+		h.at.Sub(began).Round(time.Millisecond), h.at.Sub(returned).Round(time.Millisecond), 3*accounts.ReleaseChunkSize+1234, 4)
+	if h.at.After(returned.Add(time.Second)) {
+		t.Errorf("the announcement came %s after the publish returned, want well under a second", h.at.Sub(returned))
+	}
+	if got := alice.nc.Stats().OutMsgs; got != before {
+		t.Errorf("the device sent %d messages while it waited: it should only listen", got-before)
+	}
+	m, err := h.a.Release.Verify(releaseKey)
+	if err != nil {
+		t.Fatalf("the announced release does not verify with the release key: %v", err)
+	}
+	if m.Version != "1.4.0" || m.OS != "linux" || m.Arch != "amd64" || m.Kind != "client" || m.SHA256 != sum ||
+		m.Size != 3*accounts.ReleaseChunkSize+1234 || m.Notes != "faster <sync>" || m.File != "latch_1.4.0_linux_amd64" || h.a.Yanked {
+		t.Errorf("the announced manifest: %+v", m)
+	}
+
+	// Trust nothing else: a changed manifest, another key.
+	forged := h.a.Release.SignedManifest
+	forged.Manifest = json.RawMessage(strings.Replace(string(forged.Manifest), sum, strings.Repeat("0", 64), 1))
+	if _, err := forged.Verify(releaseKey); err == nil {
+		t.Error("a changed manifest verifies")
+	}
+	other, _ := nkeys.CreatePair(nkeys.PrefixByteServer)
+	otherPub, _ := other.PublicKey()
+	if _, err := h.a.Release.Verify(otherPub); err == nil {
+		t.Error("a manifest verifies with a key that did not sign it")
+	}
+
+	// A person made after the first release hears of the next.
+	bobCreds := mustIssueDevice(t, s, "bob", "phone")
+	bob := mustListenReleases(t, s.nats, bobCreds)
+	file2, _ := mustBuildFile(t, 1000)
+	mustLatch(t, s.env, "release", "publish", file2, "--version", "1.4.1", "--os", "linux", "--arch", "amd64")
+	for who, l := range map[string]*releaseListener{"alice": alice, "bob": bob} {
+		if h := l.next(t); h.a.Release.Version != "1.4.1" {
+			t.Errorf("%s heard of %s, want 1.4.1", who, h.a.Release.Version)
+		}
+	}
+
+	// A device that was away asks for the latest, with its own creds.
+	latest := func(creds string) accounts.Release {
+		t.Helper()
+		nc, err := connectCreds(s.nats, creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		dev := credsUser(t, creds)
+		body, _ := json.Marshal(accounts.ReleasesLatestRequest{OS: "linux", Arch: "amd64"})
+		msg, err := nc.Request(accounts.DeviceAPIRequestSubject(dev, accounts.DeviceEndpointReleasesLatest), body, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r accounts.Release
+		if err := json.Unmarshal(msg.Data, &r); err != nil {
+			t.Fatalf("releases.latest answered %q: %v", msg.Data, err)
+		}
+		return r
+	}
+	if r := latest(bobCreds); r.Version != "1.4.1" {
+		t.Errorf("latest: %s, want 1.4.1", r.Version)
+	}
+
+	// Published once.
+	if r := latch(t, s.env, "release", "publish", file2, "--version", "1.4.1", "--os", "linux", "--arch", "amd64"); r.err == nil ||
+		!strings.Contains(r.err.Error(), "published already") {
+		t.Errorf("publishing 1.4.1 again: %v, want it refused", r.err)
+	}
+
+	// Yanked: devices told, no longer the latest, listed as yanked.
+	mustLatch(t, s.env, "release", "yank", "1.4.1")
+	if h := alice.next(t); !h.a.Yanked || h.a.Release.Version != "1.4.1" {
+		t.Errorf("the yank's announcement: %+v", h.a)
+	}
+	if r := latest(aliceCreds); r.Version != "1.4.0" {
+		t.Errorf("latest after the yank: %s, want 1.4.0", r.Version)
+	}
+	var rs []accounts.Release
+	decodeJSON(t, mustLatch(t, s.env, "release", "ls", "--json"), &rs)
+	if len(rs) != 2 || rs[0].Version != "1.4.1" || rs[0].Yanked == nil || rs[1].Version != "1.4.0" || rs[1].Yanked != nil ||
+		!strings.HasPrefix(rs[1].Publisher, "admin:") {
+		t.Errorf("release ls: %+v", rs)
+	}
+	var events []accounts.AuditEvent
+	decodeJSON(t, mustLatch(t, s.env, "audit", "--json"), &events)
+	for _, action := range []accounts.Action{accounts.ActionReleasePublish, accounts.ActionReleaseYank} {
+		found := false
+		for _, e := range events {
+			found = found || e.Action == action && strings.HasPrefix(e.Actor, "admin:")
+		}
+		if !found {
+			t.Errorf("the audit trail has no %s by an admin", action)
+		}
+	}
+}
+
+// mustOperatorTree loads a data folder's operator tree.
+func mustOperatorTree(t *testing.T, data string) *operator.Tree {
+	t.Helper()
+	op, err := operator.Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return op
+}
