@@ -101,12 +101,15 @@ type Device struct {
 	Servers []string `json:"servers"` // NATS URLs to connect to
 	// TLSFirst connects to Servers with the TLS handshake first: they are
 	// a proxy that ends TLS from the first byte (latch on fly.io).
-	TLSFirst  bool       `json:"tls_first,omitempty"`
-	Account   string     `json:"account"`          // the person account's public key (A…)
-	Person    string     `json:"person,omitempty"` // the person's name, the account's name
-	Name      string     `json:"name"`
-	PublicKey string     `json:"public_key"` // the device's user key (U…)
-	Expires   *time.Time `json:"expires"`    // when the JWT expires; nil is never
+	TLSFirst bool `json:"tls_first,omitempty"`
+	// ReleaseKey is the key that signs releases, learned at enrollment:
+	// the only one the device trusts for an update.
+	ReleaseKey string     `json:"release_key,omitempty"`
+	Account    string     `json:"account"`          // the person account's public key (A…)
+	Person     string     `json:"person,omitempty"` // the person's name, the account's name
+	Name       string     `json:"name"`
+	PublicKey  string     `json:"public_key"` // the device's user key (U…)
+	Expires    *time.Time `json:"expires"`    // when the JWT expires; nil is never
 	// CAFile is the CA that signed the server's certificate, when the
 	// system does not trust it; empty is the system's.
 	CAFile string `json:"ca,omitempty"`

@@ -247,6 +247,7 @@ type pollResult struct {
 	AccountName string   `json:"account_name"`
 	Servers     []string `json:"servers"`
 	TLSFirst    bool     `json:"tls_first"`
+	ReleaseKey  string   `json:"release_key"`
 	ExpiresAt   *string  `json:"expires_at"`
 }
 
@@ -264,7 +265,7 @@ func (p *Pending) finish(r pollResult) (*Device, error) {
 	}
 	d := &Device{
 		Home: p.opts.Home, CredsPath: filepath.Join(p.opts.Home, CredsFile),
-		URL: p.opts.URL, Servers: r.Servers, TLSFirst: r.TLSFirst, Account: r.Account, Person: r.AccountName, Name: p.Name, PublicKey: p.PublicKey,
+		URL: p.opts.URL, Servers: r.Servers, TLSFirst: r.TLSFirst, ReleaseKey: r.ReleaseKey, Account: r.Account, Person: r.AccountName, Name: p.Name, PublicKey: p.PublicKey,
 		CAFile: p.opts.CAFile, CertFile: p.opts.CertFile, KeyFile: p.opts.KeyFile,
 	}
 	if r.ExpiresAt != nil {

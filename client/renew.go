@@ -131,6 +131,11 @@ func (d *Device) renewed(res renewResult, expires *time.Time) {
 	if len(res.Servers) > 0 {
 		d.Servers, d.TLSFirst = res.Servers, res.TLSFirst
 	}
+	// A device enrolled before releases learns the key once; a key it
+	// holds is never replaced by a renewal.
+	if d.ReleaseKey == "" {
+		d.ReleaseKey = res.ReleaseKey
+	}
 }
 
 // saveConfig brings client.json up to date after a renewal, when it

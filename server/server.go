@@ -848,6 +848,7 @@ func (s *Server) run(ctx context.Context) error {
 		TrustProxy:    cfg.TrustProxy,
 		Servers:       servers,
 		TLSFirst:      cfg.NATSBehindTLSProxy,
+		ReleaseKey:    op.ReleaseKey,
 		SessionSecret: sessionSecret,
 		Accounts:      svc,
 		Presence:      webPresence{presence},

@@ -72,8 +72,11 @@ type enrollPollResponse struct {
 	AccountName string   `json:"account_name"`
 	Servers     []string `json:"servers"`
 	// TLSFirst says to connect to Servers with the TLS handshake first.
-	TLSFirst  bool    `json:"tls_first,omitempty"`
-	ExpiresAt *string `json:"expires_at"`
+	TLSFirst bool `json:"tls_first,omitempty"`
+	// ReleaseKey is the key that signs releases: the only one a device
+	// trusts for an update.
+	ReleaseKey string  `json:"release_key,omitempty"`
+	ExpiresAt  *string `json:"expires_at"`
 }
 
 // readJSONBody decodes a JSON object of at most limit bytes into v.
@@ -237,7 +240,7 @@ func (s *Server) handleEnrollPoll(w http.ResponseWriter, r *http.Request) {
 // enrollment and to a renewal alike: the servers a list even when there
 // are none, the expiry RFC 3339 or null.
 func (s *Server) deviceJWT(token, account, accountName string, expires *time.Time) enrollPollResponse {
-	resp := enrollPollResponse{JWT: token, Account: account, AccountName: accountName, TLSFirst: s.cfg.TLSFirst}
+	resp := enrollPollResponse{JWT: token, Account: account, AccountName: accountName, TLSFirst: s.cfg.TLSFirst, ReleaseKey: s.cfg.ReleaseKey}
 	if s.cfg.Servers != nil {
 		resp.Servers = s.cfg.Servers()
 	}

@@ -15,6 +15,11 @@ func (s *Server) routes() http.Handler {
 		static.ServeHTTP(w, r)
 	})))
 
+	// Releases, for anyone (downloads.go).
+	mux.HandleFunc("GET /downloads", s.handleDownloads)
+	mux.HandleFunc("GET /downloads/latest/{os}/{arch}", s.handleDownloadLatest)
+	mux.HandleFunc("GET /downloads/{kind}/{os}/{arch}/{version}", s.handleDownload)
+
 	// Logging in and signing up (auth.go, passkeys.go).
 	mux.HandleFunc("GET /", s.handleHome)
 	mux.HandleFunc("GET /login", s.handleLogin)

@@ -43,6 +43,7 @@ type Accounts interface {
 	inviteService
 	auditService
 	recordService
+	releaseService
 }
 
 // Presence tells whether devices are online, and when they were last seen.
@@ -101,6 +102,9 @@ type Config struct {
 	// TLSFirst tells devices to connect to Servers with the TLS handshake
 	// first: they are a proxy that ends TLS from the first byte.
 	TLSFirst bool
+	// ReleaseKey is the public key that signs releases' manifests: the
+	// downloads page shows it, and enrolled devices are given it.
+	ReleaseKey string
 	// SessionSecret is the secret the session cookie's keys are derived
 	// from; every node that shares it accepts the others' sessions. Empty
 	// makes keys of this process only.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +109,7 @@ enrollment in the home folder is never replaced without --force.`,
 			clientLsCommand(e),
 			clientWatchCommand(e),
 			clientRenewCommand(e),
+			clientUpdateCommand(e),
 			clientStatusCommand(e),
 		},
 	}
@@ -625,4 +627,79 @@ func natsLine(d *client.Device) string {
 		line += " (TLS handshake first)"
 	}
 	return line
+}
+
+func clientUpdateCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "update",
+		Usage: "replace this latch binary with the newest release latch offers for this platform",
+		Description: `Asks the latch server, with this device's creds, for the newest client
+release for this os and arch; checks its manifest's signature with the
+release key the device learned when it enrolled, and refuses a release
+that is not newer than this one (no rollback) or was withdrawn. It then
+downloads the file from the server's web, checks its size and SHA-256
+against the signed manifest as it writes it beside this binary, and
+renames it into place in one step. Whatever fails, this binary stays as
+it was. --check only says whether there is an update (exit 0 either way).`,
+		Flags: deviceFlags(
+			&cli.BoolFlag{Name: "check", Usage: "only say whether a newer release is there"},
+			&cli.BoolFlag{Name: "yes", Usage: "update without asking"},
+		),
+		Action: func(c *cli.Context) error {
+			if _, err := args(c); err != nil {
+				return err
+			}
+			d, err := e.device(c)
+			if err != nil {
+				return err
+			}
+			nc, err := d.Connect()
+			if err != nil {
+				return fmt.Errorf("connect to %s: %w", strings.Join(d.Servers, ", "), err)
+			}
+			defer nc.Close()
+			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+			defer cancel()
+			u, err := d.LatestRelease(ctx, nc, version)
+			if errors.Is(err, client.ErrUpToDate) {
+				fmt.Fprintf(e.stdout, "latch %s is up to date (%v)\n", version, err)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			m := u.Manifest
+			if c.Bool("check") {
+				fmt.Fprintf(e.stdout, "latch %s is available (this is %s): %d bytes, sha256 %s\n", m.Version, version, m.Size, m.SHA256)
+				if m.Notes != "" {
+					fmt.Fprintln(e.stdout, m.Notes)
+				}
+				return nil
+			}
+			if !c.Bool("yes") {
+				f, ok := e.stdin.(*os.File)
+				if !ok || !isTerminal(f) {
+					return usagef("latch %s is available (this is %s); add --yes to update without a terminal to ask on", m.Version, version)
+				}
+				fmt.Fprintf(e.stderr, "Update latch %s to %s? [y/N] ", version, m.Version)
+				var answer string
+				fmt.Fscanln(e.stdin, &answer)
+				if answer != "y" && answer != "Y" && answer != "yes" {
+					return errors.New("not updated")
+				}
+			}
+			exe, err := os.Executable()
+			if err == nil {
+				exe, err = filepath.EvalSymlinks(exe)
+			}
+			if err != nil {
+				return fmt.Errorf("find this binary: %w", err)
+			}
+			if err := d.Install(c.Context, u, exe); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "updated %s from %s to %s\n", exe, version, m.Version)
+			return nil
+		},
+	}
 }

@@ -1,17 +1,21 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/client"
 	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -202,4 +206,88 @@ func mustOperatorTree(t *testing.T, data string) *operator.Tree {
 		t.Fatal(err)
 	}
 	return op
+}
+
+// mustBuildLatch builds this package's latch with version stamped in.
+func mustBuildLatch(t *testing.T, dir, version string) string {
+	t.Helper()
+	out := filepath.Join(dir, "latch-"+version)
+	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X main.version="+version+" -X main.commit=test", ".")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", version, err, b)
+	}
+	return out
+}
+
+// runBinary runs a latch binary with only environ, and returns what it
+// printed.
+func runBinary(t *testing.T, bin string, environ []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = environ
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// latch client update, as a device runs it: an older latch binary asks
+// with its device's creds, checks the release against the key it learned
+// at enrollment, downloads it, and replaces itself; run again, it is the
+// new version and says it is up to date.
+func TestClientUpdate(t *testing.T) {
+	t.Parallel()
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	home := filepath.Join(t.TempDir(), "home")
+	d := s.mustEnroll(t, ctx, "alice", client.EnrollOptions{URL: s.http, Name: "laptop", Home: home})
+	if d.ReleaseKey != mustOperatorTree(t, s.data).ReleaseKey {
+		t.Fatalf("the device learned release key %q at enrollment, want the deployment's", d.ReleaseKey)
+	}
+	build := t.TempDir()
+	newer := mustBuildLatch(t, build, "1.1.0")
+	older := mustBuildLatch(t, build, "1.0.0")
+	bin := filepath.Join(t.TempDir(), "latch")
+	b, err := os.ReadFile(older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{client.HomeEnv + "=" + home, "HOME=" + t.TempDir()}
+
+	if out, err := runBinary(t, bin, environ, "client", "update", "--check"); err != nil || !strings.Contains(out, "up to date") {
+		t.Errorf("update --check with no release: %v\n%s", err, out)
+	}
+	mustLatch(t, s.env, "release", "publish", newer, "--version", "1.1.0", "--os", runtime.GOOS, "--arch", runtime.GOARCH, "--notes", "the newer one")
+	if out, err := runBinary(t, bin, environ, "client", "update", "--check"); err != nil || !strings.Contains(out, "latch 1.1.0 is available (this is 1.0.0)") {
+		t.Errorf("update --check: %v\n%s", err, out)
+	}
+	if out, err := runBinary(t, bin, environ, "client", "update"); err == nil || !strings.Contains(out, "--yes") {
+		t.Errorf("update without --yes and no terminal: %v\n%s", err, out)
+	}
+	if out, err := runBinary(t, bin, environ, "--version"); err != nil || !strings.Contains(out, "latch version 1.0.0") {
+		t.Fatalf("before the update: %v\n%s", err, out)
+	}
+	if out, err := runBinary(t, bin, environ, "client", "update", "--yes"); err != nil || !strings.Contains(out, "from 1.0.0 to 1.1.0") {
+		t.Fatalf("update --yes: %v\n%s", err, out)
+	}
+	if out, err := runBinary(t, bin, environ, "--version"); err != nil || !strings.Contains(out, "latch version 1.1.0") {
+		t.Errorf("after the update: %v\n%s", err, out)
+	}
+	if out, err := runBinary(t, bin, environ, "client", "update", "--yes"); err != nil || !strings.Contains(out, "up to date") {
+		t.Errorf("update again: %v\n%s", err, out)
+	}
+	// Withdrawn, it is offered no more: the older one does not update.
+	mustLatch(t, s.env, "release", "yank", "1.1.0")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runBinary(t, bin, environ, "client", "update", "--yes"); err != nil || !strings.Contains(out, "up to date") {
+		t.Errorf("update after the yank: %v\n%s", err, out)
+	}
+	if out, _ := runBinary(t, bin, environ, "--version"); !strings.Contains(out, "latch version 1.0.0") {
+		t.Errorf("a yanked release was installed:\n%s", out)
+	}
 }

@@ -106,9 +106,14 @@ func Start(o Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
+	releaseSigner, err := op.ReleaseSigner()
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
 	s.Claims = resolver.NewClaims(s.Sys, 10*time.Second)
 	s.Service, err = accounts.Open(ctx, accounts.Config{
-		Signer: signer, Directory: s.Claims, App: s.App, Dial: dial,
+		Signer: signer, Directory: s.Claims, App: s.App, Dial: dial, ReleaseSigner: releaseSigner,
 		Limits: o.Limits, DeviceTTL: time.Hour,
 		AdminAccount: op.AdminAccount.PublicKey, AdminSigner: adminSigner,
 		AppAccount:  op.AppAccount.PublicKey,
