@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -413,11 +414,20 @@ it: every change since, deletes included, in order. Without a recorded
 revision, watch starts with the current value of every record, then the
 changes. --all prints every change the bucket still holds from the start
 (it keeps the last 10 revisions of each key), --from REV those after
-REV. Runs until interrupted.`,
+REV. Runs until interrupted.
+
+With --updates it also listens for new releases of latch for this
+platform (and asks for the latest as it starts): a release newer than
+this one, signed with the release key the device trusts, is said on
+standard error; with --yes as well, the watch updates this binary as
+latch client update does and starts it again in its place, resuming
+where it was.`,
 		Flags: deviceFlags(
 			&cli.BoolFlag{Name: "all", Usage: "start from the first change the bucket holds"},
 			&cli.Uint64Flag{Name: "from", Usage: "start after this revision"},
 			&cli.BoolFlag{Name: "json", Usage: "print each change as a JSON object on its own line"},
+			&cli.BoolFlag{Name: "updates", Usage: "say when a newer release of latch is published for this platform"},
+			&cli.BoolFlag{Name: "yes", Usage: "with --updates: install it and start again, without asking"},
 		),
 		Action: func(c *cli.Context) error {
 			prefix, err := prefixArg(c)
@@ -451,16 +461,51 @@ REV. Runs until interrupted.`,
 				return err
 			}
 			defer r.Close()
+			if c.Bool("yes") && !c.Bool("updates") {
+				return usagef("--yes goes with --updates")
+			}
 			ch, err := r.Watch(c.Context, prefix, opts...)
 			if err != nil {
 				return err
 			}
-			for chg := range ch {
-				if err := printChange(e.stdout, chg, c.Bool("json")); err != nil {
+			var updates <-chan client.Update
+			if c.Bool("updates") {
+				if updates, err = watchUpdates(c.Context, e, d, r.Conn()); err != nil {
 					return err
 				}
-				if err := d.SetApplied(prefix, chg.Revision); err != nil {
-					return fmt.Errorf("record how far the watch got: %v", err)
+			}
+			for ch != nil {
+				select {
+				case chg, ok := <-ch:
+					if !ok {
+						ch = nil
+						continue
+					}
+					if err := printChange(e.stdout, chg, c.Bool("json")); err != nil {
+						return err
+					}
+					if err := d.SetApplied(prefix, chg.Revision); err != nil {
+						return fmt.Errorf("record how far the watch got: %v", err)
+					}
+				case u := <-updates:
+					fmt.Fprintf(e.stderr, "latch %s is available (this is %s); latch client update installs it\n", u.Manifest.Version, version)
+					if !c.Bool("yes") {
+						continue
+					}
+					exe, err := os.Executable()
+					if err == nil {
+						exe, err = filepath.EvalSymlinks(exe)
+					}
+					if err == nil {
+						err = d.Install(c.Context, u, exe)
+					}
+					if err != nil {
+						fmt.Fprintf(e.stderr, "update to %s: %v\n", u.Manifest.Version, err)
+						continue
+					}
+					fmt.Fprintf(e.stderr, "updated %s from %s to %s; starting it again\n", exe, version, u.Manifest.Version)
+					r.Close()
+					return reexec(exe)
 				}
 			}
 			if c.Context.Err() != nil {
@@ -702,4 +747,47 @@ it was. --check only says whether there is an update (exit 0 either way).`,
 			return nil
 		},
 	}
+}
+
+// watchUpdates hears of releases for this platform on nc, the device's
+// connection, and asks for the latest once: it sends each newer release
+// that checks out, and says on stderr why one was refused.
+func watchUpdates(ctx context.Context, e *env, d *client.Device, nc *nats.Conn) (<-chan client.Update, error) {
+	out := make(chan client.Update, 4)
+	offer := func(u client.Update) {
+		select {
+		case out <- u:
+		default: // a slow reader gets the next one
+		}
+	}
+	_, err := nc.Subscribe(accounts.ReleaseSubject(runtime.GOOS, runtime.GOARCH), func(m *nats.Msg) {
+		var a accounts.ReleaseAnnouncement
+		if err := json.Unmarshal(m.Data, &a); err != nil || a.Yanked {
+			return
+		}
+		man, err := d.CheckRelease(a.Release, version)
+		if errors.Is(err, client.ErrUpToDate) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "a release was announced and refused: %v\n", err)
+			return
+		}
+		offer(client.Update{Release: a.Release, Manifest: man, Running: version})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen for releases: %w", err)
+	}
+	go func() {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		u, err := d.LatestRelease(actx, nc, version)
+		switch {
+		case err == nil:
+			offer(u)
+		case !errors.Is(err, client.ErrUpToDate) && ctx.Err() == nil:
+			fmt.Fprintf(e.stderr, "ask for the latest release: %v\n", err)
+		}
+	}()
+	return out, nil
 }

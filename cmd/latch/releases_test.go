@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/client"
+	"github.com/latch-dev/latch/internal/latchtest"
 	"github.com/latch-dev/latch/operator"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -289,5 +291,66 @@ func TestClientUpdate(t *testing.T) {
 	}
 	if out, _ := runBinary(t, bin, environ, "--version"); !strings.Contains(out, "latch version 1.0.0") {
 		t.Errorf("a yanked release was installed:\n%s", out)
+	}
+}
+
+// latch client watch --updates --yes, left running on a device: it hears
+// of a new release at once, updates its binary, starts it again in the
+// same process, and goes on printing the records' changes.
+func TestClientWatchUpdates(t *testing.T) {
+	t.Parallel()
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	home := filepath.Join(t.TempDir(), "home")
+	s.mustEnroll(t, ctx, "alice", client.EnrollOptions{URL: s.http, Name: "laptop", Home: home})
+	build := t.TempDir()
+	newer := mustBuildLatch(t, build, "1.1.0")
+	bin := filepath.Join(t.TempDir(), "latch")
+	b, err := os.ReadFile(mustBuildLatch(t, build, "1.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{client.HomeEnv + "=" + home, "HOME=" + t.TempDir()}
+
+	watch := exec.CommandContext(ctx, bin, "client", "watch", "--updates", "--yes")
+	watch.Env = environ
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	watch.Stdout, watch.Stderr = stdout, stderr
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { watch.Process.Kill(); watch.Wait() })
+	env := map[string]string{client.HomeEnv: home}
+	mustClient(t, env, "put", "before", "1")
+	waitFor := func(what string, buf *syncBuffer, want string) {
+		t.Helper()
+		latchtest.Eventually(t, what, func() error {
+			if !strings.Contains(buf.String(), want) {
+				return fmt.Errorf("no %q yet; stdout:\n%s\nstderr:\n%s", want, stdout, stderr)
+			}
+			return nil
+		})
+	}
+	waitFor("the watch prints a change", stdout, "put before")
+	pid := watch.Process.Pid
+
+	mustLatch(t, s.env, "release", "publish", newer, "--version", "1.1.0", "--os", runtime.GOOS, "--arch", runtime.GOARCH)
+	waitFor("the watch updates itself", stderr, "from 1.0.0 to 1.1.0; starting it again")
+	if out, err := runBinary(t, bin, environ, "--version"); err != nil || !strings.Contains(out, "latch version 1.1.0") {
+		t.Errorf("the binary after the watch's update: %v\n%s", err, out)
+	}
+	// The same process, running the new program, resumes the watch.
+	mustClient(t, env, "put", "after", "2")
+	waitFor("the watch goes on after the update", stdout, "put after")
+	if watch.Process.Pid != pid || watch.ProcessState != nil {
+		t.Error("the watch is not the same process after its update")
+	}
+	if strings.Count(stdout.String(), "put before") != 1 {
+		t.Errorf("the watch printed a change twice after starting again:\n%s", stdout)
 	}
 }

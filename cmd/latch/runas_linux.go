@@ -5,8 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 )
 
@@ -59,15 +57,4 @@ func runAs(spec, data string) error {
 		return fmt.Errorf("$LATCH_RUN_AS: still uid %d after giving up root", os.Geteuid())
 	}
 	return nil
-}
-
-// parseRunAs reads "uid:gid", numbers both.
-func parseRunAs(spec string) (uid, gid int, err error) {
-	u, g, ok := strings.Cut(spec, ":")
-	uid, uerr := strconv.Atoi(u)
-	gid, gerr := strconv.Atoi(g)
-	if !ok || uerr != nil || gerr != nil || uid < 0 || gid < 0 {
-		return 0, 0, fmt.Errorf("$LATCH_RUN_AS %q: want uid:gid, two numbers", spec)
-	}
-	return uid, gid, nil
 }
