@@ -374,10 +374,14 @@ func (s *Service) storeUpload(ctx context.Context, store jetstream.ObjectStore, 
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(copyChunks(ctx, cons, r, pw)) }()
 	h := sha256.New()
+	paced, err := s.pacedReader(ctx, pr)
+	if err != nil {
+		return err
+	}
 	info, err := store.Put(ctx, jetstream.ObjectMeta{
 		Name: releaseObject(m), Description: m.File,
 		Headers: nats.Header{"Latch-Sha256": []string{m.SHA256}},
-	}, io.TeeReader(pr, h))
+	}, io.TeeReader(paced, h))
 	pr.CloseWithError(err)
 	if err != nil {
 		return fmt.Errorf("store the release file: %w", err)
@@ -390,11 +394,61 @@ func (s *Service) storeUpload(ctx context.Context, store jetstream.ObjectStore, 
 	return nil
 }
 
+// pacedReader gives r to the object store no faster than it stores it.
+// The store publishes a file's chunks without waiting for each to be
+// stored; fed as fast as it reads, it would have a large file in flight in
+// memory. Every paceStep bytes, the reader waits until the store's stream
+// holds all but paceWindow of what was read (for up to paceWait, so that a
+// slow check never stops a publish).
+func (s *Service) pacedReader(ctx context.Context, r io.Reader) (io.Reader, error) {
+	st, err := s.js.Stream(ctx, "OBJ_"+ReleasesStore)
+	if err != nil {
+		return nil, err
+	}
+	base := st.CachedInfo().State.Bytes
+	return &paced{ctx: ctx, r: r, st: st, base: base}, nil
+}
+
+const (
+	paceStep   = 2 << 20
+	paceWindow = 4 << 20
+	paceWait   = 10 * time.Second
+)
+
+type paced struct {
+	ctx        context.Context
+	r          io.Reader
+	st         jetstream.Stream
+	base, read uint64
+	next       uint64
+}
+
+func (p *paced) Read(b []byte) (int, error) {
+	if p.read >= p.next {
+		p.next = p.read + paceStep
+		deadline := time.Now().Add(paceWait)
+		for time.Now().Before(deadline) {
+			info, err := p.st.Info(p.ctx)
+			if err != nil || info.State.Bytes+paceWindow >= p.base+p.read {
+				break
+			}
+			select {
+			case <-p.ctx.Done():
+				return 0, p.ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	n, err := p.r.Read(b)
+	p.read += uint64(n)
+	return n, err
+}
+
 // copyChunks writes an upload's chunks 0 … Chunks-1 to w, failing on a
 // gap: a chunk lost, or the upload expired.
 func copyChunks(ctx context.Context, cons jetstream.Consumer, r ReleasePublishRequest, w io.Writer) error {
 	for seq := 0; seq < r.Chunks; {
-		batch, err := cons.Fetch(min(r.Chunks-seq, 64), jetstream.FetchMaxWait(5*time.Second))
+		batch, err := cons.Fetch(min(r.Chunks-seq, 4), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return err
 		}
@@ -544,9 +598,51 @@ func (s *Service) OpenRelease(ctx context.Context, kind, goos, arch, version str
 	if err != nil {
 		return Release{}, nil, err
 	}
-	f, err := store.Get(ctx, releaseObject(r.ReleaseManifest))
+	info, err := store.GetInfo(ctx, releaseObject(r.ReleaseManifest))
 	if err != nil {
 		return Release{}, nil, fmt.Errorf("the file of %s %s for %s/%s: %w", kind, version, goos, arch, err)
 	}
-	return r, f, nil
+	// The object's chunks, read a few at a time as the download takes
+	// them: the store's own Get has the server push them all, and a slow
+	// reader would have the file pile up in memory.
+	cons, err := s.js.OrderedConsumer(ctx, "OBJ_"+ReleasesStore, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$O." + ReleasesStore + ".C." + info.NUID},
+	})
+	if err != nil {
+		return Release{}, nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		err := copyObject(ctx, cons, int(info.Chunks), pw)
+		pw.CloseWithError(err)
+	}()
+	return r, pr, nil
+}
+
+// copyObject writes an object's chunks, n of them, to w, a few at a time.
+func copyObject(ctx context.Context, cons jetstream.Consumer, n int, w io.Writer) error {
+	for left := n; left > 0; {
+		batch, err := cons.Fetch(min(left, 4), jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			if _, err := w.Write(msg.Data()); err != nil {
+				return err
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return err
+		}
+		if got == 0 {
+			return fmt.Errorf("the release file ends after %d of %d chunks", n-left, n)
+		}
+		left -= got
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

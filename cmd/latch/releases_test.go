@@ -7,11 +7,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,5 +356,96 @@ func TestClientWatchUpdates(t *testing.T) {
 	}
 	if strings.Count(stdout.String(), "put before") != 1 {
 		t.Errorf("the watch printed a change twice after starting again:\n%s", stdout)
+	}
+}
+
+// A 100 MB build is published and downloaded in chunks: the process that
+// runs both the server and the CLI never holds anything like the file in
+// memory. The peak of the live heap, sampled every 50 ms after a GC, is
+// reported beside the file's size; what it grows by is nats-server's
+// buffers of the message blocks being written and read (two streams'
+// worth, whatever the file's size), not the file. Under the race
+// detector, which makes moving the bytes about ten times slower, the file
+// is 25 MiB.
+func TestRelease100MB(t *testing.T) {
+	t.Parallel()
+	size := 100 << 20
+	if raceEnabled {
+		size = 25 << 20
+	}
+	s := mustServe(t, "")
+	file := filepath.Join(t.TempDir(), "big")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	chunk := make([]byte, 1<<20)
+	for range size / len(chunk) {
+		rand.Read(chunk)
+		f.Write(chunk)
+		h.Write(chunk)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	chunk = nil
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	var peak atomic.Uint64
+	peak.Store(base)
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			// What is live, not garbage not yet collected.
+			runtime.GC()
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			if m.HeapAlloc > peak.Load() {
+				peak.Store(m.HeapAlloc)
+				// LATCH_HEAP_PROFILE=FILE keeps where the peak's heap is.
+				if f := os.Getenv("LATCH_HEAP_PROFILE"); f != "" {
+					pf, _ := os.Create(f)
+					pprof.WriteHeapProfile(pf)
+					pf.Close()
+				}
+			}
+		}
+	}()
+	began := time.Now()
+	mustLatch(t, s.env, "release", "publish", file, "--version", "2.0.0", "--os", "linux", "--arch", "amd64")
+	published := time.Since(began)
+	peakPublish := peak.Load()
+	began = time.Now()
+	resp, err := http.Get(s.http + "/downloads/client/linux/amd64/2.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sha256.New()
+	n, err := io.Copy(got, resp.Body)
+	resp.Body.Close()
+	downloaded := time.Since(began)
+	close(stop)
+	<-sampled
+	if err != nil || n != int64(size) || hex.EncodeToString(got.Sum(nil)) != sum {
+		t.Fatalf("downloaded %d bytes (%v), sha256 %x; want %d bytes with %s", n, err, got.Sum(nil), size, sum)
+	}
+	grew := int64(peak.Load()) - int64(base)
+	t.Logf("peak after publishing: %.1f MiB", float64(peakPublish)/(1<<20))
+	t.Logf("%d MiB: published in %s, downloaded in %s; the live heap grew by at most %.1f MiB (from %.1f MiB)",
+		size>>20, published.Round(time.Millisecond), downloaded.Round(time.Millisecond), float64(grew)/(1<<20), float64(base)/(1<<20))
+	if grew > 48<<20 {
+		t.Errorf("the heap grew by %.1f MiB while %d MiB went through: the file is held in memory", float64(grew)/(1<<20), size>>20)
 	}
 }
