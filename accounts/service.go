@@ -244,6 +244,29 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// The streams made on first use (release files and uploads) get the
+	// deployment's replicas as the buckets do, when it changed.
+	for _, name := range []string{"OBJ_" + ReleasesStore, releaseUploads} {
+		err := s.untilPlaced(ctx, "stream "+name, func(ctx context.Context) error {
+			st, err := js.Stream(ctx, name)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			cfg := st.CachedInfo().Config
+			if cfg.Replicas == s.cfg.Replicas {
+				return nil
+			}
+			cfg.Replicas = s.cfg.Replicas
+			_, err = js.UpdateStream(ctx, cfg)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // testCluster is three latch nodes of one deployment in one process, in
@@ -630,6 +633,16 @@ func TestClusterMovesToThreeReplicas(t *testing.T) {
 		}
 	}
 	dc.Close()
+	// A release: its file store is made on first use, at one replica.
+	up, data := nuid.Next(), []byte("a release file")
+	if _, err := accounts.EndpointReleaseUpload.Call(ctx, c.admin(0), accounts.ReleaseChunk{Upload: up, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if _, err := accounts.EndpointReleasePublish.Call(ctx, c.admin(0), accounts.ReleasePublishRequest{Upload: up, Chunks: 1, Version: "1.0.0",
+		OS: "linux", Arch: "amd64", Kind: accounts.ReleaseClient, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}); err != nil {
+		t.Fatal(err)
+	}
 	for i := range c.nodes {
 		if err := c.nodes[i].Close(); err != nil {
 			t.Fatal(err)
@@ -682,6 +695,15 @@ func TestClusterMovesToThreeReplicas(t *testing.T) {
 	}
 	if got := persons.CachedInfo().Config.Replicas; got != 3 {
 		t.Errorf("latch's persons bucket has %d replicas, want 3", got)
+	}
+	for _, name := range []string{"OBJ_" + accounts.ReleasesStore, "KV_" + accounts.ReleaseIndexBucket} {
+		rs, err := st.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rs.CachedInfo().Config.Replicas; got != 3 {
+			t.Errorf("%s has %d replicas, want 3", name, got)
+		}
 	}
 	es, err := accounts.EndpointAuditList.Call(ctx, c.admin(0), accounts.AuditRequest{Last: 50})
 	if err != nil {
