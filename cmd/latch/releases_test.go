@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -447,5 +448,54 @@ func TestRelease100MB(t *testing.T) {
 		size>>20, published.Round(time.Millisecond), downloaded.Round(time.Millisecond), float64(grew)/(1<<20), float64(base)/(1<<20))
 	if grew > 48<<20 {
 		t.Errorf("the heap grew by %.1f MiB while %d MiB went through: the file is held in memory", float64(grew)/(1<<20), size>>20)
+	}
+}
+
+// .github/scripts/publish-clients, as deploy.yml runs it after a release:
+// every client archive of the version is published with its os and arch
+// (goreleaser's armv7 is GOARCH arm), and a second run skips them.
+func TestPublishClientsScript(t *testing.T) {
+	t.Parallel()
+	s := mustServe(t, "")
+	dist := t.TempDir()
+	for _, platform := range []string{"linux_amd64", "linux_armv7", "android_arm64"} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "latch"), []byte("latch for "+platform), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte("readme"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tarball := filepath.Join(dist, "latch_2.1.0_"+platform+".tar.gz")
+		if out, err := exec.Command("tar", "-czf", tarball, "-C", dir, "latch", "README.md").CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v\n%s", err, out)
+		}
+	}
+	bin := mustBuildLatch(t, t.TempDir(), "2.1.0")
+	run := func() string {
+		t.Helper()
+		cmd := exec.Command("bash", filepath.Join(repoRoot, ".github/scripts/publish-clients"), bin, dist, "2.1.0")
+		cmd.Env = append(os.Environ(), "LATCH_SERVER="+s.nats, "LATCH_DATA="+s.data)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("publish-clients: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := run(); !strings.Contains(out, "3 published") {
+		t.Errorf("the first run:\n%s", out)
+	}
+	var rs []accounts.Release
+	decodeJSON(t, mustLatch(t, s.env, "release", "ls", "--json"), &rs)
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.OS+"/"+r.Arch+"="+r.Version)
+	}
+	slices.Sort(got)
+	if want := []string{"android/arm64=2.1.0", "linux/amd64=2.1.0", "linux/arm=2.1.0"}; !slices.Equal(got, want) {
+		t.Errorf("published %v, want %v", got, want)
+	}
+	if out := run(); !strings.Contains(out, "0 published") || strings.Count(out, "published already") != 3 {
+		t.Errorf("the second run:\n%s", out)
 	}
 }
