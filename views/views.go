@@ -51,7 +51,7 @@ func (v Viewer) Shown() string {
 // navigation entry is current.
 type Frame struct {
 	Viewer Viewer
-	Active string // "devices", "enroll", "records", "passkeys", "admin"
+	Active string // "devices", "enroll", "records", "passkeys", "downloads", "admin"
 	Title  string
 }
 

@@ -33,7 +33,7 @@ func (s *Server) handleDownloads(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	page := views.DownloadsPage{ReleaseKey: s.cfg.ReleaseKey}
+	page := views.DownloadsPage{ReleaseKey: s.cfg.ReleaseKey, Viewer: s.viewer(r)}
 	groups := map[string]int{}
 	for _, rel := range all {
 		if rel.Yanked != nil {
