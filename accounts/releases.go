@@ -96,9 +96,12 @@ func (sm SignedManifest) Verify(key string) (ReleaseManifest, error) {
 type Release struct {
 	SignedManifest
 	ReleaseManifest `json:"-"`
-	Publisher       string     `json:"publisher,omitempty"`
-	Yanked          *time.Time `json:"yanked,omitempty"`
-	YankedBy        string     `json:"yanked_by,omitempty"`
+	Publisher       string `json:"publisher,omitempty"`
+	// Object is the file's name in the object store: of this upload's
+	// own, so that two publishes of one version at once cannot mix.
+	Object   string     `json:"object,omitempty"`
+	Yanked   *time.Time `json:"yanked,omitempty"`
+	YankedBy string     `json:"yanked_by,omitempty"`
 }
 
 // MarshalJSON writes the release with its manifest's fields beside it,
@@ -307,7 +310,8 @@ func (s *Service) PublishRelease(ctx context.Context, r ReleasePublishRequest) (
 	if err != nil {
 		return Release{}, err
 	}
-	if err := s.storeUpload(ctx, store, r, m); err != nil {
+	object := releaseObject(m) + "/" + r.Upload
+	if err := s.storeUpload(ctx, store, r, m, object); err != nil {
 		return Release{}, err
 	}
 	body, err := json.Marshal(m)
@@ -321,13 +325,14 @@ func (s *Service) PublishRelease(ctx context.Context, r ReleasePublishRequest) (
 	pub, _ := s.cfg.ReleaseSigner.PublicKey()
 	rel := Release{
 		SignedManifest:  SignedManifest{Manifest: body, Signature: base64.RawURLEncoding.EncodeToString(sig), Key: pub},
-		ReleaseManifest: m, Publisher: actorOf(ctx).Name,
+		ReleaseManifest: m, Publisher: actorOf(ctx).Name, Object: object,
 	}
 	b, err := json.Marshal(rel)
 	if err != nil {
 		return Release{}, err
 	}
 	if _, err := s.releaseIndex.Create(ctx, key, b); err != nil {
+		store.Delete(ctx, object)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return Release{}, errorf(ErrExists, "%s %s for %s/%s was published meanwhile", r.Kind, r.Version, r.OS, r.Arch)
 		}
@@ -361,7 +366,7 @@ func (s *Service) releaseStore(ctx context.Context) (jetstream.ObjectStore, erro
 // storeUpload streams an upload's chunks, in order, into the object
 // store, and checks the file against the manifest. What does not match is
 // removed.
-func (s *Service) storeUpload(ctx context.Context, store jetstream.ObjectStore, r ReleasePublishRequest, m ReleaseManifest) error {
+func (s *Service) storeUpload(ctx context.Context, store jetstream.ObjectStore, r ReleasePublishRequest, m ReleaseManifest, object string) error {
 	cons, err := s.js.OrderedConsumer(ctx, releaseUploads, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{uploadSubject + "." + r.Upload},
 	})
@@ -379,7 +384,7 @@ func (s *Service) storeUpload(ctx context.Context, store jetstream.ObjectStore, 
 		return err
 	}
 	info, err := store.Put(ctx, jetstream.ObjectMeta{
-		Name: releaseObject(m), Description: m.File,
+		Name: object, Description: m.File,
 		Headers: nats.Header{"Latch-Sha256": []string{m.SHA256}},
 	}, io.TeeReader(paced, h))
 	pr.CloseWithError(err)
@@ -387,7 +392,7 @@ func (s *Service) storeUpload(ctx context.Context, store jetstream.ObjectStore, 
 		return fmt.Errorf("store the release file: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); int64(info.Size) != r.Size || got != r.SHA256 {
-		store.Delete(ctx, releaseObject(m))
+		store.Delete(ctx, object)
 		return invalid("sha256", "the file uploaded is %d bytes with SHA-256 %s, not the %d bytes with %s said; upload it again",
 			info.Size, got, r.Size, r.SHA256)
 	}
@@ -488,9 +493,13 @@ func (s *Service) purgeUpload(ctx context.Context, upload string) {
 	}
 }
 
-// announce tells every device of os and arch of a release, or that it was
-// yanked. Devices that miss it ask for the latest when they connect.
+// announce tells every device of os and arch of a client release, or that
+// it was yanked. Devices that miss it ask for the latest when they
+// connect. A server build is no device's business.
 func (s *Service) announce(r Release, yanked bool) {
+	if r.Kind != ReleaseClient {
+		return
+	}
 	b, err := json.Marshal(ReleaseAnnouncement{Release: r, Yanked: yanked})
 	if err == nil {
 		err = s.cfg.App.Publish(ReleaseSubject(r.OS, r.Arch), b)
@@ -598,7 +607,11 @@ func (s *Service) OpenRelease(ctx context.Context, kind, goos, arch, version str
 	if err != nil {
 		return Release{}, nil, err
 	}
-	info, err := store.GetInfo(ctx, releaseObject(r.ReleaseManifest))
+	object := r.Object
+	if object == "" {
+		object = releaseObject(r.ReleaseManifest)
+	}
+	info, err := store.GetInfo(ctx, object)
 	if err != nil {
 		return Release{}, nil, fmt.Errorf("the file of %s %s for %s/%s: %w", kind, version, goos, arch, err)
 	}

@@ -60,3 +60,40 @@ func (o *Tree) UpgradeReleaseKey() (bool, error) {
 	o.Manifest = m
 	return true, nil
 }
+
+// AdoptReleaseKey gives a folder without a release key the one id
+// carries: a node made from an identity exported before there were
+// releases takes the key when started with a newer identity of its
+// deployment (CheckIdentity first). A folder that has a key keeps it, and
+// one that differs from the identity's is refused. It reports whether it
+// changed anything; the server must not be running.
+func (o *Tree) AdoptReleaseKey(id *Identity) (bool, error) {
+	switch {
+	case id.ReleaseKey == "":
+		return false, nil
+	case o.ReleaseKey == id.ReleaseKey:
+		return false, nil
+	case o.ReleaseKey != "":
+		return false, fmt.Errorf("the identity's release key %s is not this folder's %s: a deployment has one release key", id.ReleaseKey, o.ReleaseKey)
+	}
+	seed, ok := id.Seeds[id.ReleaseKey]
+	if !ok {
+		return false, errors.New("the identity names a release key but does not carry its seed; export it again")
+	}
+	kp, err := nkeys.FromSeed([]byte(seed))
+	if err != nil {
+		return false, err
+	}
+	if !o.Keys.Has(id.ReleaseKey) {
+		if err := o.Keys.Put(kp); err != nil {
+			return false, err
+		}
+	}
+	m := o.Manifest
+	m.ReleaseKey = id.ReleaseKey
+	if err := writeManifest(o.Dir, m); err != nil {
+		return false, fmt.Errorf("record the release key: %w", err)
+	}
+	o.Manifest = m
+	return true, nil
+}

@@ -79,6 +79,23 @@ func TestReleaseKey(t *testing.T) {
 	if changed, err := node.UpgradeReleaseKey(); err != nil || changed || node.ReleaseKey != "" {
 		t.Errorf("a joined node's upgrade: changed %v, %v, key %q; want nothing made", changed, err, node.ReleaseKey)
 	}
+	// Started with a newer identity, it takes the deployment's key.
+	if changed, err := node.AdoptReleaseKey(id); err != nil || !changed || node.ReleaseKey != first.ReleaseKey {
+		t.Fatalf("adopt: changed %v, %v, key %q; want the first node's %q", changed, err, node.ReleaseKey, first.ReleaseKey)
+	}
+	if _, err := node.ReleaseSigner(); err != nil {
+		t.Errorf("the adopted key does not sign: %v", err)
+	}
+	if changed, err := node.AdoptReleaseKey(id); err != nil || changed {
+		t.Errorf("adopt again: changed %v, %v; want nothing to do", changed, err)
+	}
+	other, err := op.Identity(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.AdoptReleaseKey(other); err == nil {
+		t.Error("a node took another release key over its own")
+	}
 }
 
 // dropReleaseKey makes dir's manifest one from before releases.

@@ -306,6 +306,13 @@ func (s *Server) open() error {
 		if err := op.CheckIdentity(cfg.Identity, cfg.Getenv); err != nil {
 			return &ConfigError{err.Error()}
 		}
+		// A node made from an identity of before releases takes the
+		// release key from a newer one.
+		if changed, err := op.AdoptReleaseKey(cfg.Identity); err != nil {
+			return &ConfigError{err.Error()}
+		} else if changed {
+			log.Info("took the deployment's release signing key from the identity", "release_key", op.ReleaseKey)
+		}
 	}
 	// A folder made before LATCH_ADMIN existed had admin.creds in LATCH
 	// itself, where it could read the server's own traffic.

@@ -762,7 +762,7 @@ func watchUpdates(ctx context.Context, e *env, d *client.Device, nc *nats.Conn) 
 	}
 	_, err := nc.Subscribe(accounts.ReleaseSubject(runtime.GOOS, runtime.GOARCH), func(m *nats.Msg) {
 		var a accounts.ReleaseAnnouncement
-		if err := json.Unmarshal(m.Data, &a); err != nil || a.Yanked {
+		if err := json.Unmarshal(m.Data, &a); err != nil || a.Yanked || a.Release.Kind != accounts.ReleaseClient {
 			return
 		}
 		man, err := d.CheckRelease(a.Release, version)

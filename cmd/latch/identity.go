@@ -19,13 +19,21 @@ func identityCommand(e *env) *cli.Command {
 				Usage: "write the deployment's identity, for `latch serve --identity` on another node",
 				Description: `Writes the identity to standard output (made 0600 when it is a file, as
 with > acme.identity) or to --out, a new file of mode 0600. It holds the
-operator JWT, the seeds of the operator signing key and of the SYS, LATCH
-and LATCH_ADMIN signing keys, the JetStream key and the route secret:
+operator JWT, the seeds of the operator signing key, of the SYS, LATCH
+and LATCH_ADMIN signing keys and of the release key (made now in a
+deployment's first folder made before releases), the JetStream key and
+the route secret:
 whoever has it can sign accounts and read JetStream. It does not hold the
 operator identity key. Keep it like a seed: a secret store (fly secrets set
 LATCH_IDENTITY=- < acme.identity), never a repository.`,
 				Flags: withData(&cli.StringFlag{Name: "out", Usage: "write to this new file (mode 0600) instead of standard output"}),
 				Action: e.operatorAction(nil, func(c *cli.Context, op *operator.Tree, _ []string) error {
+					// A deployment's first folder made before releases
+					// gets its release key now, so that the identity
+					// carries it to nodes that never ran this folder.
+					if _, err := op.UpgradeReleaseKey(); err != nil {
+						return err
+					}
 					id, err := op.Identity(e.getenv)
 					if err != nil {
 						return err

@@ -138,6 +138,10 @@ func TestReleasePublish(t *testing.T) {
 		t.Error("a manifest verifies with a key that did not sign it")
 	}
 
+	// A server build is listed, and no device's business.
+	serverFile, _ := mustBuildFile(t, 500)
+	mustLatch(t, s.env, "release", "publish", serverFile, "--version", "9.9.9", "--os", "linux", "--arch", "amd64", "--kind", "server")
+
 	// A person made after the first release hears of the next.
 	bobCreds := mustIssueDevice(t, s, "bob", "phone")
 	bob := mustListenReleases(t, s.nats, bobCreds)
@@ -189,8 +193,8 @@ func TestReleasePublish(t *testing.T) {
 	}
 	var rs []accounts.Release
 	decodeJSON(t, mustLatch(t, s.env, "release", "ls", "--json"), &rs)
-	if len(rs) != 2 || rs[0].Version != "1.4.1" || rs[0].Yanked == nil || rs[1].Version != "1.4.0" || rs[1].Yanked != nil ||
-		!strings.HasPrefix(rs[1].Publisher, "admin:") {
+	if len(rs) != 3 || rs[0].Version != "1.4.1" || rs[0].Yanked == nil || rs[1].Version != "1.4.0" || rs[1].Yanked != nil ||
+		!strings.HasPrefix(rs[1].Publisher, "admin:") || rs[2].Kind != "server" {
 		t.Errorf("release ls: %+v", rs)
 	}
 	var events []accounts.AuditEvent
