@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -99,8 +100,20 @@ func (s *Service) EditLimits(ctx context.Context, name string, e LimitsEdit) (Pe
 			return err
 		}
 		defer rs.Close()
-		if err := rs.setBucketLimit(ctx, next.Disk); err != nil {
-			return fmt.Errorf("set the records bucket's limit: %w", err)
+		// A tier just raised reaches the server's JetStream a moment after
+		// the account's JWT: until then the larger limit does not fit
+		// (insufficient storage resources, 10047).
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			err := rs.setBucketLimit(ctx, next.Disk)
+			var apiErr *jetstream.APIError
+			if err != nil && errors.As(err, &apiErr) && apiErr.ErrorCode == jsStorageExceeded && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("set the records bucket's limit: %w", err)
+			}
+			break
 		}
 		if err := setStreamMaxBytes(ctx, rs.js, HistoryStream, next.Disk); err != nil && !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("set the records history's limit: %w", err)

@@ -505,6 +505,9 @@ const (
 	jsInsufficient jetstream.ErrorCode = 10023 // insufficient resources
 	jsNoTier       jetstream.ErrorCode = 10120 // no JetStream default or applicable tiered limit present
 	jsNoAccount    jetstream.ErrorCode = 10035 // account not found
+	// jsStorageExceeded is a stream's limit beyond its account's tier: a
+	// tier just raised has not reached JetStream yet.
+	jsStorageExceeded jetstream.ErrorCode = 10047 // insufficient storage resources available
 )
 
 // placementPending reports whether a JetStream error is one a forming
