@@ -7,7 +7,7 @@ COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 TOOLBIN = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
 GORELEASER_VERSION := v2.15.1
 
-.PHONY: help run build static test lint bench generate fuzz screenshots release-snapshot
+.PHONY: help run build static test lint bench generate fuzz screenshots release-snapshot nats-server-patch
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,11 +25,16 @@ STATIC ?= bin/latch-static
 static: ## build $(STATIC): static (CGO_ENABLED=0), -trimpath, stripped, version stamped; the Dockerfile's build
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(STATIC) ./cmd/latch
 
-test: ## run every test, with the race detector
+test: ## run every test, with the race detector, and the tests of latch's patches to nats-server
 	$(GO) test -race -count=1 ./...
+	cd third_party/nats-server && $(GO) test -count=1 -run '^TestAccount(BuildWithoutExportsDoesNotWalkLoadedAccounts|ExportChangeStillChecksImports)$$' ./server/
+
+nats-server-patch: ## re-create third_party/nats-server: go.mod's nats-server from the module cache, with third_party/patches applied
+	./scripts/nats-server-patch
 
 lint: ## gofmt, go vet and actionlint (.github/workflows)
-	@test -z "$$(gofmt -l .)" || (echo "gofmt would change:"; gofmt -l .; exit 1)
+	@files=$$(find . -name '*.go' -not -path './third_party/*' -not -path './interop/js/node_modules/*'); \
+		test -z "$$(gofmt -l $$files)" || (echo "gofmt would change:"; gofmt -l $$files; exit 1)
 	$(GO) vet ./...
 	@PATH="$(TOOLBIN):$$PATH"; command -v actionlint >/dev/null 2>&1 || { echo "lint: actionlint is missing; install it with: go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"; exit 1; }
 	PATH="$(TOOLBIN):$$PATH" actionlint

@@ -30,16 +30,24 @@ type stockServer struct {
 	logs      *syncBuffer
 }
 
-// buildNATSServer builds the nats-server of go.mod's module into a
-// temporary folder.
+// buildNATSServer builds nats-server as published, of the version go.mod
+// requires, into a temporary folder: go install of module@version ignores
+// go.mod's replace, so it is the stock server users run, not latch's
+// patched copy.
 func buildNATSServer(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nats-server")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/nats-io/nats-server/v2").Output()
 	if err != nil {
-		t.Fatalf("go build nats-server: %v\n%s", err, out)
+		t.Fatalf("go list nats-server: %v", err)
 	}
-	return bin
+	version := strings.TrimSpace(string(out))
+	dir := t.TempDir()
+	cmd := exec.Command("go", "install", "github.com/nats-io/nats-server/v2@"+version)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go install nats-server@%s: %v\n%s", version, err, out)
+	}
+	return filepath.Join(dir, "nats-server")
 }
 
 var clientURLLine = regexp.MustCompile(`Listening for client connections on (\S+)`)
