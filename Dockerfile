@@ -13,6 +13,8 @@ ARG GO_VERSION=1.26
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+# go.mod replaces nats-server with this patched copy (docs/architecture.md).
+COPY third_party ./third_party
 RUN go mod download
 COPY . .
 # Stamped into `latch --version`; deploy.yml passes the tag and commit.

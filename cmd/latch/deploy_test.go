@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/mod/modfile"
 )
 
 // flyConfig is what of fly.toml the deployment depends on.
@@ -294,6 +295,31 @@ func TestDockerfile(t *testing.T) {
 	}
 	if build.from != "golang:${GO_VERSION}-bookworm" || build.name != "build" {
 		t.Errorf("build stage FROM %q AS %q, want golang:${GO_VERSION}-bookworm AS build", build.from, build.name)
+	}
+
+	// Every local replacement in go.mod is in the build before the
+	// modules are downloaded: go mod download needs it.
+	mf, err := modfile.Parse("go.mod", goMod, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copied []string
+	for _, l := range build.lines {
+		if l.op == "RUN" && strings.HasPrefix(l.rest, "go mod download") {
+			for _, r := range mf.Replace {
+				if strings.HasPrefix(r.New.Path, "./") && !slices.ContainsFunc(copied, func(c string) bool {
+					return strings.HasPrefix(strings.TrimPrefix(r.New.Path, "./"), strings.TrimSuffix(strings.TrimPrefix(c, "./"), "/"))
+				}) {
+					t.Errorf("go.mod replaces %s with %s, which the build stage does not copy before go mod download", r.Old.Path, r.New.Path)
+				}
+			}
+			break
+		}
+		if l.op == "COPY" {
+			if f := strings.Fields(l.rest); len(f) >= 2 {
+				copied = append(copied, f[:len(f)-1]...)
+			}
+		}
 	}
 
 	// The build is `make static`, whose recipe is the static build.
