@@ -125,9 +125,15 @@ type jetStream struct {
 	config         JetStreamConfig
 	cluster        *jetStreamCluster
 	accounts       map[string]*jsAccount
-	apiSubs        *Sublist
-	infoSubs       *gsl.SimpleSublist // Subjects for info-specific queue.
-	started        time.Time
+	// limitsMem and limitsStore are the running totals of the accounts'
+	// reserved limits, every tier of every account in accounts, expired
+	// or not, so that admission on a single server need not sum them all
+	// (sufficientResources). Requires JS lock to be held.
+	limitsMem   int64
+	limitsStore int64
+	apiSubs     *Sublist
+	infoSubs    *gsl.SimpleSublist // Subjects for info-specific queue.
+	started     time.Time
 
 	// System level request to purge a stream move
 	accountPurge *subscription
@@ -1115,6 +1121,7 @@ func (s *Server) shutdownJetStream() {
 
 	js.mu.Lock()
 	js.accounts = nil
+	js.limitsMem, js.limitsStore = 0, 0
 
 	if cc := js.cluster; cc != nil {
 		js.stopUpdatesSub()
@@ -1260,6 +1267,7 @@ func (a *Account) EnableJetStream(limits map[string]JetStreamAccountLimits, tq c
 	}
 
 	js.accounts[a.Name] = jsa
+	js.addLimitsTotals(limits, 1)
 	// Stamp inside account as well. Needs to be done under js's lock.
 	a.mu.Lock()
 	a.js = jsa
@@ -1851,12 +1859,16 @@ func (a *Account) UpdateJetStreamLimits(limits map[string]JetStreamAccountLimits
 		js.mu.Unlock()
 		return err
 	}
-	js.mu.Unlock()
 
-	// Update
+	// Update, and the running totals with it.
 	jsa.usageMu.Lock()
+	if js.accounts[a.Name] == jsa {
+		js.addLimitsTotals(jsa.limits, -1)
+		js.addLimitsTotals(limits, 1)
+	}
 	jsa.limits = limits
 	jsa.usageMu.Unlock()
+	js.mu.Unlock()
 
 	return nil
 }
@@ -2077,7 +2089,12 @@ func (js *jetStream) disableJetStream(jsa *jsAccount) error {
 	}
 
 	js.mu.Lock()
-	delete(js.accounts, jsa.account.Name)
+	if js.accounts[jsa.account.Name] == jsa {
+		jsa.usageMu.RLock()
+		js.addLimitsTotals(jsa.limits, -1)
+		jsa.usageMu.RUnlock()
+		delete(js.accounts, jsa.account.Name)
+	}
 	js.mu.Unlock()
 
 	jsa.delete()
@@ -2722,6 +2739,13 @@ func (js *jetStream) sufficientResources(limits map[string]JetStreamAccountLimit
 	}
 
 	// Since we know if we are here we are single server mode, check the account reservations.
+	// The running totals count every account, expired or not: when the
+	// limits fit in them they fit in the sum of the accounts that are not
+	// expired, and the walk over every account below is not needed. Only
+	// near the limits does it decide.
+	if js.limitsMem+totalMaxMemory <= js.config.MaxMemory && (recovering || js.limitsStore+totalMaxStore <= js.config.MaxStore) {
+		return nil
+	}
 	var storeReserved, memReserved int64
 	for _, jsa := range js.accounts {
 		if jsa.account.IsExpired() {
@@ -2742,6 +2766,19 @@ func (js *jetStream) sufficientResources(limits map[string]JetStreamAccountLimit
 	}
 
 	return nil
+}
+
+// addLimitsTotals adds an account's tier limits to the running totals,
+// sign 1, or takes them away, sign -1. Requires JS lock to be held.
+func (js *jetStream) addLimitsTotals(limits map[string]JetStreamAccountLimits, sign int64) {
+	for _, l := range limits {
+		if l.MaxMemory > 0 {
+			js.limitsMem += sign * l.MaxMemory
+		}
+		if l.MaxStore > 0 {
+			js.limitsStore += sign * l.MaxStore
+		}
+	}
 }
 
 // This will reserve the stream resources requested.
