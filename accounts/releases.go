@@ -311,7 +311,21 @@ func (s *Service) PublishRelease(ctx context.Context, r ReleasePublishRequest) (
 		return Release{}, err
 	}
 	object := releaseObject(m) + "/" + r.Upload
-	if err := s.storeUpload(ctx, store, r, m, object); err != nil {
+	// A store just made may not answer yet (no responders in a cluster
+	// that is placing it): the chunks are still staged, so store them
+	// again from the first.
+	for deadline := time.Now().Add(leaderWait); ; {
+		err = s.storeUpload(ctx, store, r, m, object)
+		if err == nil || !leaderless(err, false) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return Release{}, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if err != nil {
 		return Release{}, err
 	}
 	body, err := json.Marshal(m)

@@ -115,6 +115,7 @@ func runEnv(ctx context.Context, args []string, e *env) error {
 			inviteCommand(e),
 			auditCommand(e),
 			releaseCommand(e),
+			benchCommand(e),
 			clientCommand(e),
 		},
 		HideHelpCommand: true,

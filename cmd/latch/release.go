@@ -117,7 +117,7 @@ func publishRelease(ctx context.Context, e *env, ac *accounts.AdminClient, file 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return accounts.Release{}, err
 	}
-	bar := newProgress(e.stderr, req.Size)
+	bar := newProgress(e.stderr, req.Size, "bytes")
 	buf := make([]byte, accounts.ReleaseChunkSize)
 	for seq := 0; seq < req.Chunks; seq++ {
 		n, err := io.ReadFull(f, buf)
@@ -139,13 +139,14 @@ func publishRelease(ctx context.Context, e *env, ac *accounts.AdminClient, file 
 type progress struct {
 	w           io.Writer
 	total, sent int64
+	unit        string
 	on          bool
 	last        int
 }
 
-func newProgress(w io.Writer, total int64) *progress {
+func newProgress(w io.Writer, total int64, unit string) *progress {
 	f, ok := w.(*os.File)
-	return &progress{w: w, total: total, on: ok && isTerminal(f), last: -1}
+	return &progress{w: w, total: total, unit: unit, on: ok && isTerminal(f), last: -1}
 }
 
 func (p *progress) add(n int64) {
@@ -167,7 +168,7 @@ func (p *progress) add(n int64) {
 			bar[i] = '='
 		}
 	}
-	fmt.Fprintf(p.w, "\rupload [%s] %3d%% %d/%d bytes", bar, pct, p.sent, p.total)
+	fmt.Fprintf(p.w, "\r[%s] %3d%% %d/%d %s", bar, pct, p.sent, p.total, p.unit)
 }
 
 func (p *progress) done() {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -97,13 +96,4 @@ func mustAddPersons(b *testing.B, s *served, n int) {
 	for err := range errs {
 		b.Fatal(err)
 	}
-}
-
-// benchCPU is the user and system CPU time this process has used.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

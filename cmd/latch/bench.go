@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/operator"
+	"github.com/latch-dev/latch/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+)
+
+func benchCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure what a node does as it grows, for sizing a deployment",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "accounts",
+				Usage: "create persons on a fresh server in a temporary folder, and measure at each checkpoint",
+				Description: `Starts latch on an empty data folder of its own (removed at the end
+unless --keep) and creates --persons persons, one NATS account each with
+its records bucket, through the admin service. At each checkpoint it
+reports: the time to create a person (p50, p99 of those since the last
+checkpoint); a restart to ready (the server closed and opened again on
+the same folder); the cold connect and first records get of a device
+(p50, p99 over --cold persons not touched since the restart: the first
+build of their account on the server); the process's RSS, Go heap and
+goroutines; disk per person; and the CPU time of the whole process per
+person created. The server runs in this process, so the figures are the
+server's and the bench's together. On a terminal, a line shows progress;
+at the end, a table, or JSON with --json.`,
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: "persons", Value: 1000, Usage: "how many persons to create"},
+					&cli.StringFlag{Name: "checkpoints", Usage: "comma-separated person counts to measure at (default: the end, and a tenth, a quarter and half of the way)"},
+					&cli.IntFlag{Name: "cold", Value: 50, Usage: "cold connects to measure at each checkpoint"},
+					&cli.StringFlag{Name: "dir", Usage: "the data folder to use (default: a new temporary one)"},
+					&cli.BoolFlag{Name: "keep", Usage: "keep the data folder"},
+					jsonFlag(),
+				},
+				Action: func(c *cli.Context) error {
+					if _, err := args(c); err != nil {
+						return err
+					}
+					o := benchOptions{persons: c.Int("persons"), cold: c.Int("cold"), dir: c.String("dir"), keep: c.Bool("keep")}
+					if o.persons < 1 || o.persons > 1_000_000 || o.cold < 1 {
+						return usagef("--persons: 1 to 1000000; --cold: at least 1")
+					}
+					var err error
+					if o.checkpoints, err = parseCheckpoints(c.String("checkpoints"), o.persons); err != nil {
+						return usagef("--checkpoints: %v", err)
+					}
+					res, err := benchAccounts(c.Context, e, o)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, res)
+					}
+					return list(e.stdout, []string{"PERSONS", "CREATE P50", "CREATE P99", "CPU/PERSON", "RESTART", "COLD P50", "COLD P99", "RSS", "HEAP", "GOROUTINES", "DISK/PERSON"},
+						res.Checkpoints, func(r benchCheckpoint) []string {
+							return []string{strconv.Itoa(r.Persons), ms(r.CreateP50), ms(r.CreateP99), ms(r.CPUPerPerson), secs(r.Restart),
+								ms(r.ColdP50), ms(r.ColdP99), mib(r.RSS), mib(r.Heap), strconv.Itoa(r.Goroutines), kib(r.DiskPerPerson)}
+						})
+				},
+			},
+		},
+	}
+}
+
+type benchOptions struct {
+	persons, cold int
+	checkpoints   []int
+	dir           string
+	keep          bool
+}
+
+// benchCheckpoint is what latch bench accounts measured at a number of
+// persons. Durations are in nanoseconds in JSON, sizes in bytes.
+type benchCheckpoint struct {
+	Persons       int           `json:"persons"`
+	CreateP50     time.Duration `json:"create_p50"`
+	CreateP99     time.Duration `json:"create_p99"`
+	CPUPerPerson  time.Duration `json:"cpu_per_person"`
+	Restart       time.Duration `json:"restart"`
+	ColdP50       time.Duration `json:"cold_p50"`
+	ColdP99       time.Duration `json:"cold_p99"`
+	ColdSamples   int           `json:"cold_samples"`
+	RSS           int64         `json:"rss"`
+	Heap          int64         `json:"heap"`
+	Goroutines    int           `json:"goroutines"`
+	DiskPerPerson int64         `json:"disk_per_person"`
+}
+
+type benchResult struct {
+	Version     string            `json:"version"`
+	CPUs        int               `json:"cpus"`
+	GOOS        string            `json:"goos"`
+	GOARCH      string            `json:"goarch"`
+	Checkpoints []benchCheckpoint `json:"checkpoints"`
+}
+
+func parseCheckpoints(s string, persons int) ([]int, error) {
+	if s == "" {
+		var out []int
+		for _, n := range []int{persons / 10, persons / 4, persons / 2, persons} {
+			if n > 0 && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+		return out, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > persons {
+			return nil, fmt.Errorf("%q: want person counts from 1 to --persons (%d)", f, persons)
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// benchDevice is a device issued at creation, kept for a cold connect.
+type benchDevice struct {
+	person, creds string
+}
+
+func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, error) {
+	res := benchResult{Version: version, CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
+	dir := o.dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "latch-bench-")
+		if err != nil {
+			return res, err
+		}
+		dir = filepath.Join(tmp, "data")
+		if !o.keep {
+			defer os.RemoveAll(tmp)
+		}
+	}
+	op, err := operator.Init(dir, "bench")
+	if err != nil {
+		return res, err
+	}
+	credsDir := filepath.Join(filepath.Dir(dir), "bench-creds")
+	if err := os.MkdirAll(credsDir, 0o700); err != nil {
+		return res, err
+	}
+	cfg := server.Config{
+		Data: dir, NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Name: "bench", Signup: "closed",
+		Limits: accounts.DefaultLimits(), DeviceTTL: 24 * time.Hour, MaxStore: 1 << 50, MaxMemory: 1 << 40,
+		LameDuck: time.Second, Version: version, Log: slog.New(slog.DiscardHandler),
+	}
+	var adminNC *nats.Conn
+	start := func() (*server.Server, *accounts.AdminClient, time.Duration, error) {
+		began := time.Now()
+		s, err := server.Open(ctx, cfg)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		select {
+		case <-s.Ready():
+		case <-s.Done():
+			return nil, nil, 0, fmt.Errorf("the server stopped while starting: %v", s.Err())
+		case <-ctx.Done():
+			s.Close()
+			return nil, nil, 0, ctx.Err()
+		}
+		took := time.Since(began)
+		nc, err := nats.Connect(s.Addrs().NATS, nats.UserCredentials(filepath.Join(dir, operator.AdminCredsFile)),
+			nats.CustomInboxPrefix(operator.AdminInboxPrefix(op.FirstAdmin)), nats.Timeout(10*time.Second))
+		if err != nil {
+			s.Close()
+			return nil, nil, 0, err
+		}
+		adminNC = nc
+		return s, accounts.NewAdminClient(nc), took, nil
+	}
+	s, admin, _, err := start()
+	if err != nil {
+		return res, err
+	}
+	defer func() { s.Close() }()
+
+	// The persons measured cold at each checkpoint are drawn from all
+	// made so far; each gets its device when it is made, so that nothing
+	// touches its account between the restart and the measurement.
+	perCheckpoint := o.cold
+	var devices []benchDevice
+	sampled := map[int]bool{}
+	prev := 0
+	for _, cp := range o.checkpoints {
+		for _, i := range rand.Perm(cp - prev)[:min(perCheckpoint, cp-prev)] {
+			sampled[prev+i+1] = true
+		}
+		prev = cp
+	}
+	bar := newProgress(e.stderr, int64(o.persons), "persons")
+	var creates []time.Duration
+	cpuBefore := benchCPU()
+	next := 0
+	for i := 1; i <= o.persons; i++ {
+		name := fmt.Sprintf("p%07d", i)
+		began := time.Now()
+		if _, err := accounts.EndpointAccountAdd.Call(ctx, admin, accounts.AccountAddRequest{Name: name}); err != nil {
+			bar.done()
+			return res, fmt.Errorf("create person %d: %w", i, err)
+		}
+		creates = append(creates, time.Since(began))
+		if sampled[i] {
+			r, err := accounts.EndpointDeviceIssue.Call(ctx, admin, accounts.DeviceIssueRequest{Account: name, Name: "bench"})
+			if err != nil {
+				bar.done()
+				return res, fmt.Errorf("issue a device of person %d: %w", i, err)
+			}
+			path := filepath.Join(credsDir, name+".creds")
+			if err := os.WriteFile(path, []byte(r.Creds), 0o600); err != nil {
+				return res, err
+			}
+			devices = append(devices, benchDevice{person: name, creds: path})
+		}
+		bar.add(1)
+		if next >= len(o.checkpoints) || i != o.checkpoints[next] {
+			continue
+		}
+		next++
+		cp := benchCheckpoint{Persons: i}
+		slices.Sort(creates)
+		cp.CreateP50, cp.CreateP99 = percentile(creates, 50), percentile(creates, 99)
+		cp.CPUPerPerson = (benchCPU() - cpuBefore) / time.Duration(len(creates))
+		creates = creates[:0]
+
+		// A restart, then cold devices: each one's account is built on the
+		// server for the first time since.
+		adminNC.Close()
+		if err := s.Close(); err != nil {
+			return res, err
+		}
+		s, admin, cp.Restart, err = start()
+		if err != nil {
+			bar.done()
+			return res, fmt.Errorf("restart at %d persons: %w", i, err)
+		}
+		rand.Shuffle(len(devices), func(a, b int) { devices[a], devices[b] = devices[b], devices[a] })
+		var colds []time.Duration
+		for _, d := range devices[:min(o.cold, len(devices))] {
+			took, err := coldConnect(ctx, s.Addrs().NATS, d.creds)
+			if err != nil {
+				bar.done()
+				return res, fmt.Errorf("cold connect of %s at %d persons: %w", d.person, i, err)
+			}
+			colds = append(colds, took)
+		}
+		// The devices used are warm now: the next checkpoint takes others.
+		devices = devices[min(o.cold, len(devices)):]
+		slices.Sort(colds)
+		cp.ColdSamples = len(colds)
+		cp.ColdP50, cp.ColdP99 = percentile(colds, 50), percentile(colds, 99)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		cp.Heap, cp.RSS, cp.Goroutines = int64(ms.HeapAlloc), rss(), runtime.NumGoroutine()
+		cp.DiskPerPerson = dirSize(dir) / int64(i)
+		res.Checkpoints = append(res.Checkpoints, cp)
+		cpuBefore = benchCPU()
+	}
+	bar.done()
+	adminNC.Close()
+	return res, nil
+}
+
+// coldConnect connects with a device's creds and reads a record: the
+// account's first build on the server, and its bucket's first use.
+func coldConnect(ctx context.Context, url, creds string) (time.Duration, error) {
+	began := time.Now()
+	nc, err := nats.Connect(url, nats.UserCredentials(creds), nats.NoReconnect(), nats.Timeout(30*time.Second))
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	kv, err := js.KeyValue(ctx, accounts.RecordsBucket)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := kv.Get(ctx, "bench"); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, err
+	}
+	return time.Since(began), nil
+}
+
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, (len(sorted)*p+99)/100-1)]
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms"
+}
+func secs(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s"
+}
+func mib(n int64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 0, 64) + " MiB" }
+func kib(n int64) string { return strconv.FormatFloat(float64(n)/(1<<10), 'f', 0, 64) + " KiB" }
