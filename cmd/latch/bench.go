@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,13 +50,14 @@ at the end, a table, or JSON with --json.`,
 					&cli.IntFlag{Name: "cold", Value: 50, Usage: "cold connects to measure at each checkpoint"},
 					&cli.StringFlag{Name: "dir", Usage: "the data folder to use (default: a new temporary one)"},
 					&cli.BoolFlag{Name: "keep", Usage: "keep the data folder"},
+					&cli.StringFlag{Name: "profile", Usage: "write goroutine and heap profiles (pprof) into this folder at each checkpoint"},
 					jsonFlag(),
 				},
 				Action: func(c *cli.Context) error {
 					if _, err := args(c); err != nil {
 						return err
 					}
-					o := benchOptions{persons: c.Int("persons"), cold: c.Int("cold"), dir: c.String("dir"), keep: c.Bool("keep")}
+					o := benchOptions{persons: c.Int("persons"), cold: c.Int("cold"), dir: c.String("dir"), keep: c.Bool("keep"), profile: c.String("profile")}
 					if o.persons < 1 || o.persons > 1_000_000 || o.cold < 1 {
 						return usagef("--persons: 1 to 1000000; --cold: at least 1")
 					}
@@ -84,7 +86,7 @@ at the end, a table, or JSON with --json.`,
 type benchOptions struct {
 	persons, cold int
 	checkpoints   []int
-	dir           string
+	dir, profile  string
 	keep          bool
 }
 
@@ -275,6 +277,11 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		runtime.ReadMemStats(&ms)
 		cp.Heap, cp.RSS, cp.Goroutines = int64(ms.HeapAlloc), rss(), runtime.NumGoroutine()
 		cp.DiskPerPerson = dirSize(dir) / int64(i)
+		if o.profile != "" {
+			if err := writeProfiles(o.profile, i); err != nil {
+				return res, err
+			}
+		}
 		res.Checkpoints = append(res.Checkpoints, cp)
 		cpuBefore = benchCPU()
 	}
@@ -311,6 +318,28 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 		return 0
 	}
 	return sorted[min(len(sorted)-1, (len(sorted)*p+99)/100-1)]
+}
+
+// writeProfiles writes goroutine and heap profiles for a checkpoint.
+func writeProfiles(dir string, persons int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	runtime.GC()
+	for _, name := range []string{"goroutine", "heap"} {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, persons)))
+		if err != nil {
+			return err
+		}
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func dirSize(dir string) int64 {
