@@ -647,28 +647,38 @@ func (s *Service) OpenRelease(ctx context.Context, kind, goos, arch, version str
 }
 
 // copyObject writes an object's chunks, n of them, to w, a few at a time.
+// A fetch that brings nothing (the consumer being placed, or reset, on a
+// cluster's stream leader) is made again, for up to half a minute without
+// progress.
 func copyObject(ctx context.Context, cons jetstream.Consumer, n int, w io.Writer) error {
+	stalled := time.Now()
 	for left := n; left > 0; {
-		batch, err := cons.Fetch(min(left, 4), jetstream.FetchMaxWait(10*time.Second))
-		if err != nil {
-			return err
-		}
+		batch, err := cons.Fetch(min(left, 4), jetstream.FetchMaxWait(5*time.Second))
 		got := 0
-		for msg := range batch.Messages() {
-			got++
-			if _, err := w.Write(msg.Data()); err != nil {
-				return err
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
+				if _, err := w.Write(msg.Data()); err != nil {
+					return err
+				}
 			}
-		}
-		if err := batch.Error(); err != nil {
-			return err
-		}
-		if got == 0 {
-			return fmt.Errorf("the release file ends after %d of %d chunks", n-left, n)
+			err = batch.Error()
 		}
 		left -= got
+		if got > 0 {
+			stalled = time.Now()
+		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if got == 0 || err != nil {
+			if time.Since(stalled) > 30*time.Second {
+				if err == nil {
+					err = errors.New("no chunk came")
+				}
+				return fmt.Errorf("the release file stops after %d of %d chunks: %w", n-left, n, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	return nil

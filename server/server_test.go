@@ -24,6 +24,7 @@ func config(t testing.TB) server.Config {
 		Data: filepath.Join(t.TempDir(), "data"), NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Monitor: "127.0.0.1:0",
 		Name: "test", Signup: "invite", Limits: accounts.DefaultLimits(), DeviceTTL: time.Hour,
 		MaxStore: 1 << 40, MaxMemory: 1 << 30, LameDuck: time.Second, Version: "0.0.0",
+		Log: testLog(),
 	}
 }
 
