@@ -65,23 +65,12 @@ func (s *Service) rebalancePerson(ctx context.Context, p Person) (bool, error) {
 	moved := false
 	for _, name := range []string{"KV_" + RecordsBucket, HistoryStream} {
 		err := s.untilPlaced(ctx, "stream "+name+" of "+p.Name, func(ctx context.Context) error {
-			st, err := js.Stream(ctx, name)
+			changed, err := setReplicas(ctx, js, name, s.cfg.Replicas)
 			if errors.Is(err, jetstream.ErrStreamNotFound) && name == HistoryStream {
 				return nil // made at the next start (Refresh)
 			}
-			if err != nil {
-				return err
-			}
-			cfg := st.CachedInfo().Config
-			if cfg.Replicas == s.cfg.Replicas {
-				return nil
-			}
-			cfg.Replicas = s.cfg.Replicas
-			if _, err := js.UpdateStream(ctx, cfg); err != nil {
-				return err
-			}
-			moved = true
-			return nil
+			moved = moved || changed
+			return err
 		})
 		if err != nil {
 			return moved, err

@@ -248,20 +248,10 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	// deployment's replicas as the buckets do, when it changed.
 	for _, name := range []string{"OBJ_" + ReleasesStore, releaseUploads} {
 		err := s.untilPlaced(ctx, "stream "+name, func(ctx context.Context) error {
-			st, err := js.Stream(ctx, name)
-			if errors.Is(err, jetstream.ErrStreamNotFound) {
-				return nil
-			}
-			if err != nil {
+			if _, err := setReplicas(ctx, js, name, s.cfg.Replicas); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 				return err
 			}
-			cfg := st.CachedInfo().Config
-			if cfg.Replicas == s.cfg.Replicas {
-				return nil
-			}
-			cfg.Replicas = s.cfg.Replicas
-			_, err = js.UpdateStream(ctx, cfg)
-			return err
+			return nil
 		})
 		if err != nil {
 			return nil, err
@@ -418,6 +408,22 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	}
 	kv, err = js.KeyValue(ctx, want.Bucket)
 	return kv, next.Replicas != cfg.Replicas, err
+}
+
+// setReplicas gives stream name n replicas, and reports whether that
+// changed it.
+func setReplicas(ctx context.Context, js jetstream.JetStream, name string, n int) (bool, error) {
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.Replicas == n {
+		return false, nil
+	}
+	cfg.Replicas = n
+	_, err = js.UpdateStream(ctx, cfg)
+	return err == nil, err
 }
 
 // kvStreamConfig is the stream of a bucket of want's, as nats.go's

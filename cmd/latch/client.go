@@ -492,10 +492,7 @@ where it was.`,
 					if !c.Bool("yes") {
 						continue
 					}
-					exe, err := os.Executable()
-					if err == nil {
-						exe, err = filepath.EvalSymlinks(exe)
-					}
+					exe, err := thisBinary()
 					if err == nil {
 						err = d.Install(c.Context, u, exe)
 					}
@@ -733,12 +730,9 @@ it was. --check only says whether there is an update (exit 0 either way).`,
 					return errors.New("not updated")
 				}
 			}
-			exe, err := os.Executable()
-			if err == nil {
-				exe, err = filepath.EvalSymlinks(exe)
-			}
+			exe, err := thisBinary()
 			if err != nil {
-				return fmt.Errorf("find this binary: %w", err)
+				return err
 			}
 			if err := d.Install(c.Context, u, exe); err != nil {
 				return err
@@ -790,4 +784,17 @@ func watchUpdates(ctx context.Context, e *env, d *client.Device, nc *nats.Conn) 
 		}
 	}()
 	return out, nil
+}
+
+// thisBinary is the file this program runs from, links resolved: what an
+// update replaces.
+func thisBinary() (string, error) {
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		return "", fmt.Errorf("find this binary: %w", err)
+	}
+	return exe, nil
 }

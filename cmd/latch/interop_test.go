@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +19,18 @@ import (
 
 const natsCLIMissing = "nats CLI not installed; .ci/run installs it with go install github.com/nats-io/natscli/nats@v0.5.0"
 
-// natsCLI finds the public nats CLI: on PATH, else where `go install`
-// puts it. Without it the test is skipped, or fails under CI.
+// natsCLI finds the public nats CLI.
 func natsCLI(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("nats"); err == nil {
+	return goTool(t, "nats", natsCLIMissing)
+}
+
+// goTool finds a command installed with go install: on PATH, else where
+// `go install` puts it. Without it the test is skipped, or fails under CI,
+// saying missing.
+func goTool(t *testing.T, name, missing string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	var dirs []string
@@ -32,16 +40,19 @@ func natsCLI(t *testing.T) string {
 	if home, err := os.UserHomeDir(); err == nil {
 		dirs = append(dirs, filepath.Join(home, "go", "bin"))
 	}
+	if runtime.GOOS == "windows" {
+		name += ".exe"
+	}
 	for _, d := range dirs {
-		p := filepath.Join(d, "nats")
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && (runtime.GOOS == "windows" || fi.Mode().Perm()&0o111 != 0) {
 			return p
 		}
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatal(natsCLIMissing)
+		t.Fatal(missing)
 	}
-	t.Skip(natsCLIMissing)
+	t.Skip(missing)
 	return ""
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -143,33 +142,8 @@ func TestReleaseCrossBuilds(t *testing.T) {
 	}
 }
 
-// goreleaser finds the goreleaser command: on PATH, else where `go
-// install` puts it. Without it the test is skipped, or fails under CI.
+// goreleaser finds the goreleaser command.
 func goreleaser(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("goreleaser"); err == nil {
-		return p
-	}
-	var dirs []string
-	if gp := os.Getenv("GOPATH"); gp != "" {
-		dirs = append(dirs, filepath.Join(gp, "bin"))
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, "go", "bin"))
-	}
-	name := "goreleaser"
-	if runtime.GOOS == "windows" {
-		name += ".exe"
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal(goreleaserMissing)
-	}
-	t.Skip("SKIP: " + goreleaserMissing + "; in CI its absence fails the test")
-	return ""
+	return goTool(t, "goreleaser", goreleaserMissing)
 }

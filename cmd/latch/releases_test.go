@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -429,11 +428,11 @@ func TestRelease100MB(t *testing.T) {
 			}
 		}
 	}()
-	began, cpu := time.Now(), processCPU()
+	began, cpu := time.Now(), benchCPU()
 	mustLatch(t, s.env, "release", "publish", file, "--version", "2.0.0", "--os", "linux", "--arch", "amd64")
-	published, publishCPU := time.Since(began), processCPU()-cpu
+	published, publishCPU := time.Since(began), benchCPU()-cpu
 	peakPublish := peak.Load()
-	began, cpu = time.Now(), processCPU()
+	began, cpu = time.Now(), benchCPU()
 	resp, err := http.Get(s.http + "/downloads/client/linux/amd64/2.0.0")
 	if err != nil {
 		t.Fatal(err)
@@ -441,7 +440,7 @@ func TestRelease100MB(t *testing.T) {
 	got := sha256.New()
 	n, err := io.Copy(got, resp.Body)
 	resp.Body.Close()
-	downloaded, downloadCPU := time.Since(began), processCPU()-cpu
+	downloaded, downloadCPU := time.Since(began), benchCPU()-cpu
 	close(stop)
 	<-sampled
 	if err != nil || n != int64(size) || hex.EncodeToString(got.Sum(nil)) != sum {
@@ -504,11 +503,4 @@ func TestPublishClientsScript(t *testing.T) {
 	if out := run(); !strings.Contains(out, "0 published") || strings.Count(out, "published already") != 3 {
 		t.Errorf("the second run:\n%s", out)
 	}
-}
-
-// processCPU is the CPU time this process has used, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
