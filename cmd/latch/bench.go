@@ -42,8 +42,10 @@ the same folder); the cold connect and first records get of a device
 build of their account on the server); the process's RSS, Go heap and
 goroutines; disk per person; and the CPU time of the whole process per
 person created. The server runs in this process, so the figures are the
-server's and the bench's together. On a terminal, a line shows progress;
-at the end, a table, or JSON with --json.`,
+server's and the bench's together; the heap is what is live after a
+collection. On a terminal, a line shows progress; each checkpoint is
+written to stderr as it is measured; at the end, a table, or JSON with
+--json.`,
 				Flags: []cli.Flag{
 					&cli.IntFlag{Name: "persons", Value: 1000, Usage: "how many persons to create"},
 					&cli.StringFlag{Name: "checkpoints", Usage: "comma-separated person counts to measure at (default: the end, and a tenth, a quarter and half of the way)"},
@@ -273,9 +275,10 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		slices.Sort(colds)
 		cp.ColdSamples = len(colds)
 		cp.ColdP50, cp.ColdP99 = percentile(colds, 50), percentile(colds, 99)
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		cp.Heap, cp.RSS, cp.Goroutines = int64(ms.HeapAlloc), rss(), runtime.NumGoroutine()
+		var mem runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&mem)
+		cp.Heap, cp.RSS, cp.Goroutines = int64(mem.HeapAlloc), rss(), runtime.NumGoroutine()
 		cp.DiskPerPerson = dirSize(dir) / int64(i)
 		if o.profile != "" {
 			if err := writeProfiles(o.profile, i); err != nil {
@@ -283,6 +286,11 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 			}
 		}
 		res.Checkpoints = append(res.Checkpoints, cp)
+		// Each checkpoint as it comes, so a long run that is stopped or
+		// runs out of memory still says what it measured.
+		bar.say("%d persons: create p50 %s p99 %s, CPU %s a person; restart %s; cold p50 %s p99 %s; RSS %s, heap %s, %d goroutines, %s disk a person",
+			i, ms(cp.CreateP50), ms(cp.CreateP99), ms(cp.CPUPerPerson), secs(cp.Restart), ms(cp.ColdP50), ms(cp.ColdP99),
+			mib(cp.RSS), mib(cp.Heap), cp.Goroutines, kib(cp.DiskPerPerson))
 		cpuBefore = benchCPU()
 	}
 	bar.done()

@@ -171,6 +171,15 @@ func (p *progress) add(n int64) {
 	fmt.Fprintf(p.w, "\r[%s] %3d%% %d/%d %s", bar, pct, p.sent, p.total, p.unit)
 }
 
+// say writes a line above the bar, which is drawn again at the next add.
+func (p *progress) say(format string, args ...any) {
+	if p.on && p.last >= 0 {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.last = -1
+	}
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
 func (p *progress) done() {
 	if p.on && p.last >= 0 {
 		fmt.Fprintln(p.w)
