@@ -11,8 +11,17 @@ import (
 
 // bucketVersion is what a records bucket is made with today: 1 has the
 // consumer limit (ConsumerIdle), 2 the records history. A person whose
-// bucket is older gets what it lacks from Refresh.
+// bucket is older than wantBucket gets what it lacks from Refresh.
 const bucketVersion = 2
+
+// wantBucket is the bucket version this service makes and brings persons
+// to: without the records history, 1.
+func (s *Service) wantBucket() int {
+	if s.cfg.NoRecordsHistory {
+		return 1
+	}
+	return bucketVersion
+}
 
 // RecordsConsumer is a consumer of a person's records bucket: a device's
 // or the server's watch, keys or history, or a durable consumer a device
@@ -100,7 +109,7 @@ func (s *Service) withRecordsStream(ctx context.Context, person string, f func(j
 	return f(rs.js, st)
 }
 
-// upgradeBucket brings a person's records bucket to bucketVersion.
+// upgradeBucket brings a person's records bucket to wantBucket.
 func (s *Service) upgradeBucket(ctx context.Context, p Person) error {
 	rs, err := s.openRecords(ctx, p, time.Minute)
 	if err != nil {
@@ -110,14 +119,16 @@ func (s *Service) upgradeBucket(ctx context.Context, p Person) error {
 	if err := limitConsumers(ctx, rs.js); err != nil {
 		return err
 	}
-	if err := s.ensureHistory(ctx, rs.js, p.Limits); err != nil {
-		return err
+	if !s.cfg.NoRecordsHistory {
+		if err := s.ensureHistory(ctx, rs.js, p.Limits); err != nil {
+			return err
+		}
 	}
 	defer s.lockPerson(p.Name)()
 	cur, err := s.Person(ctx, p.Name)
 	if err != nil {
 		return err
 	}
-	cur.BucketVersion = bucketVersion
+	cur.BucketVersion = s.wantBucket()
 	return putJSON(ctx, s.persons, cur.Name, cur)
 }

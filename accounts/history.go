@@ -213,7 +213,7 @@ func (s *Service) openHistory(ctx context.Context, person string, ttl time.Durat
 func (rs *RecordsSession) historyInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 	hs, err := rs.js.Stream(ctx, HistoryStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, errorf(ErrNotFound, "%s's records have no history yet; it is made at the next start of latch serve", rs.person.Name)
+		return nil, errorf(ErrNotFound, "%s's records have no history: latch serve makes one at its next start, unless it runs with --records-history=false", rs.person.Name)
 	}
 	if err != nil {
 		return nil, err

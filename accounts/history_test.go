@@ -1,12 +1,14 @@
 package accounts_test
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/internal/latchtest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -106,4 +108,54 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// Without the records history (latch serve --records-history=false) a
+// person gets a bucket and no history: a restore says why it cannot be
+// done. Turned on again, the next start's Refresh gives them one, and it
+// takes their writes from then on.
+func TestNoRecordsHistory(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testCtx(t)
+	s := latchtest.MustStart(t, latchtest.Options{Dir: dir, NoRecordsHistory: true})
+	s.MustCreatePerson(t, "alice")
+	creds := s.MustIssueDevice(t, "alice", "laptop").CredsFile
+	mustPut(t, mustRecords(t, s.MustConnect(t, creds).Conn), "note", "one")
+	_, err := s.Service.RecordsHistory(ctx, "alice")
+	if !errors.Is(err, accounts.ErrNotFound) || !strings.Contains(err.Error(), "--records-history=false") {
+		t.Fatalf("the history of a person made without one: %v, want not found, naming the flag", err)
+	}
+	if _, err := s.Service.RestoreRecords(ctx, "alice", time.Now()); !errors.Is(err, accounts.ErrNotFound) {
+		t.Fatalf("a restore without a history: %v, want not found", err)
+	}
+	page, err := s.Service.Records(ctx, "alice", accounts.RecordQuery{})
+	if err != nil || len(page.Records) != 1 || !page.NoHistory || page.Usage.History != 0 {
+		t.Fatalf("the records page without a history: %+v, %v", page, err)
+	}
+	// A start without it leaves the person as they are.
+	if _, _, err := s.Service.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Service.Person(ctx, "alice"); p.BucketVersion != 1 {
+		t.Fatalf("bucket version %d without a history, want 1", p.BucketVersion)
+	}
+	s.Stop()
+
+	s = latchtest.MustStart(t, latchtest.Options{Dir: dir})
+	if _, _, err := s.Service.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Service.Person(ctx, "alice"); p.BucketVersion != 2 {
+		t.Fatalf("bucket version %d after a start with the history, want 2", p.BucketVersion)
+	}
+	mustPut(t, mustRecords(t, s.MustConnect(t, creds).Conn), "note", "two")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		h, err := s.Service.RecordsHistory(ctx, "alice")
+		if err == nil && h.Writes >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the history after it was turned on: %+v, %v; want the write made since", h, err)
+		}
+	}
 }

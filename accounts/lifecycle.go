@@ -60,7 +60,7 @@ func (s *Service) createPerson(ctx context.Context, np NewPerson) (Person, error
 	pub, _ := k.account.PublicKey()
 	p := Person{
 		Name: np.Name, DisplayName: np.DisplayName, Handle: np.Handle, Role: np.Role, Account: pub,
-		Status: StatusCreating, Limits: limits, Created: time.Now().UTC(), BucketVersion: bucketVersion,
+		Status: StatusCreating, Limits: limits, Created: time.Now().UTC(), BucketVersion: s.wantBucket(),
 	}
 	// Create refuses an existing key, so two requests for one name cannot
 	// both win.
@@ -153,6 +153,9 @@ func (s *Service) createRecordsBucket(ctx context.Context, account string, servi
 	}
 	if err := limitConsumers(ctx, js); err != nil {
 		return err
+	}
+	if s.cfg.NoRecordsHistory {
+		return nil
 	}
 	return s.untilPlaced(ctx, "the records history", func(ctx context.Context) error { return s.ensureHistory(ctx, js, l) })
 }

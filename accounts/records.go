@@ -85,6 +85,8 @@ type RecordsPage struct {
 	// History is how far the records history reaches; zero when there is
 	// none yet.
 	History History
+	// NoHistory says the person has no records history at all.
+	NoHistory bool
 	// Usage is how full the records are.
 	Usage Usage
 }
@@ -234,7 +236,9 @@ func (s *Service) Records(ctx context.Context, person string, q RecordQuery) (pa
 		if err == nil {
 			page.History = historyOf(info)
 			page.Usage.History = int64(info.State.Bytes)
-		} else if !errors.Is(err, ErrNotFound) {
+		} else if errors.Is(err, ErrNotFound) {
+			page.NoHistory = true
+		} else {
 			return err
 		}
 		page.Usage.Quota = rs.person.Limits.Disk

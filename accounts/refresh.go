@@ -35,7 +35,7 @@ func (s *Service) Refresh(ctx context.Context) (resigned, templated int, err err
 		}
 		// A disabled person's bucket cannot be reached; it is brought up
 		// to date at a start after they are enabled.
-		if p.Status == StatusActive && p.BucketVersion < bucketVersion {
+		if p.Status == StatusActive && p.BucketVersion < s.wantBucket() {
 			if err := s.upgradeBucket(ctx, p); err != nil {
 				s.log.Warn("bring a records bucket up to date", "person", p.Name, "err", err)
 			}

@@ -116,6 +116,13 @@ type Config struct {
 	// ReleaseSigner is the release signing key: it signs the manifest of
 	// each release published. Nil refuses to publish.
 	ReleaseSigner nkeys.KeyPair
+	// NoRecordsHistory makes persons without a records history and gives
+	// none to those who lack one: a stream, a sourcing consumer and six
+	// goroutines fewer a person (docs/scale.md), but a lost or stolen
+	// device can then destroy its person's records for good. Histories
+	// made before are kept; Refresh gives one to every person without,
+	// once this is false again.
+	NoRecordsHistory bool
 }
 
 // Service manages persons, their accounts and their devices.

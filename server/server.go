@@ -90,6 +90,9 @@ type Config struct {
 	// External, when it names servers, is a nats-server cluster latch
 	// uses instead of an embedded server.
 	External External
+	// NoRecordsHistory is accounts.Config's: persons get no records
+	// history.
+	NoRecordsHistory bool
 }
 
 // External is a nats-server cluster that latch does not run, configured
@@ -741,6 +744,8 @@ func (s *Server) run(ctx context.Context) error {
 		Joined:        op.Joined && s.cfg.Cluster.Listen != "",
 		ReleaseSigner: releaseSigner,
 		Log:           log,
+
+		NoRecordsHistory: cfg.NoRecordsHistory,
 	})
 	if err != nil {
 		if wctx.Err() != nil {

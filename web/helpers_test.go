@@ -39,12 +39,14 @@ type webOptions struct {
 	// Admins and Members are persons there from the start, made as
 	// mustPerson makes them, admins first.
 	Admins, Members []string
+	// NoRecordsHistory runs the stack without records histories.
+	NoRecordsHistory bool
 }
 
 // mustWeb starts a stack and a web server on it.
 func mustWeb(tb testing.TB, o webOptions) *testWeb {
 	tb.Helper()
-	st := latchtest.MustStart(tb, latchtest.Options{Dir: tb.TempDir()})
+	st := latchtest.MustStart(tb, latchtest.Options{Dir: tb.TempDir(), NoRecordsHistory: o.NoRecordsHistory})
 	pr, err := resolver.WatchPresence(st.Sys, st.Server, nil)
 	if err != nil {
 		tb.Fatal(err)

@@ -23,12 +23,14 @@ func recordRow(r accounts.Record) views.RecordRow {
 }
 
 // restoreView is the restore part of the Records page: how far the
-// history reaches (left out when it cannot be read).
+// history reaches (left out when it cannot be read), or that there is none.
 func (s *Server) restoreView(r *http.Request, p accounts.Person) views.RecordsRestore {
 	var v views.RecordsRestore
-	if h, err := s.cfg.Accounts.RecordsHistory(r.Context(), p.Name); err == nil {
+	h, err := s.cfg.Accounts.RecordsHistory(r.Context(), p.Name)
+	if err == nil {
 		v.Oldest, v.Writes = h.Oldest, h.Writes
 	}
+	v.None = errors.Is(err, accounts.ErrNotFound)
 	return v
 }
 
@@ -96,7 +98,7 @@ func (s *Server) handleRecords(w http.ResponseWriter, r *http.Request, p account
 	if page.More && len(page.Records) > 0 {
 		v.Next = page.Records[len(page.Records)-1].Key
 	}
-	v.Restore = views.RecordsRestore{Oldest: page.History.Oldest, Writes: page.History.Writes}
+	v.Restore = views.RecordsRestore{Oldest: page.History.Oldest, Writes: page.History.Writes, None: page.NoHistory}
 	w.Header().Set("Cache-Control", "no-store")
 	s.page(w, r, v, v.Section())
 }

@@ -360,6 +360,22 @@ func TestRecordEvents(t *testing.T) {
 	}
 }
 
+// Without a records history the Records page says so and offers no
+// restore, and a restore posted anyway is refused with the reason.
+func TestRecordsWithoutHistory(t *testing.T) {
+	t.Parallel()
+	tw := mustWeb(t, webOptions{Members: []string{"alice"}, NoRecordsHistory: true})
+	c := tw.loginAs(t, "alice")
+	page := text(t, c.do("GET", "/records", nil))
+	if !strings.Contains(page, "No history of your records is kept") || strings.Contains(page, `action="/records/restore"`) {
+		t.Fatalf("the Records page without a history:\n%s", page)
+	}
+	body := text(t, c.do("POST", "/records/restore", url.Values{"at": {"2001-01-01T00:00"}}, "HX-Request", "true"))
+	if !strings.Contains(body, "records have no history") || strings.Contains(body, "Restored to") {
+		t.Errorf("a restore without a history:\n%s", body)
+	}
+}
+
 // The Records page brings the records back as they were at a time, after
 // a device wiped them.
 func TestRecordsRestore(t *testing.T) {

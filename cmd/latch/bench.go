@@ -52,6 +52,7 @@ written to stderr as it is measured; at the end, a table, or JSON with
 					&cli.IntFlag{Name: "cold", Value: 50, Usage: "cold connects to measure at each checkpoint"},
 					&cli.StringFlag{Name: "dir", Usage: "the data folder to use (default: a new temporary one)"},
 					&cli.BoolFlag{Name: "keep", Usage: "keep the data folder"},
+					&cli.BoolFlag{Name: "records-history", Value: true, Usage: "give each person a records history, as latch serve does by default"},
 					&cli.StringFlag{Name: "profile", Usage: "write goroutine and heap profiles (pprof) into this folder at each checkpoint"},
 					jsonFlag(),
 				},
@@ -59,7 +60,7 @@ written to stderr as it is measured; at the end, a table, or JSON with
 					if _, err := args(c); err != nil {
 						return err
 					}
-					o := benchOptions{persons: c.Int("persons"), cold: c.Int("cold"), dir: c.String("dir"), keep: c.Bool("keep"), profile: c.String("profile")}
+					o := benchOptions{persons: c.Int("persons"), cold: c.Int("cold"), dir: c.String("dir"), keep: c.Bool("keep"), profile: c.String("profile"), noHistory: !c.Bool("records-history")}
 					if o.persons < 1 || o.persons > 1_000_000 || o.cold < 1 {
 						return usagef("--persons: 1 to 1000000; --cold: at least 1")
 					}
@@ -90,6 +91,7 @@ type benchOptions struct {
 	checkpoints   []int
 	dir, profile  string
 	keep          bool
+	noHistory     bool
 }
 
 // benchCheckpoint is what latch bench accounts measured at a number of
@@ -110,11 +112,13 @@ type benchCheckpoint struct {
 }
 
 type benchResult struct {
-	Version     string            `json:"version"`
-	CPUs        int               `json:"cpus"`
-	GOOS        string            `json:"goos"`
-	GOARCH      string            `json:"goarch"`
-	Checkpoints []benchCheckpoint `json:"checkpoints"`
+	Version string `json:"version"`
+	CPUs    int    `json:"cpus"`
+	GOOS    string `json:"goos"`
+	GOARCH  string `json:"goarch"`
+	// RecordsHistory says whether each person had a records history.
+	RecordsHistory bool              `json:"records_history"`
+	Checkpoints    []benchCheckpoint `json:"checkpoints"`
 }
 
 func parseCheckpoints(s string, persons int) ([]int, error) {
@@ -145,7 +149,7 @@ type benchDevice struct {
 }
 
 func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, error) {
-	res := benchResult{Version: version, CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
+	res := benchResult{Version: version, CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, RecordsHistory: !o.noHistory}
 	dir := o.dir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "latch-bench-")
@@ -168,7 +172,7 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 	cfg := server.Config{
 		Data: dir, NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Name: "bench", Signup: "closed",
 		Limits: accounts.DefaultLimits(), DeviceTTL: 24 * time.Hour, MaxStore: 1 << 50, MaxMemory: 1 << 40,
-		LameDuck: time.Second, Version: version, Log: slog.New(slog.DiscardHandler),
+		LameDuck: time.Second, Version: version, Log: slog.New(slog.DiscardHandler), NoRecordsHistory: o.noHistory,
 	}
 	var adminNC *nats.Conn
 	start := func() (*server.Server, *accounts.AdminClient, time.Duration, error) {

@@ -86,6 +86,7 @@ it opens anything.`,
 			&cli.StringFlag{Name: "account-payload", Value: "1MiB", Usage: "largest message of each new person account"},
 			&cli.Int64Flag{Name: "account-subs", Value: accounts.DefaultLimits().Subs, Usage: "most subscriptions of any one connection of each new person account, the server's own included"},
 			&cli.Int64Flag{Name: "device-subs", Value: accounts.DefaultLimits().DeviceSubs, Usage: "most subscriptions of one device connection (every person's devices; existing accounts get it at the next start)"},
+			&cli.BoolFlag{Name: "records-history", Value: true, Usage: "keep every write to each person's records for 30 days where devices cannot reach it, for restores; false saves a stream and six goroutines a person (docs/scale.md) but lets a lost device destroy records for good [$LATCH_RECORDS_HISTORY]"},
 			&cli.StringFlag{Name: "device-ttl", Value: "90d", Usage: "default lifetime of issued device JWTs (90d, 12h, never)"},
 			&cli.StringFlag{Name: "js-max-store", Value: "1PiB", Usage: "JetStream disk the server hands out in quotas; over-committed on purpose (see docs/operations.md)"},
 			&cli.StringFlag{Name: "js-max-memory", Value: "1TiB", Usage: "JetStream memory the server hands out in quotas; over-committed on purpose"},
@@ -132,6 +133,7 @@ type serveConfig struct {
 	logLevel                        slog.Level
 	tlsCert, tlsKey, tlsCA          string
 	natsBehindTLSProxy              bool
+	noRecordsHistory                bool
 	warnings                        []string // said once the log exists
 	identity                        *operator.Identity
 	cluster                         server.Cluster
@@ -295,6 +297,18 @@ func (e *env) clusterFlags(c *cli.Context, cfg *serveConfig) error {
 		cfg.natsBehindTLSProxy = b
 	}
 	cfg.replicas = c.Int("replicas")
+	cfg.noRecordsHistory = !c.Bool("records-history")
+	if v := strings.TrimSpace(e.getenv("LATCH_RECORDS_HISTORY")); v != "" && !c.IsSet("records-history") {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("$LATCH_RECORDS_HISTORY %q: want true or false", v)
+		}
+		cfg.noRecordsHistory = !b
+	}
+	if cfg.noRecordsHistory {
+		cfg.warnings = append(cfg.warnings, "the records history is off (--records-history=false): persons without one get none, "+
+			"and a lost or stolen device can destroy its person's records for good; histories made before are kept")
+	}
 	for _, u := range strings.Split(flagOrEnv("nats-external", "LATCH_NATS_EXTERNAL"), ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			cfg.external.URLs = append(cfg.external.URLs, u)
@@ -349,8 +363,8 @@ func serve(ctx context.Context, cfg serveConfig, e *env) error {
 		LameDuck: cfg.lameDuck, StartStall: cfg.startStall,
 		TLSCert: cfg.tlsCert, TLSKey: cfg.tlsKey, TLSCA: cfg.tlsCA, HangupReloads: true, NATSBehindTLSProxy: cfg.natsBehindTLSProxy,
 		Identity: cfg.identity, Cluster: cfg.cluster, ClientAdvertise: cfg.clientAdvertise, Replicas: cfg.replicas,
-		External: cfg.external,
-		Version:  version, Getenv: e.getenv, Log: log,
+		External: cfg.external, NoRecordsHistory: cfg.noRecordsHistory,
+		Version: version, Getenv: e.getenv, Log: log,
 		SetupLink: func(link string, ok bool) { showSetupLink(e.stderr, log, cfg.data, link, ok) },
 	})
 	var ce *server.ConfigError

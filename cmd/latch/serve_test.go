@@ -181,6 +181,26 @@ func TestDeviceDisconnectCommand(t *testing.T) {
 	}
 }
 
+// latch serve --records-history=false says what it gives up, persons get
+// no history, and a restore says why it cannot be done; a bad
+// $LATCH_RECORDS_HISTORY is refused.
+func TestServeWithoutRecordsHistory(t *testing.T) {
+	t.Parallel()
+	s := mustServe(t, "", "--records-history=false")
+	if !strings.Contains(s.logs.String(), "records history is off") {
+		t.Errorf("no warning that the records history is off:\n%s", s.logs.String())
+	}
+	s.mustAdmin(t, "account", "add", "alice")
+	r := s.admin(t, "account", "restore", "alice", "--at", time.Now().UTC().Format(time.RFC3339))
+	if r.err == nil || !strings.Contains(r.err.Error(), "no history") {
+		t.Errorf("a restore without a history: %v\n%s", r.err, r.stdout)
+	}
+	r = latch(t, map[string]string{"LATCH_RECORDS_HISTORY": "sometimes"}, "serve", "--data", t.TempDir())
+	if exitCode(r.err) != 2 || !strings.Contains(r.err.Error(), "LATCH_RECORDS_HISTORY") {
+		t.Errorf("a bad $LATCH_RECORDS_HISTORY: %v", r.err)
+	}
+}
+
 // latch account restore brings a person's records back after a device
 // wiped them.
 func TestAccountRestore(t *testing.T) {

@@ -43,6 +43,8 @@ type Options struct {
 	// MaxStore and MaxMemory are the server's JetStream limits; zero
 	// over-commits as latch serve does by default.
 	MaxStore, MaxMemory int64
+	// NoRecordsHistory is accounts.Config's.
+	NoRecordsHistory bool
 }
 
 // MustStart starts a stack and stops it when the test ends.
@@ -121,6 +123,8 @@ func Start(o Options) (*Stack, error) {
 		Stored:      ns.StoredJWT,
 		Apply:       ns.Apply,
 		Node:        "test",
+
+		NoRecordsHistory: o.NoRecordsHistory,
 	})
 	if err == nil {
 		err = s.Service.RegisterFirstAdmin(ctx, op.FirstAdmin)
