@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -17,8 +16,6 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
-	"github.com/latch-dev/latch/operator"
-	"github.com/latch-dev/latch/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
@@ -28,7 +25,7 @@ func benchCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure what a node does as it grows, for sizing a deployment",
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			{
 				Name:  "accounts",
 				Usage: "create persons on a fresh server in a temporary folder, and measure at each checkpoint",
@@ -39,8 +36,8 @@ reports: the time to create a person (p50, p99 of those since the last
 checkpoint); a restart to ready (the server closed and opened again on
 the same folder); the cold connect and first records get of a device
 (p50, p99 over --cold persons not touched since the restart: the first
-build of their account on the server); the process's RSS, Go heap and
-goroutines; disk per person; and the CPU time of the whole process per
+build of their account on the server); the process's RSS, Go heap,
+goroutine stacks and goroutines; disk per person; and the CPU time of the whole process per
 person created. The server runs in this process, so the figures are the
 server's and the bench's together; the heap is what is live after a
 collection. On a terminal, a line shows progress; each checkpoint is
@@ -75,14 +72,14 @@ written to stderr as it is measured; at the end, a table, or JSON with
 					if c.Bool("json") {
 						return printJSON(e.stdout, res)
 					}
-					return list(e.stdout, []string{"PERSONS", "CREATE P50", "CREATE P99", "CPU/PERSON", "RESTART", "COLD P50", "COLD P99", "RSS", "HEAP", "GOROUTINES", "DISK/PERSON"},
+					return list(e.stdout, []string{"PERSONS", "CREATE P50", "CREATE P99", "CPU/PERSON", "RESTART", "COLD P50", "COLD P99", "RSS", "HEAP", "STACKS", "GOROUTINES", "DISK/PERSON"},
 						res.Checkpoints, func(r benchCheckpoint) []string {
 							return []string{strconv.Itoa(r.Persons), ms(r.CreateP50), ms(r.CreateP99), ms(r.CPUPerPerson), secs(r.Restart),
-								ms(r.ColdP50), ms(r.ColdP99), mib(r.RSS), mib(r.Heap), strconv.Itoa(r.Goroutines), kib(r.DiskPerPerson)}
+								ms(r.ColdP50), ms(r.ColdP99), mib(r.RSS), mib(r.Heap), mib(r.Stacks), strconv.Itoa(r.Goroutines), kib(r.DiskPerPerson)}
 						})
 				},
 			},
-		},
+		}, benchOpsCommands(e)...),
 	}
 }
 
@@ -107,15 +104,13 @@ type benchCheckpoint struct {
 	ColdSamples   int           `json:"cold_samples"`
 	RSS           int64         `json:"rss"`
 	Heap          int64         `json:"heap"`
+	Stacks        int64         `json:"stacks"`
 	Goroutines    int           `json:"goroutines"`
 	DiskPerPerson int64         `json:"disk_per_person"`
 }
 
 type benchResult struct {
-	Version string `json:"version"`
-	CPUs    int    `json:"cpus"`
-	GOOS    string `json:"goos"`
-	GOARCH  string `json:"goarch"`
+	benchMachine
 	// RecordsHistory says whether each person had a records history.
 	RecordsHistory bool              `json:"records_history"`
 	Checkpoints    []benchCheckpoint `json:"checkpoints"`
@@ -149,61 +144,12 @@ type benchDevice struct {
 }
 
 func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, error) {
-	res := benchResult{Version: version, CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, RecordsHistory: !o.noHistory}
-	dir := o.dir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "latch-bench-")
-		if err != nil {
-			return res, err
-		}
-		dir = filepath.Join(tmp, "data")
-		if !o.keep {
-			defer os.RemoveAll(tmp)
-		}
-	}
-	op, err := operator.Init(dir, "bench")
+	res := benchResult{benchMachine: thisMachine(), RecordsHistory: !o.noHistory}
+	n, err := openBenchNode(ctx, o.dir, o.keep, o.noHistory)
 	if err != nil {
 		return res, err
 	}
-	credsDir := filepath.Join(filepath.Dir(dir), "bench-creds")
-	if err := os.MkdirAll(credsDir, 0o700); err != nil {
-		return res, err
-	}
-	cfg := server.Config{
-		Data: dir, NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Name: "bench", Signup: "closed",
-		Limits: accounts.DefaultLimits(), DeviceTTL: 24 * time.Hour, MaxStore: 1 << 50, MaxMemory: 1 << 40,
-		LameDuck: time.Second, Version: version, Log: slog.New(slog.DiscardHandler), NoRecordsHistory: o.noHistory,
-	}
-	var adminNC *nats.Conn
-	start := func() (*server.Server, *accounts.AdminClient, time.Duration, error) {
-		began := time.Now()
-		s, err := server.Open(ctx, cfg)
-		if err != nil {
-			return nil, nil, 0, err
-		}
-		select {
-		case <-s.Ready():
-		case <-s.Done():
-			return nil, nil, 0, fmt.Errorf("the server stopped while starting: %v", s.Err())
-		case <-ctx.Done():
-			s.Close()
-			return nil, nil, 0, ctx.Err()
-		}
-		took := time.Since(began)
-		nc, err := nats.Connect(s.Addrs().NATS, nats.UserCredentials(filepath.Join(dir, operator.AdminCredsFile)),
-			nats.CustomInboxPrefix(operator.AdminInboxPrefix(op.FirstAdmin)), nats.Timeout(10*time.Second))
-		if err != nil {
-			s.Close()
-			return nil, nil, 0, err
-		}
-		adminNC = nc
-		return s, accounts.NewAdminClient(nc), took, nil
-	}
-	s, admin, _, err := start()
-	if err != nil {
-		return res, err
-	}
-	defer func() { s.Close() }()
+	defer n.close()
 
 	// The persons measured cold at each checkpoint are drawn from all
 	// made so far; each gets its device when it is made, so that nothing
@@ -225,20 +171,16 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 	for i := 1; i <= o.persons; i++ {
 		name := fmt.Sprintf("p%07d", i)
 		began := time.Now()
-		if _, err := accounts.EndpointAccountAdd.Call(ctx, admin, accounts.AccountAddRequest{Name: name}); err != nil {
+		if err := n.addPerson(ctx, name); err != nil {
 			bar.done()
 			return res, fmt.Errorf("create person %d: %w", i, err)
 		}
 		creates = append(creates, time.Since(began))
 		if sampled[i] {
-			r, err := accounts.EndpointDeviceIssue.Call(ctx, admin, accounts.DeviceIssueRequest{Account: name, Name: "bench"})
+			path, _, err := n.issue(ctx, name, "bench")
 			if err != nil {
 				bar.done()
 				return res, fmt.Errorf("issue a device of person %d: %w", i, err)
-			}
-			path := filepath.Join(credsDir, name+".creds")
-			if err := os.WriteFile(path, []byte(r.Creds), 0o600); err != nil {
-				return res, err
 			}
 			devices = append(devices, benchDevice{person: name, creds: path})
 		}
@@ -255,19 +197,14 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 
 		// A restart, then cold devices: each one's account is built on the
 		// server for the first time since.
-		adminNC.Close()
-		if err := s.Close(); err != nil {
-			return res, err
-		}
-		s, admin, cp.Restart, err = start()
-		if err != nil {
+		if cp.Restart, err = n.restart(ctx); err != nil {
 			bar.done()
 			return res, fmt.Errorf("restart at %d persons: %w", i, err)
 		}
 		rand.Shuffle(len(devices), func(a, b int) { devices[a], devices[b] = devices[b], devices[a] })
 		var colds []time.Duration
 		for _, d := range devices[:min(o.cold, len(devices))] {
-			took, err := coldConnect(ctx, s.Addrs().NATS, d.creds)
+			took, err := coldConnect(ctx, n.url(), d.creds)
 			if err != nil {
 				bar.done()
 				return res, fmt.Errorf("cold connect of %s at %d persons: %w", d.person, i, err)
@@ -282,8 +219,8 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		var mem runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&mem)
-		cp.Heap, cp.RSS, cp.Goroutines = int64(mem.HeapAlloc), rss(), runtime.NumGoroutine()
-		cp.DiskPerPerson = dirSize(dir) / int64(i)
+		cp.Heap, cp.Stacks, cp.RSS, cp.Goroutines = int64(mem.HeapAlloc), int64(mem.StackInuse), rss(), runtime.NumGoroutine()
+		cp.DiskPerPerson = dirSize(n.dir) / int64(i)
 		if o.profile != "" {
 			if err := writeProfiles(o.profile, i); err != nil {
 				return res, err
@@ -292,13 +229,12 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		res.Checkpoints = append(res.Checkpoints, cp)
 		// Each checkpoint as it comes, so a long run that is stopped or
 		// runs out of memory still says what it measured.
-		bar.say("%d persons: create p50 %s p99 %s, CPU %s a person; restart %s; cold p50 %s p99 %s; RSS %s, heap %s, %d goroutines, %s disk a person",
+		bar.say("%d persons: create p50 %s p99 %s, CPU %s a person; restart %s; cold p50 %s p99 %s; RSS %s, heap %s, stacks %s, %d goroutines, %s disk a person",
 			i, ms(cp.CreateP50), ms(cp.CreateP99), ms(cp.CPUPerPerson), secs(cp.Restart), ms(cp.ColdP50), ms(cp.ColdP99),
-			mib(cp.RSS), mib(cp.Heap), cp.Goroutines, kib(cp.DiskPerPerson))
+			mib(cp.RSS), mib(cp.Heap), mib(cp.Stacks), cp.Goroutines, kib(cp.DiskPerPerson))
 		cpuBefore = benchCPU()
 	}
 	bar.done()
-	adminNC.Close()
 	return res, nil
 }
 

@@ -25,3 +25,35 @@ func TestBenchAccounts(t *testing.T) {
 		t.Error("a checkpoint past --persons was taken")
 	}
 }
+
+// latch bench issue, revoke and sync, small: each runs on a server of its
+// own and reports its rate, CPU and latencies.
+func TestBenchOps(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args      []string
+		latencies int
+		rate      bool
+	}{
+		{[]string{"issue", "--persons", "2", "--devices", "20", "--parallel", "3"}, 1, true},
+		{[]string{"revoke", "--persons", "3", "--devices", "4"}, 2, false},
+		{[]string{"sync", "--puts", "50", "--keys", "7", "--records-history=false"}, 2, true},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			t.Parallel()
+			var r benchOps
+			decodeJSON(t, mustLatch(t, nil, append(append([]string{"bench"}, tc.args...), "--json")...), &r)
+			if r.Bench != tc.args[0] || r.Ops <= 0 || r.Elapsed <= 0 || r.CPUPerOp <= 0 || (r.PerSecond > 0) != tc.rate || len(r.Latencies) != tc.latencies {
+				t.Errorf("%+v: a figure is missing", r)
+			}
+			for _, l := range r.Latencies {
+				if l.P50 <= 0 || l.P99 < l.P50 || l.Max < l.P99 {
+					t.Errorf("latency %+v", l)
+				}
+			}
+		})
+	}
+	if r := latch(t, nil, "bench", "issue", "--devices", "0"); exitCode(r.err) != 2 {
+		t.Errorf("--devices 0: %v, want exit 2", r.err)
+	}
+}

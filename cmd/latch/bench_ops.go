@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/latch-dev/latch/accounts"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+)
+
+// benchOps is what latch bench issue, revoke and sync measured.
+// Durations are in nanoseconds in JSON.
+type benchOps struct {
+	benchMachine
+	Bench    string `json:"bench"`
+	Ops      int    `json:"ops"`
+	Parallel int    `json:"parallel"`
+	// Elapsed is the wall time of the measured operations, PerSecond
+	// Ops over it (0 where the bench waits on purpose between them).
+	Elapsed   time.Duration `json:"elapsed"`
+	PerSecond float64       `json:"per_second,omitempty"`
+	// CPUPerOp is the process's CPU time (server and bench together)
+	// over the measured part, per operation.
+	CPUPerOp  time.Duration  `json:"cpu_per_op"`
+	Latencies []benchLatency `json:"latencies"`
+}
+
+// benchLatency is one latency measured for every operation.
+type benchLatency struct {
+	What string        `json:"what"`
+	P50  time.Duration `json:"p50"`
+	P99  time.Duration `json:"p99"`
+	Max  time.Duration `json:"max"`
+}
+
+func latencyOf(what string, ds []time.Duration) benchLatency {
+	slices.Sort(ds)
+	l := benchLatency{What: what, P50: percentile(ds, 50), P99: percentile(ds, 99)}
+	if len(ds) > 0 {
+		l.Max = ds[len(ds)-1]
+	}
+	return l
+}
+
+func printOps(w io.Writer, asJSON bool, r benchOps) error {
+	if asJSON {
+		return printJSON(w, r)
+	}
+	rate := ""
+	if r.PerSecond > 0 {
+		rate = ", " + strconv.FormatFloat(r.PerSecond, 'f', 0, 64) + "/s"
+	}
+	by := ""
+	if r.Parallel > 1 {
+		by = " by " + strconv.Itoa(r.Parallel) + " callers"
+	}
+	fmt.Fprintf(w, "%s: %d in %s%s%s; CPU %s each\n", r.Bench, r.Ops, r.Elapsed.Round(time.Millisecond), by, rate, ms(r.CPUPerOp))
+	return list(w, []string{"LATENCY", "P50", "P99", "MAX"}, r.Latencies, func(l benchLatency) []string {
+		return []string{l.What, ms(l.P50), ms(l.P99), ms(l.Max)}
+	})
+}
+
+func benchOpsCommands(e *env) []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:  "issue",
+			Usage: "issue devices through the admin service, as latch device issue does",
+			Description: `Starts latch on a data folder of its own, creates --persons persons, and
+issues --devices devices to them in turn through the admin service, from
+--parallel callers at once. Reports devices issued a second, the CPU time
+per device, and the latency of each call.`,
+			Flags: append(benchNodeFlags(),
+				&cli.IntFlag{Name: "persons", Value: 4, Usage: "persons to issue the devices to"},
+				&cli.IntFlag{Name: "devices", Value: 1000, Usage: "devices to issue"},
+				&cli.IntFlag{Name: "parallel", Value: 8, Usage: "callers at once"},
+			),
+			Action: func(c *cli.Context) error {
+				if _, err := args(c); err != nil {
+					return err
+				}
+				persons, devices, parallel := c.Int("persons"), c.Int("devices"), c.Int("parallel")
+				if persons < 1 || devices < 1 || parallel < 1 {
+					return usagef("--persons, --devices and --parallel: at least 1")
+				}
+				n, err := openBenchNode(c.Context, c.String("dir"), c.Bool("keep"), !c.Bool("records-history"))
+				if err != nil {
+					return err
+				}
+				defer n.close()
+				r, err := benchIssue(c.Context, n, persons, devices, parallel)
+				if err != nil {
+					return err
+				}
+				return printOps(e.stdout, c.Bool("json"), r)
+			},
+		},
+		{
+			Name:  "revoke",
+			Usage: "revoke connected devices, and measure until the server closes their connections",
+			Description: `Starts latch on a data folder of its own, gives --persons persons a
+connected device each (--devices in all), and revokes them one at a time
+through the admin service, as latch device revoke does. Each is timed
+from the call to the moment its connection is closed by the server.
+An account's JWT can change once a second (its iat), so each revocation
+is made once its account's last change is in a past second: the figures
+are the revocation's, not that wait's.`,
+			Flags: append(benchNodeFlags(),
+				&cli.IntFlag{Name: "persons", Value: 50, Usage: "persons whose devices are revoked in turn"},
+				&cli.IntFlag{Name: "devices", Value: 200, Usage: "devices to revoke"},
+			),
+			Action: func(c *cli.Context) error {
+				if _, err := args(c); err != nil {
+					return err
+				}
+				persons, devices := c.Int("persons"), c.Int("devices")
+				if persons < 1 || devices < 1 {
+					return usagef("--persons and --devices: at least 1")
+				}
+				n, err := openBenchNode(c.Context, c.String("dir"), c.Bool("keep"), !c.Bool("records-history"))
+				if err != nil {
+					return err
+				}
+				defer n.close()
+				r, err := benchRevoke(c.Context, n, persons, devices)
+				if err != nil {
+					return err
+				}
+				return printOps(e.stdout, c.Bool("json"), r)
+			},
+		},
+		{
+			Name:  "sync",
+			Usage: "put records from one device and measure until another device's watch has them",
+			Description: `Starts latch on a data folder of its own, makes a person with two
+devices connected with their own creds, and has the first put --puts
+records of --size bytes (one after another, over --keys keys) while the
+second watches the bucket. Reports puts a second, the CPU time per put,
+the latency of each put and of each put until the watch delivered it.`,
+			Flags: append(benchNodeFlags(),
+				&cli.IntFlag{Name: "puts", Value: 10000, Usage: "records to put"},
+				&cli.IntFlag{Name: "size", Value: 256, Usage: "bytes in each record"},
+				&cli.IntFlag{Name: "keys", Value: 1000, Usage: "keys the puts go to in turn"},
+			),
+			Action: func(c *cli.Context) error {
+				if _, err := args(c); err != nil {
+					return err
+				}
+				puts, size, keys := c.Int("puts"), c.Int("size"), c.Int("keys")
+				if puts < 1 || size < 0 || keys < 1 {
+					return usagef("--puts and --keys: at least 1; --size: 0 or more")
+				}
+				n, err := openBenchNode(c.Context, c.String("dir"), c.Bool("keep"), !c.Bool("records-history"))
+				if err != nil {
+					return err
+				}
+				defer n.close()
+				r, err := benchSync(c.Context, n, puts, size, keys)
+				if err != nil {
+					return err
+				}
+				return printOps(e.stdout, c.Bool("json"), r)
+			},
+		},
+	}
+}
+
+func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel int) (benchOps, error) {
+	r := benchOps{benchMachine: thisMachine(), Bench: "issue", Ops: devices, Parallel: parallel}
+	for i := range persons {
+		if err := n.addPerson(ctx, fmt.Sprintf("p%04d", i)); err != nil {
+			return r, fmt.Errorf("create a person: %w", err)
+		}
+	}
+	lat := make([]time.Duration, devices)
+	next := make(chan int)
+	errs := make(chan error, parallel)
+	var wg sync.WaitGroup
+	began, cpu := time.Now(), benchCPU()
+	for range parallel {
+		wg.Go(func() {
+			for i := range next {
+				t0 := time.Now()
+				_, err := accounts.EndpointDeviceIssue.Call(ctx, n.admin, accounts.DeviceIssueRequest{
+					Account: fmt.Sprintf("p%04d", i%persons), Name: "d" + strconv.Itoa(i)})
+				if err != nil {
+					errs <- fmt.Errorf("issue device %d: %w", i, err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	var err error
+feed:
+	for i := range devices {
+		select {
+		case next <- i:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err == nil && len(errs) > 0 {
+		err = <-errs
+	}
+	if err != nil {
+		return r, err
+	}
+	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(devices)
+	r.PerSecond = float64(devices) / r.Elapsed.Seconds()
+	r.Latencies = []benchLatency{latencyOf("the issue call", lat)}
+	return r, nil
+}
+
+func benchRevoke(ctx context.Context, n *benchNode, persons, devices int) (benchOps, error) {
+	r := benchOps{benchMachine: thisMachine(), Bench: "revoke", Ops: devices, Parallel: 1}
+	persons = min(persons, devices)
+	last := make([]time.Time, persons) // each account's JWT's last change
+	for i := range persons {
+		if err := n.addPerson(ctx, fmt.Sprintf("p%04d", i)); err != nil {
+			return r, fmt.Errorf("create a person: %w", err)
+		}
+		last[i] = time.Now()
+	}
+	// One connected device a person at a time: made, then revoked.
+	type probe struct {
+		person, pub string
+		nc          *nats.Conn
+		closed      chan time.Time
+	}
+	connect := func(i int) (probe, error) {
+		p := probe{person: fmt.Sprintf("p%04d", i%persons), closed: make(chan time.Time, 1)}
+		creds, pub, err := n.issue(ctx, p.person, "d"+strconv.Itoa(i))
+		if err != nil {
+			return p, err
+		}
+		p.pub = pub
+		p.nc, err = nats.Connect(n.url(), nats.UserCredentials(creds), nats.NoReconnect(),
+			nats.ClosedHandler(func(*nats.Conn) { p.closed <- time.Now() }))
+		return p, err
+	}
+	var call, toClose []time.Duration
+	var cpuSpent time.Duration
+	for i := range devices {
+		k := i % persons
+		p, err := connect(i)
+		if err != nil {
+			return r, fmt.Errorf("a device to revoke: %w", err)
+		}
+		// Once the account's last JWT is in a past second.
+		time.Sleep(time.Until(time.Unix(last[k].Unix()+1, 0).Add(time.Millisecond)))
+		t0, cpu := time.Now(), benchCPU()
+		if _, err := accounts.EndpointDeviceRevoke.Call(ctx, n.admin, accounts.DeviceRequest{Account: p.person, Device: p.pub}); err != nil {
+			p.nc.Close()
+			return r, fmt.Errorf("revoke: %w", err)
+		}
+		call = append(call, time.Since(t0))
+		select {
+		case at := <-p.closed:
+			toClose = append(toClose, at.Sub(t0))
+		case <-time.After(30 * time.Second):
+			p.nc.Close()
+			return r, fmt.Errorf("the connection of revoked device %s was still open after 30 s", p.pub)
+		}
+		cpuSpent += benchCPU() - cpu
+		r.Elapsed += time.Since(t0)
+		last[k] = time.Now()
+	}
+	r.CPUPerOp = cpuSpent / time.Duration(devices)
+	r.Latencies = []benchLatency{latencyOf("the revoke call", call), latencyOf("revoke to connection closed", toClose)}
+	return r, nil
+}
+
+func benchSync(ctx context.Context, n *benchNode, puts, size, keys int) (benchOps, error) {
+	r := benchOps{benchMachine: thisMachine(), Bench: "sync", Ops: puts, Parallel: 1}
+	if err := n.addPerson(ctx, "p0000"); err != nil {
+		return r, err
+	}
+	open := func(name string) (*nats.Conn, jetstream.KeyValue, error) {
+		creds, _, err := n.issue(ctx, "p0000", name)
+		if err != nil {
+			return nil, nil, err
+		}
+		nc, err := nats.Connect(n.url(), nats.UserCredentials(creds))
+		if err != nil {
+			return nil, nil, err
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		kv, err := js.KeyValue(ctx, accounts.RecordsBucket)
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		return nc, kv, nil
+	}
+	ncA, kvA, err := open("writer")
+	if err != nil {
+		return r, err
+	}
+	defer ncA.Close()
+	ncB, kvB, err := open("watcher")
+	if err != nil {
+		return r, err
+	}
+	defer ncB.Close()
+	w, err := kvB.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return r, err
+	}
+	defer w.Stop()
+	value := make([]byte, size)
+	put, toWatch := make([]time.Duration, 0, puts), make([]time.Duration, 0, puts)
+	began, cpu := time.Now(), benchCPU()
+	for i := range puts {
+		t0 := time.Now()
+		rev, err := kvA.Put(ctx, "bench."+strconv.Itoa(i%keys), value)
+		if err != nil {
+			return r, fmt.Errorf("put %d: %w", i, err)
+		}
+		put = append(put, time.Since(t0))
+		for seen := false; !seen; {
+			select {
+			case e := <-w.Updates():
+				seen = e != nil && e.Revision() >= rev
+			case <-time.After(10 * time.Second):
+				return r, errors.New("a put never reached the other device's watch")
+			}
+		}
+		toWatch = append(toWatch, time.Since(t0))
+	}
+	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(puts)
+	r.PerSecond = float64(puts) / r.Elapsed.Seconds()
+	r.Latencies = []benchLatency{latencyOf("the put", put), latencyOf("put to the other device's watch", toWatch)}
+	return r, nil
+}
