@@ -145,7 +145,7 @@ type benchDevice struct {
 
 func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, error) {
 	res := benchResult{benchMachine: thisMachine(), RecordsHistory: !o.noHistory}
-	n, err := openBenchNode(ctx, o.dir, o.keep, o.noHistory)
+	n, err := openBenchNode(ctx, benchNodeOptions{dir: o.dir, keep: o.keep, noHistory: o.noHistory})
 	if err != nil {
 		return res, err
 	}

@@ -29,17 +29,30 @@ type benchNode struct {
 	remove   string // removed by close; empty with --keep or --dir
 }
 
-// openBenchNode makes a data folder (dir, or a new temporary one) and
+// benchNodeOptions say where a bench node keeps its data and how it runs.
+type benchNodeOptions struct {
+	dir        string // the data folder; empty makes a temporary one
+	keep       bool   // keep a temporary folder
+	noHistory  bool   // server.Config's NoRecordsHistory
+	trustProxy bool   // server.Config's TrustProxy
+}
+
+// benchNodeOptionsOf reads benchNodeFlags.
+func benchNodeOptionsOf(c *cli.Context) benchNodeOptions {
+	return benchNodeOptions{dir: c.String("dir"), keep: c.Bool("keep"), noHistory: !c.Bool("records-history")}
+}
+
+// openBenchNode makes a data folder (o.dir, or a new temporary one) and
 // starts a server on it.
-func openBenchNode(ctx context.Context, dir string, keep, noHistory bool) (*benchNode, error) {
-	n := &benchNode{dir: dir}
-	if dir == "" {
+func openBenchNode(ctx context.Context, o benchNodeOptions) (*benchNode, error) {
+	n := &benchNode{dir: o.dir}
+	if o.dir == "" {
 		tmp, err := os.MkdirTemp("", "latch-bench-")
 		if err != nil {
 			return nil, err
 		}
 		n.dir = filepath.Join(tmp, "data")
-		if !keep {
+		if !o.keep {
 			n.remove = tmp
 		}
 	}
@@ -56,7 +69,8 @@ func openBenchNode(ctx context.Context, dir string, keep, noHistory bool) (*benc
 	n.cfg = server.Config{
 		Data: n.dir, NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Name: "bench", Signup: "closed",
 		Limits: accounts.DefaultLimits(), DeviceTTL: 24 * time.Hour, MaxStore: 1 << 50, MaxMemory: 1 << 40,
-		LameDuck: time.Second, Version: version, Log: slog.New(slog.DiscardHandler), NoRecordsHistory: noHistory,
+		LameDuck: time.Second, Version: version, Log: slog.New(slog.DiscardHandler), NoRecordsHistory: o.noHistory,
+		TrustProxy: o.trustProxy,
 	}
 	if _, err := n.start(ctx); err != nil {
 		n.close()

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
+	"github.com/latch-dev/latch/client"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
@@ -90,7 +93,7 @@ per device, and the latency of each call.`,
 				if persons < 1 || devices < 1 || parallel < 1 {
 					return usagef("--persons, --devices and --parallel: at least 1")
 				}
-				n, err := openBenchNode(c.Context, c.String("dir"), c.Bool("keep"), !c.Bool("records-history"))
+				n, err := openBenchNode(c.Context, benchNodeOptionsOf(c))
 				if err != nil {
 					return err
 				}
@@ -124,12 +127,52 @@ are the revocation's, not that wait's.`,
 				if persons < 1 || devices < 1 {
 					return usagef("--persons and --devices: at least 1")
 				}
-				n, err := openBenchNode(c.Context, c.String("dir"), c.Bool("keep"), !c.Bool("records-history"))
+				n, err := openBenchNode(c.Context, benchNodeOptionsOf(c))
 				if err != nil {
 					return err
 				}
 				defer n.close()
 				r, err := benchRevoke(c.Context, n, persons, devices)
+				if err != nil {
+					return err
+				}
+				return printOps(e.stdout, c.Bool("json"), r)
+			},
+		},
+		{
+			Name:  "enroll",
+			Usage: "enroll devices as latch client enroll does, approved through the admin service",
+			Description: `Starts latch on a data folder of its own and enrolls --devices devices
+to --persons persons, --parallel at once: each makes its nkey and asks
+the web API to enroll it (POST /api/enroll/start), an admin approves its
+code (latch device approve), the device polls once for its JWT and
+writes its creds (POST /api/enroll/poll), then connects with them and
+reads its person's records. Each simulated device comes from an address
+of its own (X-Forwarded-For, the server trusting it), so the per-address
+limit on starting enrollments, there for real devices, does not pace the
+bench. Reports enrollments a second, the CPU time per enrollment, and the
+latency of each step and of the whole.`,
+			Flags: append(benchNodeFlags(),
+				&cli.IntFlag{Name: "persons", Value: 10, Usage: "persons to enroll the devices to"},
+				&cli.IntFlag{Name: "devices", Value: 200, Usage: "devices to enroll"},
+				&cli.IntFlag{Name: "parallel", Value: 4, Usage: "devices enrolling at once"},
+			),
+			Action: func(c *cli.Context) error {
+				if _, err := args(c); err != nil {
+					return err
+				}
+				persons, devices, parallel := c.Int("persons"), c.Int("devices"), c.Int("parallel")
+				if persons < 1 || devices < 1 || parallel < 1 {
+					return usagef("--persons, --devices and --parallel: at least 1")
+				}
+				o := benchNodeOptionsOf(c)
+				o.trustProxy = true
+				n, err := openBenchNode(c.Context, o)
+				if err != nil {
+					return err
+				}
+				defer n.close()
+				r, err := benchEnroll(c.Context, n, persons, devices, parallel)
 				if err != nil {
 					return err
 				}
@@ -157,7 +200,7 @@ the latency of each put and of each put until the watch delivered it.`,
 				if puts < 1 || size < 0 || keys < 1 {
 					return usagef("--puts and --keys: at least 1; --size: 0 or more")
 				}
-				n, err := openBenchNode(c.Context, c.String("dir"), c.Bool("keep"), !c.Bool("records-history"))
+				n, err := openBenchNode(c.Context, benchNodeOptionsOf(c))
 				if err != nil {
 					return err
 				}
@@ -172,35 +215,25 @@ the latency of each put and of each put until the watch delivered it.`,
 	}
 }
 
-func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Bench: "issue", Ops: devices, Parallel: parallel}
-	for i := range persons {
-		if err := n.addPerson(ctx, fmt.Sprintf("p%04d", i)); err != nil {
-			return r, fmt.Errorf("create a person: %w", err)
-		}
-	}
-	lat := make([]time.Duration, devices)
+// inParallel calls f(0) … f(ops-1) from parallel goroutines and returns
+// the first error; after one, no more calls are begun.
+func inParallel(ops, parallel int, f func(i int) error) error {
 	next := make(chan int)
 	errs := make(chan error, parallel)
 	var wg sync.WaitGroup
-	began, cpu := time.Now(), benchCPU()
 	for range parallel {
 		wg.Go(func() {
 			for i := range next {
-				t0 := time.Now()
-				_, err := accounts.EndpointDeviceIssue.Call(ctx, n.admin, accounts.DeviceIssueRequest{
-					Account: fmt.Sprintf("p%04d", i%persons), Name: "d" + strconv.Itoa(i)})
-				if err != nil {
-					errs <- fmt.Errorf("issue device %d: %w", i, err)
+				if err := f(i); err != nil {
+					errs <- err
 					return
 				}
-				lat[i] = time.Since(t0)
 			}
 		})
 	}
 	var err error
 feed:
-	for i := range devices {
+	for i := range ops {
 		select {
 		case next <- i:
 		case err = <-errs:
@@ -212,6 +245,28 @@ feed:
 	if err == nil && len(errs) > 0 {
 		err = <-errs
 	}
+	return err
+}
+
+func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel int) (benchOps, error) {
+	r := benchOps{benchMachine: thisMachine(), Bench: "issue", Ops: devices, Parallel: parallel}
+	for i := range persons {
+		if err := n.addPerson(ctx, fmt.Sprintf("p%04d", i)); err != nil {
+			return r, fmt.Errorf("create a person: %w", err)
+		}
+	}
+	lat := make([]time.Duration, devices)
+	began, cpu := time.Now(), benchCPU()
+	err := inParallel(devices, parallel, func(i int) error {
+		t0 := time.Now()
+		_, err := accounts.EndpointDeviceIssue.Call(ctx, n.admin, accounts.DeviceIssueRequest{
+			Account: fmt.Sprintf("p%04d", i%persons), Name: "d" + strconv.Itoa(i)})
+		if err != nil {
+			return fmt.Errorf("issue device %d: %w", i, err)
+		}
+		lat[i] = time.Since(t0)
+		return nil
+	})
 	if err != nil {
 		return r, err
 	}
@@ -344,5 +399,74 @@ func benchSync(ctx context.Context, n *benchNode, puts, size, keys int) (benchOp
 	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(puts)
 	r.PerSecond = float64(puts) / r.Elapsed.Seconds()
 	r.Latencies = []benchLatency{latencyOf("the put", put), latencyOf("put to the other device's watch", toWatch)}
+	return r, nil
+}
+
+// forwardedFor is a transport that says a request comes from addr, as a
+// reverse proxy would.
+type forwardedFor struct{ addr string }
+
+func (f forwardedFor) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-For", f.addr)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel int) (benchOps, error) {
+	r := benchOps{benchMachine: thisMachine(), Bench: "enroll", Ops: devices, Parallel: parallel}
+	for i := range persons {
+		if err := n.addPerson(ctx, fmt.Sprintf("p%04d", i)); err != nil {
+			return r, fmt.Errorf("create a person: %w", err)
+		}
+	}
+	steps := [5][]time.Duration{}
+	for k := range steps {
+		steps[k] = make([]time.Duration, devices)
+	}
+	enroll := func(i int) error {
+		hc := &http.Client{Timeout: 30 * time.Second, Transport: forwardedFor{fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)}}
+		t0 := time.Now()
+		p, err := client.StartEnroll(ctx, client.EnrollOptions{URL: n.s.Addrs().HTTP, Name: "d" + strconv.Itoa(i), Platform: "bench",
+			Home: filepath.Join(n.credsDir, "enroll", strconv.Itoa(i)), HTTPClient: hc})
+		if err != nil {
+			return err
+		}
+		t1 := time.Now()
+		if _, err := accounts.EndpointDeviceApprove.Call(ctx, n.admin, accounts.DeviceApproveRequest{
+			Account: fmt.Sprintf("p%04d", i%persons), Code: p.UserCode}); err != nil {
+			return fmt.Errorf("approve: %w", err)
+		}
+		t2 := time.Now()
+		p.Interval = time.Millisecond // approved already: the first poll has the JWT
+		d, err := p.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		t3 := time.Now()
+		if _, err := coldConnect(ctx, n.url(), d.CredsPath); err != nil {
+			return fmt.Errorf("connect with the new creds: %w", err)
+		}
+		t4 := time.Now()
+		for k, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3), t4.Sub(t0)} {
+			steps[k][i] = d
+		}
+		return nil
+	}
+	began, cpu := time.Now(), benchCPU()
+	err := inParallel(devices, parallel, func(i int) error {
+		if err := enroll(i); err != nil {
+			return fmt.Errorf("enroll device %d: %w", i, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(devices)
+	r.PerSecond = float64(devices) / r.Elapsed.Seconds()
+	for k, what := range []string{"start (the device's key sent)", "the admin's approval", "the poll (JWT, creds written)",
+		"first connect and records get", "the whole enrollment"} {
+		r.Latencies = append(r.Latencies, latencyOf(what, steps[k]))
+	}
 	return r, nil
 }
