@@ -79,7 +79,7 @@ written to stderr as it is measured; at the end, a table, or JSON with
 						})
 				},
 			},
-		}, benchOpsCommands(e)...),
+		}, append(benchOpsCommands(e), benchPlotCommand(e))...),
 	}
 }
 
@@ -111,6 +111,9 @@ type benchCheckpoint struct {
 
 type benchResult struct {
 	benchMachine
+	// BaseRSS is the process's resident memory with the server started
+	// and no person made yet.
+	BaseRSS int64 `json:"base_rss"`
 	// RecordsHistory says whether each person had a records history.
 	RecordsHistory bool              `json:"records_history"`
 	Checkpoints    []benchCheckpoint `json:"checkpoints"`
@@ -150,6 +153,8 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		return res, err
 	}
 	defer n.close()
+	runtime.GC()
+	res.BaseRSS = rss()
 
 	// The persons measured cold at each checkpoint are drawn from all
 	// made so far; each gets its device when it is made, so that nothing
@@ -229,9 +234,9 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		res.Checkpoints = append(res.Checkpoints, cp)
 		// Each checkpoint as it comes, so a long run that is stopped or
 		// runs out of memory still says what it measured.
-		bar.say("%d persons: create p50 %s p99 %s, CPU %s a person; restart %s; cold p50 %s p99 %s; RSS %s, heap %s, stacks %s, %d goroutines, %s disk a person",
+		bar.say("%d persons: create p50 %s p99 %s, CPU %s a person; restart %s; cold p50 %s p99 %s; RSS %s (%s a person above the empty server's), heap %s, stacks %s, %d goroutines, %s disk a person",
 			i, ms(cp.CreateP50), ms(cp.CreateP99), ms(cp.CPUPerPerson), secs(cp.Restart), ms(cp.ColdP50), ms(cp.ColdP99),
-			mib(cp.RSS), mib(cp.Heap), mib(cp.Stacks), cp.Goroutines, kib(cp.DiskPerPerson))
+			mib(cp.RSS), kib((cp.RSS-res.BaseRSS)/int64(i)), mib(cp.Heap), mib(cp.Stacks), cp.Goroutines, kib(cp.DiskPerPerson))
 		cpuBefore = benchCPU()
 	}
 	bar.done()

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -21,8 +25,40 @@ func TestBenchAccounts(t *testing.T) {
 			t.Errorf("checkpoint %+v: a figure is missing", cp)
 		}
 	}
+	if res.BaseRSS <= 0 || !res.RecordsHistory {
+		t.Errorf("base RSS %d, records history %v", res.BaseRSS, res.RecordsHistory)
+	}
 	if r := latch(t, nil, "bench", "accounts", "--persons", "10", "--checkpoints", "20"); r.err == nil {
 		t.Error("a checkpoint past --persons was taken")
+	}
+
+	// latch bench plot draws the run: a line a panel, a point a
+	// checkpoint, in SVG that parses.
+	run := filepath.Join(dir, "run.json")
+	if err := os.WriteFile(run, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svg := filepath.Join(dir, "curve.svg")
+	mustLatch(t, nil, "bench", "plot", run, run, "--labels", "one,two", "--out", svg)
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName   xml.Name   `xml:"svg"`
+		Polylines []struct{} `xml:"polyline"`
+		Circles   []struct{} `xml:"circle"`
+		Texts     []string   `xml:"text"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("the plot is not SVG: %v\n%s", err, b)
+	}
+	if len(doc.Polylines) != 2*len(plotPanels) || len(doc.Circles) != 2*2*len(plotPanels) || !slices.Contains(doc.Texts, "two") {
+		t.Errorf("the plot has %d lines, %d points, texts %q; want %d, %d, the labels",
+			len(doc.Polylines), len(doc.Circles), doc.Texts, 2*len(plotPanels), 2*2*len(plotPanels))
+	}
+	if r := latch(t, nil, "bench", "plot", svg); exitCode(r.err) != 2 {
+		t.Errorf("plotting an SVG: %v, want exit 2", r.err)
 	}
 }
 
