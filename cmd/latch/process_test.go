@@ -62,7 +62,9 @@ func startNode(t *testing.T, args ...string) *node {
 		cmd.Wait()
 	})
 	ready := make(chan [2]string, 1)
+	ended := make(chan struct{}) // standard error closed: the process is gone
 	go func() {
+		defer close(ended)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -76,6 +78,8 @@ func startNode(t *testing.T, args ...string) *node {
 	select {
 	case a := <-ready:
 		n.nats, n.http = a[0], a[1]
+	case <-ended:
+		t.Fatalf("latch serve %v ended before it was ready:\n%s", args, n.logs.String())
 	case <-time.After(90 * time.Second):
 		t.Fatalf("latch serve %v is not ready after 90 s", args)
 	}
