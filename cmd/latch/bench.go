@@ -79,7 +79,7 @@ written to stderr as it is measured; at the end, a table, or JSON with
 						})
 				},
 			},
-		}, append(benchOpsCommands(e), benchPlotCommand(e))...),
+		}, append(benchOpsCommands(e), benchWebCommand(e), benchPlotCommand(e))...),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/operator"
 	"github.com/latch-dev/latch/server"
+	"github.com/latch-dev/latch/web"
 	"github.com/nats-io/nats.go"
 	"github.com/urfave/cli/v2"
 )
@@ -67,7 +68,7 @@ func openBenchNode(ctx context.Context, o benchNodeOptions) (*benchNode, error) 
 		return nil, err
 	}
 	n.cfg = server.Config{
-		Data: n.dir, NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Name: "bench", Signup: "closed",
+		Data: n.dir, NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Name: "bench", Signup: web.SignupInvite,
 		Limits: accounts.DefaultLimits(), DeviceTTL: 24 * time.Hour, MaxStore: 1 << 50, MaxMemory: 1 << 40,
 		LameDuck: time.Second, Version: version, Log: slog.New(slog.DiscardHandler), NoRecordsHistory: o.noHistory,
 		TrustProxy: o.trustProxy,

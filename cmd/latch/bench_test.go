@@ -62,7 +62,7 @@ func TestBenchAccounts(t *testing.T) {
 	}
 }
 
-// latch bench issue, revoke, enroll and sync, small: each runs on a server of its
+// latch bench issue, revoke, enroll, web and sync, small: each runs on a server of its
 // own and reports its rate, CPU and latencies.
 func TestBenchOps(t *testing.T) {
 	t.Parallel()
@@ -74,6 +74,7 @@ func TestBenchOps(t *testing.T) {
 		{[]string{"issue", "--persons", "2", "--devices", "20", "--parallel", "3"}, 1, true},
 		{[]string{"revoke", "--persons", "3", "--devices", "4"}, 2, false},
 		{[]string{"enroll", "--persons", "2", "--devices", "6", "--parallel", "2"}, 5, true},
+		{[]string{"web", "--persons", "4", "--parallel", "2"}, 5, true},
 		{[]string{"sync", "--puts", "50", "--keys", "7", "--records-history=false"}, 2, true},
 	} {
 		t.Run(tc.args[0], func(t *testing.T) {
