@@ -50,7 +50,7 @@ written to stderr as it is measured; at the end, a table, or JSON with
 					&cli.StringFlag{Name: "dir", Usage: "the data folder to use (default: a new temporary one)"},
 					&cli.BoolFlag{Name: "keep", Usage: "keep the data folder"},
 					&cli.BoolFlag{Name: "records-history", Value: true, Usage: "give each person a records history, as latch serve does by default"},
-					&cli.StringFlag{Name: "profile", Usage: "write goroutine and heap profiles (pprof) into this folder at each checkpoint"},
+					&cli.StringFlag{Name: "profile", Usage: "write goroutine and heap profiles (pprof) into this folder at each checkpoint, and a CPU profile of the whole run"},
 					jsonFlag(),
 				},
 				Action: func(c *cli.Context) error {
@@ -155,6 +155,13 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 	defer n.close()
 	runtime.GC()
 	res.BaseRSS = rss()
+	if o.profile != "" {
+		stop, err := cpuProfile(o.profile)
+		if err != nil {
+			return res, err
+		}
+		defer stop()
+	}
 
 	// The persons measured cold at each checkpoint are drawn from all
 	// made so far; each gets its device when it is made, so that nothing
@@ -271,6 +278,22 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 		return 0
 	}
 	return sorted[min(len(sorted)-1, (len(sorted)*p+99)/100-1)]
+}
+
+// cpuProfile profiles the CPU into dir/cpu.pprof until stop is called.
+func cpuProfile(dir string) (stop func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(dir, "cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // writeProfiles writes goroutine and heap profiles for a checkpoint.
