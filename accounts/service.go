@@ -521,6 +521,13 @@ const (
 	// jsStorageExceeded is a stream's limit beyond its account's tier: a
 	// tier just raised has not reached JetStream yet.
 	jsStorageExceeded jetstream.ErrorCode = 10047 // insufficient storage resources available
+	// jsStoreFailed is a replica that could not make its store: on a node
+	// enabling the account's JetStream at that moment, nats-server makes
+	// and removes the account's folder to see that it can write there
+	// (jetstream.go, EnableJetStream), which takes away the folder the
+	// store is being made in. The stream's assignment is dropped; making
+	// it again works.
+	jsStoreFailed jetstream.ErrorCode = 10049 // error creating store for stream
 )
 
 // placementPending reports whether a JetStream error is one a forming
@@ -532,11 +539,12 @@ func placementPending(err error) bool {
 	// not yet applied the account's JWT (or account not found, 10035, on
 	// the server a stream is placed on), or no tier of the stream's
 	// replicas (10120), from one that has not yet applied the JWT that
-	// gives it; and a stream not found (10059) right after it was made.
+	// gives it; a store that could not be made (10049, jsStoreFailed);
+	// and a stream not found (10059) right after it was made.
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case jsNoPeers, jsUnavailable, jsInsufficient, jsNoTier, jsNoAccount, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
+		case jsNoPeers, jsUnavailable, jsInsufficient, jsNoTier, jsNoAccount, jsStoreFailed, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
 			jetstream.JSErrCodeStreamNotFound: // a stream just made, asked after before the cluster settled
 			return true
 		}
