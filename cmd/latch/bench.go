@@ -42,22 +42,25 @@ person created. The server runs in this process, so the figures are the
 server's and the bench's together; the heap is what is live after a
 collection. On a terminal, a line shows progress; each checkpoint is
 written to stderr as it is measured; at the end, a table, or JSON with
---json.`,
-				Flags: []cli.Flag{
+--json.
+
+With --server (and an admin's --creds) it measures a running latch
+instead: it makes persons named bench-<run>-N there and deletes them at
+the end unless --keep. It cannot restart that server or see into its
+process, so it reports the time to make a person, the CPU time of this
+process alone, and each device's first connect and get since its person
+was made; restart, memory, goroutines and disk are left out (0 in JSON).`,
+				Flags: append([]cli.Flag{
 					&cli.IntFlag{Name: "persons", Value: 1000, Usage: "how many persons to create"},
 					&cli.StringFlag{Name: "checkpoints", Usage: "comma-separated person counts to measure at (default: the end, and a tenth, a quarter and half of the way)"},
 					&cli.IntFlag{Name: "cold", Value: 50, Usage: "cold connects to measure at each checkpoint"},
-					&cli.StringFlag{Name: "dir", Usage: "the data folder to use (default: a new temporary one)"},
-					&cli.BoolFlag{Name: "keep", Usage: "keep the data folder"},
-					&cli.BoolFlag{Name: "records-history", Value: true, Usage: "give each person a records history, as latch serve does by default"},
 					&cli.StringFlag{Name: "profile", Usage: "write goroutine and heap profiles (pprof) into this folder at each checkpoint, and a CPU profile of the whole run"},
-					jsonFlag(),
-				},
+				}, benchNodeFlags()...),
 				Action: func(c *cli.Context) error {
 					if _, err := args(c); err != nil {
 						return err
 					}
-					o := benchOptions{persons: c.Int("persons"), cold: c.Int("cold"), dir: c.String("dir"), keep: c.Bool("keep"), profile: c.String("profile"), noHistory: !c.Bool("records-history")}
+					o := benchOptions{persons: c.Int("persons"), cold: c.Int("cold"), profile: c.String("profile"), node: e.benchNodeOptionsOf(c)}
 					if o.persons < 1 || o.persons > 1_000_000 || o.cold < 1 {
 						return usagef("--persons: 1 to 1000000; --cold: at least 1")
 					}
@@ -74,8 +77,9 @@ written to stderr as it is measured; at the end, a table, or JSON with
 					}
 					return list(e.stdout, []string{"PERSONS", "CREATE P50", "CREATE P99", "CPU/PERSON", "RESTART", "COLD P50", "COLD P99", "RSS", "HEAP", "STACKS", "GOROUTINES", "DISK/PERSON"},
 						res.Checkpoints, func(r benchCheckpoint) []string {
-							return []string{strconv.Itoa(r.Persons), ms(r.CreateP50), ms(r.CreateP99), ms(r.CPUPerPerson), secs(r.Restart),
-								ms(r.ColdP50), ms(r.ColdP99), mib(r.RSS), mib(r.Heap), mib(r.Stacks), strconv.Itoa(r.Goroutines), kib(r.DiskPerPerson)}
+							return []string{strconv.Itoa(r.Persons), ms(r.CreateP50), ms(r.CreateP99), ms(r.CPUPerPerson), orDash(r.Restart, secs),
+								ms(r.ColdP50), ms(r.ColdP99), orDash(r.RSS, mib), orDash(r.Heap, mib), orDash(r.Stacks, mib),
+								orDash(r.Goroutines, strconv.Itoa), orDash(r.DiskPerPerson, kib)}
 						})
 				},
 			},
@@ -86,9 +90,8 @@ written to stderr as it is measured; at the end, a table, or JSON with
 type benchOptions struct {
 	persons, cold int
 	checkpoints   []int
-	dir, profile  string
-	keep          bool
-	noHistory     bool
+	profile       string
+	node          benchNodeOptions
 }
 
 // benchCheckpoint is what latch bench accounts measured at a number of
@@ -111,6 +114,8 @@ type benchCheckpoint struct {
 
 type benchResult struct {
 	benchMachine
+	// Server is the running latch measured; empty for one of the bench's own.
+	Server string `json:"server,omitempty"`
 	// BaseRSS is the process's resident memory with the server started
 	// and no person made yet.
 	BaseRSS int64 `json:"base_rss"`
@@ -147,14 +152,16 @@ type benchDevice struct {
 }
 
 func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, error) {
-	res := benchResult{benchMachine: thisMachine(), RecordsHistory: !o.noHistory}
-	n, err := openBenchNode(ctx, benchNodeOptions{dir: o.dir, keep: o.keep, noHistory: o.noHistory})
+	res := benchResult{benchMachine: thisMachine(), RecordsHistory: !o.node.noHistory, Server: o.node.server}
+	n, err := openBenchNode(ctx, o.node)
 	if err != nil {
 		return res, err
 	}
 	defer n.close()
-	runtime.GC()
-	res.BaseRSS = rss()
+	if !n.remote {
+		runtime.GC()
+		res.BaseRSS = rss()
+	}
 	if o.profile != "" {
 		stop, err := cpuProfile(o.profile)
 		if err != nil {
@@ -181,7 +188,7 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 	cpuBefore := benchCPU()
 	next := 0
 	for i := 1; i <= o.persons; i++ {
-		name := fmt.Sprintf("p%07d", i)
+		name := n.person(i)
 		began := time.Now()
 		if err := n.addPerson(ctx, name); err != nil {
 			bar.done()
@@ -208,15 +215,18 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		creates = creates[:0]
 
 		// A restart, then cold devices: each one's account is built on the
-		// server for the first time since.
-		if cp.Restart, err = n.restart(ctx); err != nil {
-			bar.done()
-			return res, fmt.Errorf("restart at %d persons: %w", i, err)
+		// server for the first time since. A running latch is not
+		// restarted: its devices connect for the first time.
+		if !n.remote {
+			if cp.Restart, err = n.restart(ctx); err != nil {
+				bar.done()
+				return res, fmt.Errorf("restart at %d persons: %w", i, err)
+			}
 		}
 		rand.Shuffle(len(devices), func(a, b int) { devices[a], devices[b] = devices[b], devices[a] })
 		var colds []time.Duration
 		for _, d := range devices[:min(o.cold, len(devices))] {
-			took, err := coldConnect(ctx, n.url(), d.creds)
+			took, err := n.coldConnect(ctx, d.creds)
 			if err != nil {
 				bar.done()
 				return res, fmt.Errorf("cold connect of %s at %d persons: %w", d.person, i, err)
@@ -228,11 +238,13 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		slices.Sort(colds)
 		cp.ColdSamples = len(colds)
 		cp.ColdP50, cp.ColdP99 = percentile(colds, 50), percentile(colds, 99)
-		var mem runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&mem)
-		cp.Heap, cp.Stacks, cp.RSS, cp.Goroutines = int64(mem.HeapAlloc), int64(mem.StackInuse), rss(), runtime.NumGoroutine()
-		cp.DiskPerPerson = dirSize(n.dir) / int64(i)
+		if !n.remote {
+			var mem runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&mem)
+			cp.Heap, cp.Stacks, cp.RSS, cp.Goroutines = int64(mem.HeapAlloc), int64(mem.StackInuse), rss(), runtime.NumGoroutine()
+			cp.DiskPerPerson = dirSize(n.dir) / int64(i)
+		}
 		if o.profile != "" {
 			if err := writeProfiles(o.profile, i); err != nil {
 				return res, err
@@ -241,9 +253,14 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 		res.Checkpoints = append(res.Checkpoints, cp)
 		// Each checkpoint as it comes, so a long run that is stopped or
 		// runs out of memory still says what it measured.
-		bar.say("%d persons: create p50 %s p99 %s, CPU %s a person; restart %s; cold p50 %s p99 %s; RSS %s (%s a person above the empty server's), heap %s, stacks %s, %d goroutines, %s disk a person",
-			i, ms(cp.CreateP50), ms(cp.CreateP99), ms(cp.CPUPerPerson), secs(cp.Restart), ms(cp.ColdP50), ms(cp.ColdP99),
-			mib(cp.RSS), kib((cp.RSS-res.BaseRSS)/int64(i)), mib(cp.Heap), mib(cp.Stacks), cp.Goroutines, kib(cp.DiskPerPerson))
+		if n.remote {
+			bar.say("%d persons: create p50 %s p99 %s, CPU %s a person (this process); first connect p50 %s p99 %s",
+				i, ms(cp.CreateP50), ms(cp.CreateP99), ms(cp.CPUPerPerson), ms(cp.ColdP50), ms(cp.ColdP99))
+		} else {
+			bar.say("%d persons: create p50 %s p99 %s, CPU %s a person; restart %s; cold p50 %s p99 %s; RSS %s (%s a person above the empty server's), heap %s, stacks %s, %d goroutines, %s disk a person",
+				i, ms(cp.CreateP50), ms(cp.CreateP99), ms(cp.CPUPerPerson), secs(cp.Restart), ms(cp.ColdP50), ms(cp.ColdP99),
+				mib(cp.RSS), kib((cp.RSS-res.BaseRSS)/int64(i)), mib(cp.Heap), mib(cp.Stacks), cp.Goroutines, kib(cp.DiskPerPerson))
+		}
 		cpuBefore = benchCPU()
 	}
 	bar.done()
@@ -252,9 +269,9 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 
 // coldConnect connects with a device's creds and reads a record: the
 // account's first build on the server, and its bucket's first use.
-func coldConnect(ctx context.Context, url, creds string) (time.Duration, error) {
+func (n *benchNode) coldConnect(ctx context.Context, creds string) (time.Duration, error) {
 	began := time.Now()
-	nc, err := nats.Connect(url, nats.UserCredentials(creds), nats.NoReconnect(), nats.Timeout(30*time.Second))
+	nc, err := n.connect(creds, nats.NoReconnect())
 	if err != nil {
 		return 0, err
 	}
@@ -329,6 +346,14 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// orDash formats a figure, or "-" for one not measured (zero).
+func orDash[T int | int64 | time.Duration](v T, f func(T) string) string {
+	if v == 0 {
+		return "-"
+	}
+	return f(v)
 }
 
 func ms(d time.Duration) string {

@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
@@ -17,8 +24,10 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// benchNode is latch serve's server, in this process, on a data folder
-// of the bench's own, with a connection of the folder's first admin.
+// benchNode is the server a bench measures: by default latch serve's
+// server, in this process, on a data folder of the bench's own, with a
+// connection of the folder's first admin; with --server, a running latch,
+// through an admin's creds.
 type benchNode struct {
 	dir      string // the data folder
 	credsDir string // where devices' creds go, beside it
@@ -28,25 +37,63 @@ type benchNode struct {
 	nc       *nats.Conn
 	admin    *accounts.AdminClient
 	remove   string // removed by close; empty with --keep or --dir
+
+	// A running latch (--server): its NATS and web addresses, the CA of
+	// its certificate, the names the bench gives its persons, and the
+	// persons it made, deleted by close unless --keep.
+	remote          bool
+	server, web, ca string
+	prefix          string
+	made            []string
+	closeAdmin      func()
+	keep            bool
 }
 
 // benchNodeOptions say where a bench node keeps its data and how it runs.
 type benchNodeOptions struct {
 	dir        string // the data folder; empty makes a temporary one
-	keep       bool   // keep a temporary folder
+	keep       bool   // keep a temporary folder, or a running latch's persons
 	noHistory  bool   // server.Config's NoRecordsHistory
 	trustProxy bool   // server.Config's TrustProxy
+	// server, when set, is a running latch's NATS URL, reached with the
+	// admin client admin makes; web is its web address.
+	server, web, ca string
+	admin           func() (*accounts.AdminClient, func(), error)
 }
 
 // benchNodeOptionsOf reads benchNodeFlags.
-func benchNodeOptionsOf(c *cli.Context) benchNodeOptions {
-	return benchNodeOptions{dir: c.String("dir"), keep: c.Bool("keep"), noHistory: !c.Bool("records-history")}
+func (e *env) benchNodeOptionsOf(c *cli.Context) benchNodeOptions {
+	o := benchNodeOptions{dir: c.String("dir"), keep: c.Bool("keep"), noHistory: !c.Bool("records-history")}
+	// Only --server itself, not $LATCH_SERVER: a bench makes persons, and
+	// must not make them on a server somebody merely has in the environment.
+	if c.IsSet("server") {
+		o.server, o.web, o.ca = c.String("server"), c.String("url"), e.global(c, "ca")
+		o.admin = func() (*accounts.AdminClient, func(), error) { return e.adminClient(c) }
+	}
+	return o
 }
 
 // openBenchNode makes a data folder (o.dir, or a new temporary one) and
-// starts a server on it.
+// starts a server on it; with o.server it connects to that one instead.
 func openBenchNode(ctx context.Context, o benchNodeOptions) (*benchNode, error) {
-	n := &benchNode{dir: o.dir}
+	if o.server != "" {
+		admin, closeAdmin, err := o.admin()
+		if err != nil {
+			return nil, err
+		}
+		tag := make([]byte, 6)
+		for i := range tag {
+			tag[i] = "abcdefghijklmnopqrstuvwxyz"[rand.IntN(26)]
+		}
+		credsDir, err := os.MkdirTemp("", "latch-bench-creds-")
+		if err != nil {
+			closeAdmin()
+			return nil, err
+		}
+		return &benchNode{remote: true, server: o.server, web: strings.TrimSuffix(o.web, "/"), ca: o.ca, admin: admin,
+			closeAdmin: closeAdmin, credsDir: credsDir, remove: credsDir, keep: o.keep, prefix: "bench-" + string(tag) + "-"}, nil
+	}
+	n := &benchNode{dir: o.dir, prefix: "p"}
 	if o.dir == "" {
 		tmp, err := os.MkdirTemp("", "latch-bench-")
 		if err != nil {
@@ -109,6 +156,9 @@ func (n *benchNode) start(ctx context.Context) (time.Duration, error) {
 
 // restart closes the server and starts it again on the same folder.
 func (n *benchNode) restart(ctx context.Context) (time.Duration, error) {
+	if n.remote {
+		return 0, errors.New("a running latch is not restarted by a bench")
+	}
 	n.nc.Close()
 	err := n.s.Close()
 	n.s, n.nc = nil, nil
@@ -119,6 +169,16 @@ func (n *benchNode) restart(ctx context.Context) (time.Duration, error) {
 }
 
 func (n *benchNode) close() {
+	if n.remote {
+		if !n.keep {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(n.made)+10)*time.Second)
+			for _, p := range n.made {
+				accounts.EndpointAccountDelete.Call(ctx, n.admin, accounts.AccountRequest{Name: p})
+			}
+			cancel()
+		}
+		n.closeAdmin()
+	}
 	if n.nc != nil {
 		n.nc.Close()
 	}
@@ -131,11 +191,86 @@ func (n *benchNode) close() {
 }
 
 // url is the server's NATS client URL.
-func (n *benchNode) url() string { return n.s.Addrs().NATS }
+func (n *benchNode) url() string {
+	if n.remote {
+		return n.server
+	}
+	return n.s.Addrs().NATS
+}
+
+// webURL is the server's web address, as people reach it.
+func (n *benchNode) webURL() (string, error) {
+	if !n.remote {
+		return n.s.Addrs().Web, nil
+	}
+	if n.web == "" {
+		return "", usagef("--url: the running latch's web address, such as https://latch.example.com, is needed with --server")
+	}
+	return n.web, nil
+}
+
+// connect connects a device with its creds.
+func (n *benchNode) connect(creds string, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.UserCredentials(creds), nats.Timeout(30 * time.Second),
+		// A revoked device's connection is the point of a bench, not news.
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})}, opts...)
+	if n.ca != "" {
+		opts = append(opts, nats.RootCAs(n.ca))
+	}
+	return nats.Connect(n.url(), opts...)
+}
+
+// transport is what the bench's HTTP requests go through: trusting the
+// CA of --ca, where given.
+func (n *benchNode) transport() (http.RoundTripper, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if n.ca != "" {
+		pem, err := os.ReadFile(n.ca)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate in it", n.ca)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return t, nil
+}
+
+// person is the name of the bench's i-th person: on a running latch,
+// under a prefix of this run's own.
+func (n *benchNode) person(i int) string {
+	if n.remote {
+		return n.prefix + strconv.Itoa(i)
+	}
+	return fmt.Sprintf("p%07d", i)
+}
+
+// adopt takes the persons of a running latch whose display name is one
+// of this run's names as the bench's own (people signed up through the
+// web get a name of the server's choosing).
+func (n *benchNode) adopt(ctx context.Context) {
+	if !n.remote {
+		return
+	}
+	ps, err := accounts.EndpointAccountList.Call(ctx, n.admin, accounts.NoRequest{})
+	if err != nil {
+		return
+	}
+	for _, p := range ps {
+		if strings.HasPrefix(p.DisplayName, n.prefix) {
+			n.made = append(n.made, p.Name)
+		}
+	}
+}
 
 // addPerson creates a person through the admin service.
 func (n *benchNode) addPerson(ctx context.Context, name string) error {
 	_, err := accounts.EndpointAccountAdd.Call(ctx, n.admin, accounts.AccountAddRequest{Name: name})
+	if err == nil {
+		n.made = append(n.made, name)
+	}
 	return err
 }
 
@@ -162,12 +297,14 @@ func thisMachine() benchMachine {
 	return benchMachine{Version: version, CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
 }
 
-// benchNodeFlags are the flags of every bench that runs its own server.
+// benchNodeFlags are the flags of every bench that makes persons.
 func benchNodeFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "dir", Usage: "the data folder to use (default: a new temporary one)"},
-		&cli.BoolFlag{Name: "keep", Usage: "keep the data folder"},
-		&cli.BoolFlag{Name: "records-history", Value: true, Usage: "give each person a records history, as latch serve does by default"},
+		&cli.BoolFlag{Name: "keep", Usage: "keep the data folder; with --server, the persons made"},
+		&cli.BoolFlag{Name: "records-history", Value: true, Usage: "give each person a records history, as latch serve does by default (a running latch decides for itself)"},
+		&cli.StringFlag{Name: "server", Usage: "measure a running latch at this NATS URL instead, with an admin's --creds: it makes persons named bench-<run>-N there, and deletes them at the end unless --keep (not $LATCH_SERVER: only this flag)"},
+		&cli.StringFlag{Name: "url", Usage: "with --server: the running latch's public web address (its --public-url, where passkeys are bound), for enroll and web"},
 		jsonFlag(),
-	}
+	}, globalFlagsNamed("creds", "ca", "cert", "key", "data")...)
 }

@@ -23,6 +23,8 @@ import (
 // Durations are in nanoseconds in JSON.
 type benchOps struct {
 	benchMachine
+	// Server is the running latch measured; empty for one of the bench's own.
+	Server   string `json:"server,omitempty"`
 	Bench    string `json:"bench"`
 	Ops      int    `json:"ops"`
 	Parallel int    `json:"parallel"`
@@ -65,7 +67,11 @@ func printOps(w io.Writer, asJSON bool, r benchOps) error {
 	if r.Parallel > 1 {
 		by = " by " + strconv.Itoa(r.Parallel) + " callers"
 	}
-	fmt.Fprintf(w, "%s: %d in %s%s%s; CPU %s each\n", r.Bench, r.Ops, r.Elapsed.Round(time.Millisecond), by, rate, ms(r.CPUPerOp))
+	whose := ""
+	if r.Server != "" {
+		whose = " (this process; the server's is its own)"
+	}
+	fmt.Fprintf(w, "%s: %d in %s%s%s; CPU %s each%s\n", r.Bench, r.Ops, r.Elapsed.Round(time.Millisecond), by, rate, ms(r.CPUPerOp), whose)
 	return list(w, []string{"LATENCY", "P50", "P99", "MAX"}, r.Latencies, func(l benchLatency) []string {
 		return []string{l.What, ms(l.P50), ms(l.P99), ms(l.Max)}
 	})
@@ -93,7 +99,7 @@ per device, and the latency of each call.`,
 				if persons < 1 || devices < 1 || parallel < 1 {
 					return usagef("--persons, --devices and --parallel: at least 1")
 				}
-				n, err := openBenchNode(c.Context, benchNodeOptionsOf(c))
+				n, err := openBenchNode(c.Context, e.benchNodeOptionsOf(c))
 				if err != nil {
 					return err
 				}
@@ -127,7 +133,7 @@ are the revocation's, not that wait's.`,
 				if persons < 1 || devices < 1 {
 					return usagef("--persons and --devices: at least 1")
 				}
-				n, err := openBenchNode(c.Context, benchNodeOptionsOf(c))
+				n, err := openBenchNode(c.Context, e.benchNodeOptionsOf(c))
 				if err != nil {
 					return err
 				}
@@ -165,7 +171,7 @@ latency of each step and of the whole.`,
 				if persons < 1 || devices < 1 || parallel < 1 {
 					return usagef("--persons, --devices and --parallel: at least 1")
 				}
-				o := benchNodeOptionsOf(c)
+				o := e.benchNodeOptionsOf(c)
 				o.trustProxy = true
 				n, err := openBenchNode(c.Context, o)
 				if err != nil {
@@ -200,7 +206,7 @@ the latency of each put and of each put until the watch delivered it.`,
 				if puts < 1 || size < 0 || keys < 1 {
 					return usagef("--puts and --keys: at least 1; --size: 0 or more")
 				}
-				n, err := openBenchNode(c.Context, benchNodeOptionsOf(c))
+				n, err := openBenchNode(c.Context, e.benchNodeOptionsOf(c))
 				if err != nil {
 					return err
 				}
@@ -249,9 +255,9 @@ feed:
 }
 
 func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Bench: "issue", Ops: devices, Parallel: parallel}
+	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "issue", Ops: devices, Parallel: parallel}
 	for i := range persons {
-		if err := n.addPerson(ctx, fmt.Sprintf("p%04d", i)); err != nil {
+		if err := n.addPerson(ctx, n.person(i)); err != nil {
 			return r, fmt.Errorf("create a person: %w", err)
 		}
 	}
@@ -260,7 +266,7 @@ func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel in
 	err := inParallel(devices, parallel, func(i int) error {
 		t0 := time.Now()
 		_, err := accounts.EndpointDeviceIssue.Call(ctx, n.admin, accounts.DeviceIssueRequest{
-			Account: fmt.Sprintf("p%04d", i%persons), Name: "d" + strconv.Itoa(i)})
+			Account: n.person(i % persons), Name: "d" + strconv.Itoa(i)})
 		if err != nil {
 			return fmt.Errorf("issue device %d: %w", i, err)
 		}
@@ -277,11 +283,11 @@ func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel in
 }
 
 func benchRevoke(ctx context.Context, n *benchNode, persons, devices int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Bench: "revoke", Ops: devices, Parallel: 1}
+	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "revoke", Ops: devices, Parallel: 1}
 	persons = min(persons, devices)
 	last := make([]time.Time, persons) // each account's JWT's last change
 	for i := range persons {
-		if err := n.addPerson(ctx, fmt.Sprintf("p%04d", i)); err != nil {
+		if err := n.addPerson(ctx, n.person(i)); err != nil {
 			return r, fmt.Errorf("create a person: %w", err)
 		}
 		last[i] = time.Now()
@@ -293,14 +299,13 @@ func benchRevoke(ctx context.Context, n *benchNode, persons, devices int) (bench
 		closed      chan time.Time
 	}
 	connect := func(i int) (probe, error) {
-		p := probe{person: fmt.Sprintf("p%04d", i%persons), closed: make(chan time.Time, 1)}
+		p := probe{person: n.person(i % persons), closed: make(chan time.Time, 1)}
 		creds, pub, err := n.issue(ctx, p.person, "d"+strconv.Itoa(i))
 		if err != nil {
 			return p, err
 		}
 		p.pub = pub
-		p.nc, err = nats.Connect(n.url(), nats.UserCredentials(creds), nats.NoReconnect(),
-			nats.ClosedHandler(func(*nats.Conn) { p.closed <- time.Now() }))
+		p.nc, err = n.connect(creds, nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { p.closed <- time.Now() }))
 		return p, err
 	}
 	var call, toClose []time.Duration
@@ -336,16 +341,16 @@ func benchRevoke(ctx context.Context, n *benchNode, persons, devices int) (bench
 }
 
 func benchSync(ctx context.Context, n *benchNode, puts, size, keys int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Bench: "sync", Ops: puts, Parallel: 1}
-	if err := n.addPerson(ctx, "p0000"); err != nil {
+	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "sync", Ops: puts, Parallel: 1}
+	if err := n.addPerson(ctx, n.person(0)); err != nil {
 		return r, err
 	}
 	open := func(name string) (*nats.Conn, jetstream.KeyValue, error) {
-		creds, _, err := n.issue(ctx, "p0000", name)
+		creds, _, err := n.issue(ctx, n.person(0), name)
 		if err != nil {
 			return nil, nil, err
 		}
-		nc, err := nats.Connect(n.url(), nats.UserCredentials(creds))
+		nc, err := n.connect(creds)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -403,19 +408,27 @@ func benchSync(ctx context.Context, n *benchNode, puts, size, keys int) (benchOp
 }
 
 // forwardedFor is a transport that says a request comes from addr, as a
-// reverse proxy would.
-type forwardedFor struct{ addr string }
+// reverse proxy would. A server that does not trust the header (a running
+// latch without --trust-proxy) takes the connection's address instead,
+// and its per-address limits then pace the bench.
+type forwardedFor struct {
+	addr string
+	next http.RoundTripper
+}
 
 func (f forwardedFor) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("X-Forwarded-For", f.addr)
-	return http.DefaultTransport.RoundTrip(r)
+	return f.next.RoundTrip(r)
 }
 
+// benchAddr is the i-th simulated client's address.
+func benchAddr(i int) string { return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255) }
+
 func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Bench: "enroll", Ops: devices, Parallel: parallel}
+	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "enroll", Ops: devices, Parallel: parallel}
 	for i := range persons {
-		if err := n.addPerson(ctx, fmt.Sprintf("p%04d", i)); err != nil {
+		if err := n.addPerson(ctx, n.person(i)); err != nil {
 			return r, fmt.Errorf("create a person: %w", err)
 		}
 	}
@@ -423,17 +436,25 @@ func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel i
 	for k := range steps {
 		steps[k] = make([]time.Duration, devices)
 	}
+	base, err := n.webURL()
+	if err != nil {
+		return r, err
+	}
+	transport, err := n.transport()
+	if err != nil {
+		return r, err
+	}
 	enroll := func(i int) error {
-		hc := &http.Client{Timeout: 30 * time.Second, Transport: forwardedFor{fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)}}
+		hc := &http.Client{Timeout: 30 * time.Second, Transport: forwardedFor{benchAddr(i), transport}}
 		t0 := time.Now()
-		p, err := client.StartEnroll(ctx, client.EnrollOptions{URL: n.s.Addrs().HTTP, Name: "d" + strconv.Itoa(i), Platform: "bench",
+		p, err := client.StartEnroll(ctx, client.EnrollOptions{URL: base, Name: "d" + strconv.Itoa(i), Platform: "bench",
 			Home: filepath.Join(n.credsDir, "enroll", strconv.Itoa(i)), HTTPClient: hc})
 		if err != nil {
 			return err
 		}
 		t1 := time.Now()
 		if _, err := accounts.EndpointDeviceApprove.Call(ctx, n.admin, accounts.DeviceApproveRequest{
-			Account: fmt.Sprintf("p%04d", i%persons), Code: p.UserCode}); err != nil {
+			Account: n.person(i % persons), Code: p.UserCode}); err != nil {
 			return fmt.Errorf("approve: %w", err)
 		}
 		t2 := time.Now()
@@ -443,7 +464,7 @@ func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel i
 			return err
 		}
 		t3 := time.Now()
-		if _, err := coldConnect(ctx, n.url(), d.CredsPath); err != nil {
+		if _, err := n.coldConnect(ctx, d.CredsPath); err != nil {
 			return fmt.Errorf("connect with the new creds: %w", err)
 		}
 		t4 := time.Now()
@@ -453,7 +474,7 @@ func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel i
 		return nil
 	}
 	began, cpu := time.Now(), benchCPU()
-	err := inParallel(devices, parallel, func(i int) error {
+	err = inParallel(devices, parallel, func(i int) error {
 		if err := enroll(i); err != nil {
 			return fmt.Errorf("enroll device %d: %w", i, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -93,5 +94,58 @@ func TestBenchOps(t *testing.T) {
 	}
 	if r := latch(t, nil, "bench", "issue", "--devices", "0"); exitCode(r.err) != 2 {
 		t.Errorf("--devices 0: %v, want exit 2", r.err)
+	}
+}
+
+// With --server, the benches measure a running latch through an admin's
+// creds: their persons are made there under a name of the run's own and
+// deleted at the end; a restart is not attempted. Without the flag,
+// $LATCH_SERVER alone does not send them there.
+func TestBenchAgainstARunningLatch(t *testing.T) {
+	t.Parallel()
+	s := mustServe(t, "")
+	s.mustAdmin(t, "account", "add", "alice")
+	// --url is the public URL, where passkeys are bound.
+	remote := []string{"--server", s.nats, "--creds", filepath.Join(s.data, "admin.creds"),
+		"--url", strings.Replace(s.http, "127.0.0.1", "localhost", 1), "--json"}
+
+	var res benchResult
+	decodeJSON(t, mustLatch(t, nil, append([]string{"bench", "accounts", "--persons", "6", "--checkpoints", "3,6", "--cold", "2"}, remote...)...), &res)
+	if res.Server != s.nats || len(res.Checkpoints) != 2 {
+		t.Fatalf("%+v: want two checkpoints of %s", res, s.nats)
+	}
+	for _, cp := range res.Checkpoints {
+		if cp.CreateP50 <= 0 || cp.ColdSamples != 2 || cp.ColdP50 <= 0 || cp.Restart != 0 || cp.RSS != 0 {
+			t.Errorf("checkpoint %+v: want creates and first connects, no restart and no process figures", cp)
+		}
+	}
+	for _, bench := range [][]string{
+		{"issue", "--persons", "2", "--devices", "5"},
+		{"revoke", "--persons", "2", "--devices", "2"},
+		{"sync", "--puts", "20"},
+		{"enroll", "--persons", "1", "--devices", "3", "--parallel", "1"},
+		{"web", "--persons", "3", "--parallel", "1"},
+	} {
+		var r benchOps
+		decodeJSON(t, mustLatch(t, nil, append(append([]string{"bench"}, bench...), remote...)...), &r)
+		if r.Server != s.nats || r.Ops <= 0 || len(r.Latencies) == 0 {
+			t.Errorf("bench %s: %+v", bench[0], r)
+		}
+	}
+	// Everything the benches made is gone; alice is not.
+	var ps []struct {
+		Name string `json:"name"`
+	}
+	decodeJSON(t, s.mustAdmin(t, "account", "ls", "--json"), &ps)
+	if len(ps) != 1 || ps[0].Name != "alice" {
+		t.Errorf("persons left: %+v, want alice alone", ps)
+	}
+	var local benchOps
+	decodeJSON(t, mustLatch(t, map[string]string{"LATCH_SERVER": s.nats}, "bench", "issue", "--persons", "1", "--devices", "1", "--json"), &local)
+	if local.Server != "" {
+		t.Errorf("$LATCH_SERVER sent the bench to %s", local.Server)
+	}
+	if r := latch(t, nil, "bench", "web", "--server", s.nats, "--creds", filepath.Join(s.data, "admin.creds")); exitCode(r.err) != 2 || !strings.Contains(r.err.Error(), "--url") {
+		t.Errorf("bench web on a running latch without --url: %v", r.err)
 	}
 }

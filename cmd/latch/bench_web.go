@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +43,7 @@ time per person for all of it, and the latency of each step.`,
 			if persons < 1 || parallel < 1 {
 				return usagef("--persons and --parallel: at least 1")
 			}
-			o := benchNodeOptionsOf(c)
+			o := e.benchNodeOptionsOf(c)
 			o.trustProxy = true
 			n, err := openBenchNode(c.Context, o)
 			if err != nil {
@@ -66,9 +65,9 @@ type webVisitor struct {
 	hc   *http.Client
 }
 
-func newWebVisitor(base, addr string) *webVisitor {
+func newWebVisitor(base, addr string, next http.RoundTripper) *webVisitor {
 	jar, _ := cookiejar.New(nil)
-	return &webVisitor{base: base, hc: &http.Client{Jar: jar, Timeout: time.Minute, Transport: forwardedFor{addr},
+	return &webVisitor{base: base, hc: &http.Client{Jar: jar, Timeout: time.Minute, Transport: forwardedFor{addr, next},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
@@ -106,8 +105,18 @@ func (v *webVisitor) do(req *http.Request) ([]byte, error) {
 }
 
 func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Bench: "web", Ops: persons, Parallel: parallel}
-	base := n.s.Addrs().Web
+	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "web", Ops: persons, Parallel: parallel}
+	base, err := n.webURL()
+	if err != nil {
+		return r, err
+	}
+	transport, err := n.transport()
+	if err != nil {
+		return r, err
+	}
+	// On a running latch, the persons signed up are found by their names
+	// and deleted with the others at the end.
+	defer n.adopt(ctx)
 	// The invites, made beforehand: an admin's part, not the person's.
 	tokens := make([]string, persons)
 	for i := range tokens {
@@ -122,13 +131,13 @@ func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOp
 		steps[k] = make([]time.Duration, persons)
 	}
 	person := func(i int) error {
-		addr := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-		v := newWebVisitor(base, addr)
+		addr := benchAddr(i)
+		v := newWebVisitor(base, addr, transport)
 		t0 := time.Now()
 		if _, err := v.get(ctx, "/invite/"+tokens[i]); err != nil {
 			return err
 		}
-		body, _ := json.Marshal(map[string]string{"token": tokens[i], "display_name": "Person " + strconv.Itoa(i)})
+		body, _ := json.Marshal(map[string]string{"token": tokens[i], "display_name": n.person(i)})
 		opts, err := v.post(ctx, "/register/begin", body)
 		if err != nil {
 			return err
@@ -150,7 +159,7 @@ func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOp
 		}
 		t3 := time.Now()
 		// A new browser session: a login with the passkey.
-		v = newWebVisitor(base, addr)
+		v = newWebVisitor(base, addr, transport)
 		if opts, err = v.post(ctx, "/login/begin", []byte("{}")); err != nil {
 			return err
 		}
@@ -170,7 +179,7 @@ func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOp
 		return nil
 	}
 	began, cpu := time.Now(), benchCPU()
-	err := inParallel(persons, parallel, func(i int) error {
+	err = inParallel(persons, parallel, func(i int) error {
 		if err := person(i); err != nil {
 			return fmt.Errorf("person %d: %w", i, err)
 		}
