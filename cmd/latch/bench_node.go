@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/latch-dev/latch/accounts"
@@ -41,6 +42,7 @@ type benchNode struct {
 	// A running latch (--server): its NATS and web addresses, the CA of
 	// its certificate, the names the bench gives its persons, and the
 	// persons it made, deleted by close unless --keep.
+	natsReady       readyTook // how long the last start's nats-server took
 	remote          bool
 	server, web, ca string
 	prefix          string
@@ -117,7 +119,7 @@ func openBenchNode(ctx context.Context, o benchNodeOptions) (*benchNode, error) 
 	n.cfg = server.Config{
 		Data: n.dir, NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Name: "bench", Signup: web.SignupInvite,
 		Limits: accounts.DefaultLimits(), DeviceTTL: 24 * time.Hour, MaxStore: 1 << 50, MaxMemory: 1 << 40,
-		LameDuck: time.Second, Version: version, Log: slog.New(slog.DiscardHandler), NoRecordsHistory: o.noHistory,
+		LameDuck: time.Second, Version: version, Log: slog.New(&n.natsReady), NoRecordsHistory: o.noHistory,
 		TrustProxy: o.trustProxy,
 	}
 	if _, err := n.start(ctx); err != nil {
@@ -283,6 +285,26 @@ func (n *benchNode) issue(ctx context.Context, person, name string) (creds, pub 
 	}
 	creds = filepath.Join(n.credsDir, person+"-"+name+".creds")
 	return creds, r.Device.PublicKey, os.WriteFile(creds, []byte(r.Creds), 0o600)
+}
+
+// readyTook is a log handler that keeps nothing but how long nats-server
+// took to be ready (JetStream's recovery) at the last start, from the
+// server's "nats is ready" line.
+type readyTook struct{ took atomic.Int64 }
+
+func (r *readyTook) Enabled(context.Context, slog.Level) bool { return true }
+func (r *readyTook) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *readyTook) WithGroup(string) slog.Handler            { return r }
+func (r *readyTook) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message == "nats is ready" {
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "took" {
+				r.took.Store(int64(a.Value.Duration()))
+			}
+			return true
+		})
+	}
+	return nil
 }
 
 // benchMachine is where a bench ran, for its report.
