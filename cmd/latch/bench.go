@@ -226,7 +226,7 @@ func benchAccounts(ctx context.Context, e *env, o benchOptions) (benchResult, er
 				bar.done()
 				return res, fmt.Errorf("restart at %d persons: %w", i, err)
 			}
-			cp.RestartNATS = time.Duration(n.natsReady.took.Load())
+			cp.RestartNATS = time.Duration(n.nready.took.Load())
 		}
 		rand.Shuffle(len(devices), func(a, b int) { devices[a], devices[b] = devices[b], devices[a] })
 		var colds []time.Duration

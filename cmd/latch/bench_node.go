@@ -37,12 +37,12 @@ type benchNode struct {
 	s        *server.Server
 	nc       *nats.Conn
 	admin    *accounts.AdminClient
-	remove   string // removed by close; empty with --keep or --dir
+	remove   string    // removed by close; empty with --keep or --dir
+	nready   readyTook // how long the last start's nats-server took
 
 	// A running latch (--server): its NATS and web addresses, the CA of
 	// its certificate, the names the bench gives its persons, and the
 	// persons it made, deleted by close unless --keep.
-	natsReady       readyTook // how long the last start's nats-server took
 	remote          bool
 	server, web, ca string
 	prefix          string
@@ -95,7 +95,7 @@ func openBenchNode(ctx context.Context, o benchNodeOptions) (*benchNode, error) 
 		return &benchNode{remote: true, server: o.server, web: strings.TrimSuffix(o.web, "/"), ca: o.ca, admin: admin,
 			closeAdmin: closeAdmin, credsDir: credsDir, remove: credsDir, keep: o.keep, prefix: "bench-" + string(tag) + "-"}, nil
 	}
-	n := &benchNode{dir: o.dir, prefix: "p"}
+	n := &benchNode{dir: o.dir}
 	if o.dir == "" {
 		tmp, err := os.MkdirTemp("", "latch-bench-")
 		if err != nil {
@@ -119,7 +119,7 @@ func openBenchNode(ctx context.Context, o benchNodeOptions) (*benchNode, error) 
 	n.cfg = server.Config{
 		Data: n.dir, NATS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Name: "bench", Signup: web.SignupInvite,
 		Limits: accounts.DefaultLimits(), DeviceTTL: 24 * time.Hour, MaxStore: 1 << 50, MaxMemory: 1 << 40,
-		LameDuck: time.Second, Version: version, Log: slog.New(&n.natsReady), NoRecordsHistory: o.noHistory,
+		LameDuck: time.Second, Version: version, Log: slog.New(&n.nready), NoRecordsHistory: o.noHistory,
 		TrustProxy: o.trustProxy,
 	}
 	if _, err := n.start(ctx); err != nil {
