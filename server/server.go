@@ -803,6 +803,7 @@ func (s *Server) run(ctx context.Context) error {
 		s.wg.Go(func() { reconcileEvery(s.bgCtx, svc, log, reconcileInterval) })
 	}
 	s.wg.Go(func() {
+		began := time.Now()
 		resigned, templated, err := svc.Refresh(s.bgCtx)
 		if err != nil {
 			log.Warn("bring accounts up to date", "err", err)
@@ -825,6 +826,9 @@ func (s *Server) run(ctx context.Context) error {
 			if r.Moved > 0 || len(r.Failed) > 0 {
 				log.Info("gave persons' records their replicas", "replicas", s.cfg.Replicas, "moved", r.Moved, "failed", len(r.Failed))
 			}
+		}
+		if s.bgCtx.Err() == nil {
+			log.Info("every account checked against today's latch", "took", time.Since(began).Round(time.Millisecond))
 		}
 	})
 	admin, err := svc.ServeAdmin(appNC, cfg.Version)

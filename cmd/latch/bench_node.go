@@ -132,6 +132,8 @@ func openBenchNode(ctx context.Context, o benchNodeOptions) (*benchNode, error) 
 // start opens the server and connects the admin; it returns the time
 // from the open to ready.
 func (n *benchNode) start(ctx context.Context) (time.Duration, error) {
+	n.nready.took.Store(0)
+	n.nready.checked.Store(0)
 	began := time.Now()
 	s, err := server.Open(ctx, n.cfg)
 	if err != nil {
@@ -289,17 +291,22 @@ func (n *benchNode) issue(ctx context.Context, person, name string) (creds, pub 
 
 // readyTook is a log handler that keeps nothing but how long nats-server
 // took to be ready (JetStream's recovery) at the last start, from the
-// server's "nats is ready" line.
-type readyTook struct{ took atomic.Int64 }
+// server's "nats is ready" line, and how long latch's checks of every
+// account after a start took, from "every account checked …".
+type readyTook struct {
+	took    atomic.Int64
+	checked atomic.Int64 // 0 until the checks of this start are done
+}
 
 func (r *readyTook) Enabled(context.Context, slog.Level) bool { return true }
 func (r *readyTook) WithAttrs([]slog.Attr) slog.Handler       { return r }
 func (r *readyTook) WithGroup(string) slog.Handler            { return r }
 func (r *readyTook) Handle(_ context.Context, rec slog.Record) error {
-	if rec.Message == "nats is ready" {
+	into := map[string]*atomic.Int64{"nats is ready": &r.took, "every account checked against today's latch": &r.checked}[rec.Message]
+	if into != nil {
 		rec.Attrs(func(a slog.Attr) bool {
 			if a.Key == "took" {
-				r.took.Store(int64(a.Value.Duration()))
+				into.Store(max(1, int64(a.Value.Duration())))
 			}
 			return true
 		})

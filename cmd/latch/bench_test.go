@@ -22,7 +22,7 @@ func TestBenchAccounts(t *testing.T) {
 	}
 	for _, cp := range res.Checkpoints {
 		if cp.CreateP50 <= 0 || cp.CreateP99 < cp.CreateP50 || cp.Restart <= 0 || cp.ColdSamples != 3 || cp.ColdP50 <= 0 ||
-			cp.ColdP99 < cp.ColdP50 || cp.RestartNATS <= 0 || cp.RestartNATS > cp.Restart || cp.RSS <= 0 || cp.Heap <= 0 || cp.Goroutines <= 0 || cp.DiskPerPerson <= 0 || cp.CPUPerPerson <= 0 {
+			cp.ColdP99 < cp.ColdP50 || cp.RestartNATS <= 0 || cp.RestartNATS > cp.Restart || cp.Checks <= 0 || cp.RSS <= 0 || cp.Heap <= 0 || cp.Goroutines <= 0 || cp.DiskPerPerson <= 0 || cp.CPUPerPerson <= 0 {
 			t.Errorf("checkpoint %+v: a figure is missing", cp)
 		}
 	}
