@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // latch bench accounts, small: it makes the persons on a server of its
@@ -33,33 +35,76 @@ func TestBenchAccounts(t *testing.T) {
 		t.Error("a checkpoint past --persons was taken")
 	}
 
-	// latch bench plot draws the run: a line a panel, a point a
-	// checkpoint, in SVG that parses.
+	// latch bench plot draws the run: SVG that parses, a line a panel.
+	// (A point whose figure is not above zero is left out: in a small
+	// run the RSS may fall below the empty server's after a collection.)
 	run := filepath.Join(dir, "run.json")
 	if err := os.WriteFile(run, []byte(r.stdout), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	svg := filepath.Join(dir, "curve.svg")
-	mustLatch(t, nil, "bench", "plot", run, run, "--labels", "one,two", "--out", svg)
-	b, err := os.ReadFile(svg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		XMLName   xml.Name   `xml:"svg"`
-		Polylines []struct{} `xml:"polyline"`
-		Circles   []struct{} `xml:"circle"`
-		Texts     []string   `xml:"text"`
-	}
-	if err := xml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("the plot is not SVG: %v\n%s", err, b)
-	}
-	if len(doc.Polylines) != 2*len(plotPanels) || len(doc.Circles) != 2*2*len(plotPanels) || !slices.Contains(doc.Texts, "two") {
-		t.Errorf("the plot has %d lines, %d points, texts %q; want %d, %d, the labels",
-			len(doc.Polylines), len(doc.Circles), doc.Texts, 2*len(plotPanels), 2*2*len(plotPanels))
+	mustLatch(t, nil, "bench", "plot", run, "--out", svg)
+	if doc := readPlot(t, svg); len(doc.Polylines) != len(plotPanels) {
+		t.Errorf("the plot of a run has %d lines, want %d", len(doc.Polylines), len(plotPanels))
 	}
 	if r := latch(t, nil, "bench", "plot", svg); exitCode(r.err) != 2 {
 		t.Errorf("plotting an SVG: %v, want exit 2", r.err)
+	}
+}
+
+type plotDoc struct {
+	XMLName   xml.Name   `xml:"svg"`
+	Polylines []struct{} `xml:"polyline"`
+	Circles   []struct{} `xml:"circle"`
+	Texts     []string   `xml:"text"`
+}
+
+func readPlot(t *testing.T, file string) plotDoc {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc plotDoc
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("the plot is not SVG: %v\n%s", err, b)
+	}
+	return doc
+}
+
+// Two runs of two checkpoints each: a line a run in every panel, a point
+// a checkpoint, the labels in the legend, memory per person above the
+// empty server's (a run whose RSS never rose above it has no such point).
+func TestBenchPlot(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name string, res benchResult) string {
+		b, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	cp := func(persons int, rss int64) benchCheckpoint {
+		return benchCheckpoint{Persons: persons, CreateP50: 5 * time.Millisecond, Restart: time.Duration(persons) * time.Millisecond,
+			ColdP99: 2 * time.Millisecond, RSS: rss}
+	}
+	one := write("one.json", benchResult{BaseRSS: 100 << 20, Checkpoints: []benchCheckpoint{cp(1000, 300<<20), cp(10000, 2100<<20)}})
+	two := write("two.json", benchResult{BaseRSS: 100 << 20, Checkpoints: []benchCheckpoint{cp(1000, 90<<20), cp(100000, 20000<<20)}})
+	svg := filepath.Join(dir, "curve.svg")
+	mustLatch(t, nil, "bench", "plot", one, two, "--labels", "with,without", "--out", svg)
+	doc := readPlot(t, svg)
+	if len(doc.Polylines) != 2*len(plotPanels) || len(doc.Circles) != 2*2*len(plotPanels)-1 ||
+		!slices.Contains(doc.Texts, "with") || !slices.Contains(doc.Texts, "without") || !slices.Contains(doc.Texts, "100k") {
+		t.Errorf("the plot has %d lines, %d points, texts %q; want %d, %d, the labels and a 100k tick",
+			len(doc.Polylines), len(doc.Circles), doc.Texts, 2*len(plotPanels), 2*2*len(plotPanels)-1)
+	}
+	if r := latch(t, nil, "bench", "plot", one, two, "--labels", "only-one"); exitCode(r.err) != 2 {
+		t.Errorf("one label for two runs: %v, want exit 2", r.err)
 	}
 }
 
