@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +41,8 @@ type benchNode struct {
 	admin    *accounts.AdminClient
 	remove   string    // removed by close; empty with --keep or --dir
 	nready   readyTook // how long the last start's nats-server took
+	bar      *progress // the operations done, on a terminal
+	barMu    sync.Mutex
 
 	// A running latch (--server): its NATS and web addresses, the CA of
 	// its certificate, the names the bench gives its persons, and the
@@ -192,6 +196,22 @@ func (n *benchNode) close() {
 	if n.remove != "" {
 		os.RemoveAll(n.remove)
 	}
+}
+
+// progress shows a bar of total operations on w when it is a terminal;
+// tick moves it. done ends it.
+func (n *benchNode) progress(w io.Writer, total int, unit string) (done func()) {
+	n.bar = newProgress(w, int64(total), unit)
+	return n.bar.done
+}
+
+func (n *benchNode) tick() {
+	if n.bar == nil {
+		return
+	}
+	n.barMu.Lock()
+	n.bar.add(1)
+	n.barMu.Unlock()
 }
 
 // url is the server's NATS client URL.

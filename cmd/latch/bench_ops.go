@@ -104,7 +104,9 @@ per device, and the latency of each call.`,
 					return err
 				}
 				defer n.close()
+				done := n.progress(e.stderr, devices, "devices")
 				r, err := benchIssue(c.Context, n, persons, devices, parallel)
+				done()
 				if err != nil {
 					return err
 				}
@@ -138,7 +140,9 @@ are the revocation's, not that wait's.`,
 					return err
 				}
 				defer n.close()
+				done := n.progress(e.stderr, devices, "revocations")
 				r, err := benchRevoke(c.Context, n, persons, devices)
+				done()
 				if err != nil {
 					return err
 				}
@@ -178,7 +182,9 @@ latency of each step and of the whole.`,
 					return err
 				}
 				defer n.close()
+				done := n.progress(e.stderr, devices, "devices")
 				r, err := benchEnroll(c.Context, n, persons, devices, parallel)
+				done()
 				if err != nil {
 					return err
 				}
@@ -211,7 +217,9 @@ the latency of each put and of each put until the watch delivered it.`,
 					return err
 				}
 				defer n.close()
+				done := n.progress(e.stderr, puts, "puts")
 				r, err := benchSync(c.Context, n, puts, size, keys)
+				done()
 				if err != nil {
 					return err
 				}
@@ -271,6 +279,7 @@ func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel in
 			return fmt.Errorf("issue device %d: %w", i, err)
 		}
 		lat[i] = time.Since(t0)
+		n.tick()
 		return nil
 	})
 	if err != nil {
@@ -334,6 +343,7 @@ func benchRevoke(ctx context.Context, n *benchNode, persons, devices int) (bench
 		cpuSpent += benchCPU() - cpu
 		r.Elapsed += time.Since(t0)
 		last[k] = time.Now()
+		n.tick()
 	}
 	r.CPUPerOp = cpuSpent / time.Duration(devices)
 	r.Latencies = []benchLatency{latencyOf("the revoke call", call), latencyOf("revoke to connection closed", toClose)}
@@ -400,6 +410,7 @@ func benchSync(ctx context.Context, n *benchNode, puts, size, keys int) (benchOp
 			}
 		}
 		toWatch = append(toWatch, time.Since(t0))
+		n.tick()
 	}
 	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(puts)
 	r.PerSecond = float64(puts) / r.Elapsed.Seconds()
@@ -471,6 +482,7 @@ func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel i
 		for k, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3), t4.Sub(t0)} {
 			steps[k][i] = d
 		}
+		n.tick()
 		return nil
 	}
 	began, cpu := time.Now(), benchCPU()

@@ -50,7 +50,9 @@ time per person for all of it, and the latency of each step.`,
 				return err
 			}
 			defer n.close()
+			done := n.progress(e.stderr, persons, "persons")
 			r, err := benchWeb(c.Context, n, persons, parallel)
+			done()
 			if err != nil {
 				return err
 			}
@@ -176,6 +178,7 @@ func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOp
 		for k, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3), t4.Sub(t0)} {
 			steps[k][i] = d
 		}
+		n.tick()
 		return nil
 	}
 	began, cpu := time.Now(), benchCPU()
