@@ -132,7 +132,7 @@ func (r *Remote) WaitReady(ctx context.Context) error {
 		if nc.IsConnected() {
 			if err := r.look(ctx); err == nil {
 				r.ready.Store(true)
-				r.log.Info("nats is ready", "servers", r.serverCount(), "connected_to", nc.ConnectedUrlRedacted())
+				r.log.Info(ReadyMessage, "servers", r.serverCount(), "connected_to", nc.ConnectedUrlRedacted())
 				r.wg.Go(r.watch)
 				return nil
 			}

@@ -405,7 +405,7 @@ func (s *Server) WaitReady(ctx context.Context) error {
 		if !listening.IsZero() {
 			if jsErr = s.jetStreamHealthy(); jsErr == nil {
 				s.st.ready.Store(true)
-				s.log.Info("nats is ready", "took", time.Since(s.st.began).Round(time.Millisecond),
+				s.log.Info(ReadyMessage, "took", time.Since(s.st.began).Round(time.Millisecond),
 					"streams", s.st.restored.Load())
 				return nil
 			}
@@ -574,6 +574,10 @@ func (s *Server) Routes() []string {
 	slices.Sort(names)
 	return names
 }
+
+// ReadyMessage is what the log says once nats-server is ready; for an
+// embedded server, with the time it took since the start ("took").
+const ReadyMessage = "nats is ready"
 
 // Connect makes a client connection to the server in-process, not
 // through TCP.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/keys"
+	"github.com/latch-dev/latch/resolver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -463,7 +464,7 @@ func (l *catchUpLog) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch r.Message {
-	case "nats is ready":
+	case resolver.ReadyMessage:
 		l.natsReady = r.Time
 	case "caught up with latch's record of account JWTs":
 		r.Attrs(func(a slog.Attr) bool {

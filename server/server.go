@@ -131,6 +131,10 @@ type ConfigError struct{ Msg string }
 
 func (e *ConfigError) Error() string { return e.Msg }
 
+// CheckedMessage is what the log says once latch's checks of every
+// account after a start (Refresh) are done, with their time ("took").
+const CheckedMessage = "every account checked against today's latch"
+
 // Addrs are where a running server listens.
 type Addrs struct {
 	NATS    string // the client URL, nats:// or tls://
@@ -828,7 +832,7 @@ func (s *Server) run(ctx context.Context) error {
 			}
 		}
 		if s.bgCtx.Err() == nil {
-			log.Info("every account checked against today's latch", "took", time.Since(began).Round(time.Millisecond))
+			log.Info(CheckedMessage, "took", time.Since(began).Round(time.Millisecond))
 		}
 	})
 	admin, err := svc.ServeAdmin(appNC, cfg.Version)

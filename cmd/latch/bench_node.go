@@ -21,6 +21,7 @@ import (
 
 	"github.com/latch-dev/latch/accounts"
 	"github.com/latch-dev/latch/operator"
+	"github.com/latch-dev/latch/resolver"
 	"github.com/latch-dev/latch/server"
 	"github.com/latch-dev/latch/web"
 	"github.com/nats-io/nats.go"
@@ -289,6 +290,16 @@ func (n *benchNode) adopt(ctx context.Context) {
 	}
 }
 
+// addPersons creates the bench's persons 0 … count-1.
+func (n *benchNode) addPersons(ctx context.Context, count int) error {
+	for i := range count {
+		if err := n.addPerson(ctx, n.person(i)); err != nil {
+			return fmt.Errorf("create a person: %w", err)
+		}
+	}
+	return nil
+}
+
 // addPerson creates a person through the admin service.
 func (n *benchNode) addPerson(ctx context.Context, name string) error {
 	_, err := accounts.EndpointAccountAdd.Call(ctx, n.admin, accounts.AccountAddRequest{Name: name})
@@ -322,7 +333,7 @@ func (r *readyTook) Enabled(context.Context, slog.Level) bool { return true }
 func (r *readyTook) WithAttrs([]slog.Attr) slog.Handler       { return r }
 func (r *readyTook) WithGroup(string) slog.Handler            { return r }
 func (r *readyTook) Handle(_ context.Context, rec slog.Record) error {
-	into := map[string]*atomic.Int64{"nats is ready": &r.took, "every account checked against today's latch": &r.checked}[rec.Message]
+	into := map[string]*atomic.Int64{resolver.ReadyMessage: &r.took, server.CheckedMessage: &r.checked}[rec.Message]
 	if into != nil {
 		rec.Attrs(func(a slog.Attr) bool {
 			if a.Key == "took" {

@@ -99,18 +99,9 @@ per device, and the latency of each call.`,
 				if persons < 1 || devices < 1 || parallel < 1 {
 					return usagef("--persons, --devices and --parallel: at least 1")
 				}
-				n, err := openBenchNode(c.Context, e.benchNodeOptionsOf(c))
-				if err != nil {
-					return err
-				}
-				defer n.close()
-				done := n.progress(e.stderr, devices, "devices")
-				r, err := benchIssue(c.Context, n, persons, devices, parallel)
-				done()
-				if err != nil {
-					return err
-				}
-				return printOps(e.stdout, c.Bool("json"), r)
+				return e.runOps(c, e.benchNodeOptionsOf(c), devices, "devices", func(ctx context.Context, n *benchNode) (benchOps, error) {
+					return benchIssue(ctx, n, persons, devices, parallel)
+				})
 			},
 		},
 		{
@@ -135,18 +126,9 @@ are the revocation's, not that wait's.`,
 				if persons < 1 || devices < 1 {
 					return usagef("--persons and --devices: at least 1")
 				}
-				n, err := openBenchNode(c.Context, e.benchNodeOptionsOf(c))
-				if err != nil {
-					return err
-				}
-				defer n.close()
-				done := n.progress(e.stderr, devices, "revocations")
-				r, err := benchRevoke(c.Context, n, persons, devices)
-				done()
-				if err != nil {
-					return err
-				}
-				return printOps(e.stdout, c.Bool("json"), r)
+				return e.runOps(c, e.benchNodeOptionsOf(c), devices, "revocations", func(ctx context.Context, n *benchNode) (benchOps, error) {
+					return benchRevoke(ctx, n, persons, devices)
+				})
 			},
 		},
 		{
@@ -177,18 +159,9 @@ latency of each step and of the whole.`,
 				}
 				o := e.benchNodeOptionsOf(c)
 				o.trustProxy = true
-				n, err := openBenchNode(c.Context, o)
-				if err != nil {
-					return err
-				}
-				defer n.close()
-				done := n.progress(e.stderr, devices, "devices")
-				r, err := benchEnroll(c.Context, n, persons, devices, parallel)
-				done()
-				if err != nil {
-					return err
-				}
-				return printOps(e.stdout, c.Bool("json"), r)
+				return e.runOps(c, o, devices, "devices", func(ctx context.Context, n *benchNode) (benchOps, error) {
+					return benchEnroll(ctx, n, persons, devices, parallel)
+				})
 			},
 		},
 		{
@@ -212,21 +185,72 @@ the latency of each put and of each put until the watch delivered it.`,
 				if puts < 1 || size < 0 || keys < 1 {
 					return usagef("--puts and --keys: at least 1; --size: 0 or more")
 				}
-				n, err := openBenchNode(c.Context, e.benchNodeOptionsOf(c))
-				if err != nil {
-					return err
-				}
-				defer n.close()
-				done := n.progress(e.stderr, puts, "puts")
-				r, err := benchSync(c.Context, n, puts, size, keys)
-				done()
-				if err != nil {
-					return err
-				}
-				return printOps(e.stdout, c.Bool("json"), r)
+				return e.runOps(c, e.benchNodeOptionsOf(c), puts, "puts", func(ctx context.Context, n *benchNode) (benchOps, error) {
+					return benchSync(ctx, n, puts, size, keys)
+				})
 			},
 		},
 	}
+}
+
+// runOps opens the bench's node, runs bench on it with a progress bar of
+// ops operations, and prints what it measured.
+func (e *env) runOps(c *cli.Context, o benchNodeOptions, ops int, unit string, bench func(context.Context, *benchNode) (benchOps, error)) error {
+	n, err := openBenchNode(c.Context, o)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	done := n.progress(e.stderr, ops, unit)
+	r, err := bench(c.Context, n)
+	done()
+	if err != nil {
+		return err
+	}
+	return printOps(e.stdout, c.Bool("json"), r)
+}
+
+// newOps begins the report of a bench of n.
+func (n *benchNode) newOps(bench string, ops, parallel int) benchOps {
+	return benchOps{benchMachine: thisMachine(), Server: n.server, Bench: bench, Ops: ops, Parallel: parallel}
+}
+
+// timed sets the wall time, rate and CPU per operation of operations
+// that began at began, when the process's CPU clock read cpu.
+func (r *benchOps) timed(began time.Time, cpu time.Duration) {
+	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(r.Ops)
+	r.PerSecond = float64(r.Ops) / r.Elapsed.Seconds()
+}
+
+// stepTimes keeps the time of each step of every operation, and of the
+// whole of it: what the last name names.
+type stepTimes struct {
+	names []string
+	d     [][]time.Duration // by name, then operation
+}
+
+func newStepTimes(ops int, names ...string) *stepTimes {
+	st := &stepTimes{names: names, d: make([][]time.Duration, len(names))}
+	for k := range st.d {
+		st.d[k] = make([]time.Duration, ops)
+	}
+	return st
+}
+
+// record takes when operation i began and when each of its steps ended.
+func (st *stepTimes) record(i int, marks ...time.Time) {
+	for k := 1; k < len(marks); k++ {
+		st.d[k-1][i] = marks[k].Sub(marks[k-1])
+	}
+	st.d[len(st.d)-1][i] = marks[len(marks)-1].Sub(marks[0])
+}
+
+func (st *stepTimes) latencies() []benchLatency {
+	var out []benchLatency
+	for k, what := range st.names {
+		out = append(out, latencyOf(what, st.d[k]))
+	}
+	return out
 }
 
 // inParallel calls f(0) … f(ops-1) from parallel goroutines and returns
@@ -263,11 +287,9 @@ feed:
 }
 
 func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "issue", Ops: devices, Parallel: parallel}
-	for i := range persons {
-		if err := n.addPerson(ctx, n.person(i)); err != nil {
-			return r, fmt.Errorf("create a person: %w", err)
-		}
+	r := n.newOps("issue", devices, parallel)
+	if err := n.addPersons(ctx, persons); err != nil {
+		return r, err
 	}
 	lat := make([]time.Duration, devices)
 	began, cpu := time.Now(), benchCPU()
@@ -285,14 +307,13 @@ func benchIssue(ctx context.Context, n *benchNode, persons, devices, parallel in
 	if err != nil {
 		return r, err
 	}
-	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(devices)
-	r.PerSecond = float64(devices) / r.Elapsed.Seconds()
+	r.timed(began, cpu)
 	r.Latencies = []benchLatency{latencyOf("the issue call", lat)}
 	return r, nil
 }
 
 func benchRevoke(ctx context.Context, n *benchNode, persons, devices int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "revoke", Ops: devices, Parallel: 1}
+	r := n.newOps("revoke", devices, 1)
 	persons = min(persons, devices)
 	last := make([]time.Time, persons) // each account's JWT's last change
 	for i := range persons {
@@ -351,7 +372,7 @@ func benchRevoke(ctx context.Context, n *benchNode, persons, devices int) (bench
 }
 
 func benchSync(ctx context.Context, n *benchNode, puts, size, keys int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "sync", Ops: puts, Parallel: 1}
+	r := n.newOps("sync", puts, 1)
 	if err := n.addPerson(ctx, n.person(0)); err != nil {
 		return r, err
 	}
@@ -412,8 +433,7 @@ func benchSync(ctx context.Context, n *benchNode, puts, size, keys int) (benchOp
 		toWatch = append(toWatch, time.Since(t0))
 		n.tick()
 	}
-	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(puts)
-	r.PerSecond = float64(puts) / r.Elapsed.Seconds()
+	r.timed(began, cpu)
 	r.Latencies = []benchLatency{latencyOf("the put", put), latencyOf("put to the other device's watch", toWatch)}
 	return r, nil
 }
@@ -437,16 +457,12 @@ func (f forwardedFor) RoundTrip(r *http.Request) (*http.Response, error) {
 func benchAddr(i int) string { return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255) }
 
 func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "enroll", Ops: devices, Parallel: parallel}
-	for i := range persons {
-		if err := n.addPerson(ctx, n.person(i)); err != nil {
-			return r, fmt.Errorf("create a person: %w", err)
-		}
+	r := n.newOps("enroll", devices, parallel)
+	if err := n.addPersons(ctx, persons); err != nil {
+		return r, err
 	}
-	steps := [5][]time.Duration{}
-	for k := range steps {
-		steps[k] = make([]time.Duration, devices)
-	}
+	steps := newStepTimes(devices, "start (the device's key sent)", "the admin's approval", "the poll (JWT, creds written)",
+		"first connect and records get", "the whole enrollment")
 	base, err := n.webURL()
 	if err != nil {
 		return r, err
@@ -478,10 +494,7 @@ func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel i
 		if _, err := n.coldConnect(ctx, d.CredsPath); err != nil {
 			return fmt.Errorf("connect with the new creds: %w", err)
 		}
-		t4 := time.Now()
-		for k, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3), t4.Sub(t0)} {
-			steps[k][i] = d
-		}
+		steps.record(i, t0, t1, t2, t3, time.Now())
 		n.tick()
 		return nil
 	}
@@ -495,11 +508,7 @@ func benchEnroll(ctx context.Context, n *benchNode, persons, devices, parallel i
 	if err != nil {
 		return r, err
 	}
-	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(devices)
-	r.PerSecond = float64(devices) / r.Elapsed.Seconds()
-	for k, what := range []string{"start (the device's key sent)", "the admin's approval", "the poll (JWT, creds written)",
-		"first connect and records get", "the whole enrollment"} {
-		r.Latencies = append(r.Latencies, latencyOf(what, steps[k]))
-	}
+	r.timed(began, cpu)
+	r.Latencies = steps.latencies()
 	return r, nil
 }

@@ -45,18 +45,9 @@ time per person for all of it, and the latency of each step.`,
 			}
 			o := e.benchNodeOptionsOf(c)
 			o.trustProxy = true
-			n, err := openBenchNode(c.Context, o)
-			if err != nil {
-				return err
-			}
-			defer n.close()
-			done := n.progress(e.stderr, persons, "persons")
-			r, err := benchWeb(c.Context, n, persons, parallel)
-			done()
-			if err != nil {
-				return err
-			}
-			return printOps(e.stdout, c.Bool("json"), r)
+			return e.runOps(c, o, persons, "persons", func(ctx context.Context, n *benchNode) (benchOps, error) {
+				return benchWeb(ctx, n, persons, parallel)
+			})
 		},
 	}
 }
@@ -107,7 +98,7 @@ func (v *webVisitor) do(req *http.Request) ([]byte, error) {
 }
 
 func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOps, error) {
-	r := benchOps{benchMachine: thisMachine(), Server: n.server, Bench: "web", Ops: persons, Parallel: parallel}
+	r := n.newOps("web", persons, parallel)
 	base, err := n.webURL()
 	if err != nil {
 		return r, err
@@ -128,10 +119,8 @@ func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOp
 		}
 		tokens[i] = inv.Token
 	}
-	steps := [5][]time.Duration{}
-	for k := range steps {
-		steps[k] = make([]time.Duration, persons)
-	}
+	steps := newStepTimes(persons, "invite page and sign-up with a new passkey", "the Devices page", "the Records page",
+		"a login with the passkey", "all of it")
 	person := func(i int) error {
 		addr := benchAddr(i)
 		v := newWebVisitor(base, addr, transport)
@@ -175,9 +164,7 @@ func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOp
 		if _, err := v.get(ctx, "/devices"); err != nil {
 			return fmt.Errorf("after the login: %w", err)
 		}
-		for k, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3), t4.Sub(t0)} {
-			steps[k][i] = d
-		}
+		steps.record(i, t0, t1, t2, t3, t4)
 		n.tick()
 		return nil
 	}
@@ -191,11 +178,7 @@ func benchWeb(ctx context.Context, n *benchNode, persons, parallel int) (benchOp
 	if err != nil {
 		return r, err
 	}
-	r.Elapsed, r.CPUPerOp = time.Since(began), (benchCPU()-cpu)/time.Duration(persons)
-	r.PerSecond = float64(persons) / r.Elapsed.Seconds()
-	for k, what := range []string{"invite page and sign-up with a new passkey", "the Devices page", "the Records page",
-		"a login with the passkey", "all of it"} {
-		r.Latencies = append(r.Latencies, latencyOf(what, steps[k]))
-	}
+	r.timed(began, cpu)
+	r.Latencies = steps.latencies()
 	return r, nil
 }
