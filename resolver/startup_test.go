@@ -175,7 +175,14 @@ func TestStartGivesUpWhenRecoveryStalls(t *testing.T) {
 		!strings.Contains(err.Error(), fmt.Sprintf("of %d streams", streamsOnDisk(t, cfg.DataDir))) {
 		t.Errorf("got %q, want it to say the server made no progress and how far it got", err)
 	}
+	// The held recovery goes on once let go, writing into the data folder;
+	// it ends before the server is shut down and the folder removed.
 	g.open()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(g.log(), "Restored"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the recovery did not finish once let go:\n%s", g.log())
+		}
+	}
 }
 
 // A port another process holds is reported at once, naming the listener
